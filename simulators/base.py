@@ -1,0 +1,121 @@
+"""The `Simulator` contract every simulator implements (lumped, PyBaMM, and FE in `abuse_fe`).
+
+A simulator declares
+- `parameters`: uncertain physical parameters θ (name, SI unit, default prior, reference),
+- `conditions`: test conditions c that are known for each test (SOC, oven temperature, ...),
+and maps one (θ, c) to an `xarray.Dataset` by `run(theta, condition)`:
+
+- observables on a fixed grid (dimension ``time`` [s] or ``displacement`` [m]; the grid depends only
+  on the simulator's options, never on θ or c, so ensembles stack),
+- scalar outcome variables, at least::
+
+      thermal_runaway      bool   did the cell run away
+      time_to_runaway      s      NaN when no runaway
+      temperature_peak     K
+      heat_released_total  J      chemical + electrical heat released into the cell
+
+Every variable carries ``units`` and ``long_name`` attrs. Failures raise `SimulationError` (or any
+exception); the ensemble runner records them per sample and carries on.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import xarray as xr
+
+from simulators.priors import Prior
+
+OUTCOMES: dict[str, tuple[str, str]] = {
+    "thermal_runaway": ("1", "thermal runaway occurred"),
+    "time_to_runaway": ("s", "time from trigger start to runaway (dT/dt > threshold)"),
+    "temperature_peak": ("K", "peak cell temperature"),
+    "heat_released_total": ("J", "total heat released inside the cell"),
+}
+
+
+class SimulationError(RuntimeError):
+    """A simulation that ran but failed (non-convergence, NaN state, time-out)."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """An uncertain physical parameter θ_i of a simulator."""
+
+    name: str
+    unit: str
+    prior: Prior
+    long_name: str = ""
+    reference: str = ""
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.prior.support
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A known test condition c_j (e.g. ``soc`` [1], ``temperature_oven`` [K])."""
+
+    name: str
+    unit: str
+    default: float
+    long_name: str = ""
+    bounds: tuple[float, float] = (float("-inf"), float("inf"))
+
+
+@dataclass
+class Simulator(ABC):
+    """Base class: subclasses set `name`, `parameters`, `conditions` and implement `_run`.
+
+    Options (mesh size, end time, grid size) are dataclass fields of the subclass; they must not
+    depend on θ or c.
+    """
+
+    name: ClassVar[str] = ""
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+    conditions: ClassVar[tuple[Condition, ...]] = ()
+    options: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return [p.name for p in self.parameters]
+
+    @property
+    def condition_names(self) -> list[str]:
+        return [c.name for c in self.conditions]
+
+    def run(self, theta: Mapping[str, float], condition: Mapping[str, float] | None = None) -> xr.Dataset:
+        """Run one simulation. Missing conditions take their declared defaults.
+
+        Raises `ValueError` naming unknown or missing parameters.
+        """
+        theta = dict(theta)
+        unknown = set(theta) - set(self.parameter_names)
+        missing = set(self.parameter_names) - set(theta)
+        if unknown or missing:
+            raise ValueError(
+                f"{self.name}: theta has unknown {sorted(unknown)} / missing {sorted(missing)} parameters"
+            )
+        cond = {c.name: c.default for c in self.conditions}
+        extra = set(condition or {}) - set(cond)
+        if extra:
+            raise ValueError(f"{self.name}: unknown conditions {sorted(extra)}; declared: {sorted(cond)}")
+        cond.update(condition or {})
+        ds = self._run({k: float(v) for k, v in theta.items()}, {k: float(v) for k, v in cond.items()})
+        ds.attrs.setdefault("simulator", self.name)
+        return ds
+
+    @abstractmethod
+    def _run(self, theta: dict[str, float], condition: dict[str, float]) -> xr.Dataset: ...
+
+
+def attach_units(ds: xr.Dataset, meta: Mapping[str, tuple[str, str]]) -> xr.Dataset:
+    """Set ``units`` and ``long_name`` attrs from ``meta = {var: (units, long_name)}`` (OUTCOMES included)."""
+    table = {**OUTCOMES, **meta}
+    for name in list(ds.variables):
+        if name in table:
+            ds[name].attrs.update(units=table[name][0], long_name=table[name][1])
+    return ds
