@@ -1,0 +1,52 @@
+# Two commands on a fresh machine:  make run   (venv + install + default study)   make test   (venv + install + tests)
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STUDY ?= studies/indentation_pouch.yaml
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+# The first Python 3.12 that really runs (a pyenv shim for an inactive version does not).
+define find_python
+for c in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+  if [ -x "$$(command -v $$c 2>/dev/null)" ] && $$c -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then echo $$c; break; fi; \
+done
+endef
+
+.PHONY: run test venv sysdeps schema benchmarks clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@py=$$($(find_python)); \
+	if [ -z "$$py" ]; then \
+	  echo "error: Python 3.12 not found on PATH or under ~/.pyenv/versions. Install it: 'pyenv install 3.12' (then retry), or 'apt-get install python3.12 python3.12-venv'." >&2; exit 1; \
+	fi; \
+	if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$py"; $$py -m venv $(VENV) || exit 1; fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+# Headless Chromium (HTML report check, PDF printing) and pdftoppm, from Debian's packages.
+sysdeps:
+	@if ! command -v chromium >/dev/null || ! command -v pdftoppm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null; \
+	  else echo "error: install Debian's chromium and poppler-utils (sudo apt-get install chromium poppler-utils)" >&2; exit 1; fi; \
+	fi
+
+run: venv sysdeps
+	$(VENV)/bin/risk run $(STUDY)
+
+# pytest's exit 5 (no test collected) is a failure here: a suite that runs nothing proves nothing.
+test: venv sysdeps
+	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+schema: venv
+	$(VENV)/bin/risk schema -o risk/schema/study.schema.json
+
+benchmarks: venv
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf runs .pytest_cache

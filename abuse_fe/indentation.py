@@ -1,0 +1,458 @@
+"""Mechanical indentation of a pouch cell by a rigid hemispherical punch: axisymmetric finite strain FE.
+
+Physics
+-------
+The cell (jelly roll / electrode stack + pouch) is a homogenised solid. Under out-of-plane
+compression it behaves like a crushable, densifying porous stack: almost no lateral expansion, a soft
+initial response and a stiffening (convex) stress–strain curve as the pores close (Sahraei, Hill,
+Wierzbicki, J. Power Sources 201 (2012) 307; Lai, Ali, Pan, J. Power Sources 245 (2014) 609).
+Under the monotonic loading of an indentation test a hyperelastic law with strain stiffening is
+indistinguishable from deformation-theory plasticity (no unloading), so we use a compressible
+neo-Hookean solid plus a densification term (a "hyperfoam"-like law):
+
+    W(F) = μ/2 (I₁ − 3 − 2 ln J) + λ/2 (J − 1)² + B/(n+1) ⟨1 − J⟩₊^{n+1}        [J m⁻³]
+
+with F = I + ∇u, I₁ = tr(FᵀF), J = det F, the Lamé constants (λ, μ) of the small-strain modulus E
+and a low, foam-like Poisson ratio ν, the hardening modulus B [Pa] and exponent n ≥ 1. In uniaxial
+strain the nominal stress is ≈ E ε + B εⁿ, the power law measured on jelly rolls.
+
+Axisymmetry (r, z): u = (u_r, u_z), F = [[1 + ∂u_r/∂r, ∂u_r/∂z, 0], [∂u_z/∂r, 1 + ∂u_z/∂z, 0],
+[0, 0, 1 + u_r/r]], dV = 2π r dr dz.
+
+Contact with the rigid sphere (radius R_p, tip at depth d below the top face, centre
+c = (0, H − d + R_p)) is enforced by a penalty on the penetration g = R_p − |x + u − c|:
+
+    Π(u) = ∫_Ω W(F) dV + ∫_Γtop κ/2 ⟨g⟩₊² dA,          κ = α max(E, B) / h,
+
+and the punch force is F_p = ∂Π/∂d = ∫_Γtop κ ⟨g⟩₊ (c_z − z)/|x − c| dA (exact for the penalty
+problem). The bottom face rests on a frictionless rigid plate (u_z = 0), u_r = 0 on the axis.
+
+Separator failure: an internal short starts when the maximum von Mises equivalent logarithmic strain
+ε_eq = √(2/3 ε_dev : ε_dev), ε = ½ ln C (principal), in the cell exceeds the critical strain ε_c
+(an uncertain parameter; strain-based short criteria: Sahraei et al. 2012; Zhu, Wierzbicki, Li,
+J. Power Sources 378 (2018) 153).
+
+Numerics: Lagrange P2 vector field, Newton (SNES newtonls, backtracking line search, LU) at each
+depth of a fixed displacement grid; every step is checked (`getConvergedReason() > 0`) and a failed
+step is retried with bisected sub-steps.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+import abuse_fe  # noqa: F401  (import order: must precede dolfinx)
+import ufl
+from dolfinx import fem
+from dolfinx.fem.petsc import NonlinearProblem
+from mpi4py import MPI
+from petsc4py import PETSc
+
+from abuse_fe.geometry_indentation import BOTTOM, TOP, AXIS, RESOLUTIONS, create_indentation_mesh
+from simulators.base import Condition, Parameter, SimulationError, Simulator, attach_units
+from simulators.priors import Prior
+
+_prefix_counter = itertools.count()
+
+#: units and long names of every variable the indentation simulators write
+META: dict[str, tuple[str, str]] = {
+    "displacement": ("m", "indenter displacement (depth below first contact)"),
+    "force_indenter": ("N", "indenter force"),
+    "strain_separator_max": ("1", "maximum equivalent logarithmic strain in the cell"),
+    "displacement_short_onset": ("m", "indenter displacement at internal-short onset"),
+    "force_short_onset": ("N", "indenter force at internal-short onset"),
+    "contact_radius_short_onset": ("m", "punch contact radius at internal-short onset"),
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Parameters shared by the FE and the lumped (mesh-free) indentation models
+# ---------------------------------------------------------------------------------------------------
+MECHANICAL_PARAMETERS: tuple[Parameter, ...] = (
+    Parameter(
+        "modulus_cell", "Pa", Prior("loguniform", low=5.0e6, high=5.0e8),
+        "small-strain out-of-plane Young's modulus of the homogenised cell",
+        "Sahraei et al., J. Power Sources 201 (2012) 307; Lai et al., J. Power Sources 245 (2014) 609",
+    ),
+    Parameter(
+        "hardening_modulus", "Pa", Prior("loguniform", low=1.0e7, high=3.0e9),
+        "densification modulus B of the stress ≈ E ε + B εⁿ law",
+        "Sahraei et al. 2012 (power-law compaction of jelly rolls)",
+    ),
+    Parameter(
+        "hardening_exponent", "1", Prior("uniform", low=1.0, high=4.0),
+        "densification exponent n",
+        "Sahraei et al. 2012; Lai et al. 2014",
+    ),
+    Parameter(
+        "strain_critical", "1", Prior("uniform", low=0.1, high=0.9),
+        "critical equivalent strain for separator failure (internal short onset)",
+        "Sahraei et al. 2012; Zhu, Wierzbicki, Li, J. Power Sources 378 (2018) 153",
+    ),
+)
+
+MECHANICAL_CONDITIONS: tuple[Condition, ...] = (
+    Condition("punch_radius", "m", 6.35e-3, "radius of the hemispherical punch", (1.0e-3, 30.0e-3)),
+    Condition("cell_thickness", "m", 5.0e-3, "thickness of the cell under the punch", (1.0e-3, 40.0e-3)),
+)
+
+
+@dataclass(frozen=True)
+class IndentationResult:
+    """Force and strain along the load path.
+
+    Attributes
+    ----------
+    depth : ndarray, shape (n,)
+        Punch depths [m] (the simulator's displacement grid; NaN rows beyond `depth_limit`).
+    force : ndarray, shape (n,)
+        Punch force [N].
+    strain_max : ndarray, shape (n,)
+        Maximum equivalent logarithmic strain [1].
+    contact_radius : ndarray, shape (n,)
+        Radius of the contact zone [m] (largest radius of a penetrated top-face quadrature point).
+    newton_iterations : int
+        Total Newton iterations.
+    """
+
+    depth: np.ndarray
+    force: np.ndarray
+    strain_max: np.ndarray
+    contact_radius: np.ndarray
+    newton_iterations: int
+
+
+def lame(E: float, ν: float) -> tuple[float, float]:
+    """Lamé constants (λ, μ) [Pa] of Young's modulus E [Pa] and Poisson ratio ν [1]."""
+    return E * ν / ((1 + ν) * (1 - 2 * ν)), E / (2 * (1 + ν))
+
+
+class IndentationProblem:
+    """The axisymmetric punch problem: mesh → space → BCs → forms → Newton solver, built once.
+
+    The mesh topology, spaces and compiled forms are kept; material, punch and cell size change by
+    `Constant` values and an in-place rescaling of the mesh coordinates, so repeated solves (ensembles,
+    calibration) pay the form compilation once per process.
+
+    Parameters
+    ----------
+    n_r, n_z : int
+        Elements along r and z.
+    degree : int
+        Lagrange degree of the displacement.
+    domain_radius : float
+        Radius of the modelled disc [m].
+    poisson_ratio : float
+        Small-strain Poisson ratio ν of the homogenised cell [1].
+    penalty : float
+        Dimensionless contact penalty α (κ = α max(E, B) / h_top).
+    comm : MPI communicator
+    """
+
+    def __init__(
+        self,
+        n_r: int = 16,
+        n_z: int = 8,
+        *,
+        degree: int = 2,
+        domain_radius: float = 20.0e-3,
+        grading_r: float = 3.0,
+        grading_z: float = 2.0,
+        poisson_ratio: float = 0.1,
+        penalty: float = 100.0,
+        comm: MPI.Comm = MPI.COMM_WORLD,
+    ):
+        self.comm = comm
+        self.domain_radius = domain_radius
+        self.penalty = penalty
+        self.poisson_ratio = poisson_ratio
+        # --- mesh ------------------------------------------------------------------------------
+        self.im = create_indentation_mesh(
+            n_r, n_z, radius=domain_radius, grading_r=grading_r, grading_z=grading_z, comm=comm
+        )
+        msh = self.im.mesh
+        fdim = msh.topology.dim - 1
+        # --- space -----------------------------------------------------------------------------
+        V = fem.functionspace(msh, ("Lagrange", degree, (2,)))
+        self.V = V
+        self.u = fem.Function(V, name="displacement")
+        # --- boundary conditions: u_r = 0 on the axis, u_z = 0 on the rigid plate ----------------
+        ft = self.im.facet_tags
+        axis_dofs = fem.locate_dofs_topological(V.sub(0), fdim, ft.find(AXIS))
+        bottom_dofs = fem.locate_dofs_topological(V.sub(1), fdim, ft.find(BOTTOM))
+        self.bcs = [
+            fem.dirichletbc(PETSc.ScalarType(0.0), axis_dofs, V.sub(0)),
+            fem.dirichletbc(PETSc.ScalarType(0.0), bottom_dofs, V.sub(1)),
+        ]
+        # --- constants (changed per run without recompiling) -----------------------------------
+        c = lambda v: fem.Constant(msh, PETSc.ScalarType(v))  # noqa: E731
+        self.E, self.ν = c(1.0e8), c(poisson_ratio)
+        self.B, self.n = c(1.0e8), c(2.0)
+        self.R_p, self.H, self.d = c(6.35e-3), c(5.0e-3), c(0.0)
+        self.κ = c(1.0)
+        # --- forms -----------------------------------------------------------------------------
+        self._forms()
+        # --- solver ----------------------------------------------------------------------------
+        self.prefix = f"indent{next(_prefix_counter)}_"
+        self.petsc_options = {
+            "snes_type": "newtonls",
+            "snes_linesearch_type": "bt",
+            "snes_rtol": 1.0e-9,
+            "snes_atol": 1.0e-10,
+            "snes_stol": 0.0,
+            "snes_max_it": 30,
+            "ksp_type": "preonly",
+            "pc_type": "lu",
+            "pc_factor_mat_solver_type": "mumps",
+        }
+        self.problem = NonlinearProblem(
+            self.R, self.u, J=self.Jac, bcs=self.bcs,
+            petsc_options_prefix=self.prefix, petsc_options=self.petsc_options,
+        )
+
+    # -----------------------------------------------------------------------------------------
+    def _forms(self) -> None:
+        msh, u = self.im.mesh, self.u
+        x = ufl.SpatialCoordinate(msh)
+        r = x[0]
+        v, du = ufl.TestFunction(self.V), ufl.TrialFunction(self.V)
+        E, ν, B, n = self.E, self.ν, self.B, self.n
+        λ = E * ν / ((1 + ν) * (1 - 2 * ν))
+        μ = E / (2 * (1 + ν))
+
+        # Axisymmetric deformation gradient F (3×3; hoop stretch 1 + u_r / r)
+        g = ufl.grad(u)
+        F = ufl.as_matrix([[1 + g[0, 0], g[0, 1], 0], [g[1, 0], 1 + g[1, 1], 0], [0, 0, 1 + u[0] / r]])
+        C = F.T * F
+        I1 = ufl.tr(C)
+        J = ufl.det(F)
+        # Strain energy density W [J/m³]: neo-Hooke + densification ⟨1 − J⟩₊^{n+1}
+        W = μ / 2 * (I1 - 3 - 2 * ufl.ln(J)) + λ / 2 * (J - 1) ** 2 + B / (n + 1) * ufl.max_value(1 - J, 0) ** (n + 1)
+        self.W = W
+
+        # Contact with the rigid sphere: centre c = (0, H − d + R_p), penetration g = R_p − |x + u − c|
+        c_z = self.H - self.d + self.R_p
+        y = ufl.as_vector([x[0] + u[0], x[1] + u[1] - c_z])
+        dist = ufl.sqrt(ufl.dot(y, y))
+        pen = ufl.max_value(self.R_p - dist, 0)
+        self.pen = pen
+
+        # Measures; the axisymmetric volume / area elements carry the factor 2π r
+        dx = ufl.Measure("dx", domain=msh, metadata={"quadrature_degree": 4})
+        ds = ufl.Measure("ds", domain=msh, subdomain_data=self.im.facet_tags, metadata={"quadrature_degree": 6})
+        two_π_r = 2 * ufl.pi * r
+
+        # Total potential energy Π(u), residual R = DΠ[v], Jacobian DR[du]
+        Π = W * two_π_r * dx + self.κ / 2 * pen**2 * two_π_r * ds(TOP)
+        self.R = ufl.derivative(Π, u, v)
+        self.Jac = ufl.derivative(self.R, u, du)
+
+        # Punch force F_p = ∂Π/∂d = ∫ κ ⟨g⟩₊ (c_z − z)/|x − c| dA  [N]
+        self.force_form = fem.form(self.κ * pen * (-y[1]) / dist * two_π_r * ds(TOP))
+        # Equilibrium check: plate reaction −∫ P_zz dA on z = 0 (first Piola–Kirchhoff P = ∂W/∂F)
+        P = self._piola(F, E, ν, B, n)
+        self.reaction_form = fem.form(-P[1, 1] * two_π_r * ds(BOTTOM))
+        # Contact area A_c = ∫ 1[g > 0] dA of the penetrated top face (reference configuration)
+        self.contact_area_form = fem.form(ufl.conditional(ufl.gt(pen, 0), 1.0, 0.0) * two_π_r * ds(TOP))
+
+        # Equivalent logarithmic strain ε_eq = √(2/3 ε_dev:ε_dev), ε_i = ½ ln c_i (principal of C)
+        a, b, dd = C[0, 0], C[0, 1], C[1, 1]
+        m = (a + dd) / 2
+        s = ufl.sqrt(((a - dd) / 2) ** 2 + b**2 + 1e-30)
+        e1, e2, e3 = ufl.ln(m + s) / 2, ufl.ln(m - s) / 2, ufl.ln(C[2, 2]) / 2
+        em = (e1 + e2 + e3) / 3
+        ε_eq = ufl.sqrt(2.0 / 3.0 * ((e1 - em) ** 2 + (e2 - em) ** 2 + (e3 - em) ** 2))
+        Q = fem.functionspace(msh, ("DG", 0))
+        self.strain = fem.Function(Q, name="strain_equivalent")
+        self.strain_expr = fem.Expression(ε_eq, Q.element.interpolation_points)
+
+    @staticmethod
+    def _piola(F, E, ν, B, n):
+        """First Piola–Kirchhoff stress P = ∂W/∂F of the law above [Pa]."""
+        λ = E * ν / ((1 + ν) * (1 - 2 * ν))
+        μ = E / (2 * (1 + ν))
+        J = ufl.det(F)
+        Finv_T = ufl.inv(F).T
+        # ∂/∂F: μ (F − F⁻ᵀ) + λ (J − 1) J F⁻ᵀ − B ⟨1 − J⟩₊ⁿ J F⁻ᵀ
+        return μ * (F - Finv_T) + (λ * (J - 1) - B * ufl.max_value(1 - J, 0) ** n) * J * Finv_T
+
+    # -----------------------------------------------------------------------------------------
+    def _scalar(self, form) -> float:
+        return self.comm.allreduce(fem.assemble_scalar(form), op=MPI.SUM)
+
+    def force(self) -> float:
+        """Punch force [N] of the current state."""
+        return self._scalar(self.force_form)
+
+    def plate_reaction(self) -> float:
+        """Vertical reaction of the rigid plate [N] (equals the punch force at equilibrium)."""
+        return self._scalar(self.reaction_form)
+
+    def contact_radius(self) -> float:
+        """Radius of the contact zone [m]: √(A_c / π) of the penetrated top area (flat-face measure)."""
+        return float(np.sqrt(max(self._scalar(self.contact_area_form), 0.0) / np.pi))
+
+    def strain_max(self) -> float:
+        """Maximum cell-averaged equivalent logarithmic strain [1]."""
+        self.strain.interpolate(self.strain_expr)
+        local = self.strain.x.array.max(initial=0.0)
+        return self.comm.allreduce(float(local), op=MPI.MAX)
+
+    def _newton(self) -> tuple[bool, int]:
+        self.problem.solve()
+        reason = self.problem.solver.getConvergedReason()
+        its = self.problem.solver.getIterationNumber()
+        self.u.x.scatter_forward()
+        return reason > 0, its
+
+    def set_state(self, *, modulus: float, hardening_modulus: float, hardening_exponent: float,
+                  punch_radius: float, thickness: float) -> None:
+        """Set material, punch and cell size; reset the displacement to zero."""
+        self.im.set_cell_size(thickness, self.domain_radius)
+        self.E.value, self.B.value, self.n.value = modulus, hardening_modulus, hardening_exponent
+        self.R_p.value, self.H.value, self.d.value = punch_radius, thickness, 0.0
+        h_top = self.im.h_min_top
+        self.κ.value = self.penalty * max(modulus, hardening_modulus) / h_top
+        self.u.x.array[:] = 0.0
+
+    def solve_path(self, depths: np.ndarray, *, max_bisections: int = 6) -> IndentationResult:
+        """Push the punch through ``depths`` [m] (increasing from 0) and record the response.
+
+        Each depth is one Newton solve from the previous state; a failed solve is retried from the
+        last converged state with the increment halved (up to ``max_bisections`` times).
+
+        Raises
+        ------
+        SimulationError
+            If a step does not converge after all bisections.
+        """
+        depths = np.asarray(depths, dtype=float)
+        out = np.full((4, depths.size), np.nan)
+        total_its = 0
+        d_prev = 0.0
+        u_prev = self.u.x.array.copy()
+        for k, d_k in enumerate(depths):
+            if d_k > 0.0:
+                # advance from d_prev to d_k in sub-steps; halve on failure
+                n_sub, d_from = 1, d_prev
+                while d_from < d_k - 1e-15:
+                    d_to = min(d_from + (d_k - d_prev) / n_sub, d_k)
+                    self.d.value = d_to
+                    ok, its = self._newton()
+                    total_its += its
+                    if ok and np.all(np.isfinite(self.u.x.array)):
+                        d_from, u_prev = d_to, self.u.x.array.copy()
+                        continue
+                    self.u.x.array[:] = u_prev
+                    self.u.x.scatter_forward()
+                    n_sub *= 2
+                    if n_sub > 2**max_bisections:
+                        raise SimulationError(
+                            f"indentation Newton failed at depth {d_to:.4e} m "
+                            f"(reason {self.problem.solver.getConvergedReason()}) after {max_bisections} bisections"
+                        )
+                d_prev = d_k
+            out[:, k] = (self.force(), self.strain_max(), self.contact_radius(), 0.0)
+        return IndentationResult(depths, out[0], out[1], out[2], total_its)
+
+
+def short_onset(depth: np.ndarray, force: np.ndarray, strain: np.ndarray, strain_critical: float) -> tuple[float, float]:
+    """First crossing of ``strain_critical`` along the path, linearly interpolated.
+
+    Returns
+    -------
+    (displacement_short_onset [m], force_short_onset [N]); (NaN, NaN) if never reached.
+    """
+    ok = np.isfinite(strain)
+    d, f, s = depth[ok], force[ok], strain[ok]
+    above = np.nonzero(s >= strain_critical)[0]
+    if above.size == 0:
+        return float("nan"), float("nan")
+    k = int(above[0])
+    if k == 0:
+        return float(d[0]), float(f[0])
+    w = (strain_critical - s[k - 1]) / (s[k] - s[k - 1])
+    return float(d[k - 1] + w * (d[k] - d[k - 1])), float(f[k - 1] + w * (f[k] - f[k - 1]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Simulator: mechanics only
+# ---------------------------------------------------------------------------------------------------
+_PROBLEMS: dict[tuple, IndentationProblem] = {}
+
+
+def get_problem(resolution: str | tuple[int, int] = "coarse", **kwargs) -> IndentationProblem:
+    """A cached `IndentationProblem` per (resolution, options, communicator size) in this process."""
+    n_r, n_z = RESOLUTIONS[resolution] if isinstance(resolution, str) else resolution
+    comm = kwargs.pop("comm", MPI.COMM_WORLD)
+    key = (n_r, n_z, comm.size, tuple(sorted(kwargs.items())))
+    if key not in _PROBLEMS:
+        _PROBLEMS[key] = IndentationProblem(n_r, n_z, comm=comm, **kwargs)
+    return _PROBLEMS[key]
+
+
+@dataclass
+class IndentationFE(Simulator):
+    """Hemispherical-punch indentation of a pouch cell (axisymmetric finite-strain FE), mechanics only.
+
+    Output dataset (dim ``displacement`` of length ``n_displacement``, 0 … ``displacement_max``):
+    ``force_indenter`` [N], ``strain_separator_max`` [1] (NaN beyond ``depth_fraction_max``·H),
+    scalars ``displacement_short_onset`` [m], ``force_short_onset`` [N] (NaN if ε_c is not reached).
+
+    Example
+    -------
+    >>> sim = IndentationFE(resolution="coarse")
+    >>> ds = sim.run({"modulus_cell": 5e7, "hardening_modulus": 3e8, "hardening_exponent": 2.0,
+    ...               "strain_critical": 0.4}, {"cell_thickness": 5e-3})
+    """
+
+    name = "fe_indentation"
+    parameters = MECHANICAL_PARAMETERS
+    conditions = MECHANICAL_CONDITIONS
+
+    resolution: str = "coarse"
+    degree: int = 2
+    displacement_max: float = 4.0e-3
+    n_displacement: int = 41
+    depth_fraction_max: float = 0.8
+    poisson_ratio: float = 0.1
+    domain_radius: float = 20.0e-3
+
+    def grid(self) -> np.ndarray:
+        """The fixed displacement grid [m]."""
+        return np.linspace(0.0, self.displacement_max, self.n_displacement)
+
+    def mechanics(self, theta: dict[str, float], condition: dict[str, float]) -> IndentationResult:
+        """Solve the load path; rows beyond ``depth_fraction_max``·H are NaN."""
+        prob = get_problem(self.resolution, degree=self.degree, poisson_ratio=self.poisson_ratio,
+                           domain_radius=self.domain_radius)
+        H = condition["cell_thickness"]
+        prob.set_state(
+            modulus=theta["modulus_cell"], hardening_modulus=theta["hardening_modulus"],
+            hardening_exponent=theta["hardening_exponent"], punch_radius=condition["punch_radius"], thickness=H,
+        )
+        grid = self.grid()
+        reach = grid <= self.depth_fraction_max * H + 1e-15
+        res = prob.solve_path(grid[reach])
+        pad = lambda a: np.concatenate([a, np.full(grid.size - a.size, np.nan)])  # noqa: E731
+        return IndentationResult(grid, pad(res.force), pad(res.strain_max), pad(res.contact_radius),
+                                 res.newton_iterations)
+
+    def _run(self, theta, condition):
+        t0 = time.perf_counter()
+        res = self.mechanics(theta, condition)
+        d_on, f_on = short_onset(res.depth, res.force, res.strain_max, theta["strain_critical"])
+        ds = xr.Dataset(
+            {
+                "force_indenter": ("displacement", res.force),
+                "strain_separator_max": ("displacement", res.strain_max),
+                "displacement_short_onset": d_on,
+                "force_short_onset": f_on,
+            },
+            coords={"displacement": res.depth},
+            attrs={"newton_iterations": res.newton_iterations, "wall_time_mechanics": time.perf_counter() - t0},
+        )
+        return attach_units(ds, META)

@@ -1,0 +1,101 @@
+"""NumPyro NUTS through PyMC, with posterior predictive, log likelihood and checked diagnostics.
+
+`sample` writes ``posterior.nc`` (ArviZ DataTree: ``posterior``, ``posterior_predictive``,
+``observed_data``, ``sample_stats``, ``log_likelihood``) and ``diagnostics.json`` atomically
+(temporary file + rename), and is checkpoint-friendly: when ``out_dir/posterior.nc`` exists with
+the same ``input_hash`` attr it is loaded instead of re-sampled (``force=True`` re-samples).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from risk.bayes.diagnostics import Diagnostics, Thresholds, check, summarize
+
+CHAIN_METHOD = "vectorized"  # measured fastest-or-equal on 2 shared cores (no process pool, one JIT)
+
+
+def _write_atomic(tree: xr.DataTree, path: Path) -> None:
+    tmp = path.with_suffix(".nc.tmp")
+    tree.to_netcdf(tmp, engine="h5netcdf")
+    os.replace(tmp, path)
+
+
+def load_posterior(path: str | Path) -> xr.DataTree:
+    """Open a ``posterior.nc`` written by `sample` (fully loaded, file closed)."""
+    tree = xr.open_datatree(path, engine="h5netcdf")
+    tree = tree.load()
+    tree.close()
+    return tree
+
+
+def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, chains: int = 4,
+           target_accept: float = 0.9, chain_method: str = CHAIN_METHOD, var_names: list[str] | None = None,
+           thresholds: Thresholds = Thresholds(), out_dir: str | Path | None = None, input_hash: str = "",
+           allow_bad_diagnostics: bool = False, posterior_predictive: bool = True, force: bool = False,
+           provenance: dict | None = None) -> tuple[xr.DataTree, Diagnostics]:
+    """Sample ``model`` with NumPyro's NUTS (≥ 4 chains), check diagnostics, optionally persist.
+
+    Parameters
+    ----------
+    model : a PyMC model (see `risk.bayes.model`).
+    seed : random seed (drives chains' initialisation and NUTS; same seed → same draws).
+    draws, tune, chains : per-chain kept / warm-up draws, number of chains (≥ 4 required).
+    target_accept : NUTS dual-averaging target.
+    chain_method : NumPyro ``"vectorized"`` | ``"sequential"`` | ``"parallel"``.
+    var_names : variables to diagnose (default all posterior variables).
+    thresholds : diagnostic limits.
+    out_dir : where to write ``posterior.nc`` and ``diagnostics.json`` (None: nothing written).
+    input_hash : hash of the inputs; stored as attr and used to reuse an existing result.
+    allow_bad_diagnostics : keep (and write) a posterior whose diagnostics fail, instead of raising.
+    posterior_predictive : also draw the ``posterior_predictive`` group.
+    force : ignore an existing checkpoint.
+    provenance : extra JSON-able provenance stored in the ``provenance`` attr.
+
+    Returns
+    -------
+    (DataTree, Diagnostics). Raises `DiagnosticsFailed` (after writing diagnostics.json) when the
+    diagnostics fail and ``allow_bad_diagnostics`` is False.
+    """
+    if chains < 4:
+        raise ValueError(f"need at least 4 chains for R-hat, got {chains}")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and not force and input_hash and (out / "posterior.nc").exists():
+        tree = load_posterior(out / "posterior.nc")
+        if tree.attrs.get("input_hash") == input_hash:
+            diag = summarize(tree, var_names, thresholds)
+            return tree, check(diag, allow_bad_diagnostics)
+    t0 = time.perf_counter()
+    with model:
+        tree = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="numpyro", random_seed=seed,
+                         target_accept=target_accept, progressbar=False,
+                         nuts_sampler_kwargs={"chain_method": chain_method},
+                         idata_kwargs={"log_likelihood": True})
+        if posterior_predictive and model.observed_RVs:
+            pp = pm.sample_posterior_predictive(tree, random_seed=seed + 1, progressbar=False)
+            tree["posterior_predictive"] = pp["posterior_predictive"]
+    wall = time.perf_counter() - t0
+    diag = summarize(tree, var_names, thresholds)
+    tree.attrs.update(input_hash=input_hash, seed=int(seed), sampler="numpyro NUTS", chain_method=chain_method,
+                      wall_time_s=float(wall),
+                      provenance=json.dumps({"pymc": pm.__version__, "arviz": az.__version__,
+                                             **(provenance or {})}))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        diag.to_json(out / "diagnostics.json")
+        if diag.ok or allow_bad_diagnostics:
+            _write_atomic(tree, out / "posterior.nc")
+    return tree, check(diag, allow_bad_diagnostics)
+
+
+def stack_draws(tree: xr.DataTree, var: str) -> np.ndarray:
+    """Posterior draws of ``var`` with (chain, draw) flattened to a leading ``sample`` axis."""
+    da = tree["posterior"][var]
+    return np.asarray(da.stack(sample=("chain", "draw")).transpose("sample", ...).values)

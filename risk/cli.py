@@ -1,0 +1,128 @@
+"""The ``risk`` command line: validate a study, run it end to end, or run one stage.
+
+Exit codes: 0 success · 2 bad input (study, data file; one line naming file, line and field) ·
+3 failing sampler diagnostics (unless ``inference.allow_bad_diagnostics``).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from risk.errors import InputError
+
+app = typer.Typer(name="risk", help="Thermal-runaway risk studies: simulate → ingest → train → calibrate → predict → report → export.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console(stderr=True)
+
+StudyArg = Annotated[Path, typer.Argument(help="study YAML file", show_default=False)]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<study name>/)")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="redo stages even if their inputs are unchanged")]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="tiny sizes (the study's quick: overrides) for smoke tests")]
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="Dask scheduler address (tcp://host:port); default: the study's")]
+
+
+def _fail(err: InputError, code: int = 2):
+    console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _context(study_path: Path, out: Path | None, force: bool, quick: bool, cluster: str | None):
+    from risk.pipeline import RunContext
+    from risk.study import load_study
+
+    study = load_study(study_path, quick=quick)
+    default = Path("runs") / (study.study.name + ("-quick" if quick else ""))
+    return RunContext(study=study, out=out or default, quick=quick, force=force, cluster=cluster, console=console)
+
+
+def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
+    from risk.pipeline import Pipeline, data_hashes
+    from risk.provenance import provenance, write_provenance
+    from risk.stages import STAGES
+
+    try:
+        ctx = _context(study_path, out, force, quick, cluster)
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        (ctx.out / "study.yaml").write_text(Path(study_path).read_text())
+        seeds = {s.name: ctx.stage_seed(s.name) for s in STAGES}
+        write_provenance(ctx.out / "provenance.json",
+                         provenance(ctx.study, data_hashes(ctx.study.data_path()), seeds))
+        status = Pipeline(STAGES, ctx).run(only=only)
+    except InputError as err:
+        _fail(err)
+    console.print(f"[green]done[/green] → {ctx.out}  ({', '.join(f'{k}: {v}' for k, v in status.items())})")
+
+
+@app.command()
+def validate(studies: Annotated[list[Path], typer.Argument(help="study YAML files")],
+             quick: QuickOpt = False):
+    """Check study files against the schema (and their simulators); exit 2 on the first error."""
+    from risk.study import load_study
+
+    for path in studies:
+        try:
+            s = load_study(path, quick=quick)
+        except InputError as err:
+            _fail(err)
+        console.print(f"[green]✓[/green] {path}: study {s.study.name!r}, simulator {s.simulator.name!r}")
+
+
+@app.command()
+def run(study: StudyArg, out: OutOpt = None, force: ForceOpt = False, quick: QuickOpt = False,
+        cluster: ClusterOpt = None):
+    """Run every stage of a study, skipping stages whose inputs are unchanged."""
+    _run(study, out, force, quick, cluster, None)
+
+
+def _stage_command(name: str, doc: str):
+    def command(study: StudyArg, out: OutOpt = None, force: ForceOpt = False, quick: QuickOpt = False,
+                cluster: ClusterOpt = None):
+        _run(study, out, force, quick, cluster, [name])
+
+    command.__doc__ = doc
+    app.command(name=name)(command)
+
+
+for _name, _doc in [("simulate", "Run (or resume) the simulation ensemble → ensemble.zarr."),
+                    ("ingest", "Read the study's real tests → real.nc."),
+                    ("train", "Train the sim2real decoder (frozen) and encoder → model/."),
+                    ("calibrate", "Hierarchical Bayesian calibration with NumPyro NUTS → posterior.nc."),
+                    ("report", "Rebuild report.html and report.pdf from saved artefacts."),
+                    ("export", "Write the insurer exports (Parquet/CSV/JSON).")]:
+    _stage_command(_name, _doc)
+
+
+@app.command()
+def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of stdout")] = None):
+    """Print the JSON Schema of study files (for editors)."""
+    from risk.study import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output:
+        output.write_text(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+def _mount_data():
+    try:
+        from risk.data.cli import data_app
+    except ImportError:
+        return
+    app.add_typer(data_app, name="data", help="Inspect real test data (summary tables, QA plots).")
+
+
+_mount_data()
+
+
+def main():  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,373 @@
+"""Build the regulator report (``report.html`` + ``report.pdf``) from a run's saved artefacts.
+
+Nothing is re-estimated: the report reads ``runs/<study>/`` (see :mod:`risk.report.artefacts`),
+summarises it (quantiles, coverage of saved predictive draws), draws figures and renders
+``templates/report.html.j2``. Absent artefacts give a visible "not computed in this run" section.
+The insurer exports are (re)written first by :func:`risk.export.write_exports` (deterministic:
+seeded) and the report shows the very tables it wrote.
+
+Examples
+--------
+>>> html, pdf = build_report("runs/demo", study.model_dump())   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import xarray as xr
+
+from risk.export import Exposure, read_export, study_name, write_exports
+from risk.report import figures, numbers
+from risk.report.artefacts import FILES, Artefacts, load_artefacts
+from risk.report.pdf import html_to_pdf
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+NOT_COMPUTED = "not computed in this run"
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters.update(number=numbers.number, quantity=numbers.quantity, one_in=numbers.one_in,
+                       percent=numbers.percent, short_hash=numbers.short_hash,
+                       money=numbers.money)
+    return env
+
+
+def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested JSON → ``[("a.b.c", value), ...]`` rows (lists of scalars kept as one value)."""
+    if isinstance(obj, dict):
+        rows: list[tuple[str, Any]] = []
+        for k, v in obj.items():
+            rows += flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return rows
+    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        rows = []
+        for i, v in enumerate(obj):
+            rows += flatten(v, f"{prefix}[{i}]")
+        return rows
+    if isinstance(obj, list):
+        return [(prefix, ", ".join(numbers.number(v) for v in obj))]
+    return [(prefix, obj)]
+
+
+def _table_rows(obj: Any) -> list[dict]:
+    """Flattened JSON as template rows with human-formatted values."""
+    return [{"key": k, "value": numbers.number(v) if not isinstance(v, str) else v}
+            for k, v in flatten(obj)]
+
+
+def _attr(da: xr.DataArray | None, name: str, default: str = "") -> str:
+    return str(da.attrs.get(name, default)) if da is not None else default
+
+
+# --------------------------------------------------------------------------- sections
+def _verdict(art: Artefacts) -> dict:
+    """Validity banner: ok / failed / unknown (diagnostics absent)."""
+    diag = art.diagnostics
+    if diag is None:
+        return {"state": "unknown", "title": "Validity unknown: MCMC diagnostics "
+                + NOT_COMPUTED, "messages": [art.problems.get("diagnostics", "")]}
+    ok = bool(diag.get("ok"))
+    return {"state": "ok" if ok else "failed",
+            "title": ("Diagnostics passed: the posterior is fit for use" if ok else
+                      "INVALID: the MCMC diagnostics failed — do not rely on these "
+                      "probabilities"),
+            "messages": [str(m) for m in diag.get("messages") or []]}
+
+
+def _summary(art: Artefacts) -> dict:
+    pred = art.predictions
+    if pred is None:
+        return {"computed": False, "why": art.problems.get("predictions", NOT_COMPUTED)}
+    n = pred.sizes["scenario"]
+
+    def coord(name):
+        if name in pred.coords or name in pred:
+            return [v for v in np.asarray(pred[name].values).reshape(-1)]
+        return [None] * n
+
+    rows = []
+    for i, (scen, fam, soc, sev) in enumerate(zip(coord("scenario"), coord("cell_family"),
+                                                  coord("soc"), coord("severity"))):
+        mean, q05, q50, q95 = (float(pred[v].values[i])
+                               for v in ("p_tr_mean", "p_tr_q05", "p_tr_q50", "p_tr_q95"))
+        rows.append({"scenario": str(scen), "cell_family": "" if fam is None else str(fam),
+                     "soc": "—" if soc is None else numbers.percent(float(soc), 3),
+                     "severity": "" if sev is None else numbers.number(sev),
+                     "words": numbers.probability_words(mean, q05, q95),
+                     "mean": mean, "q05": q05, "q50": q50, "q95": q95})
+    return {"computed": True, "rows": rows, "figure": figures.p_tr_vs_soc(pred),
+            "n_draws": int(pred.sizes.get("draw", 0)),
+            "units": _attr(pred["p_tr_mean"], "units", "1")}
+
+
+def _exports(art: Artefacts, study: dict, write: bool) -> dict:
+    """Write (optionally) and read back the insurer exports for display."""
+    if art.predictions is None:
+        return {"computed": False, "why": "needs predictions.nc (" + NOT_COMPUTED + ")"}
+    if write:
+        write_exports(art.run_dir, study, predictions=art.predictions)
+    out = art.run_dir / "exports"
+    if not (out / "risk.parquet").exists():
+        return {"computed": False, "why": "exports/ " + NOT_COMPUTED}
+    risk = read_export(out / "risk.parquet")
+    exposure = Exposure.from_study(study)
+    res: dict[str, Any] = {"computed": True, "files": sorted(p.name for p in out.iterdir()),
+                           "has_exposure": "annual_expected_loss" in risk.columns,
+                           "exposure": None, "rows": risk.to_dict(orient="records")}
+    if exposure is not None:
+        res["exposure"] = {"fleet_size": exposure.fleet_size,
+                           "abuse_events_per_cell_year": exposure.abuse_events_per_cell_year,
+                           "costs": exposure.cost_per_event_by_severity,
+                           "currency": exposure.currency, "seed": exposure.seed,
+                           "n_monte_carlo": exposure.n_monte_carlo,
+                           "weights": exposure.scenario_weights}
+    if (out / "exceedance.parquet").exists():
+        curve = read_export(out / "exceedance.parquet")
+        res["exceedance_figure"] = figures.exceedance_curve(curve, exposure.currency
+                                                            if exposure else "currency")
+        res["exceedance_rows"] = curve[curve["exceedance_probability"].isin([0.1, 0.01, 0.001])
+                                       ].to_dict(orient="records")
+    return res
+
+
+def _provenance(art: Artefacts, study: dict) -> dict:
+    ens = art.ensemble
+    failures = art.failures or []
+    errors: dict[str, int] = {}
+    for f in failures:
+        first = str(f.get("error", "")).splitlines()[0][:160] if f.get("error") else "unknown"
+        errors[first] = errors.get(first, 0) + 1
+    real = []
+    if art.real is not None:
+        for node in art.real.subtree:
+            ds = node.to_dataset()
+            if "test" not in ds.dims:
+                continue
+            fam = (", ".join(sorted({str(v) for v in ds["cell_family"].values}))
+                   if "cell_family" in ds else "—")
+            soc = ds["soc"] if "soc" in ds else None
+            real.append({"kind": node.path.strip("/") or "root", "n_tests": int(ds.sizes["test"]),
+                         "families": fam,
+                         "soc_range": "—" if soc is None or not np.isfinite(soc.values).any()
+                         else f"{numbers.percent(float(np.nanmin(soc)), 3)} – "
+                              f"{numbers.percent(float(np.nanmax(soc)), 3)}",
+                         "variables": ", ".join(f"{v} [{ds[v].attrs.get('units', '?')}]"
+                                                for v in ds.data_vars)})
+    sim = (study.get("simulator") or {})
+    return {"provenance": None if art.provenance is None else _table_rows(art.provenance),
+            "stages": art.stages, "real": real, "ensemble": ens,
+            "simulator": sim.get("name", "") if isinstance(sim, dict) else str(sim),
+            "simulator_options": _table_rows({k: v for k, v in sim.items() if k != "name"})
+            if isinstance(sim, dict) else [],
+            "n_failures": len(failures), "failure_kinds": sorted(errors.items(),
+                                                                   key=lambda kv: -kv[1])[:5],
+            "mesh": None if art.mesh_convergence is None else _table_rows(art.mesh_convergence),
+            "hashes": {k: (art.predictions.attrs.get("study_hash") if art.predictions is not None
+                           else None) for k in ("study_hash",)}}
+
+
+def _priors(study: dict) -> list[dict]:
+    rows = []
+    for name, spec in (study.get("parameters") or {}).items():
+        spec = spec or {}
+        prior = dict(spec.get("prior") or {})
+        dist = prior.pop("dist", "?")
+        unit = spec.get("unit", "")
+        args = ", ".join(f"{k} = {numbers.quantity(v, unit if k in ('low', 'high', 'mu') and dist != 'lognormal' else '')}"  # noqa: E501
+                         for k, v in prior.items() if v is not None)
+        rows.append({"name": name, "dist": dist, "args": args, "unit": unit or "1",
+                     "reference": spec.get("reference") or "—"})
+    return rows
+
+
+def _validation(art: Artefacts) -> dict:
+    res: dict[str, Any] = {
+        "metrics": None if art.metrics is None else _table_rows(art.metrics),
+        "metrics_why": art.problems.get("metrics", NOT_COMPUTED),
+        "ppc": [], "ppc_why": art.problems.get("posterior", NOT_COMPUTED), "crossval": None,
+        "crossval_why": art.problems.get("crossval", NOT_COMPUTED)}
+    post = art.posterior
+    if post is not None and "posterior_predictive" in post and "observed_data" in post:
+        pp_ds = post["posterior_predictive"].to_dataset()
+        obs_ds = post["observed_data"].to_dataset()
+        for name in obs_ds.data_vars:
+            if name not in pp_ds:
+                continue
+            pp, obs = pp_ds[name], obs_ds[name]
+            cov = figures.coverage(pp, obs, 0.9)
+            res["ppc"].append({"name": str(name), "label": figures.label(obs, str(name)),
+                               "coverage": cov, "figure": figures.posterior_predictive(pp, obs),
+                               "n_obs": int(np.isfinite(obs.astype(float).values).sum())})
+    elif post is not None:
+        res["ppc_why"] = "posterior.nc has no posterior_predictive/observed_data groups"
+    if art.crossval is not None:
+        rows = []
+        for scheme, entry in art.crossval.items():
+            model, base = entry.get("model", {}), entry.get("baseline", {})
+            for metric in sorted(set(model) | set(base)):
+                m, b = model.get(metric), base.get(metric)
+                better = (None if m is None or b is None else m < b)
+                rows.append({"scheme": scheme, "metric": metric, "model": m, "baseline": b,
+                             "better": better})
+        res["crossval"] = rows
+    return res
+
+
+def _posterior(art: Artefacts, study: dict) -> dict:
+    post = art.posterior
+    if post is None or "posterior" not in post:
+        return {"computed": False, "why": art.problems.get("posterior", NOT_COMPUTED)}
+    ds = post["posterior"].to_dataset()
+    names = figures.scalar_posterior_vars(ds)
+    params = study.get("parameters") or {}
+    rows = []
+    for n in names:
+        v = ds[n].values.ravel()
+        unit = ds[n].attrs.get("units") or (params.get(n) or {}).get("unit") or "1"
+        q05, q50, q95 = np.quantile(v, [0.05, 0.5, 0.95])
+        rows.append({"name": n, "unit": unit, "mean": float(v.mean()), "sd": float(v.std()),
+                     "q05": q05, "q50": q50, "q95": q95})
+    return {"computed": True, "rows": rows, "n_chains": int(ds.sizes.get("chain", 0)),
+            "n_draws": int(ds.sizes.get("draw", 0)),
+            "figure": figures.parameter_posteriors(ds, params) if names else None}
+
+
+def _decomposition(art: Artefacts) -> dict:
+    pred = art.predictions
+    if pred is None or "p_tr_var_aleatory" not in pred or "p_tr_var_epistemic" not in pred:
+        return {"computed": False, "why": art.problems.get("predictions", NOT_COMPUTED)}
+    rows = []
+    for i, s in enumerate(pred["scenario"].values):
+        a, e = float(pred["p_tr_var_aleatory"].values[i]), float(pred["p_tr_var_epistemic"]
+                                                                  .values[i])
+        tot = a + e
+        rows.append({"scenario": str(s), "sd_aleatory": math.sqrt(max(a, 0)),
+                     "sd_epistemic": math.sqrt(max(e, 0)),
+                     "share_epistemic": e / tot if tot > 0 else math.nan})
+    return {"computed": True, "rows": rows, "figure": figures.variance_decomposition(pred)}
+
+
+def _sensitivity(art: Artefacts) -> dict:
+    s = art.sensitivity
+    if s is None:
+        return {"computed": False, "why": art.problems.get("sensitivity", NOT_COMPUTED)}
+    order = np.argsort(-s["ST"].values)
+    rows = [{"rank": r + 1, "parameter": str(s["parameter"].values[i]),
+             "ST": float(s["ST"].values[i]),
+             "ST_conf": float(s["ST_conf"].values[i]) if "ST_conf" in s else math.nan,
+             "S1": float(s["S1"].values[i]) if "S1" in s else math.nan,
+             "S1_conf": float(s["S1_conf"].values[i]) if "S1_conf" in s else math.nan}
+            for r, i in enumerate(order)]
+    return {"computed": True, "rows": rows, "figure": figures.sensitivity_ranking(s)}
+
+
+def _limitations(art: Artefacts, study: dict, ctx: dict) -> list[str]:
+    """Limitations derived from the artefacts, then the study's own (``report.limitations``)."""
+    out = []
+    absent = [rel for key, rel in FILES.items()
+              if getattr(art, key) is None and key not in ("failures",)]
+    if absent:
+        out.append("Artefacts absent from this run (their sections say so): "
+                   + ", ".join(absent) + ".")
+    for key, msg in art.problems.items():
+        out.append(f"Unreadable artefact — {msg}")
+    if ctx["verdict"]["state"] == "failed":
+        out.append("The MCMC diagnostics failed: the posterior, and every probability derived "
+                   "from it, may be wrong.")
+    for p in ctx["validation"]["ppc"]:
+        if math.isfinite(p["coverage"]) and p["coverage"] < 0.8:
+            out.append(f"Posterior predictive 90 % intervals cover only "
+                       f"{numbers.percent(p['coverage'])} of the real {p['name']} observations: "
+                       "the model under-represents the observed variability.")
+    for row in ctx["validation"]["crossval"] or []:
+        if row["better"] is False:
+            out.append(f"Cross-validation ({row['scheme']}, {row['metric']}): the model does not "
+                       "beat the baseline.")
+    if ctx["summary"]["computed"]:
+        zero = [r["scenario"] for r in ctx["summary"]["rows"] if r["q05"] <= 0]
+        if zero:
+            out.append("Lower credible bounds of zero (" + ", ".join(zero) + "): the draws "
+                       "cannot resolve probabilities below about 1 in "
+                       f"{numbers.group(max(ctx['summary']['n_draws'], 1))}.")
+    if art.failures:
+        out.append(f"{len(art.failures)} simulation(s) failed and are excluded from the "
+                   "ensemble; if failures correlate with parameters, the surrogate is biased "
+                   "there.")
+    out.append("Probabilities are conditional on one abuse event of each scenario as defined "
+               "in the study; they do not cover abuse modes, cell designs or ageing states that "
+               "the scenarios and real tests do not represent.")
+    report_cfg = study.get("report") or {}
+    out += [str(x) for x in (report_cfg.get("limitations") or [])
+            if isinstance(report_cfg, dict)]
+    return out
+
+
+# --------------------------------------------------------------------------- entry point
+def render_html(run_dir: str | Path, study: dict, *, write_exports_too: bool = True) -> str:
+    """Render the report HTML (a self-contained string) from the artefacts in ``run_dir``."""
+    art = load_artefacts(run_dir)
+    study = study or {}
+    head = study.get("study") or {}
+    ctx: dict[str, Any] = {
+        "name": study_name(study) or Path(run_dir).name,
+        "description": head.get("description") or "",
+        "seed": head.get("seed"),
+        "built": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "study_hash": (art.predictions.attrs.get("study_hash") if art.predictions is not None
+                       else (art.provenance or {}).get("study_hash")) or "—",
+        "verdict": _verdict(art),
+        "diagnostics": None if art.diagnostics is None else _table_rows(
+            {k: v for k, v in art.diagnostics.items() if k != "messages"}),
+        "summary": _summary(art),
+        "exports": _exports(art, study, write_exports_too),
+        "provenance": _provenance(art, study),
+        "priors": _priors(study),
+        "scenarios": _table_rows(study.get("scenarios")) if study.get("scenarios") else [],
+        "study_yaml": art.study_yaml,
+        "validation": _validation(art),
+        "posterior": _posterior(art, study),
+        "decomposition": _decomposition(art),
+        "sensitivity": _sensitivity(art),
+        "rare_events": None if art.rare_events is None else _table_rows(art.rare_events),
+        "not_computed": NOT_COMPUTED,
+        "problems": art.problems,
+    }
+    ctx["limitations"] = _limitations(art, study, ctx)
+    return _env().get_template("report.html.j2").render(**ctx)
+
+
+def build_report(run_dir: str | Path, study: dict, *, pdf: bool = True,
+                 write_exports_too: bool = True) -> tuple[Path, Path | None]:
+    """Write ``report.html`` and ``report.pdf`` in ``run_dir`` from its saved artefacts.
+
+    Parameters
+    ----------
+    run_dir : ``runs/<study>/``.
+    study : the study as a plain dict (``Study.model_dump()``).
+    pdf : also print the PDF with headless Chromium (needs the Debian package ``chromium``).
+    write_exports_too : (re)write ``exports/`` first (seeded, so identical on rebuild).
+
+    Returns
+    -------
+    (html_path, pdf_path); pdf_path is None when ``pdf=False``.
+
+    Raises
+    ------
+    risk.report.pdf.MissingToolError
+        If ``pdf=True`` and Chromium is not installed.
+    """
+    run_dir = Path(run_dir)
+    html_path = run_dir / "report.html"
+    html_path.write_text(render_html(run_dir, study, write_exports_too=write_exports_too),
+                         encoding="utf-8")
+    pdf_path = html_to_pdf(html_path, run_dir / "report.pdf") if pdf else None
+    return html_path, pdf_path

@@ -1,0 +1,379 @@
+"""The study schema (pydantic v2): what a safety engineer writes in ``studies/*.yaml``.
+
+`load_study(path, quick=False)` validates a YAML file and returns a `Study`. Every validation error
+becomes a `StudyError` whose one-line message names the file, the YAML line and the field path;
+unknown keys get a "did you mean" suggestion. Units are checked with pint: a parameter's unit must be
+dimensionally compatible with the unit its simulator declares, and prior numbers given in another
+unit are converted to SI. Condition values may be quantities (``"155 degC"``) and are stored in SI.
+
+Sections: study, cell, simulator, parameters, conditions, ensemble, data, sim2real, inference,
+scenarios, report, export, quick (overrides applied by ``--quick``).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from risk import units
+from risk.errors import StudyError
+from risk.yaml_lines import load_with_lines
+from simulators.priors import Prior
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudyMeta(_Section):
+    """``study:`` — identity and the master seed."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", description="run folder name: runs/<name>/")]
+    description: str = ""
+    seed: Annotated[int, Field(ge=0, description="master seed; every stage derives its own from it")]
+
+
+class Cell(_Section):
+    """``cell:`` — the cell under study."""
+
+    chemistry: Literal["LCO", "NMC", "NCA", "LFP", "LMO", "NMC-LMO", "LMO-LNO", "mixed"]
+    format: Literal["pouch", "18650", "21700", "D", "prismatic"]
+    capacity: Annotated[str | float, Field(description="nominal capacity, a quantity such as '2 A h'")]
+    geometry: dict[str, str | float] = Field(default_factory=dict, description="name → quantity, e.g. thickness: '5 mm'")
+    families: list[str] = Field(default_factory=list, description="cell families (as in the real data) covered")
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity(cls, v):
+        value, unit = units.parse_quantity(v, "A*h")
+        if not units.compatible(unit, "A*s"):
+            raise ValueError(f"capacity must be a charge (e.g. '2 A h'), got unit {unit!r}")
+        if value <= 0:
+            raise ValueError(f"capacity must be > 0, got {v!r}")
+        return v
+
+    @field_validator("geometry")
+    @classmethod
+    def _geometry(cls, v):
+        for key, q in v.items():
+            value, unit = units.parse_quantity(q, "m")
+            if not units.compatible(unit, "m"):
+                raise ValueError(f"geometry.{key} must be a length, got unit {unit!r}")
+            if value <= 0:
+                raise ValueError(f"geometry.{key} must be > 0, got {q!r}")
+        return v
+
+    @property
+    def capacity_si(self) -> float:
+        """Nominal capacity [A s]."""
+        value, unit = units.parse_quantity(self.capacity, "A*h")
+        return units.to_si(value, unit)
+
+
+class SimulatorSpec(_Section):
+    """``simulator:`` — a registered simulator name and its options (mesh size, grid, end time)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v):
+        import simulators
+
+        names = simulators.available()
+        if v not in names:
+            hint = difflib.get_close_matches(v, names, n=1)
+            raise ValueError(f"unknown simulator {v!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                             + f" (available: {', '.join(names)})")
+        return v
+
+
+class PriorSpec(_Section):
+    dist: Literal["uniform", "loguniform", "normal", "lognormal", "truncnormal"]
+    low: float | None = None
+    high: float | None = None
+    mu: float | None = None
+    sigma: float | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        Prior(**self.model_dump())  # raises ValueError with the reason
+        return self
+
+
+class ParameterSpec(_Section):
+    """One entry of ``parameters:`` — overrides a simulator parameter's prior."""
+
+    prior: PriorSpec
+    unit: str | None = None
+    reference: str = ""
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v):
+        if v is not None:
+            units.parse_unit(v)
+        return v
+
+
+class ConditionRange(_Section):
+    low: float | str
+    high: float | str
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        lo, hi = _quantity_si(self.low), _quantity_si(self.high)
+        if not lo < hi:
+            raise ValueError(f"condition range inverted or empty: low={self.low} >= high={self.high}")
+        return self
+
+
+def _quantity_si(v: float | str) -> float:
+    value, unit = units.parse_quantity(v, "1")
+    return units.to_si(value, unit)
+
+
+class Ensemble(_Section):
+    """``ensemble:`` — the simulation design and where it runs."""
+
+    size: Annotated[int, Field(gt=0, le=1_000_000)]
+    design: Literal["sobol", "lhs"] = "sobol"
+    cluster: str = Field("local", description="'local' or a Dask scheduler address tcp://host:port")
+    workers: Annotated[int, Field(gt=0)] = 2
+    threads_per_worker: Annotated[int, Field(gt=0)] = 1
+    timeout: Annotated[float, Field(gt=0, description="seconds per simulation before it is recorded as failed")] = 600.0
+
+    @field_validator("cluster")
+    @classmethod
+    def _address(cls, v):
+        if v != "local" and not any(v.startswith(p) for p in ("tcp://", "tls://", "inproc://", "ucx://")):
+            raise ValueError(f"cluster must be 'local' or a scheduler address like tcp://host:8786, got {v!r}")
+        return v
+
+
+class DataSpec(_Section):
+    """``data:`` — real tests: a registered kind and a path (relative to the study file)."""
+
+    kind: Literal["indentation", "ftrc"]
+    path: str
+    families: list[str] | None = Field(None, description="keep only these cell families")
+
+
+class Sim2Real(_Section):
+    hidden: Annotated[int, Field(gt=0)] = 64
+    layers: Annotated[int, Field(gt=0, le=8)] = 2
+    epochs_decoder: Annotated[int, Field(gt=0)] = 300
+    epochs_encoder: Annotated[int, Field(gt=0)] = 300
+    restarts: Annotated[int, Field(gt=0)] = 3
+    holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+
+
+class Inference(_Section):
+    chains: Annotated[int, Field(ge=1)] = 4
+    draws: Annotated[int, Field(gt=0)] = 1000
+    tune: Annotated[int, Field(ge=0)] = 1000
+    target_accept: Annotated[float, Field(gt=0, lt=1)] = 0.9
+    allow_bad_diagnostics: bool = False
+
+
+class Scenario(_Section):
+    """One P(TR) question: a cell family at a SOC under an abuse severity."""
+
+    name: str
+    cell_family: str
+    soc: Annotated[float, Field(ge=0, le=1, description="state of charge, 0–1")]
+    severity: str | float = "nominal"
+    conditions: dict[str, float | str] = Field(default_factory=dict)
+
+
+class Report(_Section):
+    title: str = "Thermal-runaway risk assessment"
+    formats: list[Literal["html", "pdf"]] = ["html", "pdf"]
+
+
+class Exposure(_Section):
+    fleet_size: Annotated[int, Field(gt=0, description="cells in service")]
+    abuse_events_per_cell_year: Annotated[float, Field(ge=0)]
+    cost_per_event_by_severity: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    currency: str = "USD"
+
+
+class Export(_Section):
+    formats: list[Literal["parquet", "csv", "json"]] = ["parquet", "csv", "json"]
+    exposure: Exposure | None = None
+
+
+class Study(_Section):
+    """A whole study. ``source`` is the YAML path (set by `load_study`)."""
+
+    study: StudyMeta
+    cell: Cell
+    simulator: SimulatorSpec
+    parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+    conditions: dict[str, float | str | ConditionRange] = Field(default_factory=dict)
+    ensemble: Ensemble
+    data: DataSpec | None = None
+    sim2real: Sim2Real = Sim2Real()
+    inference: Inference = Inference()
+    scenarios: list[Scenario] = Field(default_factory=list)
+    report: Report = Report()
+    export: Export = Export()
+    quick: dict[str, Any] = Field(default_factory=dict, description="overrides applied by --quick")
+    source: str | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _against_simulator(self):
+        """Parameters and conditions must be ones the simulator declares, with compatible units."""
+        import simulators
+
+        sim = simulators.load(self.simulator.name)
+        declared = {p.name: p for p in sim.parameters}
+        for name, spec in self.parameters.items():
+            if name not in declared:
+                hint = difflib.get_close_matches(name, declared, n=1)
+                raise _FieldError(("parameters", name), f"simulator {sim.name!r} has no parameter {name!r}"
+                                  + (f"; did you mean {hint[0]!r}?" if hint else "")
+                                  + f" (declared: {', '.join(declared)})")
+            if spec.unit is not None and not units.compatible(spec.unit, declared[name].unit):
+                raise _FieldError(("parameters", name, "unit"),
+                                  f"unit {spec.unit!r} is not compatible with {declared[name].unit!r}")
+        cond_units = {c.name: c.unit for c in sim.conditions}
+        for name, value in self.conditions.items():
+            if name not in cond_units:
+                hint = difflib.get_close_matches(name, cond_units, n=1)
+                raise _FieldError(("conditions", name), f"simulator {sim.name!r} has no condition {name!r}"
+                                  + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            for v in ([value.low, value.high] if isinstance(value, ConditionRange) else [value]):
+                _, unit = units.parse_quantity(v, cond_units[name])
+                if not units.compatible(unit, cond_units[name]):
+                    raise _FieldError(("conditions", name),
+                                      f"unit {unit!r} is not compatible with {cond_units[name]!r}")
+        return self
+
+    # ---- derived views -------------------------------------------------------------------------
+    def priors(self) -> dict[str, Prior]:
+        """θ name → Prior in SI: the simulator's defaults, overridden by the study."""
+        import simulators
+
+        sim = simulators.load(self.simulator.name)
+        out = {p.name: p.prior for p in sim.parameters}
+        for name, spec in self.parameters.items():
+            out[name] = _prior_si(spec, next(p.unit for p in sim.parameters if p.name == name))
+        return out
+
+    def condition_values(self) -> dict[str, float | tuple[float, float]]:
+        """Condition name → SI value, or (low, high) for ranges sampled in the design."""
+        out: dict[str, float | tuple[float, float]] = {}
+        for name, v in self.conditions.items():
+            out[name] = (_quantity_si(v.low), _quantity_si(v.high)) if isinstance(v, ConditionRange) else _quantity_si(v)
+        return out
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source).parent if self.source else Path.cwd()
+
+    def data_path(self) -> Path | None:
+        return None if self.data is None else (self.base_dir / self.data.path).resolve()
+
+    def section_hash(self, *sections: str) -> str:
+        """SHA-256 of the named sections (canonical JSON), for stage caching."""
+        dump = self.model_dump(mode="json")
+        blob = json.dumps({s: dump.get(s) for s in sections}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def hash(self) -> str:
+        return self.section_hash(*[k for k in type(self).model_fields if k != "source"])
+
+
+def _prior_si(spec: ParameterSpec, declared_unit: str) -> Prior:
+    """Prior of a parameter spec in the simulator's declared unit (converting location/scale numbers)."""
+    p = spec.prior
+    if spec.unit is None or units.parse_unit(spec.unit) == units.parse_unit(declared_unit):
+        return Prior(**p.model_dump())
+    conv = lambda x: None if x is None else units.convert(x, spec.unit, declared_unit)  # noqa: E731
+    scale = units.convert(1.0, spec.unit, declared_unit) - units.convert(0.0, spec.unit, declared_unit)
+    if p.dist == "lognormal":
+        import math
+
+        return Prior("lognormal", mu=p.mu + math.log(scale), sigma=p.sigma)
+    return Prior(p.dist, low=conv(p.low), high=conv(p.high), mu=conv(p.mu),
+                 sigma=None if p.sigma is None else p.sigma * abs(scale))
+
+
+class _FieldError(ValueError):
+    def __init__(self, loc: tuple, msg: str):
+        self.loc, self.msg = loc, msg
+        super().__init__(msg)
+
+
+def _apply_quick(data: dict) -> dict:
+    """Deep-merge the study's ``quick:`` overrides into the other sections."""
+    out = copy.deepcopy(data)
+
+    def merge(dst: dict, src: dict):
+        for k, v in src.items():
+            if isinstance(v, dict) and isinstance(dst.get(k), dict):
+                merge(dst[k], v)
+            else:
+                dst[k] = v
+
+    merge(out, data.get("quick") or {})
+    return out
+
+
+def _suggest(loc: tuple, data: dict) -> str:
+    """'did you mean' for an unknown key at ``loc`` given the model's fields at its parent."""
+    model: Any = Study
+    for key in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(key)
+        if field is None:
+            return ""
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return ""
+    hint = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(model.model_fields)}"
+
+
+def load_study(path: str | Path, *, quick: bool = False) -> Study:
+    """Validate a study YAML file. Raises `StudyError` naming file, line and field path."""
+    path = Path(path)
+    data, lines = load_with_lines(path)
+    effective = _apply_quick(data) if quick else data
+    try:
+        return Study.model_validate({**effective, "source": str(path.resolve())})
+    except ValidationError as err:
+        e = err.errors()[0]
+        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith(("function-", "str", "float", "int", "ConditionRange", "tagged"))))
+        ctx_err = (e.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _FieldError):
+            loc, msg = ctx_err.loc, ctx_err.msg
+        elif e["type"] == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}" + _suggest(loc, data)
+        elif e["type"] == "missing":
+            msg = f"missing required {'section' if len(loc) == 1 else 'field'} {loc[-1]!r}"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] not in ("value_error", "assertion_error"):
+                msg += f" (got {e.get('input')!r})" if not isinstance(e.get("input"), dict) else ""
+        field = ".".join(str(x) for x in loc)
+        raise StudyError(msg, path=path, field=field or None, line=lines.line(loc)) from None
+
+
+def json_schema() -> dict:
+    """JSON Schema of the study format (shipped as risk/schema/study.schema.json)."""
+    schema = Study.model_json_schema(mode="validation")
+    schema["properties"].pop("source", None)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "trisk study"
+    return schema

@@ -1,0 +1,279 @@
+"""The physics decoder p(x | θ, c) of the cVAE, trained on simulations only, then frozen.
+
+The latent space of the VAE is pinned to the simulator's physical parameters (in the unconstrained,
+z-scored space ``u`` of `sim2real.bridge.ThetaTransform`); following Hwasser et al.'s "informed
+regulariser", the decoder learns the simulator and is frozen before the encoder sees real tests.
+
+Example
+-------
+>>> dec = FrozenDecoderCVAE(sim).append_simulations(ensemble).train()   # doctest: +SKIP
+>>> fit = dec.fit_encoder(real)                                          # doctest: +SKIP
+>>> dec.save("runs/study/model")                                         # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from sim2real.bridge import (Batch, ObservableLayout, ThetaTransform, build_layout, ensemble_to_batch,
+                             priors_from_simulator)
+from sim2real.networks import DecoderNet
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Decoder architecture and training settings.
+
+    width, depth : hidden layers of the MLP.
+    max_components, explained_variance : PCA basis per curve channel (components kept until the
+        explained variance is reached, at most ``max_components``).
+    epochs, batch_size, lr, weight_decay : Adam training; ``patience`` epochs without validation
+        improvement stop training (best weights kept).
+    val_fraction : share of simulations held out (used for early stopping and the metrics).
+    seed : seeds the `torch.Generator` for init, split and shuffling.
+    """
+
+    width: int = 64
+    depth: int = 2
+    max_components: int = 12
+    explained_variance: float = 0.9995
+    epochs: int = 400
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.15
+    patience: int = 60
+    seed: int = 0
+
+
+def gaussian_nll(x: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor,
+                 extra_var: torch.Tensor | None = None) -> torch.Tensor:
+    """Masked Gaussian negative log likelihood summed over features, ``(..., n_obs) → (...)``."""
+    var = torch.exp(2 * log_scale)
+    if extra_var is not None:
+        var = var + extra_var
+    nll = 0.5 * ((x - mean) ** 2 / var + torch.log(var) + math.log(2 * math.pi))
+    return (nll * mask).sum(-1)
+
+
+def bernoulli_nll(y: torch.Tensor, y_mask: torch.Tensor, logit: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.binary_cross_entropy_with_logits(logit, y.expand_as(logit), reduction="none") * y_mask
+
+
+def _pca_basis(batch: Batch, layout: ObservableLayout, cfg: DecoderConfig) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Stack per-channel PCA bases (curves) and unit vectors (scalars) → basis (n_coef, n_obs), offset, sizes."""
+    X, M = batch.x.double().numpy(), batch.mask.numpy() > 0
+    rows, offset, sizes = [], np.zeros(layout.n_obs), []
+    for ch, sl in zip(layout.channels, layout.slices().values()):
+        if ch.dim is None:
+            r = np.zeros((1, layout.n_obs))
+            r[0, sl] = 1.0
+            rows.append(r)
+            sizes.append(1)
+            continue
+        block, m = X[:, sl], M[:, sl]
+        full = m.all(1)
+        Z = block[full] if full.sum() > 2 * ch.size else np.where(m, block, 0.0)
+        mu = Z.mean(0)
+        _, s, vt = np.linalg.svd(Z - mu, full_matrices=False)
+        frac = np.cumsum(s**2) / max((s**2).sum(), 1e-300)
+        k = int(min(cfg.max_components, np.searchsorted(frac, cfg.explained_variance) + 1, vt.shape[0]))
+        r = np.zeros((k, layout.n_obs))
+        r[:, sl] = vt[:k]
+        rows.append(r)
+        offset[sl] = mu
+        sizes.append(k)
+    return np.concatenate(rows), offset, sizes
+
+
+class FrozenDecoder:
+    """A trained, frozen decoder with its normalisers: the artefact of `FrozenDecoderCVAE.train`.
+
+    Attributes
+    ----------
+    parameter_names, condition_names, observable_names : names in column order.
+    layout : `ObservableLayout` (normalisers of x and c); transform : `ThetaTransform` (θ ↔ u).
+    torch_module : the `DecoderNet` (eval mode, ``requires_grad`` off).
+    metrics : dict of held-out metrics (NRMSE per observable, Brier, AUC, ...).
+    """
+
+    def __init__(self, net: DecoderNet, layout: ObservableLayout, transform: ThetaTransform,
+                 config: DecoderConfig, component_sizes: Sequence[int], metrics: Mapping | None = None,
+                 hashes: Mapping | None = None):
+        self.torch_module = net.eval()
+        for p in self.torch_module.parameters():
+            p.requires_grad_(False)
+        self.layout, self.transform, self.config = layout, transform, config
+        self.component_sizes = list(component_sizes)
+        self.metrics = dict(metrics or {})
+        self.hashes = dict(hashes or {})
+        self._weights: dict[str, np.ndarray] | None = None
+
+    # -- names and maps -----------------------------------------------------------------------------
+    @property
+    def parameter_names(self) -> list[str]:
+        return list(self.transform.names)
+
+    @property
+    def condition_names(self) -> list[str]:
+        return list(self.layout.condition_names)
+
+    @property
+    def observable_names(self) -> list[str]:
+        return self.layout.observable_names
+
+    def to_unconstrained(self, theta: np.ndarray) -> np.ndarray:
+        """θ (..., n_par) [SI] → u (..., n_par)."""
+        return self.transform.to_unconstrained(theta)
+
+    def from_unconstrained(self, u: np.ndarray) -> np.ndarray:
+        """u (..., n_par) → θ (..., n_par) [SI]."""
+        return self.transform.from_unconstrained(u)
+
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        """Decoder weights as float64 numpy arrays (input of the JAX / PyTensor functions)."""
+        if self._weights is None:
+            self._weights = self.torch_module.weights()
+        return self._weights
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    def torch_apply(self, u, c) -> dict[str, np.ndarray]:
+        """Reference evaluation in torch; u (..., n_par), c (..., n_cond) [SI] → numpy dict (normalised x)."""
+        with torch.no_grad():
+            out = self.torch_module(torch.as_tensor(np.asarray(u, np.float32)), torch.as_tensor(np.asarray(c, np.float64)))
+        return {k: v.double().numpy() for k, v in out.items()}
+
+    def jax_apply(self, u, c):
+        """Pure-JAX decoder (jit/grad-able); see `sim2real.export.jax_decoder`."""
+        from sim2real.export import jax_decoder
+        return jax_decoder(self.weights, self.config.depth)(u, c)
+
+    def pytensor_apply(self, u, c):
+        """The same graph in PyTensor (symbolic or numpy inputs); see `sim2real.export.pytensor_decoder`."""
+        from sim2real.export import pytensor_decoder
+        return pytensor_decoder(self.weights, self.config.depth)(u, c)
+
+    def predict(self, theta: np.ndarray, condition: np.ndarray) -> xr.Dataset:
+        """Predictive mean/sd of every observable in SI units and P(runaway) for θ (n, n_par), c (n, n_cond)."""
+        out = self.torch_apply(self.to_unconstrained(theta), condition)
+        scale = np.asarray(self.layout.scale)
+        mean = self.layout.denormalise(out["mean"])
+        sd = np.exp(out["log_scale"]) * scale
+        ds = xr.Dataset(coords={"case": np.arange(mean.shape[0])})
+        for ch, sl in zip(self.layout.channels, self.layout.slices().values()):
+            dims = ("case",) if ch.dim is None else ("case", ch.dim)
+            sq = (lambda a: a[:, sl.start]) if ch.dim is None else (lambda a: a[:, sl])
+            ds[ch.name] = (dims, sq(mean), {"units": ch.units, "long_name": f"decoder mean of {ch.name}"})
+            ds[ch.name + "_sd"] = (dims, sq(sd), {"units": ch.units, "long_name": f"decoder sd of {ch.name}"})
+            if ch.dim is not None:
+                ds = ds.assign_coords({ch.dim: np.asarray(ch.grid)})
+        ds["p_runaway"] = ("case", 1 / (1 + np.exp(-out["logit_runaway"])), {"units": "1", "long_name": "P(thermal runaway)"})
+        return ds
+
+    # -- next steps ------------------------------------------------------------------------------------
+    def fit_encoder(self, real: xr.Dataset, config=None, **kw):
+        """Train the encoder q(θ | x, c) on real tests with this frozen decoder (`sim2real.encoder.fit_encoder`)."""
+        from sim2real.encoder import fit_encoder
+        return fit_encoder(self, real, config, **kw)
+
+    def save(self, model_dir, encoder=None) -> None:
+        """Write the model directory (`sim2real.io.save_model`)."""
+        from sim2real.io import save_model
+        save_model(model_dir, self, encoder)
+
+
+class FrozenDecoderCVAE:
+    """Builder: ``FrozenDecoderCVAE(sim).append_simulations(ens).train() -> FrozenDecoder``.
+
+    Parameters
+    ----------
+    parameters : a `simulators.Simulator` (class or instance), or ``(names, priors)``.
+    observables : variable names to model (default: every float observable in the ensemble).
+    config : `DecoderConfig`.
+    condition_defaults : condition values for real tests that lack them (default: ensemble median).
+    """
+
+    def __init__(self, parameters, observables: Sequence[str] | None = None, config: DecoderConfig = DecoderConfig(),
+                 condition_defaults: Mapping[str, float] | None = None):
+        names, priors = priors_from_simulator(parameters) if hasattr(parameters, "parameters") else parameters
+        if hasattr(parameters, "conditions") and condition_defaults is None:
+            condition_defaults = {c.name: c.default for c in parameters.conditions}
+        self.transform = ThetaTransform.from_priors(names, priors)
+        self.observables, self.config, self.condition_defaults = observables, config, condition_defaults
+        self._ensembles: list[xr.Dataset] = []
+
+    def append_simulations(self, ensemble: xr.Dataset) -> "FrozenDecoderCVAE":
+        """Add simulations in the ensemble-store layout (in memory or `open_ensemble(path)`); returns self."""
+        for v in ("theta", "condition"):
+            if v not in ensemble:
+                raise ValueError(f"ensemble lacks `{v}`; expected the store layout of docs/contracts.md")
+        self._ensembles.append(ensemble)
+        return self
+
+    def train(self, generator: torch.Generator | None = None, verbose: bool = False) -> FrozenDecoder:
+        """Fit the decoder on the appended simulations, evaluate on the held-out split, freeze, return it."""
+        from sim2real.io import hash_dataset
+        from sim2real.validation import decoder_metrics
+
+        if not self._ensembles:
+            raise RuntimeError("no simulations: call append_simulations(ensemble) first")
+        ens = self._ensembles[0] if len(self._ensembles) == 1 else xr.concat(self._ensembles, dim="sample")
+        cfg = self.config
+        g = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
+        layout = build_layout(ens, self.observables, self.condition_defaults)
+        data = ensemble_to_batch(ens, layout, self.transform)
+        n = len(data)
+        perm = torch.randperm(n, generator=g)
+        n_val = max(1, int(round(cfg.val_fraction * n)))
+        val, tr = data.subset(perm[:n_val]), data.subset(perm[n_val:])
+        basis, offset, sizes = _pca_basis(tr, layout, cfg)
+        expand = np.eye(len(layout.channels))[layout.channel_index()].T
+        net = DecoderNet(len(self.transform.names), len(layout.condition_names), basis, offset, expand,
+                         np.asarray(layout.condition_loc), np.asarray(layout.condition_scale), cfg.width, cfg.depth, g)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+
+        def loss_of(b: Batch) -> torch.Tensor:
+            out = net(b.u, b.c)
+            return (gaussian_nll(b.x, b.mask, out["mean"], out["log_scale"])
+                    + bernoulli_nll(b.y, b.y_mask, out["logit_runaway"])).mean()
+
+        best, best_state, since = float("inf"), copy.deepcopy(net.state_dict()), 0
+        for epoch in range(cfg.epochs):
+            net.train()
+            order = torch.randperm(len(tr), generator=g)
+            for i in range(0, len(tr), cfg.batch_size):
+                opt.zero_grad()
+                loss = loss_of(tr.subset(order[i:i + cfg.batch_size]))
+                loss.backward()
+                opt.step()
+            sched.step()
+            net.eval()
+            with torch.no_grad():
+                v = float(loss_of(val))
+            if v < best - 1e-4:
+                best, best_state, since = v, copy.deepcopy(net.state_dict()), 0
+            else:
+                since += 1
+            if verbose and epoch % 20 == 0:
+                print(f"epoch {epoch:4d}  train {float(loss):9.3f}  val {v:9.3f}")
+            if since >= cfg.patience:
+                break
+        net.load_state_dict(best_state)
+        dec = FrozenDecoder(net, layout, self.transform, cfg, sizes,
+                            hashes={"ensemble": hash_dataset(ens)})
+        dec.metrics = decoder_metrics(dec, val) | {"n_train": len(tr), "n_validation": len(val),
+                                                    "epochs": epoch + 1, "validation_loss": best,
+                                                    "components": sizes}
+        return dec
+
+
+def config_dict(cfg) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,322 @@
+"""Ensembles: space-filling designs over the priors, run on Dask, persisted sample by sample to Zarr.
+
+Design
+    `design(priors, conditions, n, kind, seed)` draws a scrambled Sobol or Latin-hypercube sample of
+    the unit cube (scipy.stats.qmc) and maps it through each prior's quantile function; conditions
+    given as ``(low, high)`` ranges are sampled uniformly in the same design, fixed ones are constant.
+    The design is a pure function of its arguments, so sample ``i`` is the same on every rerun.
+
+Runner
+    `run_ensemble(...)` submits every not-yet-finished sample to a Dask cluster (a `LocalCluster` by
+    default, or an existing scheduler address) and appends each finished simulation to the store *as
+    it arrives* (single writer: the client). Failures (exceptions, NaN outcomes, time-outs) are lines
+    in ``failures.jsonl`` with parameters, error, traceback and time, and the run carries on.
+
+Crash safety
+    After each append the store's ``n_committed`` attribute is updated. A rerun first repairs the store
+    (drops a partial append left by a kill: arrays longer than ``n_committed``), then skips every
+    committed or failed sample. See docs/contracts.md, "Ensemble store".
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from scipy.stats import qmc
+
+from simulators.priors import Prior
+from simulators.registry import load
+
+SAMPLE_CHUNK = 64
+
+
+# ------------------------------------------------------------------------------------------- design
+@dataclass(frozen=True)
+class Design:
+    """A design: ``theta`` (n, p) and ``condition`` (n, q) in SI, with their names."""
+
+    theta: np.ndarray
+    parameter_names: tuple[str, ...]
+    condition: np.ndarray
+    condition_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.theta.shape[0]
+
+    def sample(self, i: int) -> tuple[dict[str, float], dict[str, float]]:
+        return (dict(zip(self.parameter_names, map(float, self.theta[i]))),
+                dict(zip(self.condition_names, map(float, self.condition[i]))))
+
+
+def design(priors: Mapping[str, Prior], conditions: Mapping[str, float | tuple[float, float]],
+           n: int, kind: str = "sobol", seed: int = 0) -> Design:
+    """Space-filling design over the priors (and condition ranges).
+
+    Parameters
+    ----------
+    priors : θ name → `Prior` (SI).
+    conditions : condition name → fixed SI value or ``(low, high)`` range sampled uniformly.
+    n : number of samples.
+    kind : ``"sobol"`` (scrambled, Owen) or ``"lhs"``.
+    seed : seeds the scrambling / permutation.
+    """
+    ranged = [k for k, v in conditions.items() if isinstance(v, tuple)]
+    d = len(priors) + len(ranged)
+    if kind == "sobol":
+        engine = qmc.Sobol(d, scramble=True, rng=np.random.default_rng(seed))
+        m = int(np.ceil(np.log2(max(n, 2))))
+        u = engine.random_base2(m)[:n]  # balanced power-of-two block, truncated
+    elif kind == "lhs":
+        u = qmc.LatinHypercube(d, rng=np.random.default_rng(seed)).random(n)
+    else:
+        raise ValueError(f"unknown design {kind!r}; expected 'sobol' or 'lhs'")
+    u = np.clip(u, 1e-12, 1 - 1e-12)
+    names = list(priors)
+    theta = np.column_stack([priors[k].ppf(u[:, j]) for j, k in enumerate(names)]) if names else np.zeros((n, 0))
+    cols = []
+    for k, v in conditions.items():
+        if isinstance(v, tuple):
+            j = len(names) + ranged.index(k)
+            cols.append(v[0] + (v[1] - v[0]) * u[:, j])
+        else:
+            cols.append(np.full(n, float(v)))
+    cond = np.column_stack(cols) if cols else np.zeros((n, 0))
+    return Design(theta, tuple(names), cond, tuple(conditions))
+
+
+# ------------------------------------------------------------------------------------------- worker
+class SimulationTimeout(RuntimeError):
+    pass
+
+
+def run_one(simulator: str, options: dict, theta: dict, condition: dict, timeout: float) -> dict:
+    """Run one simulation (on a worker). Never raises: returns ``{"ok": bool, ...}``.
+
+    The simulation runs in a helper thread joined with ``timeout`` seconds; on time-out the result is
+    discarded and the sample recorded as failed (the thread cannot be killed and finishes on its own).
+    """
+    t0 = time.perf_counter()
+    box: dict = {}
+
+    def target():
+        try:
+            sim = load(simulator)(**options)
+            box["ds"] = sim.run(theta, condition).load()
+        except BaseException as err:  # noqa: BLE001 — every failure is recorded, none is fatal
+            box["err"], box["tb"] = err, traceback.format_exc()
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(timeout)
+    wall = time.perf_counter() - t0
+    if th.is_alive():
+        return {"ok": False, "error": f"SimulationTimeout: no result after {timeout:g} s", "traceback": "",
+                "wall_time": wall}
+    if "err" in box:
+        err = box["err"]
+        return {"ok": False, "error": f"{type(err).__name__}: {err}", "traceback": box["tb"], "wall_time": wall}
+    ds = box["ds"]
+    bad = [k for k, v in ds.data_vars.items() if v.ndim == 0 and v.dtype.kind == "f"
+           and k not in ("time_to_runaway",) and not k.endswith(("_short_onset", "_to_short"))
+           and not np.isfinite(v.values)]
+    if bad:
+        return {"ok": False, "error": f"NaN output: {', '.join(bad)}", "traceback": "", "wall_time": wall}
+    return {"ok": True, "dataset": ds, "wall_time": wall}
+
+
+# -------------------------------------------------------------------------------------------- store
+def _committed(path: Path) -> int:
+    import zarr
+
+    try:
+        return int(zarr.open_group(str(path), mode="r").attrs.get("n_committed", 0))
+    except Exception:  # noqa: BLE001 — no or unreadable store: nothing committed
+        return 0
+
+
+def repair_store(path: str | Path) -> int:
+    """Drop a partial append (arrays longer than ``n_committed``). Returns the committed count."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    n = _committed(path)
+    if n == 0:
+        shutil.rmtree(path)
+        return 0
+    ds = xr.open_zarr(path, consolidated=False)
+    lengths = {v.sizes["sample"] for v in ds.variables.values() if "sample" in v.dims}
+    if lengths == {n}:
+        return n
+    good = ds.isel(sample=slice(0, n)).load()
+    good.attrs["n_committed"] = n
+    tmp = path.with_name(path.name + f".repair-{uuid.uuid4().hex[:8]}")
+    _write(good, tmp, mode="w-")
+    backup = path.with_name(path.name + ".broken")
+    path.rename(backup)
+    tmp.rename(path)
+    shutil.rmtree(backup)
+    return n
+
+
+def _write(ds: xr.Dataset, path: Path, mode: str):
+    if mode == "a":
+        ds.to_zarr(path, append_dim="sample", consolidated=False)
+    else:
+        enc = {k: {"chunks": tuple(SAMPLE_CHUNK if d == "sample" else s for d, s in v.sizes.items())}
+               for k, v in ds.variables.items() if "sample" in v.dims}
+        ds.to_zarr(path, mode=mode, consolidated=False, encoding=enc)
+
+
+def _set_committed(path: Path, n: int):
+    import zarr
+
+    zarr.open_group(str(path), mode="r+").attrs["n_committed"] = int(n)
+
+
+def open_ensemble(path: str | Path) -> xr.Dataset:
+    """Open a finished (or partial) ensemble store, committed samples only."""
+    path = Path(path)
+    n = _committed(path)
+    ds = xr.open_zarr(path, consolidated=False)
+    return ds.isel(sample=slice(0, n))
+
+
+def _as_sample(ds: xr.Dataset, i: int, theta: dict, cond: dict, wall: float, par_units: dict,
+               cond_units: dict) -> xr.Dataset:
+    out = ds.expand_dims(sample=[i])
+    out["theta"] = xr.DataArray(np.array([[theta[k] for k in par_units]]), dims=("sample", "parameter"),
+                                coords={"parameter": list(par_units)},
+                                attrs={"units": "SI (see parameter_units)", "long_name": "simulator parameters θ"})
+    out["condition"] = xr.DataArray(np.array([[cond[k] for k in cond_units]]).reshape(1, len(cond_units)),
+                                    dims=("sample", "condition_name"), coords={"condition_name": list(cond_units)},
+                                    attrs={"units": "SI (see condition_units)", "long_name": "test conditions c"})
+    out["wall_time"] = xr.DataArray([wall], dims="sample", attrs={"units": "s", "long_name": "wall time of the simulation"})
+    for k, v in out.variables.items():
+        if v.dtype.kind == "U" and "sample" not in v.dims:
+            continue
+        if v.dtype == object:
+            out[k] = v.astype(str)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- runner
+@dataclass
+class EnsembleResult:
+    path: Path
+    n_total: int
+    n_done_before: int
+    computed: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    wall_time: float = 0.0
+
+
+def _failed_samples(failures: Path) -> set[int]:
+    if not failures.exists():
+        return set()
+    out = set()
+    for line in failures.read_text().splitlines():
+        try:
+            out.add(int(json.loads(line)["sample"]))
+        except (ValueError, KeyError):
+            continue  # a line cut by a kill: ignore it (the sample is redone)
+    return out
+
+
+def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path, *,
+                 cluster: str = "local", workers: int = 2, threads_per_worker: int = 1,
+                 timeout: float = 600.0, retry_failed: bool = False, attrs: dict | None = None,
+                 progress: Callable[[int, int], None] | None = None, client=None) -> EnsembleResult:
+    """Run every unfinished sample of ``plan`` and append each result to ``store`` as it finishes.
+
+    Parameters
+    ----------
+    simulator, options : registered simulator name and its options.
+    plan : the `Design` (sample i ↔ row i).
+    store : path of the Zarr store; ``failures.jsonl`` lives beside it.
+    cluster : ``"local"`` (a `dask.distributed.LocalCluster` of ``workers`` processes) or a scheduler address.
+    timeout : seconds per simulation before it is recorded as failed.
+    retry_failed : rerun samples recorded in failures.jsonl.
+    progress : called as ``progress(done, total)`` after each finished sample.
+    client : an existing `distributed.Client` to use (overrides ``cluster``).
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    store = Path(store)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    failures = store.with_name("failures.jsonl")
+    t0 = time.perf_counter()
+    n_before = repair_store(store)
+    done: set[int] = set()
+    if n_before:
+        done = set(int(s) for s in xr.open_zarr(store, consolidated=False)["sample"].values[:n_before])
+    failed_before = set() if retry_failed else _failed_samples(failures)
+    todo = [i for i in range(len(plan)) if i not in done and i not in failed_before]
+    result = EnsembleResult(store, len(plan), len(done))
+    if progress:
+        progress(len(done) + len(failed_before), len(plan))
+    if not todo:
+        return result
+
+    sim_cls = load(simulator)
+    par_units = {p.name: p.unit for p in sim_cls.parameters if p.name in plan.parameter_names}
+    par_units = {k: par_units.get(k, "") for k in plan.parameter_names}
+    cond_decl = {c.name: c.unit for c in sim_cls.conditions}
+    cond_units = {k: cond_decl.get(k, "") for k in plan.condition_names}
+    base_attrs = {"simulator": simulator, "options": json.dumps(options, sort_keys=True, default=str),
+                  "parameter_units": json.dumps(par_units), "condition_units": json.dumps(cond_units),
+                  **(attrs or {})}
+
+    own = None
+    if client is None:
+        if cluster == "local":
+            own = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                               dashboard_address=None)
+            client = Client(own)
+        else:
+            client = Client(cluster, timeout="30s")
+    n_committed = n_before
+    try:
+        futures = {client.submit(run_one, simulator, options, *plan.sample(i), timeout,
+                                 key=f"sim-{simulator}-{i}-{uuid.uuid4().hex[:8]}", pure=False, retries=2): i
+                   for i in todo}
+        with failures.open("a") as flog:
+            for fut in as_completed(futures):
+                i = futures.pop(fut)
+                theta, cond = plan.sample(i)
+                try:
+                    out = fut.result()
+                except Exception as err:  # noqa: BLE001 — e.g. a worker lost more often than retries allow
+                    out = {"ok": False, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
+                           "wall_time": float("nan")}
+                fut.release()
+                if out["ok"]:
+                    ds = _as_sample(out["dataset"], i, theta, cond, out["wall_time"], par_units, cond_units)
+                    # xarray rewrites the group attrs on append: keep the old count there until done
+                    ds.attrs.update(base_attrs, n_committed=n_committed)
+                    _write(ds, store, mode="a" if n_committed else "w-")
+                    n_committed += 1
+                    _set_committed(store, n_committed)
+                    result.computed.append(i)
+                else:
+                    flog.write(json.dumps({"sample": i, "theta": theta, "condition": cond, "error": out["error"],
+                                           "traceback": out["traceback"], "wall_time": out["wall_time"],
+                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+                    flog.flush()
+                    result.failed.append(i)
+                if progress:
+                    progress(n_committed + len(result.failed) + len(failed_before), len(plan))
+    finally:
+        if own is not None:
+            client.close()
+            own.close()
+    result.wall_time = time.perf_counter() - t0
+    return result
