@@ -8,13 +8,16 @@ initial response and a stiffening (convex) stress–strain curve as the pores cl
 Wierzbicki, J. Power Sources 201 (2012) 307; Lai, Ali, Pan, J. Power Sources 245 (2014) 609).
 Under the monotonic loading of an indentation test a hyperelastic law with strain stiffening is
 indistinguishable from deformation-theory plasticity (no unloading), so we use a compressible
-neo-Hookean solid plus a densification term (a "hyperfoam"-like law):
+neo-Hookean solid plus a power-law hardening of an isotropic strain measure:
 
-    W(F) = μ/2 (I₁ − 3 − 2 ln J) + λ/2 (J − 1)² + B/(n+1) ⟨1 − J⟩₊^{n+1}        [J m⁻³]
+    W(F) = μ/2 Φ + λ/2 (J − 1)² + B/(n+1) ε̄^{n+1},   Φ = I₁ − 3 − 2 ln J,  ε̄ = √(Φ/2)   [J m⁻³]
 
 with F = I + ∇u, I₁ = tr(FᵀF), J = det F, the Lamé constants (λ, μ) of the small-strain modulus E
-and a low, foam-like Poisson ratio ν, the hardening modulus B [Pa] and exponent n ≥ 1. In uniaxial
-strain the nominal stress is ≈ E ε + B εⁿ, the power law measured on jelly rolls.
+and a low, foam-like Poisson ratio ν, the hardening modulus B [Pa] and exponent n ≥ 1.
+Φ = Σᵢ (λᵢ² − 1 − 2 ln λᵢ) ≥ 0 vanishes only at F = I and ε̄ = |ε| + O(ε²) in uniaxial strain, so the
+nominal stress in uniaxial strain is ≈ M ε + B εⁿ (M = λ + 2μ), the power law measured on jelly
+rolls. Hardening the whole strain (not only J) also stiffens the shear under the punch edge, as
+compaction does in a crushable foam, and keeps the load path free of spurious shear localisation.
 
 Axisymmetry (r, z): u = (u_r, u_z), F = [[1 + ∂u_r/∂r, ∂u_r/∂z, 0], [∂u_z/∂r, 1 + ∂u_z/∂z, 0],
 [0, 0, 1 + u_r/r]], dV = 2π r dr dz.
@@ -22,7 +25,7 @@ Axisymmetry (r, z): u = (u_r, u_z), F = [[1 + ∂u_r/∂r, ∂u_r/∂z, 0], [∂
 Contact with the rigid sphere (radius R_p, tip at depth d below the top face, centre
 c = (0, H − d + R_p)) is enforced by a penalty on the penetration g = R_p − |x + u − c|:
 
-    Π(u) = ∫_Ω W(F) dV + ∫_Γtop κ/2 ⟨g⟩₊² dA,          κ = α max(E, B) / h,
+    Π(u) = ∫_Ω W(F) dV + ∫_Γtop κ/2 ⟨g⟩₊² dA,          κ = α max(E, B) / H,
 
 and the punch force is F_p = ∂Π/∂d = ∫_Γtop κ ⟨g⟩₊ (c_z − z)/|x − c| dA (exact for the penalty
 problem). The bottom face rests on a frictionless rigid plate (u_z = 0), u_r = 0 on the axis.
@@ -148,7 +151,7 @@ class IndentationProblem:
     poisson_ratio : float
         Small-strain Poisson ratio ν of the homogenised cell [1].
     penalty : float
-        Dimensionless contact penalty α (κ = α max(E, B) / h_top).
+        Dimensionless contact penalty α (κ = α max(E, B) / H).
     comm : MPI communicator
     """
 
@@ -162,7 +165,7 @@ class IndentationProblem:
         grading_r: float = 3.0,
         grading_z: float = 2.0,
         poisson_ratio: float = 0.1,
-        penalty: float = 100.0,
+        penalty: float = 1000.0,
         comm: MPI.Comm = MPI.COMM_WORLD,
     ):
         self.comm = comm
@@ -225,12 +228,19 @@ class IndentationProblem:
 
         # Axisymmetric deformation gradient F (3×3; hoop stretch 1 + u_r / r)
         g = ufl.grad(u)
-        F = ufl.as_matrix([[1 + g[0, 0], g[0, 1], 0], [g[1, 0], 1 + g[1, 1], 0], [0, 0, 1 + u[0] / r]])
+        F = ufl.variable(
+            ufl.as_matrix([[1 + g[0, 0], g[0, 1], 0], [g[1, 0], 1 + g[1, 1], 0], [0, 0, 1 + u[0] / r]])
+        )
         C = F.T * F
-        I1 = ufl.tr(C)
         J = ufl.det(F)
-        # Strain energy density W [J/m³]: neo-Hooke + densification ⟨1 − J⟩₊^{n+1}
-        W = μ / 2 * (I1 - 3 - 2 * ufl.ln(J)) + λ / 2 * (J - 1) ** 2 + B / (n + 1) * ufl.max_value(1 - J, 0) ** (n + 1)
+        # Strain measure Φ = I₁ − 3 − 2 ln J = Σ (λᵢ² − 1 − 2 ln λᵢ) ≥ 0 (zero only at F = I);
+        # ε̄ = √(Φ/2) equals |ε| in uniaxial strain at small ε (regularised by ϵ at F = I)
+        Φ = ufl.tr(C) - 3 - 2 * ufl.ln(J)
+        ϵ = 1.0e-6
+        ε̄2 = Φ / 2 + ϵ**2
+        # Strain energy density W [J/m³]: neo-Hooke + power-law hardening (uniaxial: σ ≈ M ε + B εⁿ)
+        W = μ / 2 * Φ + λ / 2 * (J - 1) ** 2 + B / (n + 1) * (ε̄2 ** ((n + 1) / 2) - ϵ ** (n + 1))
+        P = ufl.diff(W, F)  # first Piola–Kirchhoff stress [Pa]
         self.W = W
 
         # Contact with the rigid sphere: centre c = (0, H − d + R_p), penetration g = R_p − |x + u − c|
@@ -253,7 +263,6 @@ class IndentationProblem:
         # Punch force F_p = ∂Π/∂d = ∫ κ ⟨g⟩₊ (c_z − z)/|x − c| dA  [N]
         self.force_form = fem.form(self.κ * pen * (-y[1]) / dist * two_π_r * ds(TOP))
         # Equilibrium check: plate reaction −∫ P_zz dA on z = 0 (first Piola–Kirchhoff P = ∂W/∂F)
-        P = self._piola(F, E, ν, B, n)
         self.reaction_form = fem.form(-P[1, 1] * two_π_r * ds(BOTTOM))
         # Contact area A_c = ∫ 1[g > 0] dA of the penetrated top face (reference configuration)
         self.contact_area_form = fem.form(ufl.conditional(ufl.gt(pen, 0), 1.0, 0.0) * two_π_r * ds(TOP))
@@ -268,16 +277,6 @@ class IndentationProblem:
         Q = fem.functionspace(msh, ("DG", 0))
         self.strain = fem.Function(Q, name="strain_equivalent")
         self.strain_expr = fem.Expression(ε_eq, Q.element.interpolation_points)
-
-    @staticmethod
-    def _piola(F, E, ν, B, n):
-        """First Piola–Kirchhoff stress P = ∂W/∂F of the law above [Pa]."""
-        λ = E * ν / ((1 + ν) * (1 - 2 * ν))
-        μ = E / (2 * (1 + ν))
-        J = ufl.det(F)
-        Finv_T = ufl.inv(F).T
-        # ∂/∂F: μ (F − F⁻ᵀ) + λ (J − 1) J F⁻ᵀ − B ⟨1 − J⟩₊ⁿ J F⁻ᵀ
-        return μ * (F - Finv_T) + (λ * (J - 1) - B * ufl.max_value(1 - J, 0) ** n) * J * Finv_T
 
     # -----------------------------------------------------------------------------------------
     def _scalar(self, form) -> float:
@@ -314,8 +313,9 @@ class IndentationProblem:
         self.im.set_cell_size(thickness, self.domain_radius)
         self.E.value, self.B.value, self.n.value = modulus, hardening_modulus, hardening_exponent
         self.R_p.value, self.H.value, self.d.value = punch_radius, thickness, 0.0
-        h_top = self.im.h_min_top
-        self.κ.value = self.penalty * max(modulus, hardening_modulus) / h_top
+        # penalty scaled by the cell thickness (not the element size): the penalised problem is then
+        # mesh independent and the penetration is ≈ (contact pressure) H / (α E) ≪ δ
+        self.κ.value = self.penalty * max(modulus, hardening_modulus) / thickness
         self.u.x.array[:] = 0.0
 
     def solve_path(self, depths: np.ndarray, *, max_bisections: int = 6) -> IndentationResult:
@@ -330,32 +330,38 @@ class IndentationProblem:
             If a step does not converge after all bisections.
         """
         depths = np.asarray(depths, dtype=float)
-        out = np.full((4, depths.size), np.nan)
+        out = np.full((3, depths.size), np.nan)
         total_its = 0
-        d_prev = 0.0
-        u_prev = self.u.x.array.copy()
+        # converged states (depth, u) used for the secant predictor u ← u_k + (u_k − u_{k−1}) Δd/Δd_old
+        hist: list[tuple[float, np.ndarray]] = [(0.0, self.u.x.array.copy())]
         for k, d_k in enumerate(depths):
-            if d_k > 0.0:
-                # advance from d_prev to d_k in sub-steps; halve on failure
-                n_sub, d_from = 1, d_prev
-                while d_from < d_k - 1e-15:
-                    d_to = min(d_from + (d_k - d_prev) / n_sub, d_k)
-                    self.d.value = d_to
-                    ok, its = self._newton()
-                    total_its += its
-                    if ok and np.all(np.isfinite(self.u.x.array)):
-                        d_from, u_prev = d_to, self.u.x.array.copy()
-                        continue
-                    self.u.x.array[:] = u_prev
-                    self.u.x.scatter_forward()
-                    n_sub *= 2
-                    if n_sub > 2**max_bisections:
-                        raise SimulationError(
-                            f"indentation Newton failed at depth {d_to:.4e} m "
-                            f"(reason {self.problem.solver.getConvergedReason()}) after {max_bisections} bisections"
-                        )
-                d_prev = d_k
-            out[:, k] = (self.force(), self.strain_max(), self.contact_radius(), 0.0)
+            n_sub = 1
+            d_start = hist[-1][0]
+            while hist[-1][0] < d_k - 1e-15:
+                d_from, u_from = hist[-1]
+                d_to = min(d_from + (d_k - d_start) / n_sub, d_k)
+                if len(hist) > 1 and d_from > hist[-2][0]:
+                    d_old, u_old = hist[-2]
+                    self.u.x.array[:] = u_from + (u_from - u_old) * (d_to - d_from) / (d_from - d_old)
+                else:
+                    self.u.x.array[:] = u_from
+                self.d.value = d_to
+                ok, its = self._newton()
+                total_its += its
+                if ok and np.all(np.isfinite(self.u.x.array)):
+                    hist = [hist[-1], (d_to, self.u.x.array.copy())]
+                    continue
+                self.u.x.array[:] = u_from
+                self.u.x.scatter_forward()
+                n_sub *= 2
+                if n_sub > 2**max_bisections:
+                    raise SimulationError(
+                        f"indentation Newton failed at depth {d_to:.4e} m "
+                        f"(SNES reason {self.problem.solver.getConvergedReason()}) after {max_bisections} bisections"
+                    )
+            self.u.x.array[:] = hist[-1][1]
+            self.u.x.scatter_forward()
+            out[:, k] = (self.force(), self.strain_max(), self.contact_radius())
         return IndentationResult(depths, out[0], out[1], out[2], total_its)
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from risk.errors import InputError
 
@@ -27,7 +28,7 @@ ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="Dask schedule
 
 
 def _fail(err: InputError, code: int = 2):
-    console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

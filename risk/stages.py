@@ -43,11 +43,11 @@ def simulate(ctx: RunContext) -> dict:
 
 def ingest(ctx: RunContext) -> dict:
     """Real tests → ``real.nc`` (same observables as the simulations)."""
-    from risk.data import read, write_real
-
     s = ctx.study
     if s.data is None:
         return {"tests": 0, "note": "study has no data section"}
+    from risk.data import read, write_real
+
     ds = read(s.data.kind, s.data_path())
     if s.data.families:
         keep = ds["cell_family"].isin(s.data.families)

@@ -87,6 +87,12 @@ class SimulatorSpec(_Section):
         import simulators
 
         names = simulators.available()
+        if ":" in v:  # "module:Class" plugin path
+            try:
+                simulators.load(v)
+            except (ImportError, AttributeError) as err:
+                raise ValueError(f"cannot import simulator {v!r}: {err}") from None
+            return v
         if v not in names:
             hint = difflib.get_close_matches(v, names, n=1)
             raise ValueError(f"unknown simulator {v!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
@@ -345,6 +351,24 @@ def _suggest(loc: tuple, data: dict) -> str:
     return f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(model.model_fields)}"
 
 
+def _describe(e: dict, data: dict) -> tuple[tuple, str, str]:
+    """A pydantic error → (field path, one-line message, error type)."""
+    loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith(
+        ("function-", "str", "float", "int", "ConditionRange", "tagged"))))
+    ctx_err = (e.get("ctx") or {}).get("error")
+    if isinstance(ctx_err, _FieldError):
+        return ctx_err.loc, ctx_err.msg, e["type"]
+    if e["type"] == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}" + _suggest(loc, data)
+    elif e["type"] == "missing":
+        msg = f"missing required {'section' if len(loc) == 1 else 'field'} {loc[-1]!r}"
+    else:
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] not in ("value_error", "assertion_error") and not isinstance(e.get("input"), dict):
+            msg += f" (got {e.get('input')!r})"
+    return loc, msg, e["type"]
+
+
 def load_study(path: str | Path, *, quick: bool = False) -> Study:
     """Validate a study YAML file. Raises `StudyError` naming file, line and field path."""
     path = Path(path)
@@ -353,19 +377,12 @@ def load_study(path: str | Path, *, quick: bool = False) -> Study:
     try:
         return Study.model_validate({**effective, "source": str(path.resolve())})
     except ValidationError as err:
-        e = err.errors()[0]
-        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith(("function-", "str", "float", "int", "ConditionRange", "tagged"))))
-        ctx_err = (e.get("ctx") or {}).get("error")
-        if isinstance(ctx_err, _FieldError):
-            loc, msg = ctx_err.loc, ctx_err.msg
-        elif e["type"] == "extra_forbidden":
-            msg = f"unknown key {loc[-1]!r}" + _suggest(loc, data)
-        elif e["type"] == "missing":
-            msg = f"missing required {'section' if len(loc) == 1 else 'field'} {loc[-1]!r}"
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] not in ("value_error", "assertion_error"):
-                msg += f" (got {e.get('input')!r})" if not isinstance(e.get("input"), dict) else ""
+        problems = [_describe(e, data) for e in err.errors()]
+        # unknown keys first (a misspelt key also makes its field "missing"), then in document order
+        problems.sort(key=lambda p: (p[2] != "extra_forbidden", lines.line(p[0]) or 0))
+        loc, msg, _ = problems[0]
+        if len(problems) > 1:
+            msg += f" (+{len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
         field = ".".join(str(x) for x in loc)
         raise StudyError(msg, path=path, field=field or None, line=lines.line(loc)) from None
 

@@ -55,7 +55,7 @@ def load_with_lines(path: str | Path) -> tuple[dict, LineMap]:
     except yaml.YAMLError as err:
         raise StudyError(f"YAML error: {err}", path=path) from None
     if data is None:
-        raise StudyError("empty study file", path=path)
+        raise StudyError("empty study file", path=path, line=1)
     if not isinstance(data, dict):
         raise StudyError(f"a study is a YAML mapping of sections, got a {type(data).__name__}", path=path, line=1)
     return data, LineMap(node)

@@ -99,14 +99,14 @@ class FrozenDecoder:
     ----------
     parameter_names, condition_names, observable_names : names in column order.
     layout : `ObservableLayout` (normalisers of x and c); transform : `ThetaTransform` (θ ↔ u).
-    torch_module : the `DecoderNet` (eval mode, ``requires_grad`` off).
+    torch_module : the `DecoderNet` (float64, eval mode, ``requires_grad`` off).
     metrics : dict of held-out metrics (NRMSE per observable, Brier, AUC, ...).
     """
 
     def __init__(self, net: DecoderNet, layout: ObservableLayout, transform: ThetaTransform,
                  config: DecoderConfig, component_sizes: Sequence[int], metrics: Mapping | None = None,
                  hashes: Mapping | None = None):
-        self.torch_module = net.eval()
+        self.torch_module = net.double().eval()  # frozen in float64: the reference the exports match
         for p in self.torch_module.parameters():
             p.requires_grad_(False)
         self.layout, self.transform, self.config = layout, transform, config
@@ -147,7 +147,7 @@ class FrozenDecoder:
     def torch_apply(self, u, c) -> dict[str, np.ndarray]:
         """Reference evaluation in torch; u (..., n_par), c (..., n_cond) [SI] → numpy dict (normalised x)."""
         with torch.no_grad():
-            out = self.torch_module(torch.as_tensor(np.asarray(u, np.float32)), torch.as_tensor(np.asarray(c, np.float64)))
+            out = self.torch_module(torch.as_tensor(np.asarray(u, np.float64)), torch.as_tensor(np.asarray(c, np.float64)))
         return {k: v.double().numpy() for k, v in out.items()}
 
     def jax_apply(self, u, c):

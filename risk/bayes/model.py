@@ -182,7 +182,8 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
               "observable": list(data.observable_names) or [f"obs_{j}" for j in range(obs.shape[1])],
               "observed_entry": np.arange(rows.size)}
     with pm.Model(coords=coords, name=name) as model:
-        c = pm.Data("conditions", np.asarray(data.conditions, dtype=float))
+        # a constant (static shape) rather than pm.Data: surrogates may broadcast over conditions
+        c = pt.as_tensor_variable(np.asarray(data.conditions, dtype=float))
         mu_pop = pm.Normal("mu_pop", mu=np.asarray(prior_mean), sigma=np.asarray(prior_sd), dims="parameter")
         tau = pm.HalfNormal("tau_family", sigma=family_scale, dims="parameter")
         z_f = pm.Normal("z_family", 0.0, 1.0, dims=("family", "parameter"))

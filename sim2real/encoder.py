@@ -1,0 +1,235 @@
+"""The encoder q(θ | x, c) of the cVAE, trained on real tests by the ELBO with the frozen decoder.
+
+q is a full-covariance Gaussian in the unconstrained, z-scored space u (`sim2real.bridge`), amortised
+over tests by `EncoderNet`. The prior in u is the *exact* transformed prior density of the study's
+priors (`ThetaTransform.log_prior_u`). Per test i (masks m, outcome mask m_y)::
+
+    ELBO_i = E_q[ Σ_f m_f log N(x_f | μ_f(u, c), σ_f(u, c)² + σ_d,ch(f)²) + m_y log Bern(y | p(u, c))
+                  + log p(u) ] + H[q]
+
+with a learned sim-to-real discrepancy σ_d per observable channel (half-normal prior of scale
+``discrepancy_prior_scale`` in normalised units; reported in SI units). Training: (1) an amortised
+initialisation on data drawn from the frozen decoder (u ~ prior, c and masks resampled from the real
+tests; maximise log q(u | x)), then (2) the ELBO on the real tests; ``restarts`` times from different
+seeds, keeping the best final ELBO (estimated with ``eval_samples`` draws).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from sim2real.bridge import Batch, real_to_batch
+from sim2real.decoder import FrozenDecoder, bernoulli_nll, gaussian_nll
+from sim2real.networks import EncoderNet
+
+DT = torch.float64
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Encoder architecture and training settings (see module docstring)."""
+
+    width: int = 64
+    depth: int = 2
+    pretrain_steps: int = 1500
+    pretrain_batch: int = 256
+    steps: int = 800
+    lr: float = 2e-3
+    mc_samples: int = 8
+    restarts: int = 3
+    discrepancy: bool = True
+    discrepancy_prior_scale: float = 0.2
+    ridge: float = 1e-2
+    eval_samples: int = 256
+    seed: int = 0
+
+
+class Summary:
+    """Fixed (non-trainable) summary of a masked observation used as encoder input.
+
+    Curves: ridge projection of the masked normalised curve onto the decoder's PCA basis of that
+    channel; scalars: value and mask; per curve the observed fraction; the runaway flag and its mask;
+    normalised conditions.
+    """
+
+    def __init__(self, decoder: FrozenDecoder, ridge: float):
+        w = decoder.weights
+        self.basis, self.offset = torch.as_tensor(w["basis"], dtype=DT), torch.as_tensor(w["basis_offset"], dtype=DT)
+        self.layout, self.ridge = decoder.layout, ridge
+        self.rows, k = [], 0
+        for size in decoder.component_sizes:
+            self.rows.append(slice(k, k + size))
+            k += size
+        self.cond_loc = torch.as_tensor(decoder.layout.condition_loc, dtype=DT)
+        self.cond_scale = torch.as_tensor(decoder.layout.condition_scale, dtype=DT)
+
+    def observables(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(n, n_obs) normalised x and mask → (n, d_obs) features."""
+        feats = []
+        for ch, sl, rows in zip(self.layout.channels, self.layout.slices().values(), self.rows):
+            xm, m = (x[:, sl] - self.offset[sl]) * mask[:, sl], mask[:, sl]
+            if ch.dim is None:
+                feats += [xm, m]
+                continue
+            B = self.basis[rows, sl]  # (k, g)
+            A = torch.einsum("kg,ng,lg->nkl", B, m, B) + self.ridge * torch.eye(B.shape[0], dtype=DT)
+            coef = torch.linalg.solve(A, (xm @ B.T).unsqueeze(-1)).squeeze(-1)
+            feats += [coef, m.mean(1, keepdim=True)]
+        return torch.cat(feats, dim=1)
+
+    def __call__(self, x, mask, y, y_mask, c) -> torch.Tensor:
+        cn = (c.to(DT) - self.cond_loc) / self.cond_scale
+        return torch.cat([self.observables(x.to(DT), mask.to(DT)), (y * y_mask).to(DT).unsqueeze(1),
+                          y_mask.to(DT).unsqueeze(1), cn], dim=1)
+
+
+class EncoderFit:
+    """A trained encoder with its frozen decoder: posteriors q(θ | x, c) for the real tests.
+
+    Attributes
+    ----------
+    loc : (n_test, n_par) posterior means in u; scale_tril : (n_test, n_par, n_par).
+    log_sd_discrepancy : (n_chan,) log σ_d in normalised units; `discrepancy` gives σ_d in SI units.
+    elbo : best mean ELBO per test (nats); restarts_elbo : all restarts.
+    """
+
+    def __init__(self, decoder, net, summary, batch, log_sd, config, elbos, real_hash):
+        self.decoder, self.net, self.summary, self.batch, self.config = decoder, net.eval(), summary, batch, config
+        self.log_sd_discrepancy = log_sd.detach().clone()
+        self.summary_dim = int(net.body[0].in_features)
+        self.restarts_elbo = list(map(float, elbos))
+        self.elbo = max(self.restarts_elbo)
+        with torch.no_grad():
+            self.loc, self.scale_tril = (t.detach() for t in net(summary(batch.x, batch.mask, batch.y, batch.y_mask, batch.c)))
+        self.hashes = {"real": real_hash}
+        self.metrics = {"elbo": self.elbo, "restarts_elbo": self.restarts_elbo,
+                        "discrepancy_sd": self.discrepancy, "n_tests": len(batch)}
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return self.decoder.parameter_names
+
+    @property
+    def discrepancy(self) -> dict[str, float]:
+        """Learned sim-to-real discrepancy σ_d per observable channel, in the observable's SI unit."""
+        lay = self.decoder.layout
+        sd = torch.exp(self.log_sd_discrepancy).numpy()
+        return {ch.name: float(sd[j] * lay.scale[sl.start]) for j, (ch, sl) in enumerate(zip(lay.channels, lay.slices().values()))}
+
+    def encode(self, real: xr.Dataset | Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Amortised posterior of other tests: (loc (n, n_par), scale_tril (n, n_par, n_par)) in u."""
+        b = real if isinstance(real, Batch) else real_to_batch(real, self.decoder.layout)
+        with torch.no_grad():
+            loc, L = self.net(self.summary(b.x, b.mask, b.y, b.y_mask, b.c))
+        return loc.numpy(), L.numpy()
+
+    def sample_u(self, n_draws: int, generator: torch.Generator) -> np.ndarray:
+        """Posterior draws in u, (n_test, n_draws, n_par)."""
+        eps = torch.randn(self.loc.shape[0], n_draws, self.loc.shape[1], generator=generator, dtype=DT)
+        return (self.loc.unsqueeze(1) + torch.einsum("npq,ndq->ndp", self.scale_tril, eps)).numpy()
+
+    def posterior(self, n_draws: int = 1000, generator: torch.Generator | None = None) -> xr.Dataset:
+        """Posterior draws of θ in SI units: ``theta`` (test, draw, parameter) plus u-space mean and sd."""
+        g = generator if generator is not None else torch.Generator().manual_seed(self.config.seed)
+        u = self.sample_u(n_draws, g)
+        sd = np.sqrt(np.einsum("npq,npq->np", self.scale_tril.numpy(), self.scale_tril.numpy()))
+        return xr.Dataset(
+            {"theta": (("test", "draw", "parameter"), self.decoder.from_unconstrained(u), {"long_name": "posterior draws of θ (SI)"}),
+             "u_mean": (("test", "parameter"), self.loc.numpy(), {"units": "1", "long_name": "posterior mean of u"}),
+             "u_sd": (("test", "parameter"), sd, {"units": "1", "long_name": "posterior sd of u"})},
+            coords={"test": self.batch.ids, "parameter": self.parameter_names, "draw": np.arange(n_draws)})
+
+    def misspecification(self, ensemble: xr.Dataset | None = None, **kw) -> xr.Dataset:
+        """Per-test misspecification check (`sim2real.discrepancy.misspecification_check`)."""
+        from sim2real.discrepancy import misspecification_check
+        return misspecification_check(self, ensemble, **kw)
+
+
+def elbo_terms(decoder: FrozenDecoder, transform, loc, L, b: Batch, log_sd, K: int, generator) -> torch.Tensor:
+    """Per-test ELBO (n,) with K reparameterised draws."""
+    n, p = loc.shape
+    eps = torch.randn(K, n, p, generator=generator, dtype=DT)
+    u = loc + torch.einsum("npq,knq->knp", L, eps)
+    out = decoder.torch_module(u, b.c.to(DT).expand(K, -1, -1))
+    extra = torch.exp(2 * log_sd)[torch.as_tensor(decoder.layout.channel_index())]
+    ll = -gaussian_nll(b.x.to(DT), b.mask.to(DT), out["mean"], out["log_scale"], extra)
+    ll = ll - bernoulli_nll(b.y.to(DT), b.y_mask.to(DT), out["logit_runaway"])
+    lp = transform.log_prior_u(u)
+    entropy = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1) + 0.5 * p * (1 + math.log(2 * math.pi))
+    return (ll + lp).mean(0) + entropy
+
+
+def _decoder_draws(decoder, transform, b: Batch, n: int, log_sd, rng: np.random.Generator):
+    """Simulated (u, x, mask, y, y_mask, c) from the frozen decoder with masks/conditions of real tests."""
+    u = torch.as_tensor(transform.sample_u(n, rng), dtype=DT)
+    idx = torch.as_tensor(rng.integers(0, len(b), n))
+    c, mask, y_mask = b.c[idx].to(DT), b.mask[idx].to(DT), b.y_mask[idx].to(DT)
+    with torch.no_grad():
+        out = decoder.torch_module(u, c)
+        var = torch.exp(2 * out["log_scale"]) + torch.exp(2 * log_sd)[torch.as_tensor(decoder.layout.channel_index())]
+        x = out["mean"] + var.sqrt() * torch.as_tensor(rng.standard_normal(out["mean"].shape))
+        y = (torch.as_tensor(rng.uniform(size=n)) < torch.sigmoid(out["logit_runaway"])).to(DT)
+    return u, x * mask, mask, y, y_mask, c
+
+
+def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: EncoderConfig | None = None,
+                generator: torch.Generator | None = None, verbose: bool = False) -> EncoderFit:
+    """Train q(θ | x, c) on real tests ``real`` (dataset in the "Real data" layout, or a `Batch`).
+
+    The decoder stays frozen (its parameters have ``requires_grad=False`` and are never handed to the
+    optimiser). Returns the best of ``config.restarts`` fits by ELBO.
+    """
+    from sim2real.io import hash_dataset
+
+    cfg = config or EncoderConfig()
+    g = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
+    b = real if isinstance(real, Batch) else real_to_batch(real, decoder.layout)
+    real_hash = hash_dataset(real) if isinstance(real, xr.Dataset) else None
+    transform = decoder.transform
+    summary = Summary(decoder, cfg.ridge)
+    s_real = summary(b.x, b.mask, b.y, b.y_mask, b.c)
+    n_chan = len(decoder.layout.channels)
+    best = None
+    elbos = []
+    for r in range(cfg.restarts):
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+        gr = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        net = EncoderNet(s_real.shape[1], len(transform.names), cfg.width, cfg.depth, gr).to(DT)
+        log_sd = torch.full((n_chan,), math.log(0.02), dtype=DT, requires_grad=cfg.discrepancy)
+        # (1) amortised initialisation on decoder draws (no discrepancy yet)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        for step in range(cfg.pretrain_steps):
+            u, x, m, y, ym, c = _decoder_draws(decoder, transform, b, cfg.pretrain_batch, log_sd.detach(), rng)
+            loc, L = net(summary(x, m, y, ym, c))
+            loss = -torch.distributions.MultivariateNormal(loc, scale_tril=L).log_prob(u).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        # (2) ELBO on the real tests (+ discrepancy)
+        params = list(net.parameters()) + ([log_sd] if cfg.discrepancy else [])
+        opt = torch.optim.Adam(params, lr=cfg.lr / 2)
+        for step in range(cfg.steps):
+            loc, L = net(s_real)
+            elbo = elbo_terms(decoder, transform, loc, L, b, log_sd, cfg.mc_samples, gr)
+            sd = torch.exp(log_sd)
+            log_prior_sd = (-0.5 * (sd / cfg.discrepancy_prior_scale) ** 2 + log_sd).sum()  # half-normal, log-param
+            loss = -(elbo.mean() + log_prior_sd / len(b))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if verbose and step % 100 == 0:
+                print(f"restart {r} step {step:4d}  ELBO {float(elbo.mean()):10.3f}")
+        with torch.no_grad():
+            loc, L = net(s_real)
+            e = float(elbo_terms(decoder, transform, loc, L, b, log_sd, cfg.eval_samples,
+                                 torch.Generator().manual_seed(cfg.seed)).mean())
+        elbos.append(e)
+        if best is None or e > best[0]:
+            best = (e, copy.deepcopy(net), log_sd.detach().clone())
+    return EncoderFit(decoder, best[1], summary, b, best[2], cfg, elbos, real_hash)

@@ -1,0 +1,88 @@
+"""The HTML report: built from artefacts only, self-contained, honest about what is missing."""
+import json
+import re
+import shutil
+
+import numpy as np
+import xarray as xr
+
+from risk.report.build import NOT_COMPUTED, render_html
+from risk.report.numbers import probability_words
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_full_report_is_self_contained_and_complete(run_copy):
+    run, study = run_copy
+    html = render_html(run, study)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)
+    assert "http://" not in html and "https://" not in html
+    imgs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(imgs) >= 6 and all(s.startswith("data:image/png;base64,") for s in imgs)
+    text = _text(html)
+    for heading in ("Executive summary", "Data provenance", "Assumptions and priors", "Validation",
+                    "Inference diagnostics", "Aleatory vs epistemic", "Sensitivity ranking",
+                    "Limitations"):
+        assert heading in text
+    pred = xr.open_dataset(run / "predictions.nc")
+    for i in range(pred.sizes["scenario"]):
+        words = probability_words(*(float(pred[v].values[i])
+                                    for v in ("p_tr_mean", "p_tr_q05", "p_tr_q95")))
+        assert words in text
+    assert 'class="banner ok"' in html
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["data_hashes"]["real.nc"] in html
+    assert "observed_order" in text and "stiffness" in text and "N/m^1.5" in text
+    assert "model better" in text  # in-sample cross-validation beats the base rate
+    assert "EUR" in text and "Fixture data" in text
+    # metrics.json is absent from this run: the section says so
+    assert text.count(NOT_COMPUTED) >= 1 and "model/metrics.json: " + NOT_COMPUTED in text
+    assert (run / "exports" / "risk.parquet").exists()
+
+
+def test_failed_diagnostics_show_a_red_banner(run_copy):
+    run, study = run_copy
+    diag = json.loads((run / "diagnostics.json").read_text())
+    diag.update(ok=False, messages=["r_hat max 1.31 > 1.01"])
+    (run / "diagnostics.json").write_text(json.dumps(diag))
+    html = render_html(run, study)
+    assert 'class="banner failed"' in html
+    assert "INVALID" in html and "r_hat max 1.31" in html
+    assert "MCMC diagnostics failed" in _text(html)
+
+
+def test_absent_artefacts_are_visible(run_copy):
+    run, study = run_copy
+    for name in ("posterior.nc", "diagnostics.json", "sensitivity.nc", "crossval.json",
+                 "mesh_convergence.json", "rare_events.json", "stages.json", "real.nc"):
+        (run / name).unlink()
+    shutil.rmtree(run / "ensemble.zarr")
+    (run / "predictions.nc").unlink()
+    html = render_html(run, study)
+    text = _text(html)
+    assert 'class="banner unknown"' in html
+    for name in ("posterior.nc", "sensitivity.nc", "crossval.json", "mesh_convergence.json",
+                 "rare_events.json", "stages.json", "real.nc", "ensemble.zarr",
+                 "predictions.nc"):
+        assert f"{name}: {NOT_COMPUTED}" in text, name
+    assert "<img" not in html
+
+
+def test_corrupt_artefact_is_reported_not_hidden(run_copy):
+    run, study = run_copy
+    (run / "crossval.json").write_text("{not json")
+    text = _text(render_html(run, study))
+    assert "crossval.json could not be read: JSONDecodeError" in text
+
+
+def test_report_rebuild_does_not_touch_inputs(run_copy):
+    run, study = run_copy
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    render_html(run, study)
+    after = {p: p.stat().st_mtime_ns for p in before}
+    assert before == after
+    # variance decomposition shown is the saved one
+    pred = xr.open_dataset(run / "predictions.nc")
+    assert np.all(pred["p_tr_var_epistemic"].values >= 0)

@@ -1,0 +1,50 @@
+"""Stage caching: a rerun of an unchanged study redoes no stage; a change redoes what depends on it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from risk.cli import app
+from simulators.ensemble import open_ensemble
+
+STUDY = Path(__file__).parent / "studies" / "good.yaml"
+runner = CliRunner()
+
+
+def _records(out: Path) -> dict:
+    return json.loads((out / "stages.json").read_text())
+
+
+def test_rerun_of_unchanged_study_redoes_no_stage(tmp_path):
+    out = tmp_path / "run"
+    first = runner.invoke(app, ["run", str(STUDY), "--out", str(out), "--quick"])
+    assert first.exit_code == 0, first.output
+    rec1 = _records(out)
+    assert rec1["simulate"]["summary"]["computed_now"] == 4
+    ens = open_ensemble(out / "ensemble.zarr")
+    assert ens.sizes["sample"] == 4 and ens["temperature"].attrs["units"] == "K"
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["study_hash"] and prov["packages"]["xarray"] and prov["seed"] == 7
+
+    second = runner.invoke(app, ["run", str(STUDY), "--out", str(out), "--quick"])
+    assert second.exit_code == 0, second.output
+    assert "unchanged, skipped" in second.output
+    assert _records(out) == rec1  # same hashes, same finish times: nothing redone
+
+    forced = runner.invoke(app, ["simulate", str(STUDY), "--out", str(out), "--quick", "--force"])
+    assert forced.exit_code == 0, forced.output
+    # --force reruns the stage, but finished simulations in the store are still not redone
+    assert _records(out)["simulate"]["summary"]["computed_now"] == 0
+
+
+def test_changed_section_invalidates_dependent_stage(tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["run", str(STUDY), "--out", str(out), "--quick"]).exit_code == 0
+    h1 = _records(out)["simulate"]["hash"]
+    changed = tmp_path / "s.yaml"
+    changed.write_text(STUDY.read_text().replace("high: 30.0", "high: 31.0"))
+    res = runner.invoke(app, ["simulate", str(changed), "--out", str(tmp_path / "run2"), "--quick"])
+    assert res.exit_code == 0, res.output
+    assert _records(tmp_path / "run2")["simulate"]["hash"] != h1

@@ -1,0 +1,86 @@
+"""Study schema: valid files pass, every malformed study fails with exit 2 naming file, line and field."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from risk.cli import app
+from risk.errors import StudyError
+from risk.study import json_schema, load_study
+
+HERE = Path(__file__).parent
+BAD = sorted((HERE / "studies" / "bad").glob("*.yaml"))
+runner = CliRunner()
+
+
+def expected_fragment(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), path
+    return first.removeprefix("# expect: ")
+
+
+def test_good_study_loads_in_si():
+    s = load_study(HERE / "studies" / "good.yaml")
+    assert s.study.name == "tiny-cooling"
+    assert s.cell.capacity_si == pytest.approx(7200.0)          # 2 A h = 7200 A s
+    assert s.condition_values()["temperature_ambient"] == pytest.approx(298.15)
+    assert s.condition_values()["power"] == (2.0, 8.0)
+    assert s.priors()["h"].support == (5.0, 30.0)
+
+
+def test_quick_overrides_apply():
+    assert load_study(HERE / "studies" / "good.yaml", quick=True).ensemble.size == 4
+    assert load_study(HERE / "studies" / "good.yaml").ensemble.size == 8
+
+
+def test_prior_units_are_converted_to_the_simulators_unit(tmp_path):
+    text = (HERE / "studies" / "good.yaml").read_text().replace(
+        "prior: {dist: loguniform, low: 20.0, high: 80.0}\n    unit: J/K",
+        "prior: {dist: uniform, low: 0.02, high: 0.08}\n    unit: kJ/K")
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    lo, hi = load_study(p).priors()["heat_capacity"].support
+    assert (lo, hi) == (pytest.approx(20.0), pytest.approx(80.0))
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_malformed_study_exit_2_names_file_line_and_field(path):
+    assert len(BAD) >= 12
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2, res.output
+    msg = " ".join(res.output.split())
+    assert expected_fragment(path) in msg, msg
+    assert re.search(rf"{re.escape(path.name)}:\d+", msg), f"no file:line in {msg!r}"
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("name, marker, field", [
+    ("wrong_type", "size: eight", "ensemble.size"),
+    ("unknown_key", "sed: 7", "study.sed"),
+    ("inverted_bounds", "low: 30.0, high: 5.0", "parameters.h.prior"),
+    ("unknown_parameter", "heat_capacty:", "parameters.heat_capacty"),
+    ("unknown_section", "ensembel:", "ensembel"),
+])
+def test_line_numbers_point_at_the_offending_line(name, marker, field):
+    path = HERE / "studies" / "bad" / f"{name}.yaml"
+    with pytest.raises(StudyError) as info:
+        load_study(path)
+    lines = path.read_text().splitlines()
+    expected = next(i + 1 for i, text in enumerate(lines) if marker in text and not text.startswith("#"))
+    assert info.value.line in (expected, expected - 1), str(info.value)  # the key's line or its parent's
+    assert info.value.field == field
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    res = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
+    assert res.exit_code == 2 and "nope.yaml" in res.output and "not found" in res.output
+
+
+def test_shipped_json_schema_is_current(repo):
+    shipped = json.loads((repo / "risk" / "schema" / "study.schema.json").read_text())
+    assert shipped == json.loads(json.dumps(json_schema())), "run `make schema` and commit"
+    assert {"study", "cell", "simulator", "parameters", "ensemble", "data", "scenarios"} <= set(shipped["properties"])
