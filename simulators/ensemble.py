@@ -144,7 +144,13 @@ def _committed(path: Path) -> int:
 
 
 def repair_store(path: str | Path) -> int:
-    """Drop a partial append (arrays longer than ``n_committed``). Returns the committed count."""
+    """Drop a partial append: shrink every ``sample`` array to ``n_committed``. Returns that count.
+
+    Works on the raw Zarr arrays (xarray refuses to open a store whose variables disagree in length).
+    Idempotent, so a kill during the repair is repaired by the next call.
+    """
+    import zarr
+
     path = Path(path)
     if not path.exists():
         return 0
@@ -152,18 +158,11 @@ def repair_store(path: str | Path) -> int:
     if n == 0:
         shutil.rmtree(path)
         return 0
-    ds = xr.open_zarr(path, consolidated=False)
-    lengths = {v.sizes["sample"] for v in ds.variables.values() if "sample" in v.dims}
-    if lengths == {n}:
-        return n
-    good = ds.isel(sample=slice(0, n)).load()
-    good.attrs["n_committed"] = n
-    tmp = path.with_name(path.name + f".repair-{uuid.uuid4().hex[:8]}")
-    _write(good, tmp, mode="w-")
-    backup = path.with_name(path.name + ".broken")
-    path.rename(backup)
-    tmp.rename(path)
-    shutil.rmtree(backup)
+    group = zarr.open_group(str(path), mode="r+")
+    for _, arr in group.arrays():
+        dims = arr.metadata.dimension_names or arr.attrs.get("_ARRAY_DIMENSIONS") or ()
+        if dims and dims[0] == "sample" and arr.shape[0] != n:
+            arr.resize((n, *arr.shape[1:]))
     return n
 
 

@@ -1,0 +1,121 @@
+"""P(TR | scenario) for a NEW cell, split into aleatory and epistemic parts (→ ``predictions.nc``).
+
+For each posterior draw s and scenario k (cell family × SOC × severity) new cells are drawn from the
+family's population (``u = μ_f^s + L^s z``, z ~ N(0, I)); an unseen family first draws its location
+from the population over families (``μ_f = μ_pop^s + τ^s z_f``). Per cell the surrogate gives
+``p = sigmoid(logit_runaway(u, c_k))``. Then, by the law of total variance over (draw, cell),
+
+    P_k^s            = E_cell[p]               (``p_tr_draws``; one P(TR) per posterior draw)
+    p_tr_mean        = E_post[P_k^s]
+    p_tr_var_aleatory  = E_post[Var_cell p]    (cell-to-cell)
+    p_tr_var_epistemic = Var_post[E_cell p]    (limited data)
+
+with 5/50/95 % credible bounds as quantiles of ``P_k^s`` over draws, and "1 in N" = 1 / p_tr_mean.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from scipy import special
+
+from risk.bayes.sampling import stack_draws
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One prediction scenario; ``conditions`` is the decoder's condition vector ``(n_cond,)``."""
+
+    name: str
+    cell_family: str
+    soc: float
+    severity: str | float
+    conditions: Sequence[float] = field(default_factory=tuple)
+
+
+def one_in_n(p: float) -> str:
+    """``0.0012 → "1 in 830"`` (N rounded to 2 significant figures); ``0 → "< 1 in 1e+15"``."""
+    if not p > 0:
+        return "< 1 in 1e+15"
+    n = 1.0 / p
+    n = float(f"{n:.2g}")
+    return f"1 in {n:,.0f}" if n < 1e7 else f"1 in {n:.1e}"
+
+
+def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                  scenarios: Sequence[Scenario], *, n_cells: int = 200, seed: int,
+                  max_draws: int | None = None) -> np.ndarray:
+    """Per-cell P(TR) for new cells of each scenario: array ``(n_scenario, n_draw, n_cells)`` [1].
+
+    Parameters
+    ----------
+    tree : posterior of `risk.bayes.model.build_hierarchical_model` (``mu_family``, ``mu_pop``,
+        ``tau_family``, ``cell_chol``; family coord ``family``).
+    logit_fn : ``logit_fn(u (..., n_param), c (..., n_cond)) -> logit_runaway (...)`` in NumPy/JAX
+        (e.g. `FrozenDecoder.jax_apply(...)["logit_runaway"]`).
+    scenarios : the scenarios; an unknown ``cell_family`` uses the population over families.
+    n_cells : new cells per posterior draw.
+    seed : seed of the new-cell draws.
+    max_draws : thin the posterior to at most this many draws (evenly spaced).
+    """
+    rng = np.random.default_rng(seed)
+    mu_f = stack_draws(tree, "mu_family")  # (S, F, P)
+    mu_pop, tau, chol = (stack_draws(tree, v) for v in ("mu_pop", "tau_family", "cell_chol"))
+    if max_draws is not None and mu_f.shape[0] > max_draws:
+        keep = np.linspace(0, mu_f.shape[0] - 1, max_draws).astype(int)
+        mu_f, mu_pop, tau, chol = mu_f[keep], mu_pop[keep], tau[keep], chol[keep]
+    families = [str(f) for f in tree["posterior"]["family"].values]
+    S, _, P = mu_f.shape
+    out = np.empty((len(scenarios), S, n_cells))
+    for k, sc in enumerate(scenarios):
+        if sc.cell_family in families:
+            loc = mu_f[:, families.index(sc.cell_family)]
+        else:
+            loc = mu_pop + tau * rng.standard_normal((S, P))
+        z = rng.standard_normal((S, n_cells, P))
+        u = loc[:, None, :] + np.einsum("spq,scq->scp", chol, z)
+        c = np.broadcast_to(np.asarray(sc.conditions, dtype=float), (S, n_cells, len(sc.conditions)))
+        out[k] = special.expit(np.asarray(logit_fn(u, c), dtype=float))
+    return out
+
+
+def decompose(p_cells: np.ndarray, scenarios: Sequence[Scenario], *, provenance: dict | None = None,
+              study_hash: str = "") -> xr.Dataset:
+    """The ``predictions.nc`` dataset from per-cell probabilities ``(n_scenario, n_draw, n_cells)``."""
+    p_cells = np.asarray(p_cells, dtype=float)
+    draws = p_cells.mean(axis=2)  # (K, S) = E_cell p per posterior draw
+    q05, q50, q95 = np.quantile(draws, [0.05, 0.5, 0.95], axis=1)
+    coords = {"scenario": [s.name for s in scenarios],
+              "cell_family": ("scenario", [s.cell_family for s in scenarios]),
+              "soc": ("scenario", np.array([s.soc for s in scenarios], dtype=float), {"units": "1"}),
+              "severity": ("scenario", [str(s.severity) for s in scenarios]),
+              "draw": np.arange(draws.shape[1])}
+
+    def var(x, long_name, dims=("scenario",)):
+        return dims, x, {"units": "1", "long_name": long_name}
+
+    ds = xr.Dataset({
+        "p_tr_mean": var(draws.mean(axis=1), "posterior predictive P(thermal runaway) of a new cell"),
+        "p_tr_q05": var(q05, "5 % credible bound of P(TR)"),
+        "p_tr_q50": var(q50, "posterior median of P(TR)"),
+        "p_tr_q95": var(q95, "95 % credible bound of P(TR)"),
+        "p_tr_var_aleatory": var(p_cells.var(axis=2).mean(axis=1), "E_post[Var_cell P(TR)] (cell-to-cell)"),
+        "p_tr_var_epistemic": var(draws.var(axis=1), "Var_post[E_cell P(TR)] (limited data)"),
+        "p_tr_draws": var(draws, "P(TR) per posterior draw", ("scenario", "draw")),
+    }, coords=coords)
+    ds["one_in_n"] = ("scenario", [one_in_n(p) for p in ds["p_tr_mean"].values],
+                      {"long_name": "P(TR) stated as 1 in N"})
+    ds.attrs.update(provenance=json.dumps(provenance or {}), study_hash=study_hash)
+    return ds
+
+
+def write_predictions(ds: xr.Dataset, path: str | Path) -> None:
+    """Write ``predictions.nc`` atomically."""
+    path = Path(path)
+    tmp = path.with_suffix(".nc.tmp")
+    ds.to_netcdf(tmp, engine="h5netcdf")
+    tmp.replace(path)
