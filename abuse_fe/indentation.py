@@ -329,11 +329,13 @@ class IndentationProblem:
         self.κ.value = self.penalty * max(modulus, hardening_modulus) / thickness
         self.u.x.array[:] = 0.0
 
-    def solve_path(self, depths: np.ndarray, *, max_bisections: int = 6) -> IndentationResult:
+    def solve_path(self, depths: np.ndarray, *, max_step: float = 5.0e-5, max_bisections: int = 6) -> IndentationResult:
         """Push the punch through ``depths`` [m] (increasing from 0) and record the response.
 
-        Each depth is one Newton solve from the previous state; a failed solve is retried from the
-        last converged state with the increment halved (up to ``max_bisections`` times).
+        Each interval between recorded depths is split into Newton solves of at most ``max_step`` [m],
+        each started from a secant predictor; a failed solve is retried from the last converged state
+        with the increment halved (up to ``max_bisections`` times). Increments above ≈ 1 % of the cell
+        thickness can land Newton on a spurious dimpled branch under the punch, hence the default.
 
         Raises
         ------
@@ -346,8 +348,8 @@ class IndentationProblem:
         # converged states (depth, u) used for the secant predictor u ← u_k + (u_k − u_{k−1}) Δd/Δd_old
         hist: list[tuple[float, np.ndarray]] = [(0.0, self.u.x.array.copy())]
         for k, d_k in enumerate(depths):
-            n_sub = 1
             d_start = hist[-1][0]
+            n_sub = max(1, int(np.ceil((d_k - d_start) / max_step - 1e-9)))
             while hist[-1][0] < d_k - 1e-15:
                 d_from, u_from = hist[-1]
                 d_to = min(d_from + (d_k - d_start) / n_sub, d_k)
@@ -365,7 +367,7 @@ class IndentationProblem:
                 self.u.x.array[:] = u_from
                 self.u.x.scatter_forward()
                 n_sub *= 2
-                if n_sub > 2**max_bisections:
+                if (d_k - d_start) / n_sub < max_step / 2**max_bisections:
                     raise SimulationError(
                         f"indentation Newton failed at depth {d_to:.4e} m "
                         f"(SNES reason {self.problem.solver.getConvergedReason()}) after {max_bisections} bisections"
@@ -433,7 +435,8 @@ class IndentationFE(Simulator):
     resolution: str = "coarse"
     degree: int = 2
     displacement_max: float = 4.0e-3
-    n_displacement: int = 41
+    n_displacement: int = 81
+    max_step: float = 5.0e-5
     depth_fraction_max: float = 0.8
     poisson_ratio: float = 0.1
     domain_radius: float = 20.0e-3
@@ -453,7 +456,7 @@ class IndentationFE(Simulator):
         )
         grid = self.grid()
         reach = grid <= self.depth_fraction_max * H + 1e-15
-        res = prob.solve_path(grid[reach])
+        res = prob.solve_path(grid[reach], max_step=self.max_step)
         pad = lambda a: np.concatenate([a, np.full(grid.size - a.size, np.nan)])  # noqa: E731
         return IndentationResult(grid, pad(res.force), pad(res.strain_max), pad(res.contact_radius),
                                  res.newton_iterations)

@@ -170,7 +170,7 @@ def _write(ds: xr.Dataset, path: Path, mode: str):
     if mode == "a":
         ds.to_zarr(path, append_dim="sample", consolidated=False)
     else:
-        enc = {k: {"chunks": tuple(SAMPLE_CHUNK if d == "sample" else s for d, s in v.sizes.items())}
+        enc = {k: {"chunks": tuple(SAMPLE_CHUNK if d == "sample" else max(s, 1) for d, s in v.sizes.items())}
                for k, v in ds.variables.items() if "sample" in v.dims}
         ds.to_zarr(path, mode=mode, consolidated=False, encoding=enc)
 

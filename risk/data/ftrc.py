@@ -187,7 +187,7 @@ def read_ftrc(path: str | Path) -> xr.Dataset:
     if len(set(test_ids)) != len(test_ids):
         dup = sorted({t for t in test_ids if list(test_ids).count(t) > 1})
         raise DataError(f"duplicate Test-ID values {dup[:5]}", path=path, field="Test-ID")
-    ds = xr.Dataset(out, coords={"test": ("test", test_ids, {"long_name": "Test-ID"})})
+    ds = xr.Dataset(out, coords={"test": ("test", test_ids, {"units": "1", "long_name": "Test-ID"})})
     ds.attrs.update({"kind": "ftrc", "source": str(path), "missing_counts": json.dumps(missing),
                      "cells_without_characteristics": json.dumps(unknown), "skipped": json.dumps([])})
     return ds

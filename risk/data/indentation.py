@@ -642,7 +642,7 @@ def combine(read: FolderRead, folder: str | Path = "") -> xr.Dataset:
     data["temperature_max_tc"] = (("test", "time_since_onset"), temp_grid,
                                   _attrs("K", "maximum thermocouple temperature vs time since short onset"))
     out = xr.Dataset(data, coords={
-        "test": ("test", np.array([ds.attrs["test"] for ds in tests], dtype=str), {"long_name": "test (file stem)"}),
+        "test": ("test", np.array([ds.attrs["test"] for ds in tests], dtype=str), {"units": "1", "long_name": "test (file stem)"}),
         "displacement": ("displacement", DISPLACEMENT_GRID, _attrs("m", "indenter displacement from contact")),
         "time_since_onset": ("time_since_onset", TIME_SINCE_ONSET_GRID, _attrs("s", "time since short onset")),
     })

@@ -1,0 +1,88 @@
+"""Hierarchical model + NumPyro sampling + diagnostics on a linear-Gaussian surrogate."""
+import json
+
+import numpy as np
+import pytest
+
+from risk.bayes import CalibrationData, DiagnosticsFailed, Thresholds, build_hierarchical_model, sample, summarize
+from risk.bayes.model import prior_moments_u
+from risk.bayes.sampling import load_posterior, stack_draws
+from simulators.priors import Prior
+
+from .conftest import A, NOISE, linear_surrogate
+
+
+def _data(seed=0, n_per_family=8):
+    rng = np.random.default_rng(seed)
+    mu_true = {"a": np.array([1.0, -0.5]), "b": np.array([-0.8, 0.7])}
+    fam = np.repeat(["a", "b"], n_per_family)
+    c = rng.uniform(0, 1, (fam.size, 1))
+    u = np.stack([mu_true[f] for f in fam]) + 0.2 * rng.standard_normal((fam.size, 2))
+    y = u @ A.T + 0.5 * c + NOISE * rng.standard_normal((fam.size, 3))
+    y[0, 1] = y[5, 2] = np.nan  # masked entries must simply drop out
+    level = np.where(rng.uniform(size=fam.size) < 0.5, 7.0, 2.0)
+    level[:2] = np.nan
+    runaway = (rng.uniform(size=fam.size) < 0.5).astype(float)
+    data = CalibrationData(test=np.arange(fam.size), family=fam, conditions=c, observables=y,
+                           hazard_level=level, runaway=runaway)
+    return data, mu_true
+
+
+def test_prior_moments_u_lognormal():
+    m, s = prior_moments_u([Prior("lognormal", mu=1.0, sigma=0.5), Prior("uniform", low=0, high=1)],
+                           to_unconstrained=lambda t: np.column_stack([np.log(t[:, 0]), t[:, 1]]))
+    np.testing.assert_allclose(m, [1.0, 0.5], atol=0.02)
+    np.testing.assert_allclose(s, [0.5, np.sqrt(1 / 12)], atol=0.02)
+
+
+def test_model_structure_masks_missing_entries():
+    data, _ = _data()
+    model = build_hierarchical_model(data, linear_surrogate, parameter_names=["k1", "k2"],
+                                     prior_mean=np.zeros(2), prior_sd=np.ones(2))
+    assert {v.name for v in model.observed_RVs} == {"observables", "hazard_level", "runaway"}
+    n_obs = int(np.isfinite(data.observables).sum())
+    assert model["observables"].eval().shape == (n_obs,)
+    # levels where observed (14 tests), runaway only where no level (2 tests)
+    assert model["hazard_level"].eval().shape == (14,)
+    assert model["runaway"].eval().shape == (2,)
+
+
+def test_fit_recovers_family_locations_and_writes_outputs(tmp_path):
+    data, mu_true = _data()
+    model = build_hierarchical_model(data, linear_surrogate, parameter_names=["k1", "k2"],
+                                     prior_mean=np.zeros(2), prior_sd=np.ones(2) * 2)
+    th = Thresholds(rhat_max=1.05, ess_min=100, divergences_max=10)
+    tree, diag = sample(model, seed=11, draws=250, tune=300, out_dir=tmp_path, input_hash="h1", thresholds=th,
+                        var_names=["mu_family", "cell_sd"])
+    assert diag.ok, diag.messages
+    for g in ("posterior", "posterior_predictive", "observed_data", "sample_stats", "log_likelihood"):
+        assert g in tree.children, g
+    mu = stack_draws(tree, "mu_family")  # (S, family, parameter)
+    for k, f in enumerate(["a", "b"]):
+        err = (mu[:, k].mean(0) - mu_true[f]) / mu[:, k].std(0)
+        assert np.all(np.abs(err) < 3.5), (f, err)  # truth within 3.5 posterior sd
+    # ordinal and binary outcome agree: the 5|6 cutpoint is pinned at 0
+    np.testing.assert_array_equal(stack_draws(tree, "cutpoints")[:, 4], 0.0)
+    on_disk = json.loads((tmp_path / "diagnostics.json").read_text())
+    assert set(on_disk) == {"ok", "rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "bfmi_min", "messages"}
+    saved = load_posterior(tmp_path / "posterior.nc")
+    assert saved.attrs["input_hash"] == "h1"
+    # checkpoint: same hash → loaded, not re-sampled (identical draws even with another seed)
+    again, _ = sample(model, seed=99, draws=250, tune=300, out_dir=tmp_path, input_hash="h1", thresholds=th,
+                      var_names=["mu_family", "cell_sd"])
+    np.testing.assert_array_equal(stack_draws(again, "mu_pop"), stack_draws(tree, "mu_pop"))
+    # failing diagnostics are loud, carry the summary, and are allowed on request
+    strict = Thresholds(ess_min=1e9)
+    with pytest.raises(DiagnosticsFailed) as err:
+        from risk.bayes.diagnostics import check
+        check(summarize(tree, ["mu_family"], strict))
+    assert not err.value.summary.ok and "bulk ESS" in str(err.value)
+    assert not summarize(tree, ["mu_family"], strict).ok
+
+
+def test_fewer_than_four_chains_rejected():
+    data, _ = _data()
+    model = build_hierarchical_model(data, linear_surrogate, parameter_names=["k1", "k2"],
+                                     prior_mean=np.zeros(2), prior_sd=np.ones(2))
+    with pytest.raises(ValueError, match="at least 4 chains"):
+        sample(model, seed=0, chains=2)
