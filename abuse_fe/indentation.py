@@ -25,10 +25,10 @@ Axisymmetry (r, z): u = (u_r, u_z), F = [[1 + ∂u_r/∂r, ∂u_r/∂z, 0], [∂
 Contact with the rigid sphere (radius R_p, tip at depth d below the top face, centre
 c = (0, H − d + R_p)) is enforced by a penalty on the penetration g = R_p − |x + u − c|:
 
-    Π(u) = ∫_Ω W(F) dV + ∫_Γtop κ/2 ⟨g⟩₊² dA,          κ = α max(E, B) / H,
+    Π(u) = ∫_Ω W(F) dV + ∫_Γtop ψ(g) dA,   ψ ≈ κ/2 ⟨g⟩₊² (C²-smoothed),   κ = α max(E, B) / H,
 
 and the punch force is F_p = ∂Π/∂d = ∫_Γtop κ ⟨g⟩₊ (c_z − z)/|x − c| dA (exact for the penalty
-problem). The bottom face rests on a frictionless rigid plate (u_z = 0), u_r = 0 on the axis.
+problem, with κ ⟨g⟩₊ → ψ'(g)). The bottom face rests on a frictionless rigid plate (u_z = 0), u_r = 0 on the axis.
 
 Separator failure: an internal short starts when the maximum von Mises equivalent logarithmic strain
 ε_eq = √(2/3 ε_dev : ε_dev), ε = ½ ln C (principal), in the cell exceeds the critical strain ε_c
@@ -247,8 +247,20 @@ class IndentationProblem:
         c_z = self.H - self.d + self.R_p
         y = ufl.as_vector([x[0] + u[0], x[1] + u[1] - c_z])
         dist = ufl.sqrt(ufl.dot(y, y))
-        pen = ufl.max_value(self.R_p - dist, 0)
+        gap = self.R_p - dist  # > 0: penetration
+        pen = ufl.max_value(gap, 0)
         self.pen = pen
+        # C²-smoothed penalty: ψ'' = κ min(g/s, 1) for g > 0 (s = 10⁻⁴ H), i.e.
+        #   ψ(g) = κ g³/(6 s) for 0 < g < s,  κ [(g − s/2)²/2 + s²/24] for g ≥ s,
+        # ψ'(g) = κ g²/(2 s) resp. κ (g − s/2): removes the active-set chatter that stalls Newton with
+        # the plain κ/2 ⟨g⟩₊² (its second derivative jumps at g = 0).
+        s_reg = 1.0e-4 * self.H
+        ψ = ufl.conditional(
+            ufl.lt(gap, s_reg),
+            self.κ * pen**3 / (6 * s_reg),
+            self.κ * ((gap - s_reg / 2) ** 2 / 2 + s_reg**2 / 24),
+        )
+        dψ = ufl.conditional(ufl.lt(gap, s_reg), self.κ * pen**2 / (2 * s_reg), self.κ * (gap - s_reg / 2))
 
         # Measures; the axisymmetric volume / area elements carry the factor 2π r
         dx = ufl.Measure("dx", domain=msh, metadata={"quadrature_degree": 4})
@@ -256,12 +268,12 @@ class IndentationProblem:
         two_π_r = 2 * ufl.pi * r
 
         # Total potential energy Π(u), residual R = DΠ[v], Jacobian DR[du]
-        Π = W * two_π_r * dx + self.κ / 2 * pen**2 * two_π_r * ds(TOP)
+        Π = W * two_π_r * dx + ψ * two_π_r * ds(TOP)
         self.R = ufl.derivative(Π, u, v)
         self.Jac = ufl.derivative(self.R, u, du)
 
         # Punch force F_p = ∂Π/∂d = ∫ κ ⟨g⟩₊ (c_z − z)/|x − c| dA  [N]
-        self.force_form = fem.form(self.κ * pen * (-y[1]) / dist * two_π_r * ds(TOP))
+        self.force_form = fem.form(dψ * (-y[1]) / dist * two_π_r * ds(TOP))
         # Equilibrium check: plate reaction −∫ P_zz dA on z = 0 (first Piola–Kirchhoff P = ∂W/∂F)
         self.reaction_form = fem.form(-P[1, 1] * two_π_r * ds(BOTTOM))
         # Contact area A_c = ∫ 1[g > 0] dA of the penetrated top face (reference configuration)

@@ -46,6 +46,7 @@ class EncoderConfig:
     discrepancy_prior_scale: float = 0.2
     ridge: float = 1e-2
     eval_samples: int = 256
+    composite: bool = True
     seed: int = 0
 
 
@@ -77,7 +78,7 @@ class Summary:
                 feats += [xm, m]
                 continue
             B = self.basis[rows, sl]  # (k, g)
-            A = torch.einsum("kg,ng,lg->nkl", B, m, B) + self.ridge * torch.eye(B.shape[0], dtype=DT)
+            A = (B * m[:, None, :]) @ B.T + self.ridge * torch.eye(B.shape[0], dtype=DT)
             coef = torch.linalg.solve(A, (xm @ B.T).unsqueeze(-1)).squeeze(-1)
             feats += [coef, m.mean(1, keepdim=True)]
         return torch.cat(feats, dim=1)
@@ -150,14 +151,32 @@ class EncoderFit:
         return misspecification_check(self, ensemble, **kw)
 
 
-def elbo_terms(decoder: FrozenDecoder, transform, loc, L, b: Batch, log_sd, K: int, generator) -> torch.Tensor:
-    """Per-test ELBO (n,) with K reparameterised draws."""
+def feature_weights(decoder: FrozenDecoder, composite: bool) -> torch.Tensor:
+    """(n_obs,) likelihood weights: 1, or for curves (composite) n_components / n_points of the channel.
+
+    The decoder's errors along a curve are strongly correlated (a shifted runaway spike moves every
+    point), so treating the points as independent would make the posterior far too narrow; weighting
+    each point by the channel's effective dimension (its PCA rank) over its length is a composite
+    likelihood that counts a curve as ``n_components`` independent pieces of information.
+    """
+    w = np.ones(decoder.layout.n_obs)
+    if composite:
+        for ch, sl, k in zip(decoder.layout.channels, decoder.layout.slices().values(), decoder.component_sizes):
+            if ch.dim is not None:
+                w[sl] = k / ch.size
+    return torch.as_tensor(w, dtype=DT)
+
+
+def elbo_terms(decoder: FrozenDecoder, transform, loc, L, b: Batch, log_sd, K: int, generator,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-test ELBO (n,) with K reparameterised draws; ``weights`` (n_obs,) see `feature_weights`."""
     n, p = loc.shape
     eps = torch.randn(K, n, p, generator=generator, dtype=DT)
     u = loc + torch.einsum("npq,knq->knp", L, eps)
     out = decoder.torch_module(u, b.c.to(DT).expand(K, -1, -1))
     extra = torch.exp(2 * log_sd)[torch.as_tensor(decoder.layout.channel_index())]
-    ll = -gaussian_nll(b.x.to(DT), b.mask.to(DT), out["mean"], out["log_scale"], extra)
+    m = b.mask.to(DT) if weights is None else b.mask.to(DT) * weights
+    ll = -gaussian_nll(b.x.to(DT), m, out["mean"], out["log_scale"], extra)
     ll = ll - bernoulli_nll(b.y.to(DT), b.y_mask.to(DT), out["logit_runaway"])
     lp = transform.log_prior_u(u)
     entropy = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1) + 0.5 * p * (1 + math.log(2 * math.pi))
@@ -194,6 +213,7 @@ def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: Encode
     summary = Summary(decoder, cfg.ridge)
     s_real = summary(b.x, b.mask, b.y, b.y_mask, b.c)
     n_chan = len(decoder.layout.channels)
+    wts = feature_weights(decoder, cfg.composite)
     best = None
     elbos = []
     for r in range(cfg.restarts):
@@ -216,7 +236,7 @@ def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: Encode
         opt = torch.optim.Adam(params, lr=cfg.lr / 2)
         for step in range(cfg.steps):
             loc, L = net(s_real)
-            elbo = elbo_terms(decoder, transform, loc, L, b, log_sd, cfg.mc_samples, gr)
+            elbo = elbo_terms(decoder, transform, loc, L, b, log_sd, cfg.mc_samples, gr, wts)
             sd = torch.exp(log_sd)
             log_prior_sd = (-0.5 * (sd / cfg.discrepancy_prior_scale) ** 2 + log_sd).sum()  # half-normal, log-param
             loss = -(elbo.mean() + log_prior_sd / len(b))
@@ -224,11 +244,11 @@ def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: Encode
             loss.backward()
             opt.step()
             if verbose and step % 100 == 0:
-                print(f"restart {r} step {step:4d}  ELBO {float(elbo.mean()):10.3f}")
+                print(f"restart {r} step {step:4d}  ELBO {float(elbo.mean().detach()):10.3f}")
         with torch.no_grad():
             loc, L = net(s_real)
             e = float(elbo_terms(decoder, transform, loc, L, b, log_sd, cfg.eval_samples,
-                                 torch.Generator().manual_seed(cfg.seed)).mean())
+                                 torch.Generator().manual_seed(cfg.seed), wts).mean())
         elbos.append(e)
         if best is None or e > best[0]:
             best = (e, copy.deepcopy(net), log_sd.detach().clone())

@@ -83,10 +83,13 @@ def read_calorimetry_tests(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
         df = pd.read_excel(path, sheet_name=CAL_SHEET, header=2, engine="openpyxl")
-        cc = pd.read_excel(path, sheet_name="Cell-Characteristics", header=1, engine="openpyxl")
+        cc = pd.read_excel(path, sheet_name="Cell-Characteristics", header=None, engine="openpyxl")
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read calorimetry workbook: {err}", path=path) from err
     df = df[df["Test-ID"].notna()]
+    head = [i for i in range(min(len(cc), 10)) if "Cell-Description" in set(cc.iloc[i].astype(str))]
+    if head:  # the header row is the one naming Cell-Description
+        cc = cc.iloc[head[0] + 1:].set_axis(cc.iloc[head[0]].astype(str).str.strip(), axis=1)
     energy = {}
     if {"Cell-Description", "Cell-Energy-Wh"} <= set(cc.columns):
         for name, e in zip(cc["Cell-Description"], cc["Cell-Energy-Wh"]):

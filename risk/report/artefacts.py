@@ -7,6 +7,7 @@ report shows the error in the section instead of silently leaving it out).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,9 @@ def _datatree(path: Path) -> xr.DataTree:
 
 def _ensemble_summary(path: Path) -> dict:
     """Size and variables of the ensemble store (lazy: only metadata and small coords are read)."""
-    ds = xr.open_zarr(path)
+    with warnings.catch_warnings():  # stores may or may not have consolidated metadata
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ds = xr.open_zarr(path)
     try:
         return {"n_samples": int(ds.sizes.get("sample", 0)),
                 "parameters": [str(p) for p in ds["parameter"].values] if "parameter" in ds else [],

@@ -32,14 +32,12 @@ class PipeBrowser:
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
 
-        def wire():  # in the child: the pipe ends become fds 3 (commands) and 4 (replies)
-            r, w = os.dup(to_child_r), os.dup(from_child_w)
-            os.dup2(r, 3)
-            os.dup2(w, 4)
-
+        # the shell puts the pipe ends on fds 3 (commands) and 4 (replies), then execs chromium
         cmd = chromium_command("--remote-debugging-pipe", "about:blank",
                                user_data_dir=self._profile.name)
-        self.proc = subprocess.Popen(cmd, preexec_fn=wire, pass_fds=(3, 4, to_child_r, from_child_w),
+        shell = f'exec "$@" 3<&{to_child_r} 4>&{from_child_w} {to_child_r}<&- {from_child_w}>&-'
+        self.proc = subprocess.Popen(["/bin/sh", "-c", shell, "sh", *cmd],
+                                     pass_fds=(to_child_r, from_child_w),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      env={**os.environ, "HOME": self._profile.name})
         os.close(to_child_r)
