@@ -152,6 +152,8 @@ class IndentationProblem:
         Small-strain Poisson ratio ν of the homogenised cell [1].
     penalty : float
         Dimensionless contact penalty α (κ = α max(E, B) / H).
+    smoothing : float
+        Width of the C² penalty smoothing as a fraction of H [1].
     comm : MPI communicator
     """
 
@@ -166,6 +168,7 @@ class IndentationProblem:
         grading_z: float = 2.0,
         poisson_ratio: float = 0.1,
         penalty: float = 1000.0,
+        smoothing: float = 1.0e-5,
         comm: MPI.Comm = MPI.COMM_WORLD,
     ):
         self.comm = comm
@@ -195,7 +198,8 @@ class IndentationProblem:
         self.E, self.ν = c(1.0e8), c(poisson_ratio)
         self.B, self.n = c(1.0e8), c(2.0)
         self.R_p, self.H, self.d = c(6.35e-3), c(5.0e-3), c(0.0)
-        self.κ = c(1.0)
+        self.κ, self.s_reg = c(1.0), c(1.0e-9)
+        self.smoothing = smoothing
         # --- forms -----------------------------------------------------------------------------
         self._forms()
         # --- solver ----------------------------------------------------------------------------
@@ -250,11 +254,11 @@ class IndentationProblem:
         gap = self.R_p - dist  # > 0: penetration
         pen = ufl.max_value(gap, 0)
         self.pen = pen
-        # C²-smoothed penalty: ψ'' = κ min(g/s, 1) for g > 0 (s = 10⁻⁴ H), i.e.
+        # C²-smoothed penalty: ψ'' = κ min(g/s, 1) for g > 0 (s = `smoothing` · H), i.e.
         #   ψ(g) = κ g³/(6 s) for 0 < g < s,  κ [(g − s/2)²/2 + s²/24] for g ≥ s,
         # ψ'(g) = κ g²/(2 s) resp. κ (g − s/2): removes the active-set chatter that stalls Newton with
         # the plain κ/2 ⟨g⟩₊² (its second derivative jumps at g = 0).
-        s_reg = 1.0e-4 * self.H
+        s_reg = self.s_reg
         ψ = ufl.conditional(
             ufl.lt(gap, s_reg),
             self.κ * pen**3 / (6 * s_reg),
@@ -339,6 +343,7 @@ class IndentationProblem:
         # penalty scaled by the cell thickness (not the element size): the penalised problem is then
         # mesh independent and the penetration is ≈ (contact pressure) H / (α E) ≪ δ
         self.κ.value = self.penalty * max(modulus, hardening_modulus) / thickness
+        self.s_reg.value = self.smoothing * thickness
         self.u.x.array[:] = 0.0
 
     def solve_path(self, depths: np.ndarray, *, max_step: float = 5.0e-5, max_bisections: int = 6) -> IndentationResult:

@@ -32,11 +32,11 @@ class PipeBrowser:
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
 
-        # the shell puts the pipe ends on fds 3 (commands) and 4 (replies), then execs chromium
+        # bash (multi-digit fds) puts the pipe ends on fds 3 (commands) and 4 (replies), then execs chromium
         cmd = chromium_command("--remote-debugging-pipe", "about:blank",
                                user_data_dir=self._profile.name)
         shell = f'exec "$@" 3<&{to_child_r} 4>&{from_child_w} {to_child_r}<&- {from_child_w}>&-'
-        self.proc = subprocess.Popen(["/bin/sh", "-c", shell, "sh", *cmd],
+        self.proc = subprocess.Popen(["/bin/bash", "-c", shell, "bash", *cmd],
                                      pass_fds=(to_child_r, from_child_w),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      env={**os.environ, "HOME": self._profile.name})

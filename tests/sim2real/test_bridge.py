@@ -1,0 +1,77 @@
+"""Bridge: θ ↔ u transform, exact prior density in u, ensemble and real data → one layout with masks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from sim2real.bridge import ThetaTransform, build_layout, ensemble_to_batch, real_to_batch
+from simulators import Prior
+
+PRIORS = {
+    "a": Prior("loguniform", low=1e11, high=1e14),
+    "b": Prior("uniform", low=1.3e5, high=1.5e5),
+    "c": Prior("normal", mu=2.0, sigma=0.5),
+    "d": Prior("lognormal", mu=0.0, sigma=0.3),
+    "e": Prior("truncnormal", mu=1.0, sigma=1.0, low=0.0, high=3.0),
+}
+
+
+@pytest.mark.parametrize("name", list(PRIORS))
+def test_transform_roundtrip_zscore_and_density_integrates_to_one(name):
+    tr = ThetaTransform.from_priors([name], [PRIORS[name]])
+    rng = np.random.default_rng(0)
+    theta = PRIORS[name].sample(rng, 20000)[:, None]
+    u = tr.to_unconstrained(theta)
+    np.testing.assert_allclose(tr.from_unconstrained(u), theta, rtol=1e-9)
+    assert abs(u.mean()) < 0.03 and abs(u.std() - 1) < 0.03  # z-scored under the prior
+    grid = np.linspace(-12, 12, 24001)[:, None]
+    dens = np.exp(tr.log_prior_u(torch.as_tensor(grid)).numpy())
+    assert abs(np.trapezoid(dens, grid[:, 0]) - 1.0) < 1e-3
+    # density matches the histogram of transformed prior draws
+    hist, edges = np.histogram(u[:, 0], bins=20, range=(-2, 2), density=True)
+    mid = torch.as_tensor(0.5 * (edges[1:] + edges[:-1]))[:, None]
+    np.testing.assert_allclose(np.exp(tr.log_prior_u(mid).numpy()), hist / (np.mean((u > -2) & (u < 2)) ** -1), atol=0.03)
+
+
+def test_ensemble_layout_normalisers_and_outcome(ensemble, oven_sim):
+    lay = build_layout(ensemble)
+    names = [c.name for c in lay.channels]
+    assert names[0] == "temperature_surface" and "thermal_runaway" not in names
+    tr = ThetaTransform.from_priors(oven_sim.parameter_names, [p.prior for p in oven_sim.parameters])
+    b = ensemble_to_batch(ensemble, lay, tr)
+    assert b.x.shape == (500, lay.n_obs) and b.u.shape == (500, 3) and b.c.shape == (500, 2)
+    sl = lay.slices()["temperature_surface"]
+    # curves: per-point offset, one pooled scale: normalised curves have mean 0 and pooled sd 1
+    assert abs(float(b.x[:, sl].mean())) < 1e-5 and abs(float(b.x[:, sl].std()) - 1) < 1e-2
+    # time_to_runaway is NaN without runaway → masked exactly there
+    j = lay.slices()["time_to_runaway"].start
+    np.testing.assert_array_equal(b.mask[:, j].numpy() > 0, ensemble["thermal_runaway"].values)
+    np.testing.assert_array_equal(b.y.numpy(), ensemble["thermal_runaway"].values.astype(float))
+
+
+def test_real_curves_interpolated_and_masked_outside_measured_range(ensemble):
+    lay = build_layout(ensemble)
+    t_sim = ensemble["time"].values
+    t_real = np.linspace(0.0, 0.6 * t_sim[-1], 301)  # finer grid, stops at 60 % of the sim range
+    T = 300.0 + 0.02 * t_real
+    T[100:120] = np.nan  # a logging gap
+    real = xr.Dataset({"temperature_surface": (("test", "time"), T[None]), "soc": ("test", [0.5]),
+                       "hazard_level": ("test", [6.0])}, coords={"test": ["X1"], "time": t_real})
+    b = real_to_batch(real, lay, conditions={"temperature_oven": 440.0})
+    sl = lay.slices()["temperature_surface"]
+    m = b.mask[0, sl].numpy() > 0
+    gap = (t_sim >= t_real[99]) & (t_sim <= t_real[120])
+    np.testing.assert_array_equal(m, (t_sim <= t_real[-1]) & ~gap)
+    x = lay.denormalise(np.where(b.mask.numpy() > 0, b.x.numpy(), np.nan))[0, sl]
+    np.testing.assert_allclose(x[m], 300.0 + 0.02 * t_sim[m], rtol=1e-5)
+    assert b.mask[0, lay.slices()["temperature_peak"]].sum() == 0  # missing channel
+    np.testing.assert_allclose(b.c.numpy()[0], [440.0, 0.5])
+    assert float(b.y[0]) == 1.0 and float(b.y_mask[0]) == 1.0  # hazard level 6 ⇒ runaway
+
+
+def test_real_without_any_observable_is_an_error(ensemble):
+    lay = build_layout(ensemble)
+    with pytest.raises(ValueError, match="none of the simulator's observables"):
+        real_to_batch(xr.Dataset({"soc": ("test", [0.5])}, coords={"test": ["a"]}), lay)

@@ -1,0 +1,83 @@
+"""Decoder accuracy on held-out simulations, model-dir round trip, JAX / PyTensor exports vs torch."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sim2real import load_decoder
+
+
+def test_heldout_accuracy_thresholds(decoder):
+    m = decoder.metrics
+    # measured at 425 training simulations: NRMSE 0.07-0.11, AUC 0.99, Brier 0.03
+    assert m["n_validation"] >= 60
+    for name, v in m["nrmse"].items():
+        assert v < 0.2, (name, v)
+    assert m["nrmse"]["temperature_surface"] < 0.12
+    assert m["auc"] > 0.95 and m["brier"] < 0.08
+    assert 0.75 < m["coverage90"]["temperature_surface"] <= 1.0
+
+
+def test_predict_in_si_units(decoder, ensemble):
+    th, c = ensemble["theta"].values[:50], ensemble["condition"].values[:50]
+    pred = decoder.predict(th, c)
+    assert pred["temperature_surface"].dims == ("case", "time")
+    err = np.abs(pred["temperature_peak"].values - ensemble["temperature_peak"].values[:50])
+    assert np.median(err) < 40.0  # K; training data, median over 50
+    assert ((pred["p_runaway"] > 0.5).values == ensemble["thermal_runaway"].values[:50]).mean() > 0.9
+
+
+@pytest.fixture(scope="module")
+def model_dir(decoder, tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    decoder.save(d)
+    return d
+
+
+def test_model_dir_roundtrip(decoder, model_dir):
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["decoder"]["nrmse"]["temperature_surface"] == pytest.approx(decoder.metrics["nrmse"]["temperature_surface"])
+    assert len(json.loads((model_dir / "hashes.json").read_text())["ensemble"]) == 64
+    dec2 = load_decoder(model_dir)
+    assert dec2.parameter_names == decoder.parameter_names and dec2.observable_names == decoder.observable_names
+    rng = np.random.default_rng(0)
+    u, c = rng.normal(size=(20, 3)), np.column_stack([rng.uniform(420, 455, 20), rng.uniform(0.2, 1, 20)])
+    a, b = decoder.torch_apply(u, c), dec2.torch_apply(u, c)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    th = rng.uniform(size=(5, 3))
+    np.testing.assert_allclose(dec2.to_unconstrained(dec2.from_unconstrained(u)), u, atol=1e-9)
+    del th
+
+
+def test_jax_and_pytensor_match_torch(model_dir):
+    import jax
+    import pytensor
+    import pytensor.tensor as pt
+
+    dec = load_decoder(model_dir)
+    rng = np.random.default_rng(1)
+    u = rng.normal(size=(4, 6, 3)) * 1.5
+    c = np.stack([rng.uniform(418, 458, (4, 6)), rng.uniform(0.2, 1.0, (4, 6))], -1)
+    ref = dec.torch_apply(u, c)
+    with jax.enable_x64(True):
+        j = jax.jit(dec.jax_apply)(u, c)
+        gu = jax.grad(lambda uu: dec.jax_apply(uu, c[0, 0])["logit_runaway"].sum())(u[0, 0])
+    uu, cc = pt.tensor3("u"), pt.tensor3("c")
+    out = dec.pytensor_apply(uu, cc)
+    f = pytensor.function([uu, cc], [out["mean"], out["log_scale"], out["logit_runaway"]])
+    p = dict(zip(("mean", "log_scale", "logit_runaway"), f(u, c)))
+    for k in ("mean", "log_scale", "logit_runaway"):
+        assert ref[k].shape == np.asarray(j[k]).shape == p[k].shape
+        np.testing.assert_allclose(np.asarray(j[k]), ref[k], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(p[k], ref[k], atol=1e-5, rtol=0)
+    # gradient agrees with a central finite difference of the torch reference
+    e = np.eye(3) * 1e-5
+    fd = [(dec.torch_apply(u[0, 0] + d, c[0, 0])["logit_runaway"] - dec.torch_apply(u[0, 0] - d, c[0, 0])["logit_runaway"]) / 2e-5
+          for d in e]
+    np.testing.assert_allclose(np.asarray(gu), np.array(fd).ravel(), rtol=1e-4, atol=1e-6)
+    # single-precision JAX agrees to float32 rounding
+    j32 = dec.jax_apply(u.astype(np.float32), c.astype(np.float32))
+    np.testing.assert_allclose(np.asarray(j32["mean"]), ref["mean"], atol=1e-4)
