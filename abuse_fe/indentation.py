@@ -56,52 +56,14 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from abuse_fe.geometry_indentation import BOTTOM, TOP, AXIS, RESOLUTIONS, create_indentation_mesh
-from simulators.base import Condition, Parameter, SimulationError, Simulator, attach_units
-from simulators.priors import Prior
+from abuse_fe.indentation_lumped import (  # noqa: F401  (re-exported)
+    MECHANICAL_CONDITIONS, MECHANICAL_PARAMETERS, META, lame, lumped_contact_radius, lumped_force, lumped_strain,
+    short_onset,
+)
+from simulators.base import SimulationError, Simulator, attach_units
+from simulators.registry import register
 
 _prefix_counter = itertools.count()
-
-#: units and long names of every variable the indentation simulators write
-META: dict[str, tuple[str, str]] = {
-    "displacement": ("m", "indenter displacement (depth below first contact)"),
-    "force_indenter": ("N", "indenter force"),
-    "strain_separator_max": ("1", "maximum equivalent logarithmic strain in the cell"),
-    "displacement_short_onset": ("m", "indenter displacement at internal-short onset"),
-    "force_short_onset": ("N", "indenter force at internal-short onset"),
-    "contact_radius_short_onset": ("m", "punch contact radius at internal-short onset"),
-}
-
-# ---------------------------------------------------------------------------------------------------
-# Parameters shared by the FE and the lumped (mesh-free) indentation models
-# ---------------------------------------------------------------------------------------------------
-MECHANICAL_PARAMETERS: tuple[Parameter, ...] = (
-    Parameter(
-        "modulus_cell", "Pa", Prior("loguniform", low=5.0e6, high=5.0e8),
-        "small-strain out-of-plane Young's modulus of the homogenised cell",
-        "Sahraei et al., J. Power Sources 201 (2012) 307; Lai et al., J. Power Sources 245 (2014) 609",
-    ),
-    Parameter(
-        "hardening_modulus", "Pa", Prior("loguniform", low=1.0e7, high=3.0e9),
-        "densification modulus B of the stress ≈ E ε + B εⁿ law",
-        "Sahraei et al. 2012 (power-law compaction of jelly rolls)",
-    ),
-    Parameter(
-        "hardening_exponent", "1", Prior("uniform", low=1.0, high=4.0),
-        "densification exponent n",
-        "Sahraei et al. 2012; Lai et al. 2014",
-    ),
-    Parameter(
-        "strain_critical", "1", Prior("uniform", low=0.1, high=0.9),
-        "critical equivalent strain for separator failure (internal short onset)",
-        "Sahraei et al. 2012; Zhu, Wierzbicki, Li, J. Power Sources 378 (2018) 153",
-    ),
-)
-
-MECHANICAL_CONDITIONS: tuple[Condition, ...] = (
-    Condition("punch_radius", "m", 6.35e-3, "radius of the hemispherical punch", (1.0e-3, 30.0e-3)),
-    Condition("cell_thickness", "m", 5.0e-3, "thickness of the cell under the punch", (1.0e-3, 40.0e-3)),
-)
-
 
 @dataclass(frozen=True)
 class IndentationResult:
@@ -126,11 +88,6 @@ class IndentationResult:
     strain_max: np.ndarray
     contact_radius: np.ndarray
     newton_iterations: int
-
-
-def lame(E: float, ν: float) -> tuple[float, float]:
-    """Lamé constants (λ, μ) [Pa] of Young's modulus E [Pa] and Poisson ratio ν [1]."""
-    return E * ν / ((1 + ν) * (1 - 2 * ν)), E / (2 * (1 + ν))
 
 
 class IndentationProblem:
@@ -208,7 +165,7 @@ class IndentationProblem:
             "snes_type": "newtonls",
             "snes_linesearch_type": "bt",
             "snes_rtol": 1.0e-9,
-            "snes_atol": 1.0e-10,
+            "snes_atol": 1.0e-7,  # [N] nodal force; round-off floor is ~1e-9 N
             "snes_stol": 0.0,
             "snes_max_it": 30,
             "ksp_type": "preonly",
@@ -395,25 +352,6 @@ class IndentationProblem:
         return IndentationResult(depths, out[0], out[1], out[2], total_its)
 
 
-def short_onset(depth: np.ndarray, force: np.ndarray, strain: np.ndarray, strain_critical: float) -> tuple[float, float]:
-    """First crossing of ``strain_critical`` along the path, linearly interpolated.
-
-    Returns
-    -------
-    (displacement_short_onset [m], force_short_onset [N]); (NaN, NaN) if never reached.
-    """
-    ok = np.isfinite(strain)
-    d, f, s = depth[ok], force[ok], strain[ok]
-    above = np.nonzero(s >= strain_critical)[0]
-    if above.size == 0:
-        return float("nan"), float("nan")
-    k = int(above[0])
-    if k == 0:
-        return float(d[0]), float(f[0])
-    w = (strain_critical - s[k - 1]) / (s[k] - s[k - 1])
-    return float(d[k - 1] + w * (d[k] - d[k - 1])), float(f[k - 1] + w * (f[k] - f[k - 1]))
-
-
 # ---------------------------------------------------------------------------------------------------
 # Simulator: mechanics only
 # ---------------------------------------------------------------------------------------------------
@@ -430,6 +368,7 @@ def get_problem(resolution: str | tuple[int, int] = "coarse", **kwargs) -> Inden
     return _PROBLEMS[key]
 
 
+@register
 @dataclass
 class IndentationFE(Simulator):
     """Hemispherical-punch indentation of a pouch cell (axisymmetric finite-strain FE), mechanics only.

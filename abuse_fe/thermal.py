@@ -80,7 +80,6 @@ from simulators.registry import register
 PETSC_OPTIONS = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
                  "ksp_error_if_not_converged": True}
 _PREFIX_COUNTER = itertools.count()
-DEBUG = False
 
 
 @dataclass(frozen=True)
@@ -518,8 +517,6 @@ class ThermalAbuseProblem:
             if math.isnan(t_runaway) and (dT1 + dT2) / dt_try > ctl.runaway_rate:
                 t_runaway = t
             record(t, (e1 + e2) / dt_try)
-            if DEBUG:
-                print(f"{t:.2f} {dt_try:.4g} {change:.3g}")
             T_surface = self._gmax(T_now[bnd])
             if change < 0.25 * ctl.dT_step:
                 dt = min(2.0 * dt, ctl.dt_max)

@@ -43,6 +43,7 @@ def _context(study_path: Path, out: Path | None, force: bool, quick: bool, clust
 
 def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
     from risk.pipeline import Pipeline, data_hashes
+    from risk.report.pdf import MissingToolError
     from risk.provenance import provenance, write_provenance
     from risk.stages import STAGES
 
@@ -56,6 +57,9 @@ def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
         status = Pipeline(STAGES, ctx).run(only=only)
     except InputError as err:
         _fail(err)
+    except MissingToolError as err:
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     console.print(f"[green]done[/green] → {ctx.out}  ({', '.join(f'{k}: {v}' for k, v in status.items())})")
 
 

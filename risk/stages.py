@@ -56,6 +56,22 @@ def ingest(ctx: RunContext) -> dict:
     return {"tests": int(ds.sizes.get("test", 0)), "kind": s.data.kind}
 
 
+def report(ctx: RunContext) -> dict:
+    """``report.html`` + ``report.pdf`` from the saved artefacts (never recomputes)."""
+    from risk.report.build import build_report
+
+    html, pdf = build_report(ctx.out, ctx.study.model_dump(mode="json"), pdf="pdf" in ctx.study.report.formats)
+    return {"html": html.name, "pdf": pdf.name if pdf else None}
+
+
+def export(ctx: RunContext) -> dict:
+    """Insurer exports: ``exports/risk.{parquet,csv,json}`` and the exceedance curve."""
+    from risk.export import write_exports
+
+    files = write_exports(ctx.out, ctx.study.model_dump(mode="json"))
+    return {"files": sorted(files)}
+
+
 STAGES: list[Stage] = [
     Stage("simulate", simulate, sections=("simulator", "parameters", "conditions", "ensemble"),
           artefacts=("ensemble.zarr",), description="ensemble of simulations over the priors"),

@@ -202,13 +202,19 @@ class Scenario(_Section):
 class Report(_Section):
     title: str = "Thermal-runaway risk assessment"
     formats: list[Literal["html", "pdf"]] = ["html", "pdf"]
+    limitations: list[str] = Field(default_factory=list, description="study-specific limitations to state")
 
 
 class Exposure(_Section):
     fleet_size: Annotated[int, Field(gt=0, description="cells in service")]
     abuse_events_per_cell_year: Annotated[float, Field(ge=0)]
-    cost_per_event_by_severity: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    cost_per_event_by_severity: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="severity (scenario severity or hazard level) or 'runaway' → cost per event")
     currency: str = "USD"
+    scenario_weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="share of the fleet's abuse events in each scenario (portfolio exceedance curve)")
+    n_monte_carlo: Annotated[int, Field(gt=0)] = 200_000
+    seed: Annotated[int, Field(ge=0)] | None = None
 
 
 class Export(_Section):

@@ -101,6 +101,11 @@ class FrozenDecoder:
     layout : `ObservableLayout` (normalisers of x and c); transform : `ThetaTransform` (θ ↔ u).
     torch_module : the `DecoderNet` (float64, eval mode, ``requires_grad`` off).
     metrics : dict of held-out metrics (NRMSE per observable, Brier, AUC, ...).
+    error_factor : (n_coef, n_obs) static emulator-error factor F (normalised units): the decoder's errors
+        along curves are correlated; on held-out simulations their projections on each curve's PCA basis
+        have sd τ_k, and ``F = diag(τ) @ basis`` (zero rows for scalars). A likelihood that treats the
+        error as ``N(0, Fᵀ F + diag(max(σ² − diag(FᵀF), 0.05 σ²)))`` keeps each point's variance σ²
+        and adds the correlation (`sim2real.encoder`, ``likelihood="lowrank"``).
     """
 
     def __init__(self, net: DecoderNet, layout: ObservableLayout, transform: ThetaTransform,
@@ -111,6 +116,7 @@ class FrozenDecoder:
             p.requires_grad_(False)
         self.layout, self.transform, self.config = layout, transform, config
         self.component_sizes = list(component_sizes)
+        self.error_factor = np.zeros((sum(self.component_sizes), layout.n_obs))
         self.metrics = dict(metrics or {})
         self.hashes = dict(hashes or {})
         self._weights: dict[str, np.ndarray] | None = None
@@ -269,10 +275,30 @@ class FrozenDecoderCVAE:
         net.load_state_dict(best_state)
         dec = FrozenDecoder(net, layout, self.transform, cfg, sizes,
                             hashes={"ensemble": hash_dataset(ens)})
+        dec.error_factor = _error_factor(dec, val)
         dec.metrics = decoder_metrics(dec, val) | {"n_train": len(tr), "n_validation": len(val),
                                                     "epochs": epoch + 1, "validation_loss": best,
                                                     "components": sizes}
         return dec
+
+
+def _error_factor(dec: "FrozenDecoder", val: Batch) -> np.ndarray:
+    """Static emulator-error factor (see `FrozenDecoder`) from held-out residuals projected on the curve bases."""
+    w = dec.weights
+    B = w["basis"]
+    out = dec.torch_apply(val.u.numpy(), val.c.numpy())
+    M = val.mask.double().numpy()
+    R = (val.x.double().numpy() - out["mean"]) * M
+    F = np.zeros_like(B)
+    k = 0
+    for ch, sl, size in zip(dec.layout.channels, dec.layout.slices().values(), dec.component_sizes):
+        if ch.dim is not None:
+            full = M[:, sl].all(1)
+            if full.sum() >= 5:
+                delta = R[full][:, sl] @ B[k:k + size, sl].T  # (n_full, size)
+                F[k:k + size] = np.sqrt(np.mean(delta**2, axis=0))[:, None] * B[k:k + size]
+        k += size
+    return F
 
 
 def config_dict(cfg) -> dict:

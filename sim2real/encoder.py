@@ -28,6 +28,9 @@ from sim2real.decoder import FrozenDecoder, bernoulli_nll, gaussian_nll
 from sim2real.networks import EncoderNet
 
 DT = torch.float64
+#: "diagonal": independent Gaussian per feature; "composite": curve points down-weighted by
+#: n_components / n_points; "lowrank": correlated emulator error along curves (`FrozenDecoder.error_factor`)
+LIKELIHOODS = ("lowrank", "composite", "diagonal")
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,12 @@ class EncoderConfig:
     discrepancy_prior_scale: float = 0.2
     ridge: float = 1e-2
     eval_samples: int = 256
-    composite: bool = True
+    likelihood: str = "lowrank"
     seed: int = 0
+
+    def __post_init__(self):
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood {self.likelihood!r} unknown; expected one of {', '.join(LIKELIHOODS)}")
 
 
 class Summary:
@@ -134,21 +141,79 @@ class EncoderFit:
         eps = torch.randn(self.loc.shape[0], n_draws, self.loc.shape[1], generator=generator, dtype=DT)
         return (self.loc.unsqueeze(1) + torch.einsum("npq,ndq->ndp", self.scale_tril, eps)).numpy()
 
-    def posterior(self, n_draws: int = 1000, generator: torch.Generator | None = None) -> xr.Dataset:
-        """Posterior draws of θ in SI units: ``theta`` (test, draw, parameter) plus u-space mean and sd."""
+    def log_target(self, u: torch.Tensor, i: int) -> torch.Tensor:
+        """Unnormalised log posterior of test ``i`` under the frozen decoder (+ discrepancy), u (S, n_par) → (S,)."""
+        b = self.batch.subset([i])
+        S = u.shape[0]
+        bi = Batch(b.x.expand(S, -1), b.mask.expand(S, -1), b.c.expand(S, -1), b.y.expand(S), b.y_mask.expand(S), None, b.ids)
+        extra = torch.exp(2 * self.log_sd_discrepancy)[torch.as_tensor(self.decoder.layout.channel_index())]
+        out = self.decoder.torch_module(u, bi.c.to(DT))
+        ll = log_likelihood(self.decoder, out, bi, extra, self.config.likelihood)
+        ll = ll - bernoulli_nll(bi.y.to(DT), bi.y_mask.to(DT), out["logit_runaway"])
+        return ll + self.decoder.transform.log_prior_u(u)
+
+    def importance_sample_u(self, n_draws: int, generator: torch.Generator, n_proposal: int = 4000,
+                            inflate: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior draws corrected by self-normalised importance sampling, and the effective sample sizes.
+
+        The encoder's Gaussian (reverse-KL fit, so too narrow where the posterior is curved or truncated)
+        serves as a defensive proposal ½ q + ½ q_inflated (scale × ``inflate``); draws are resampled
+        with weights ∝ p(x | u, c) p(u) / proposal(u). Returns ``(draws (n_test, n_draws, n_par), ess (n_test,))``.
+        """
+        n, p = self.loc.shape
+        draws, ess = np.empty((n, n_draws, p)), np.empty(n)
+        half = n_proposal // 2
+        with torch.no_grad():
+            for i in range(n):
+                q1 = torch.distributions.MultivariateNormal(self.loc[i], scale_tril=self.scale_tril[i])
+                q2 = torch.distributions.MultivariateNormal(self.loc[i], scale_tril=inflate * self.scale_tril[i])
+                eps = torch.randn(n_proposal, p, generator=generator, dtype=DT)
+                u = self.loc[i] + torch.cat([eps[:half] @ self.scale_tril[i].T, inflate * eps[half:] @ self.scale_tril[i].T])
+                log_q = torch.logsumexp(torch.stack([q1.log_prob(u), q2.log_prob(u)]), 0) - math.log(2)
+                w = torch.softmax(self.log_target(u, i) - log_q, 0)
+                ess[i] = float(1 / (w**2).sum())
+                idx = torch.multinomial(w, n_draws, replacement=True, generator=generator)
+                draws[i] = u[idx].numpy()
+        return draws, ess
+
+    def posterior(self, n_draws: int = 1000, generator: torch.Generator | None = None,
+                  importance: bool = True) -> xr.Dataset:
+        """Posterior draws of θ in SI units: ``theta`` (test, draw, parameter), u-space mean and sd, ESS.
+
+        ``importance=True`` corrects the encoder's Gaussian by importance sampling (`importance_sample_u`).
+        """
         g = generator if generator is not None else torch.Generator().manual_seed(self.config.seed)
-        u = self.sample_u(n_draws, g)
-        sd = np.sqrt(np.einsum("npq,npq->np", self.scale_tril.numpy(), self.scale_tril.numpy()))
+        if importance:
+            u, ess = self.importance_sample_u(n_draws, g)
+        else:
+            u, ess = self.sample_u(n_draws, g), np.full(len(self.batch), float(n_draws))
         return xr.Dataset(
             {"theta": (("test", "draw", "parameter"), self.decoder.from_unconstrained(u), {"long_name": "posterior draws of θ (SI)"}),
-             "u_mean": (("test", "parameter"), self.loc.numpy(), {"units": "1", "long_name": "posterior mean of u"}),
-             "u_sd": (("test", "parameter"), sd, {"units": "1", "long_name": "posterior sd of u"})},
+             "u_mean": (("test", "parameter"), u.mean(1), {"units": "1", "long_name": "posterior mean of u"}),
+             "u_sd": (("test", "parameter"), u.std(1), {"units": "1", "long_name": "posterior sd of u"}),
+             "ess": ("test", ess, {"units": "1", "long_name": "effective sample size of the importance weights"})},
             coords={"test": self.batch.ids, "parameter": self.parameter_names, "draw": np.arange(n_draws)})
 
     def misspecification(self, ensemble: xr.Dataset | None = None, **kw) -> xr.Dataset:
         """Per-test misspecification check (`sim2real.discrepancy.misspecification_check`)."""
         from sim2real.discrepancy import misspecification_check
         return misspecification_check(self, ensemble, **kw)
+
+
+def log_likelihood(decoder: FrozenDecoder, out: dict, b: Batch, extra: torch.Tensor, kind: str) -> torch.Tensor:
+    """Masked log p(x | u, c) of the observables, ``(..., n)``, for likelihood ``kind`` (see `LIKELIHOODS`)."""
+    x, m = b.x.to(DT), b.mask.to(DT)
+    if kind != "lowrank":
+        mw = m * feature_weights(decoder, kind == "composite")
+        return -gaussian_nll(x, mw, out["mean"], out["log_scale"], extra)
+    F = torch.as_tensor(decoder.error_factor, dtype=DT)  # (k, n_obs)
+    var = torch.exp(2 * out["log_scale"])
+    diag = torch.clamp(var - (F**2).sum(0), min=0.05 * var) + extra
+    # masked features: zero residual, zero factor row, unit variance → they drop out exactly
+    r = (x - out["mean"]) * m
+    cov_factor = (F.T * m.unsqueeze(-1)).expand(*r.shape, F.shape[0])
+    mvn = torch.distributions.LowRankMultivariateNormal(torch.zeros_like(r), cov_factor, diag * m + (1 - m))
+    return mvn.log_prob(r) + 0.5 * math.log(2 * math.pi) * (1 - m).sum(-1)
 
 
 def feature_weights(decoder: FrozenDecoder, composite: bool) -> torch.Tensor:
@@ -168,15 +233,14 @@ def feature_weights(decoder: FrozenDecoder, composite: bool) -> torch.Tensor:
 
 
 def elbo_terms(decoder: FrozenDecoder, transform, loc, L, b: Batch, log_sd, K: int, generator,
-               weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-test ELBO (n,) with K reparameterised draws; ``weights`` (n_obs,) see `feature_weights`."""
+               likelihood: str = "lowrank") -> torch.Tensor:
+    """Per-test ELBO (n,) with K reparameterised draws (``likelihood`` see `LIKELIHOODS`)."""
     n, p = loc.shape
     eps = torch.randn(K, n, p, generator=generator, dtype=DT)
     u = loc + torch.einsum("npq,knq->knp", L, eps)
     out = decoder.torch_module(u, b.c.to(DT).expand(K, -1, -1))
     extra = torch.exp(2 * log_sd)[torch.as_tensor(decoder.layout.channel_index())]
-    m = b.mask.to(DT) if weights is None else b.mask.to(DT) * weights
-    ll = -gaussian_nll(b.x.to(DT), m, out["mean"], out["log_scale"], extra)
+    ll = log_likelihood(decoder, out, b, extra, likelihood)
     ll = ll - bernoulli_nll(b.y.to(DT), b.y_mask.to(DT), out["logit_runaway"])
     lp = transform.log_prior_u(u)
     entropy = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1) + 0.5 * p * (1 + math.log(2 * math.pi))
@@ -213,7 +277,6 @@ def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: Encode
     summary = Summary(decoder, cfg.ridge)
     s_real = summary(b.x, b.mask, b.y, b.y_mask, b.c)
     n_chan = len(decoder.layout.channels)
-    wts = feature_weights(decoder, cfg.composite)
     best = None
     elbos = []
     for r in range(cfg.restarts):
@@ -236,7 +299,7 @@ def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: Encode
         opt = torch.optim.Adam(params, lr=cfg.lr / 2)
         for step in range(cfg.steps):
             loc, L = net(s_real)
-            elbo = elbo_terms(decoder, transform, loc, L, b, log_sd, cfg.mc_samples, gr, wts)
+            elbo = elbo_terms(decoder, transform, loc, L, b, log_sd, cfg.mc_samples, gr, cfg.likelihood)
             sd = torch.exp(log_sd)
             log_prior_sd = (-0.5 * (sd / cfg.discrepancy_prior_scale) ** 2 + log_sd).sum()  # half-normal, log-param
             loss = -(elbo.mean() + log_prior_sd / len(b))
@@ -248,7 +311,7 @@ def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: Encode
         with torch.no_grad():
             loc, L = net(s_real)
             e = float(elbo_terms(decoder, transform, loc, L, b, log_sd, cfg.eval_samples,
-                                 torch.Generator().manual_seed(cfg.seed), wts).mean())
+                                 torch.Generator().manual_seed(cfg.seed), cfg.likelihood).mean())
         elbos.append(e)
         if best is None or e > best[0]:
             best = (e, copy.deepcopy(net), log_sd.detach().clone())

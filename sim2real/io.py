@@ -5,6 +5,7 @@ Layout of ``model_dir``::
     model.json        names, layout + normalisers, θ transform, configs, PCA component sizes, versions
     decoder.npz       decoder weights (float64 arrays; the export format of `DecoderNet.weights`)
     decoder.pt        torch state dict (reference)
+    error_factor.npy  static emulator-error factor (n_coef, n_obs), see `FrozenDecoder.error_factor`
     encoder.pt        encoder state dict + discrepancy (if an encoder was fitted)
     metrics.json      held-out decoder metrics (+ encoder ELBO, discrepancy, misspecification summary)
     hashes.json       sha256 of the inputs (ensemble, real data)
@@ -66,6 +67,7 @@ def save_model(model_dir, decoder, encoder=None) -> Path:
     }
     (d / "model.json").write_text(json.dumps(_jsonable(meta), indent=1))
     np.savez(d / "decoder.npz", **decoder.weights)
+    np.save(d / "error_factor.npy", decoder.error_factor)
     torch.save(decoder.torch_module.state_dict(), d / "decoder.pt")
     metrics = {"decoder": decoder.metrics}
     hashes = dict(decoder.hashes)
@@ -105,4 +107,7 @@ def load_model(model_dir):
     net.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in sd.items()})
     metrics = json.loads((d / "metrics.json").read_text()).get("decoder", {}) if (d / "metrics.json").exists() else {}
     hashes = json.loads((d / "hashes.json").read_text()) if (d / "hashes.json").exists() else {}
-    return FrozenDecoder(net, layout, transform, cfg, meta["component_sizes"], metrics, hashes)
+    dec = FrozenDecoder(net, layout, transform, cfg, meta["component_sizes"], metrics, hashes)
+    if (d / "error_factor.npy").exists():
+        dec.error_factor = np.load(d / "error_factor.npy")
+    return dec

@@ -77,7 +77,11 @@ def summarize(idata, var_names: list[str] | None = None, thresholds: Thresholds 
     ess_t = az.ess(post, method="tail")
     ss = idata["sample_stats"].to_dataset()
     div = int(ss["diverging"].sum()) if "diverging" in ss else 0
-    bfmi = np.asarray(az.bfmi(idata), dtype=float).ravel() if "energy" in ss else np.array([np.nan])
+    if "energy" in ss:  # E-BFMI per chain (Betancourt 2016): mean(ΔE²) / Var(E)
+        e = np.asarray(ss["energy"].transpose("chain", "draw").values, dtype=float)
+        bfmi = np.mean(np.diff(e, axis=1) ** 2, axis=1) / np.var(e, axis=1)
+    else:
+        bfmi = np.array([np.nan])
     d = Diagnostics(ok=True, rhat_max=_min_max(rhat, np.max), ess_bulk_min=_min_max(ess_b, np.min),
                     ess_tail_min=_min_max(ess_t, np.min), divergences=div,
                     bfmi_min=float(np.nanmin(bfmi)) if np.isfinite(bfmi).any() else float("nan"))

@@ -30,8 +30,8 @@ def test_posterior_draws_discrepancy_and_metrics(fitted, real, decoder, tmp_path
     fit, _ = fitted
     post = fit.posterior(200, torch.Generator().manual_seed(0))
     assert post["theta"].shape == (80, 200, 3)
-    lo = np.array([p.prior.support[0] for p in decoder.transform.priors])
-    hi = np.array([p.prior.support[1] for p in decoder.transform.priors])
+    lo = np.array([p.support[0] for p in decoder.transform.priors])
+    hi = np.array([p.support[1] for p in decoder.transform.priors])
     assert np.all(post["theta"].values > lo) and np.all(post["theta"].values < hi)
     d = fit.discrepancy
     assert set(d) == {c.name for c in decoder.layout.channels}
@@ -59,8 +59,10 @@ def test_misspecification_flags_tests_the_simulator_cannot_produce(fitted, real,
     flagged = chk["flagged"].values
     assert flagged[-10:].mean() >= 0.8, chk.isel(test=slice(-10, None))
     assert flagged[:-10].mean() <= 0.15
-    # the misfit shows up as a larger learned discrepancy than on clean data
-    assert fit2.discrepancy["temperature_surface"] > fit.discrepancy["temperature_surface"]
+    # the simulator-support distance separates them (the PPC alone does not: the posterior moves to
+    # where the decoder predicts a large variance)
+    sup = chk["support_pvalue"].values
+    assert np.median(sup[-10:]) < 0.01 < np.median(sup[:-10])
 
 
 def test_calibration_of_intervals_on_simulated_real_tests(decoder, real):

@@ -32,7 +32,7 @@ class PipeBrowser:
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
 
-        # bash (multi-digit fds) puts the pipe ends on fds 3 (commands) and 4 (replies), then execs chromium
+        # bash (multi-digit fds) puts the pipe ends on fds 3 (commands) and 4 (replies)
         cmd = chromium_command("--remote-debugging-pipe", "about:blank",
                                user_data_dir=self._profile.name)
         shell = f'exec "$@" 3<&{to_child_r} 4>&{from_child_w} {to_child_r}<&- {from_child_w}>&-'

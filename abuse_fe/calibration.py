@@ -1,0 +1,182 @@
+"""Fit the indentation mechanics (E, B, n, ε_c) to the real LCO pouch-cell force curves.
+
+Data: the ORNL LCO pouch workbooks of ../shared/data/indentation (500, 1500, 2000 mAh and the 6.4 A h
+``LCO-LP`` cells), read by `risk.data.indentation.read_workbook` (force in N from ``Load (lb)``) with the
+contact and short-onset detectors of `risk.data.features`.
+
+Displacement. The ORNL workbooks have no displacement channel (the column is empty) and the dataset
+does not document the crosshead speed. We assume a constant speed ``speed`` (default 1 mm/min, a common
+quasi-static rate; **an assumption**, stated in every result) so that δ(t) = v (t − t_contact). The fitted
+stiffnesses scale with it (for F ∝ δ^m, E and B scale ∝ v^−m); the fit *quality* and the onset
+comparison are in this displacement frame. Cell thicknesses (`CELL_THICKNESS`) are assumed typical
+pouch dimensions for these capacities, not measured values.
+
+Method. For each family, the loading branch (contact → short onset) of every test is resampled at
+``n_points`` displacements; (ln E, ln B, n) minimise the pooled residuals (F_model − F_obs) / F_peak with
+`scipy.optimize.least_squares` using the mesh-free punch law (`lumped_force`, agreement with the FE
+stated in `abuse_fe.indentation_lumped`); `fe_check` re-evaluates the fit with the FE model. The
+critical strain ε_c of a family is the mean modelled strain at the measured onsets; onset displacements
+are compared leave-one-out (ε_c from the other tests of the family → predicted onset of the held-out test).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from abuse_fe.indentation_lumped import MECHANICAL_PARAMETERS, lumped_force, lumped_strain, short_onset
+
+#: assumed crosshead speed [m/s] (1 mm/min; not documented in the dataset)
+SPEED_ASSUMED = 1.0e-3 / 60.0
+
+#: family → (file-stem prefixes, assumed thickness [m], punch radius [m])
+FAMILIES: dict[str, tuple[tuple[str, ...], float, float]] = {
+    "LCO-0.5Ah": (("500mAh",), 5.0e-3, 6.35e-3),
+    "LCO-1.5Ah": (("1500mAh",), 6.0e-3, 6.35e-3),
+    "LCO-2.0Ah": (("2000mAh",), 7.0e-3, 6.35e-3),
+    "LCO-6.4Ah": (("LCO-LP",), 10.0e-3, 6.35e-3),
+}
+CELL_THICKNESS = {k: v[1] for k, v in FAMILIES.items()}
+
+
+@dataclass
+class RealCurve:
+    """Loading branch of one real test: displacement (n,) [m] from contact, force (n,) [N]."""
+
+    test: str
+    family: str
+    displacement: np.ndarray
+    force: np.ndarray
+    displacement_short_onset: float
+    force_short_onset: float
+    soc: float
+
+
+def read_curve(path: str | Path, family: str, *, speed: float = SPEED_ASSUMED, n_points: int = 40) -> RealCurve | None:
+    """The loading branch of one workbook, or None when no short onset / contact is found.
+
+    The pre-contact force offset (median of the first 2 s) is removed before contact detection.
+    """
+    from risk.data.features import contact_index, detect_short_onset
+    from risk.data.indentation import read_workbook
+
+    ds = read_workbook(path)
+    t = ds["time"].values.astype(float)
+    F = ds["force_indenter"].values.astype(float)
+    V = ds["voltage"].values.astype(float)
+    ok = np.isfinite(t) & np.isfinite(F) & np.isfinite(V)
+    t, F, V = t[ok], F[ok], V[ok]
+    F = F - np.median(F[t <= t[0] + 2.0])
+    on = detect_short_onset(t, V, F)
+    if not on.detected:
+        return None
+    ic = contact_index(F[: on.index + 1], t[: on.index + 1])
+    d_on = speed * (t[on.index] - t[ic])
+    if not d_on > 0:
+        return None
+    d = np.linspace(0.0, d_on, n_points)
+    f = np.interp(d, speed * (t[ic: on.index + 1] - t[ic]), F[ic: on.index + 1])
+    return RealCurve(Path(path).stem, family, d, f, float(d_on), float(f[-1]), float(ds.attrs.get("soc", math.nan)))
+
+
+def read_family(folder: str | Path, family: str, *, speed: float = SPEED_ASSUMED, n_points: int = 40) -> list[RealCurve]:
+    """Every usable curve of ``family`` (see `FAMILIES`) in the raw-workbook ``folder``."""
+    prefixes = FAMILIES[family][0]
+    paths = sorted(p for p in Path(folder).glob("*.xlsx") if p.stem.startswith(prefixes))
+    curves = [read_curve(p, family, speed=speed, n_points=n_points) for p in paths]
+    return [c for c in curves if c is not None]
+
+
+@dataclass
+class FamilyFit:
+    """Fitted mechanics of one cell family and its error measures.
+
+    Attributes
+    ----------
+    theta : dict — modulus_cell [Pa], hardening_modulus [Pa], hardening_exponent [1], strain_critical [1]
+    rmse : float — RMSE of the force over all curves [N]
+    rmse_relative : float — rmse / mean peak force [1]
+    onset_loo : ndarray (n_tests, 2) — measured and leave-one-out predicted onset displacement [m]
+    """
+
+    family: str
+    thickness: float
+    punch_radius: float
+    speed: float
+    theta: dict[str, float]
+    rmse: float
+    rmse_relative: float
+    tests: list[str] = field(default_factory=list)
+    onset_loo: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+    @property
+    def onset_mae(self) -> float:
+        """Mean absolute error of the leave-one-out onset displacement [m]."""
+        return float(np.mean(np.abs(self.onset_loo[:, 1] - self.onset_loo[:, 0])))
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    return next(p for p in MECHANICAL_PARAMETERS if p.name == name).bounds
+
+
+def fit_family(curves: list[RealCurve], family: str, *, speed: float = SPEED_ASSUMED) -> FamilyFit:
+    """Least-squares fit of (E, B, n) and the leave-one-out ε_c of one family (mesh-free law)."""
+    _, H, R = FAMILIES[family]
+    d = np.concatenate([c.displacement for c in curves])
+    f = np.concatenate([c.force for c in curves])
+    scale = np.concatenate([np.full(c.force.size, max(c.force.max(), 1.0)) for c in curves])
+
+    def model(x):
+        return lumped_force(d, math.exp(x[0]), math.exp(x[1]), x[2], R, H)
+
+    lo = [math.log(_bounds("modulus_cell")[0]), math.log(_bounds("hardening_modulus")[0]), _bounds("hardening_exponent")[0]]
+    hi = [math.log(_bounds("modulus_cell")[1]), math.log(_bounds("hardening_modulus")[1]), _bounds("hardening_exponent")[1]]
+    best = None
+    for x0 in ([math.log(3e7), math.log(3e8), 2.0], [math.log(1e8), math.log(1e8), 1.5], [math.log(1e7), math.log(1e9), 3.0]):
+        sol = least_squares(lambda x: (model(x) - f) / scale, x0, bounds=(lo, hi), x_scale=[1.0, 1.0, 0.5])
+        if best is None or sol.cost < best.cost:
+            best = sol
+    E, B, n = math.exp(best.x[0]), math.exp(best.x[1]), float(best.x[2])
+    resid = model(best.x) - f
+    rmse = float(np.sqrt(np.mean(resid**2)))
+    peak = float(np.mean([c.force.max() for c in curves]))
+    # critical strain: modelled strain at each measured onset; leave-one-out onset prediction
+    ε_on = np.array([float(lumped_strain(c.displacement_short_onset, E, B, R, H)) for c in curves])
+    grid = np.linspace(0.0, 0.8 * H, 801)
+    s_grid = lumped_strain(grid, E, B, R, H)
+    f_grid = lumped_force(grid, E, B, n, R, H)
+    loo = []
+    for i, c in enumerate(curves):
+        ε_c = float(np.mean(np.delete(ε_on, i))) if len(curves) > 1 else float(ε_on[i])
+        loo.append((c.displacement_short_onset, short_onset(grid, f_grid, s_grid, ε_c)[0]))
+    theta = {"modulus_cell": E, "hardening_modulus": B, "hardening_exponent": n, "strain_critical": float(np.mean(ε_on))}
+    return FamilyFit(family, H, R, speed, theta, rmse, rmse / peak, [c.test for c in curves], np.array(loo))
+
+
+def fe_check(fit: FamilyFit, curves: list[RealCurve], *, resolution: str = "coarse") -> tuple[float, float]:
+    """RMSE [N] and relative RMSE [1] of the FE model at the fitted parameters against the same curves."""
+    from abuse_fe.indentation import get_problem
+
+    d_max = max(c.displacement.max() for c in curves)
+    grid = np.linspace(0.0, d_max, 41)
+    prob = get_problem(resolution)
+    prob.set_state(modulus=fit.theta["modulus_cell"], hardening_modulus=fit.theta["hardening_modulus"],
+                   hardening_exponent=fit.theta["hardening_exponent"], punch_radius=fit.punch_radius,
+                   thickness=fit.thickness)
+    res = prob.solve_path(grid)
+    r = np.concatenate([np.interp(c.displacement, grid, res.force) - c.force for c in curves])
+    rmse = float(np.sqrt(np.mean(r**2)))
+    return rmse, rmse / float(np.mean([c.force.max() for c in curves]))
+
+
+def calibrate(folder: str | Path, families: tuple[str, ...] = tuple(FAMILIES), *, speed: float = SPEED_ASSUMED) -> dict[str, FamilyFit]:
+    """Fit every family found in ``folder``; returns {family: FamilyFit}."""
+    out = {}
+    for fam in families:
+        curves = read_family(folder, fam, speed=speed)
+        if curves:
+            out[fam] = fit_family(curves, fam, speed=speed)
+    return out

@@ -1,0 +1,340 @@
+"""Indentation → internal short → short current → Joule heat → thermal runaway: the coupled chain.
+
+Chain (one simulation, t = 0 at the short onset)
+------------------------------------------------
+1. **Mechanics** — punch force and separator strain along the indentation path, from the axisymmetric
+   FE model (`abuse_fe.indentation.IndentationProblem`, simulator ``fe_indentation_coupled``) or its
+   calibrated mesh-free counterpart (`lumped_force`, `lumped_strain`; simulator ``indentation_lumped``).
+   The short starts where the strain first reaches ``strain_critical``; the short spot is the punch
+   contact disc at that moment (radius r_s).
+2. **Short current** — equivalent circuit of the cell discharging through the short resistance R_s:
+
+       I = min( U_ocv(z) / (R_s + R_int),  I_lim ),     dz/dt = −I / Q,
+
+   U_ocv(z) an LCO/graphite open-circuit voltage (table `OCV_LCO`), R_int = r_int / Q_Ah (a pouch-cell
+   internal resistance scaling with capacity) and I_lim = C_lim · Q / 3600 s the transport-limited
+   current (electrolyte/solid diffusion caps the current a shorted cell can deliver; PyBaMM short
+   simulations saturate at 10–30 C). The chemical-to-electrical power U_ocv I is dissipated as heat:
+   I² R_s in the short spot, U_ocv I − I² R_s (electrode overpotentials) spread over the cell.
+3. **Thermal + kinetics (reduced, documented option)** — two lumped nodes: the short spot (cylinder of
+   radius r_s through the thickness H) and the rest of the cell, coupled by radial conduction
+   G = 2π k_in H / ln(r_b / r_s) (r_b the equivalent cell radius), cooled by h (``heat_transfer_coefficient``, uncertain: the cell is clamped between a steel punch
+   and plate) over both faces, each
+   node carrying its own decomposition-kinetics state (`simulators.kinetics`, exact at fixed T):
+
+       C_s dT_s/dt = I² R_s + V_s q(T_s, ξ_s) − G (T_s − T_b)
+       C_b dT_b/dt = (U_ocv I − I² R_s) + V_b q(T_b, ξ_b) + G (T_s − T_b) − h A (T_b − T∞)
+
+   Strang splitting (kinetics ½Δt, implicit linear step Δt, kinetics ½Δt) with step-size control on
+   |ΔT| ≤ 5 K. The FE thermal model (`abuse_fe.thermal`) resolves the spot spreading in space but costs
+   ~10–100 s per run; this reduced option (≈ 0.1 s) is what ensembles use.
+4. **Outcomes** — ``thermal_runaway`` when the chemical self-heating rate of the whole cell exceeds
+   ``runaway_rate`` (1 K/s, Feng et al., Energy Storage Mater. 10 (2018) 246), ``time_to_runaway`` from
+   the short onset, ``temperature_peak`` (short spot), ``heat_released_total`` (chemical + electrical),
+   and the dataset's 1–7 ``hazard_level`` (`abuse_fe.hazard`).
+"""
+from __future__ import annotations
+
+import math
+import time as _time
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from abuse_fe.hazard import HazardRules, hazard_level
+from simulators.base import Condition, Parameter, Simulator, attach_units
+from simulators.registry import register
+from simulators.kinetics import load as load_kinetics
+from simulators.priors import Prior
+
+# abuse_fe.indentation (dolfinx) is imported only by the FE simulator
+from abuse_fe import indentation_lumped as _ip
+
+#: LCO/graphite open-circuit voltage [V] vs state of charge [1] (typical pouch-cell curve; the ORNL
+#: cells read 4.15 V at 100 % and 3.98 V at 80 % SOC); below z = 0 it falls to 0 V at z = −0.05.
+OCV_LCO = (
+    np.array([-0.05, 0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
+    np.array([0.0, 3.0, 3.45, 3.62, 3.72, 3.77, 3.81, 3.86, 3.90, 3.94, 3.98, 4.07, 4.15]),
+)
+
+META: dict[str, tuple[str, str]] = {
+    **_ip.META,
+    "time": ("s", "time since the internal-short onset"),
+    "temperature_hotspot": ("K", "temperature of the short spot"),
+    "temperature_mean": ("K", "heat-capacity-weighted mean cell temperature"),
+    "current_short": ("A", "current through the internal short"),
+    "voltage": ("V", "cell terminal voltage (across the short)"),
+    "temperature_bulk_peak": ("K", "peak mean cell temperature"),
+    "discharge_fraction": ("1", "charge passed through the short / nominal capacity"),
+    "local_reaction_fraction": ("1", "fraction of the short spot's decomposition heat released"),
+    "spread_fraction": ("1", "fraction of the decomposition heat of the rest of the cell released"),
+    "short": ("1", "an internal short occurred"),
+    "hazard_level": ("1", "observed-hazard level 1-7 of the indentation dataset (abuse_fe.hazard)"),
+    "heat_joule_total": ("J", "electrical energy dissipated by the short current"),
+}
+
+COUPLED_PARAMETERS: tuple[Parameter, ...] = _ip.MECHANICAL_PARAMETERS + (
+    Parameter("short_resistance", "ohm", Prior("loguniform", low=1.0e-3, high=3.0),
+              "electrical resistance of the internal short",
+              "Zhao, Luo, Wang et al., J. Electrochem. Soc. 164 (2017) A3016 (1 mΩ–10 Ω ISC range)"),
+    Parameter("current_limit_c_rate", "1", Prior("loguniform", low=3.0, high=40.0),
+              "transport-limited short current in multiples of 1C",
+              "PyBaMM DFN short simulations (Chen2020 set): 10-30 C plateaus"),
+    Parameter("heat_transfer_coefficient", "W m-2 K-1", Prior("loguniform", low=10.0, high=1000.0),
+              "heat transfer from both cell faces (free convection … clamped between steel punch and plate)",
+              "Incropera, Fundamentals of Heat and Mass Transfer (convection 5-25; contact conductance 1e2-1e4)"),
+    Parameter("kinetics_log_rate_shift", "1", Prior("uniform", low=-1.5, high=1.5),
+              "shift of ln A of every decomposition reaction",
+              "Hatchard et al., J. Electrochem. Soc. 148 (2001) A755; spread of fitted A"),
+)
+
+COUPLED_CONDITIONS: tuple[Condition, ...] = _ip.MECHANICAL_CONDITIONS + (
+    Condition("soc", "1", 1.0, "state of charge", (0.0, 1.0)),
+    Condition("capacity_nominal", "A s", 1800.0, "nominal capacity", (360.0, 3.6e5)),
+    Condition("temperature_ambient", "K", 298.15, "ambient temperature", (233.15, 353.15)),
+)
+
+
+@dataclass(frozen=True)
+class CellThermal:
+    """Cell-level thermal constants of the reduced model (pouch LCO cell).
+
+    Attributes
+    ----------
+    energy_density : float
+        Volumetric energy density [J/m³] (400 Wh/L) — sets the cell volume from the capacity.
+    voltage_nominal : float [V]
+    heat_capacity_volumetric : float
+        ρc [J/(m³ K)] (ρ ≈ 2.5e3 kg/m³, c ≈ 1.0e3 J/(kg K)).
+    conductivity_in_plane : float
+        k_in [W/(m K)] of the stack (Drake et al., J. Power Sources 252 (2014) 298: 20–30).
+    internal_resistance_ah : float
+        R_int Q_Ah [Ω A h] (0.03: 60 mΩ for a 0.5 A h pouch, 5 mΩ at 6 A h).
+    """
+
+    energy_density: float = 400.0 * 3600.0 * 1000.0
+    voltage_nominal: float = 3.7
+    heat_capacity_volumetric: float = 2.5e6
+    conductivity_in_plane: float = 25.0
+    internal_resistance_ah: float = 0.03
+
+
+def short_thermal_response(
+    *, short_resistance: float, current_limit_c_rate: float, kinetics_log_rate_shift: float, heat_transfer: float,
+    soc: float, capacity: float, thickness: float, spot_radius: float, temperature_ambient: float,
+    t_end: float = 1800.0, n_time: int = 181, kinetics: str = "hatchard2001",
+    cell: CellThermal = CellThermal(), runaway_rate: float = 1.0, dT_step: float = 5.0,
+) -> dict:
+    """Short current + two-node thermal model with kinetics, from the short onset to ``t_end`` [s].
+
+    Returns
+    -------
+    dict with ``time`` (n_time,) [s], ``temperature_hotspot``, ``temperature_mean`` [K], ``current_short`` [A],
+    ``voltage`` [V] on that grid, and scalars ``thermal_runaway``, ``time_to_runaway`` [s],
+    ``temperature_peak``, ``temperature_bulk_peak`` [K], ``heat_released_total``, ``heat_joule_total`` [J],
+    ``discharge_fraction``, ``local_reaction_fraction``, ``spread_fraction`` [1].
+    """
+    ks = load_kinetics(kinetics).at_soc(min(max(soc, 0.0), 1.0))
+    ks = ks.with_(log_A={r.name: kinetics_log_rate_shift for r in ks.reactions})
+    Q = capacity
+    V_cell = Q * cell.voltage_nominal / cell.energy_density
+    A_face = V_cell / thickness
+    r_b = math.sqrt(A_face / math.pi)
+    r_s = min(max(spot_radius, 0.2e-3), 0.5 * r_b)
+    V_s = math.pi * r_s**2 * thickness
+    V_b = V_cell - V_s
+    ρc = cell.heat_capacity_volumetric
+    C_s, C_b = ρc * V_s, ρc * V_b
+    G = 2 * math.pi * cell.conductivity_in_plane * thickness / math.log(r_b / r_s)
+    hA = heat_transfer * 2 * A_face
+    R_int = cell.internal_resistance_ah / (Q / 3600.0)
+    I_lim = current_limit_c_rate * Q / 3600.0
+    R_s = short_resistance
+    vols = np.array([V_s, V_b])
+
+    state = ks.initial((2,))
+    q_avail = ks.heat_remaining(state)  # [J/m³] per node
+    T = np.array([temperature_ambient, temperature_ambient])
+    z = soc
+    t, dt, dt_max, dt_min = 0.0, 1.0e-2, 5.0, 1.0e-5
+    ts, Ts, Tb, Is, Vs = [0.0], [T[0]], [T[1]], [], []
+    ocv = lambda z: float(np.interp(z, *OCV_LCO))  # noqa: E731
+    I0 = min(ocv(z) / (R_s + R_int), I_lim)
+    Is.append(I0), Vs.append(I0 * R_s)
+    E_chem = E_joule = charge = 0.0
+    t_run = math.nan
+    while t < t_end - 1e-12:
+        dt = min(dt, t_end - t)
+        # electrical step: SOC changes ≤ 1 % per step; OCV at the mid-step SOC (midpoint rule)
+        I_pred = min(max(ocv(z), 0.0) / (R_s + R_int), I_lim)
+        if I_pred > 0:
+            dt = min(dt, max(0.01 * Q / I_pred, dt_min))
+        # 1. kinetics over Δt/2 at fixed T (exact)
+        st1, rel1 = ks.advance(T, state, dt / 2)
+        T1 = T + rel1 / ρc
+        # 2. electrical + conduction: implicit Euler of the linear two-node network over Δt
+        u = ocv(z - I_pred * dt / (2 * Q))
+        I = min(max(u, 0.0) / (R_s + R_int), I_lim)
+        P_s, P_b = I**2 * R_s, max(u * I - I**2 * R_s, 0.0)
+        Amat = np.array([[C_s / dt + G, -G], [-G, C_b / dt + G + hA]])
+        rhs = np.array([C_s / dt * T1[0] + P_s, C_b / dt * T1[1] + P_b + hA * temperature_ambient])
+        T2 = np.linalg.solve(Amat, rhs)
+        # 3. kinetics over Δt/2
+        st3, rel3 = ks.advance(T2, st1, dt / 2)
+        T3 = T2 + rel3 / ρc
+        if np.max(np.abs(T3 - T)) > dT_step and dt > dt_min:
+            dt /= 2
+            continue
+        rel = rel1 + rel3
+        q_chem_rate = float(rel @ vols) / dt / (C_s + C_b)  # chemical self-heating of the cell [K/s]
+        if math.isnan(t_run) and q_chem_rate > runaway_rate:
+            t_run = t + dt
+        E_chem += float(rel @ vols)
+        E_joule += (P_s + P_b) * dt
+        charge += I * dt
+        z -= I * dt / Q
+        state, T, t = st3, T3, t + dt
+        ts.append(t), Ts.append(T[0]), Tb.append(T[1]), Is.append(I), Vs.append(I * R_s)
+        if np.max(np.abs(T3 - T1)) < dT_step / 4:
+            dt = min(dt * 1.5, dt_max)
+    ts, Ts, Tb = np.array(ts), np.array(Ts), np.array(Tb)
+    T_mean = (C_s * Ts + C_b * Tb) / (C_s + C_b)
+    grid = np.linspace(0.0, t_end, n_time)
+    released = q_avail - ks.heat_remaining(state)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(q_avail > 0, released / q_avail, 0.0)
+    return {
+        "time": grid,
+        "temperature_hotspot": np.interp(grid, ts, Ts),
+        "temperature_mean": np.interp(grid, ts, T_mean),
+        "current_short": np.interp(grid, ts, np.array(Is)),
+        "voltage": np.interp(grid, ts, np.array(Vs)),
+        "thermal_runaway": not math.isnan(t_run),
+        "time_to_runaway": t_run,
+        "temperature_peak": float(max(Ts.max(), Tb.max())),
+        "temperature_bulk_peak": float(T_mean.max()),
+        "heat_released_total": E_chem + E_joule,
+        "heat_joule_total": E_joule,
+        "discharge_fraction": charge / Q,
+        "local_reaction_fraction": float(frac[0]),
+        "spread_fraction": float(frac[1]),
+    }
+
+
+@dataclass
+class _IndentationCoupled(Simulator):
+    """Shared chain; subclasses provide `_mechanics` (FE or lumped)."""
+
+    parameters = COUPLED_PARAMETERS
+    conditions = COUPLED_CONDITIONS
+
+    displacement_max: float = 4.0e-3
+    n_displacement: int = 81
+    depth_fraction_max: float = 0.8
+    poisson_ratio: float = 0.1
+    t_end: float = 1800.0
+    n_time: int = 181
+    kinetics: str = "hatchard2001"
+
+    def grid(self) -> np.ndarray:
+        return np.linspace(0.0, self.displacement_max, self.n_displacement)
+
+    def _mechanics(self, theta, condition) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _run(self, theta, condition):
+        t0 = _time.perf_counter()
+        force, strain, radius = self._mechanics(theta, condition)
+        t_mech = _time.perf_counter() - t0
+        d = self.grid()
+        d_on, f_on = _ip.short_onset(d, force, strain, theta["strain_critical"])
+        short = bool(np.isfinite(d_on))
+        T_amb = condition["temperature_ambient"]
+        if short:
+            ok = np.isfinite(radius)
+            r_on = float(np.interp(d_on, d[ok], radius[ok]))
+            th = short_thermal_response(
+                short_resistance=theta["short_resistance"], current_limit_c_rate=theta["current_limit_c_rate"],
+                kinetics_log_rate_shift=theta["kinetics_log_rate_shift"],
+                heat_transfer=theta["heat_transfer_coefficient"], soc=condition["soc"],
+                capacity=condition["capacity_nominal"], thickness=condition["cell_thickness"], spot_radius=r_on,
+                temperature_ambient=T_amb, t_end=self.t_end, n_time=self.n_time, kinetics=self.kinetics,
+            )
+        else:
+            r_on = math.nan
+            grid = np.linspace(0.0, self.t_end, self.n_time)
+            th = {"time": grid, "temperature_hotspot": np.full_like(grid, T_amb), "temperature_mean": np.full_like(grid, T_amb),
+                  "current_short": np.zeros_like(grid), "voltage": np.full_like(grid, np.nan),
+                  "thermal_runaway": False, "time_to_runaway": math.nan, "temperature_peak": T_amb,
+                  "temperature_bulk_peak": T_amb, "heat_released_total": 0.0, "heat_joule_total": 0.0,
+                  "discharge_fraction": 0.0, "local_reaction_fraction": 0.0, "spread_fraction": 0.0}
+        level = hazard_level({**th, "short": short}, HazardRules())
+        scalars = ("thermal_runaway", "time_to_runaway", "temperature_peak", "temperature_bulk_peak",
+                   "heat_released_total", "heat_joule_total", "discharge_fraction", "local_reaction_fraction",
+                   "spread_fraction")
+        ds = xr.Dataset(
+            {
+                "force_indenter": ("displacement", force),
+                "strain_separator_max": ("displacement", strain),
+                **{k: ("time", th[k]) for k in ("temperature_hotspot", "temperature_mean", "current_short", "voltage")},
+                **{k: th[k] for k in scalars},
+                "displacement_short_onset": d_on,
+                "force_short_onset": f_on,
+                "contact_radius_short_onset": r_on,
+                "short": short,
+                "hazard_level": np.int64(level),
+            },
+            coords={"displacement": d, "time": th["time"]},
+            attrs={"wall_time_mechanics": t_mech, "wall_time_total": _time.perf_counter() - t0},
+        )
+        ds["thermal_runaway"] = ds["thermal_runaway"].astype(bool)
+        return attach_units(ds, META)
+
+
+@register
+@dataclass
+class IndentationLumped(_IndentationCoupled):
+    """The coupled chain with the mesh-free punch law (`lumped_force`, `lumped_strain`): ~0.1 s per run.
+
+    Example
+    -------
+    >>> from abuse_fe.coupled import IndentationLumped, default_theta
+    >>> ds = IndentationLumped().run(default_theta(IndentationLumped), {"soc": 1.0})
+    """
+
+    name = "indentation_lumped"
+
+    def _mechanics(self, theta, condition):
+        d = self.grid()
+        H, R = condition["cell_thickness"], condition["punch_radius"]
+        reach = d <= self.depth_fraction_max * H + 1e-15
+        E, B, n = theta["modulus_cell"], theta["hardening_modulus"], theta["hardening_exponent"]
+        force = np.where(reach, _ip.lumped_force(d, E, B, n, R, H, self.poisson_ratio), np.nan)
+        strain = np.where(reach, _ip.lumped_strain(d, E, B, R, H), np.nan)
+        radius = np.where(reach, _ip.lumped_contact_radius(d, R), np.nan)
+        return force, strain, radius
+
+
+@register
+@dataclass
+class IndentationFECoupled(_IndentationCoupled):
+    """The coupled chain with the axisymmetric FE mechanics (`abuse_fe.indentation`): a few s per run."""
+
+    name = "fe_indentation_coupled"
+    resolution: str = "coarse"
+    max_step: float = 5.0e-5
+
+    def _mechanics(self, theta, condition):
+        from abuse_fe.indentation import IndentationFE
+
+        fe = IndentationFE(resolution=self.resolution, displacement_max=self.displacement_max,
+                           n_displacement=self.n_displacement, depth_fraction_max=self.depth_fraction_max,
+                           poisson_ratio=self.poisson_ratio, max_step=self.max_step)
+        res = fe.mechanics(theta, condition)
+        return res.force, res.strain_max, res.contact_radius
+
+
+def default_theta(sim: type[Simulator] | Simulator) -> dict[str, float]:
+    """Prior medians of a simulator's parameters (handy for examples and smoke tests)."""
+    return {p.name: float(p.prior.ppf(0.5)) for p in sim.parameters}

@@ -1,0 +1,325 @@
+r"""Lumped (0D) thermal-runaway simulator of one cell: heat capacity, convection + radiation, kinetics.
+
+Energy balance of the cell (uniform temperature T):
+
+.. math::
+
+    m c_p \frac{dT}{dt} = V_{jr}\, q_{chem}(T, \xi) + P_{short} + P_{heater}(t)
+        - h A (T - T_\infty(t)) - \varepsilon \sigma A (T^4 - T_\infty^4),
+
+with q_chem the decomposition heat of `simulators.kinetics` (states ξ), V_jr the jelly-roll volume,
+A the outer surface. Triggers, matching real abuse tests:
+
+- oven: ambient ramps from ``temperature_ambient`` at ``oven_ramp_rate`` to ``temperature_oven`` and holds
+  (UL 1642 heating test: 5 K/min; Hatchard et al. 2001 oven exposures),
+- heater: ``heater_power`` [W] for ``heater_duration`` [s] into the cell (as in the Battery Failure
+  Databank's fractional calorimetry tests),
+- internal short of resistance ``short_resistance``: current I = V_oc(soc) / (R_s + R_int) through the cell,
+  all of its Joule heat V_oc I stays in the cell; soc falls at dsoc/dt = -I / Q. The current fades as the
+  cell empties (factor soc / (soc + 0.005)),
+- separator collapse (option ``separator_short``): above the uncertain ``temperature_separator_collapse``
+  the separator fails and the remaining electrical energy discharges through a hard short
+  (``resistance_collapse``, 1 mΩ); this is how the stored electrical energy ends up in the runaway heat
+  that calorimeters measure.
+
+Runaway criterion: the chemical self-heating rate V_jr q_chem / (m c_p) exceeds 1 K/s — the T2 "onset of
+thermal runaway" definition of Feng et al., Energy Storage Materials 10 (2018) 246 (dT/dt ≥ 1 °C/s). It is
+defined on the self-heating part only, so a strong heater (≈2 K/s for 100 W on an 18650) is not mistaken
+for runaway; below this rate the reactions can still be quenched by the heat losses.
+
+Integration: scipy ``solve_ivp`` (Radau, settings in `NUMERICS`), in segments split at the
+separator-collapse event; the runaway event is located by root finding on the dense output.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+from scipy.integrate import solve_ivp
+
+from simulators.base import Condition, Parameter, SimulationError, Simulator, attach_units
+from simulators.cells import SIGMA_SB, CellFormat, get_cell
+from simulators.kinetics import KineticSet
+from simulators.kinetics import load as load_kinetics
+from simulators.priors import Prior
+from simulators.registry import register
+
+NUMERICS = {"method": "Radau", "rtol": 1e-6, "atol_T": 1e-6, "atol_soc": 1e-9, "atol_state": 1e-10,
+            "atol_energy": 1e-3, "max_step": 60.0}
+
+RUNAWAY_RATE = 1.0  # K/s, chemical self-heating rate defining runaway (Feng et al. 2018)
+
+# A short-circuit model: (soc, T) -> (current [A], heat dissipated inside the cell [W]).
+ShortModel = Callable[[float, float], tuple[float, float]]
+
+
+def linear_ocv_short(cell: CellFormat, resistance: float) -> ShortModel:
+    """Short through ``resistance`` [Ω] in series with the cell resistance; linear OCV of `cell`."""
+
+    def short(soc: float, T: float) -> tuple[float, float]:
+        s = max(soc, 0.0)
+        v = cell.ocv(s)
+        current = v / (resistance + cell.resistance_internal) * s / (s + 0.005)
+        return current, v * current
+
+    return short
+
+
+KINETIC_GROUPS = ("sei", "anode", "cathode", "electrolyte")
+
+
+def perturbed_kinetics(ks: KineticSet, theta: dict, soc: float) -> KineticSet:
+    """Apply log-multipliers ``log_A_<group>`` and ``c_sei0`` from θ, then the SOC rule of the set."""
+    log_A = {}
+    for r in ks.reactions:
+        for g in KINETIC_GROUPS:
+            if r.name.startswith(g) and f"log_A_{g}" in theta:
+                log_A[r.name] = theta[f"log_A_{g}"]
+    init = {"c_sei": theta["c_sei0"]} if "c_sei0" in theta and "c_sei" in ks.state_names else {}
+    return ks.with_(log_A=log_A, initial=init).at_soc(soc)
+
+
+@dataclass
+class LumpedResult:
+    """Raw result of `simulate_lumped` (SI)."""
+
+    time: np.ndarray
+    temperature: np.ndarray
+    heat_rate: np.ndarray
+    soc: np.ndarray
+    thermal_runaway: bool
+    time_to_runaway: float
+    temperature_peak: float
+    heat_chemical: float  # J, from the kinetic states (heat_remaining difference × V_jr)
+    heat_chemical_quadrature: float  # J, ∫ V q dt integrated along with the ODE
+    energy_short: float  # J, stored electrical energy converted to heat
+    energy_heater: float  # J
+    energy_lost: float  # J, to the surroundings
+    temperature_final: float
+    separator_collapse_time: float
+
+
+def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature_ambient: float,
+                    temperature_oven: float, oven_ramp_rate: float, heater_power: float, heater_duration: float,
+                    short: ShortModel | None, h_conv: float, heat_capacity: float,
+                    temperature_separator_collapse: float = np.inf, resistance_collapse: float = 1e-3,
+                    time_grid: np.ndarray, runaway_rate: float = RUNAWAY_RATE) -> LumpedResult:
+    """Integrate the lumped energy balance (module docstring) on ``time_grid`` [s].
+
+    ``ks`` is already at the cell's SOC (`KineticSet.at_soc`). Returns a `LumpedResult`.
+    """
+    names = ks.state_names
+    n_k = len(names)
+    V, A, mcp = cell.jelly_roll_volume, cell.surface_area, heat_capacity
+    iT, isoc, iEc, iEe, iEh, iEl = range(6)
+    collapse_short = linear_ocv_short(cell, resistance_collapse)
+
+    def ambient(t):
+        if temperature_oven <= temperature_ambient:
+            return temperature_ambient
+        return temperature_ambient + min(oven_ramp_rate * t, temperature_oven - temperature_ambient)
+
+    def parts(t, y, collapsed):
+        T = y[iT]
+        state = dict(zip(names, y[6:]))
+        d, q = ks.rates(T, state)
+        Q_chem = V * float(q)
+        sh = collapse_short if collapsed else short
+        current, P_short = sh(y[isoc], T) if sh is not None else (0.0, 0.0)
+        P_heat = heater_power if t < heater_duration else 0.0
+        Ta = ambient(t)
+        loss = h_conv * A * (T - Ta) + cell.emissivity * SIGMA_SB * A * (T**4 - Ta**4)
+        return d, Q_chem, current, P_short, P_heat, loss
+
+    def rhs(t, y, collapsed):
+        d, Q_chem, current, P_short, P_heat, loss = parts(t, y, collapsed)
+        dy = np.empty_like(y)
+        dy[iT] = (Q_chem + P_short + P_heat - loss) / mcp
+        dy[isoc] = -current / cell.capacity_nominal
+        dy[iEc], dy[iEe], dy[iEh], dy[iEl] = Q_chem, P_short, P_heat, loss
+        dy[6:] = [float(d[k]) for k in names]
+        return dy
+
+    def collapse_event(t, y, collapsed):
+        return y[iT] - temperature_separator_collapse
+
+    collapse_event.terminal, collapse_event.direction = True, 1
+
+    def runaway_event(t, y, collapsed):
+        return parts(t, y, collapsed)[1] / mcp - runaway_rate
+
+    runaway_event.direction = 1
+
+    atol = np.r_[NUMERICS["atol_T"], NUMERICS["atol_soc"], [NUMERICS["atol_energy"]] * 4, [NUMERICS["atol_state"]] * n_k]
+    y0 = np.r_[temperature_ambient, soc, 0.0, 0.0, 0.0, 0.0, [ks.initial_state[k] for k in names]]
+    t0, t_end = 0.0, float(time_grid[-1])
+    collapsed = False
+    segments, t_runaway, t_collapse = [], np.nan, np.nan
+    # the heater switch-off is a discontinuity: start a new segment there
+    breaks = sorted({b for b in (heater_duration,) if 0 < b < t_end} | {t_end})
+    while t0 < t_end:
+        t_stop = next(b for b in breaks if b > t0)
+        events = [runaway_event] + ([] if collapsed else [collapse_event])
+        sol = solve_ivp(rhs, (t0, t_stop), y0, method=NUMERICS["method"], rtol=NUMERICS["rtol"], atol=atol,
+                        max_step=NUMERICS["max_step"], dense_output=True, events=events, args=(collapsed,))
+        if sol.status == -1:
+            raise SimulationError(f"lumped integration failed at t = {sol.t[-1]:.3g} s: {sol.message}")
+        segments.append(sol)
+        if np.isnan(t_runaway) and sol.t_events[0].size:
+            t_runaway = float(sol.t_events[0][0])
+        y0, t0 = sol.y[:, -1].copy(), float(sol.t[-1])
+        if sol.status == 1 and not collapsed:  # separator collapse: latch the hard short
+            collapsed, t_collapse = True, t0
+            breaks = sorted(set(breaks) | {t0})
+
+    # observables on the fixed grid: evaluate each segment's dense output on its own interval
+    Y = np.empty((y0.size, time_grid.size))
+    for i, sol in enumerate(segments):
+        lo, hi = sol.t[0], sol.t[-1]
+        mask = (time_grid >= lo) & ((time_grid <= hi) if i == len(segments) - 1 else (time_grid < hi))
+        if mask.any():
+            Y[:, mask] = sol.sol(time_grid[mask])
+    state_grid = ks.clip(dict(zip(names, Y[6:])))
+    _, q_grid = ks.rates(Y[iT], state_grid)
+    short_grid = np.zeros(time_grid.size)
+    for j, t in enumerate(time_grid):
+        coll = not np.isnan(t_collapse) and t >= t_collapse
+        sh = collapse_short if coll else short
+        if sh is not None:
+            short_grid[j] = sh(Y[isoc, j], Y[iT, j])[1]
+    T_peak = max(float(np.max(s.y[iT])) for s in segments)
+    final = ks.clip(dict(zip(names, y0[6:])))
+    heat_chem = V * float(ks.heat_remaining(ks.initial()) - ks.heat_remaining(final))
+    return LumpedResult(
+        time=time_grid, temperature=Y[iT], heat_rate=V * q_grid + short_grid, soc=Y[isoc],
+        thermal_runaway=bool(np.isfinite(t_runaway)), time_to_runaway=t_runaway, temperature_peak=T_peak,
+        heat_chemical=heat_chem, heat_chemical_quadrature=float(y0[iEc]),
+        energy_short=float(cell.energy_stored(soc) - cell.energy_stored(max(y0[isoc], 0.0))),
+        energy_heater=float(y0[iEh]), energy_lost=float(y0[iEl]), temperature_final=float(y0[iT]),
+        separator_collapse_time=t_collapse,
+    )
+
+
+META = {
+    "temperature": ("K", "cell temperature (lumped)"),
+    "heat_rate": ("W", "internal heat generation rate (decomposition reactions + short circuit)"),
+    "soc": ("1", "state of charge"),
+    "heat_released_chemical": ("J", "heat of the decomposition reactions"),
+    "energy_electrical_short": ("J", "stored electrical energy dissipated by short circuits"),
+    "energy_heater": ("J", "energy supplied by the heater trigger"),
+    "time_separator_collapse": ("s", "time of separator collapse (NaN if none)"),
+    "time": ("s", "time since trigger start"),
+}
+
+LUMPED_PARAMETERS = (
+    Parameter("log_A_sei", "1", Prior("truncnormal", mu=0.0, sigma=1.0, low=-3.0, high=3.0),
+              "natural-log multiplier of the SEI-decomposition frequency factor", "Hatchard et al. 2001"),
+    Parameter("log_A_anode", "1", Prior("truncnormal", mu=0.0, sigma=1.0, low=-3.0, high=3.0),
+              "natural-log multiplier of the anode–electrolyte frequency factor", "Hatchard et al. 2001"),
+    Parameter("log_A_cathode", "1", Prior("truncnormal", mu=0.0, sigma=1.0, low=-3.0, high=3.0),
+              "natural-log multiplier of the cathode frequency factor(s)", "Hatchard et al. 2001; Bilyaz et al. 2020"),
+    Parameter("log_A_electrolyte", "1", Prior("truncnormal", mu=0.0, sigma=1.0, low=-3.0, high=3.0),
+              "natural-log multiplier of the electrolyte-decomposition frequency factor", "Kim et al. 2007"),
+    Parameter("c_sei0", "1", Prior("uniform", low=0.05, high=0.25),
+              "initial SEI (metastable) fraction", "Hatchard et al. 2001 use 0.15"),
+    Parameter("h_conv", "W/(m2 K)", Prior("loguniform", low=3.0, high=30.0),
+              "convective heat-transfer coefficient", "natural to mild forced convection"),
+    Parameter("heat_capacity_factor", "1", Prior("truncnormal", mu=1.0, sigma=0.1, low=0.7, high=1.3),
+              "multiplier of the cell heat capacity m c_p", "spread of measured 18650 c_p"),
+    Parameter("temperature_separator_collapse", "K", Prior("uniform", low=423.0, high=493.0),
+              "separator collapse (hard internal short) temperature", "PE/PP meltdown 150–220 °C"),
+)
+
+LUMPED_CONDITIONS = (
+    Condition("soc", "1", 1.0, "state of charge", (0.0, 1.0)),
+    Condition("temperature_ambient", "K", 298.15, "initial and ambient temperature", (200.0, 400.0)),
+    Condition("temperature_oven", "K", 298.15, "oven hold temperature (≤ ambient: no oven)", (200.0, 800.0)),
+    Condition("oven_ramp_rate", "K/s", 5.0 / 60.0, "oven heating rate before the hold", (1e-4, 100.0)),
+    Condition("heater_power", "W", 0.0, "heater power into the cell", (0.0, 1e4)),
+    Condition("heater_duration", "s", 0.0, "heater on-time", (0.0, 1e6)),
+    Condition("short_resistance", "Ohm", 1e6, "internal short resistance (1e6: no short)", (1e-4, 1e6)),
+)
+
+
+@register
+@dataclass
+class LumpedThermal(Simulator):
+    """Lumped thermal-runaway simulator (oven / heater / internal-short triggers).
+
+    Options: ``cell`` (`simulators.cells`), ``kinetics`` (default: the cell's), ``t_end`` [s],
+    ``n_time`` (grid points), ``separator_short`` (separator collapse discharges the cell).
+
+    Examples
+    --------
+    >>> sim = LumpedThermal(cell="18650_lco_hatchard2001", t_end=3600.0, n_time=121)
+    >>> ds = sim.run(sim.default_theta(), {"temperature_oven": 428.15})
+    """
+
+    name = "lumped_thermal"
+    parameters = LUMPED_PARAMETERS
+    conditions = LUMPED_CONDITIONS
+
+    cell: str = "18650_nmc_lg_mj1"
+    kinetics: str | None = None
+    t_end: float = 7200.0
+    n_time: int = 241
+    separator_short: bool = True
+
+    def __post_init__(self):
+        self._cell = get_cell(self.cell)
+        name = self.kinetics or self._cell.kinetics
+        if name is None:
+            raise ValueError(f"cell {self.cell!r} has no bundled kinetic set; pass kinetics=... explicitly")
+        self._kinetics = load_kinetics(name)
+
+    @property
+    def time_grid(self) -> np.ndarray:
+        return np.linspace(0.0, self.t_end, self.n_time)
+
+    def default_theta(self) -> dict[str, float]:
+        """Nominal θ: published kinetics, the cell's own h and c_p, collapse at 458 K."""
+        return {"log_A_sei": 0.0, "log_A_anode": 0.0, "log_A_cathode": 0.0, "log_A_electrolyte": 0.0,
+                "c_sei0": self._kinetics.initial_state.get("c_sei", 0.15), "h_conv": self._cell.h_conv,
+                "heat_capacity_factor": 1.0, "temperature_separator_collapse": 458.0}
+
+    def short_model(self, theta: dict, condition: dict) -> ShortModel | None:
+        if condition["short_resistance"] >= 1e6:
+            return None
+        return linear_ocv_short(self._cell, condition["short_resistance"])
+
+    def _simulate(self, theta: dict, condition: dict) -> LumpedResult:
+        ks = perturbed_kinetics(self._kinetics, theta, condition["soc"])
+        return simulate_lumped(
+            self._cell, ks, soc=condition["soc"], temperature_ambient=condition["temperature_ambient"],
+            temperature_oven=condition["temperature_oven"], oven_ramp_rate=condition["oven_ramp_rate"],
+            heater_power=condition["heater_power"], heater_duration=condition["heater_duration"],
+            short=self.short_model(theta, condition), h_conv=theta["h_conv"],
+            heat_capacity=self._cell.heat_capacity * theta["heat_capacity_factor"],
+            temperature_separator_collapse=theta["temperature_separator_collapse"] if self.separator_short else np.inf,
+            time_grid=self.time_grid)
+
+    def _run(self, theta: dict, condition: dict) -> xr.Dataset:
+        return to_dataset(self._simulate(theta, condition))
+
+
+def to_dataset(r: LumpedResult) -> xr.Dataset:
+    """The contract dataset of a `LumpedResult`."""
+    ds = xr.Dataset(
+        {
+            "temperature": ("time", r.temperature),
+            "heat_rate": ("time", r.heat_rate),
+            "soc": ("time", r.soc),
+            "thermal_runaway": r.thermal_runaway,
+            "time_to_runaway": r.time_to_runaway,
+            "temperature_peak": r.temperature_peak,
+            "heat_released_total": r.heat_chemical + r.energy_short,
+            "heat_released_chemical": r.heat_chemical,
+            "energy_electrical_short": r.energy_short,
+            "energy_heater": r.energy_heater,
+            "time_separator_collapse": r.separator_collapse_time,
+        },
+        coords={"time": r.time},
+    )
+    return attach_units(ds, META)

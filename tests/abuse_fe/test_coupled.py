@@ -1,0 +1,95 @@
+"""Coupled indentation chain (abuse_fe.coupled) and the hazard mapping (abuse_fe.hazard)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from abuse_fe.coupled import (
+    OCV_LCO, IndentationFECoupled, IndentationLumped, default_theta, short_thermal_response,
+)
+from abuse_fe.hazard import HazardRules, hazard_level, hazard_levels
+from simulators import available, load
+
+BASE = dict(short=True, thermal_runaway=False, temperature_bulk_peak=320.0, discharge_fraction=0.5,
+            local_reaction_fraction=0.5, spread_fraction=0.5)
+
+
+@pytest.mark.parametrize("change, level", [
+    (dict(short=False), 1),
+    (dict(thermal_runaway=True), 7),
+    (dict(temperature_bulk_peak=440.0), 6),
+    (dict(temperature_bulk_peak=400.0), 5),
+    (dict(discharge_fraction=0.01), 1),
+    (dict(local_reaction_fraction=0.01), 2),
+    (dict(spread_fraction=0.001), 3),
+    ({}, 4),
+])
+def test_hazard_rules(change, level):
+    assert hazard_level({**BASE, **change}) == level
+
+
+def test_hazard_levels_vectorised_and_rules_are_parameters():
+    out = hazard_levels({k: np.array([v, v]) for k, v in BASE.items()} | {"thermal_runaway": np.array([False, True])})
+    assert out.tolist() == [4, 7]
+    assert hazard_level({**BASE, "temperature_bulk_peak": 400.0}, HazardRules(swelling_temperature=410.0)) == 4
+
+
+def test_registered():
+    assert {"indentation_lumped", "fe_indentation_coupled", "fe_indentation"} <= set(available())
+    assert load("indentation_lumped") is IndentationLumped
+
+
+def test_short_energy_identity():
+    """Electrical heat = stored energy drained: Σ U_ocv I Δt = Q ∫ U_ocv dz over the discharged SOC range (< 1 %)."""
+    Q, soc = 1800.0, 0.6
+    out = short_thermal_response(short_resistance=0.05, current_limit_c_rate=10.0, kinetics_log_rate_shift=-3.0,
+                                 heat_transfer=1000.0, soc=soc, capacity=Q, thickness=5e-3, spot_radius=2e-3,
+                                 temperature_ambient=298.15, t_end=1200.0)
+    z_end = soc - out["discharge_fraction"]
+    z = np.linspace(z_end, soc, 2001)
+    stored = Q * np.trapezoid(np.interp(z, *OCV_LCO), z)
+    assert out["heat_joule_total"] == pytest.approx(stored, rel=0.01)
+    # current-limited at 10 C: the full 0.6 of capacity drains in ≈ 0.6·360 s
+    assert out["discharge_fraction"] == pytest.approx(0.6 + 0.05, abs=0.02)
+    assert not out["thermal_runaway"]
+
+
+def test_lumped_chain_outcomes_and_trends():
+    sim = IndentationLumped(t_end=900.0, n_time=91)
+    θ = default_theta(sim) | {"strain_critical": 0.4, "short_resistance": 0.02, "current_limit_c_rate": 20.0}
+    hot = sim.run(θ | {"heat_transfer_coefficient": 10.0, "kinetics_log_rate_shift": 1.0}, {"soc": 1.0})
+    cold = sim.run(θ | {"heat_transfer_coefficient": 1000.0, "kinetics_log_rate_shift": -1.5}, {"soc": 0.2})
+    for ds in (hot, cold):
+        for v in ds.variables:
+            assert "units" in ds[v].attrs and "long_name" in ds[v].attrs, v
+        assert ds.sizes == {"displacement": 81, "time": 91}
+        assert 1 <= int(ds.hazard_level) <= 7
+        assert ds.thermal_runaway.dtype == bool
+    # adiabatic-like, fully charged, fast kinetics: runaway (level 7) within the window
+    assert bool(hot.thermal_runaway) and int(hot.hazard_level) == 7
+    assert 0.0 < float(hot.time_to_runaway) < 900.0 and float(hot.temperature_peak) > 700.0
+    # well cooled, 20 % SOC, slow kinetics: no runaway, lower level, bounded heating
+    assert not bool(cold.thermal_runaway) and int(cold.hazard_level) < 7
+    assert np.isnan(float(cold.time_to_runaway)) and float(cold.temperature_peak) < 400.0
+    # onset where the strain reaches ε_c, on the force curve
+    d = hot.displacement.values
+    assert float(hot.force_short_onset) == pytest.approx(np.interp(float(hot.displacement_short_onset), d, hot.force_indenter.values), rel=1e-9)
+
+
+def test_no_short_is_level_one():
+    sim = IndentationLumped(displacement_max=0.5e-3, n_displacement=11, t_end=60.0, n_time=7)
+    ds = sim.run(default_theta(sim) | {"strain_critical": 0.9}, {})
+    assert not bool(ds.short) and int(ds.hazard_level) == 1
+    assert np.isnan(float(ds.displacement_short_onset)) and float(ds.temperature_peak) == pytest.approx(298.15)
+
+
+def test_fe_chain_agrees_with_lumped():
+    """FE and mesh-free chains on one θ: force within 15 % (lumped-law tolerance), onset within 10 %."""
+    kw = dict(displacement_max=2.5e-3, n_displacement=26, t_end=300.0, n_time=31)
+    θ = default_theta(IndentationLumped) | {"strain_critical": 0.35}
+    fe = IndentationFECoupled(**kw).run(θ, {})
+    lu = IndentationLumped(**kw).run(θ, {})
+    f_fe, f_lu = fe.force_indenter.values[5:], lu.force_indenter.values[5:]
+    np.testing.assert_allclose(f_lu, f_fe, rtol=0.15)
+    assert float(lu.displacement_short_onset) == pytest.approx(float(fe.displacement_short_onset), rel=0.10)
+    assert fe.attrs["wall_time_total"] < 60.0
