@@ -65,6 +65,7 @@ from simulators.registry import register
 
 _prefix_counter = itertools.count()
 
+
 @dataclass(frozen=True)
 class IndentationResult:
     """Force and strain along the load path.
@@ -72,15 +73,17 @@ class IndentationResult:
     Attributes
     ----------
     depth : ndarray, shape (n,)
-        Punch depths [m] (the simulator's displacement grid; NaN rows beyond `depth_limit`).
+        Punch depths [m] (the simulator's displacement grid).
     force : ndarray, shape (n,)
         Punch force [N].
     strain_max : ndarray, shape (n,)
         Maximum equivalent logarithmic strain [1].
     contact_radius : ndarray, shape (n,)
-        Radius of the contact zone [m] (largest radius of a penetrated top-face quadrature point).
+        Radius of the contact zone [m], √(A_c/π) of the penetrated top-face area A_c.
     newton_iterations : int
         Total Newton iterations.
+
+    Rows the simulator does not reach (beyond ``depth_fraction_max`` · H) are NaN.
     """
 
     depth: np.ndarray

@@ -30,11 +30,13 @@ rows = []
 t0 = time.perf_counter()
 dec = FrozenDecoderCVAE(sim, config=DecoderConfig(epochs=250)).append_simulations(ens).train()
 ut = dec.to_unconstrained(real["theta_true"].values)
-for label, cfg in [("frozen-decoder cVAE, ELBO", EncoderConfig(restarts=2, pretrain_steps=600, steps=300)),
-                   ("frozen-decoder cVAE, init only", EncoderConfig(restarts=1, pretrain_steps=600, steps=0))]:
+for label, cfg, imp in [("frozen-dec. cVAE ELBO + IS", EncoderConfig(restarts=2, pretrain_steps=600, steps=300), True),
+                        ("frozen-dec. cVAE ELBO, raw q", EncoderConfig(restarts=2, pretrain_steps=600, steps=300), False),
+                        ("frozen-dec. cVAE init only", EncoderConfig(restarts=1, pretrain_steps=600, steps=0), False)]:
     t1 = time.perf_counter()
     fit = dec.fit_encoder(real, cfg, generator=torch.Generator().manual_seed(0))
-    draws = fit.sample_u(1000, torch.Generator().manual_seed(1))
+    post = fit.posterior(1000, torch.Generator().manual_seed(1), importance=imp)
+    draws = dec.to_unconstrained(post["theta"].values)
     cov = sample_coverage(ut, draws)
     rows.append((label, recovery_rmse(ut, draws.mean(1)), cov[0.5].mean(), cov[0.9].mean(), time.perf_counter() - t1))
 
@@ -57,6 +59,7 @@ prior = BoxUniform(low=torch.zeros(3), high=torch.ones(3))
 torch.manual_seed(0)  # sbi draws its init / splits from torch's global RNG
 inf = NPE(prior=prior)
 inf.append_simulations(torch.as_tensor(q01, dtype=torch.float32), npe_x(bs)).train(max_num_epochs=300, show_train_summary=False)
+print()
 post = inf.build_posterior()
 xr_ = npe_x(br)
 d01 = np.stack([post.sample((1000,), x=xr_[i], show_progress_bars=False).numpy() for i in range(len(br))])

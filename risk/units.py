@@ -9,6 +9,7 @@ Examples
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import pint
@@ -22,9 +23,16 @@ def registry() -> pint.UnitRegistry:
     return pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
 
 
-def parse_unit(unit: str) -> pint.Unit:
-    """Parse a unit string (``"W/(m^2 K)"``, ``"degC"``, ``"1"``); `ValueError` if pint cannot."""
+def _normalise(unit: str) -> str:
+    """Accept the common compact spellings: ``m2`` → ``m**2``, ``m-2 K-1`` → ``m**-2 K**-1``, ``Ohm``."""
     text = _ALIASES.get(unit.strip(), unit.strip())
+    text = re.sub(r"(?<=[A-Za-z])(-?\d+)(?![\d.])", r"**\1", text)
+    return re.sub(r"\bOhm\b", "ohm", text)
+
+
+def parse_unit(unit: str) -> pint.Unit:
+    """Parse a unit string (``"W/(m^2 K)"``, ``"W m-2 K-1"``, ``"degC"``, ``"1"``); `ValueError` if pint cannot."""
+    text = _normalise(unit)
     try:
         return registry().Unit(text)
     except Exception as err:  # pint raises several types (UndefinedUnitError, DefinitionSyntaxError, ...)

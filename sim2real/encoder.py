@@ -7,11 +7,19 @@ priors (`ThetaTransform.log_prior_u`). Per test i (masks m, outcome mask m_y)::
     ELBO_i = E_q[ Σ_f m_f log N(x_f | μ_f(u, c), σ_f(u, c)² + σ_d,ch(f)²) + m_y log Bern(y | p(u, c))
                   + log p(u) ] + H[q]
 
-with a learned sim-to-real discrepancy σ_d per observable channel (half-normal prior of scale
+(curve points weighted by n_components / n_points by default, ``likelihood="composite"``: the decoder's
+errors along a curve are correlated; see `feature_weights` and `LIKELIHOODS`) with a learned sim-to-real
+discrepancy σ_d per observable channel (half-normal prior of scale
 ``discrepancy_prior_scale`` in normalised units; reported in SI units). Training: (1) an amortised
 initialisation on data drawn from the frozen decoder (u ~ prior, c and masks resampled from the real
 tests; maximise log q(u | x)), then (2) the ELBO on the real tests; ``restarts`` times from different
-seeds, keeping the best final ELBO (estimated with ``eval_samples`` draws).
+seeds, keeping the best final ELBO (estimated with ``eval_samples`` draws). The reverse-KL Gaussian is
+too narrow where the posterior is curved or truncated; `EncoderFit.posterior` therefore corrects it by
+importance sampling against the same (decoder) posterior by default.
+
+Measured (OvenCell, 500 simulations, 80 real-like tests; tests/sim2real): pooled coverage of central
+50 % / 90 % intervals 0.44 / 0.82 with the importance correction, 0.33 / 0.69 for the raw Gaussian,
+0.55 / 0.87 for the amortised initialisation alone.
 """
 from __future__ import annotations
 
@@ -49,7 +57,7 @@ class EncoderConfig:
     discrepancy_prior_scale: float = 0.2
     ridge: float = 1e-2
     eval_samples: int = 256
-    likelihood: str = "lowrank"
+    likelihood: str = "composite"
     seed: int = 0
 
     def __post_init__(self):
@@ -233,7 +241,7 @@ def feature_weights(decoder: FrozenDecoder, composite: bool) -> torch.Tensor:
 
 
 def elbo_terms(decoder: FrozenDecoder, transform, loc, L, b: Batch, log_sd, K: int, generator,
-               likelihood: str = "lowrank") -> torch.Tensor:
+               likelihood: str = "composite") -> torch.Tensor:
     """Per-test ELBO (n,) with K reparameterised draws (``likelihood`` see `LIKELIHOODS`)."""
     n, p = loc.shape
     eps = torch.randn(K, n, p, generator=generator, dtype=DT)

@@ -15,6 +15,7 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 import pymc as pm
+import pytensor
 import xarray as xr
 
 from risk.bayes.diagnostics import Diagnostics, Thresholds, check, summarize
@@ -73,10 +74,12 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
             diag = summarize(tree, var_names, thresholds)
             return tree, check(diag, allow_bad_diagnostics)
     t0 = time.perf_counter()
-    with model:
+    # NUTS runs in JAX; the few host-side PyTensor functions (initial points, posterior predictive)
+    # are compiled without an external BLAS: a vendored OpenBLAS that needs libmpi breaks C linking.
+    with model, pytensor.config.change_flags(blas__ldflags=""):
         tree = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="numpyro", random_seed=seed,
                          target_accept=target_accept, progressbar=False,
-                         nuts_sampler_kwargs={"chain_method": chain_method},
+                         nuts={"chain_method": chain_method},
                          idata_kwargs={"log_likelihood": True})
         if posterior_predictive and model.observed_RVs:
             pp = pm.sample_posterior_predictive(tree, random_seed=seed + 1, progressbar=False)

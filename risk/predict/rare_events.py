@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import openturns as ot
-from scipy import special, stats
+from scipy import stats
 
 LimitState = Callable[[np.ndarray], np.ndarray]
 
@@ -138,8 +138,7 @@ def tr_limit_state(logit_fn: Callable[[np.ndarray], np.ndarray], mu: np.ndarray,
     mu, chol = np.asarray(mu, dtype=float), np.asarray(chol, dtype=float)
 
     def g(xi: np.ndarray) -> np.ndarray:
-        eps = special.logit(stats.norm.cdf(xi[:, 0]))
-        eps = np.where(xi[:, 0] > 8, xi[:, 0] ** 2 / 2 + np.log(np.abs(xi[:, 0]) * np.sqrt(2 * np.pi)), eps)
+        eps = stats.norm.logcdf(xi[:, 0]) - stats.norm.logcdf(-xi[:, 0])  # logit Φ(ξ0), stable in the tails
         u = mu + xi[:, 1:] @ chol.T
         return -(np.asarray(logit_fn(u), dtype=float) + eps)
 

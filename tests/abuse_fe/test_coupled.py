@@ -52,6 +52,13 @@ def test_short_energy_identity():
     # current-limited at 10 C: the full 0.6 of capacity drains in ≈ 0.6·360 s
     assert out["discharge_fraction"] == pytest.approx(0.6 + 0.05, abs=0.02)
     assert not out["thermal_runaway"]
+    # the same drain through an external short model (simulators.lumped.ShortModel signature)
+    ocv = lambda z: float(np.interp(z, *OCV_LCO))  # noqa: E731
+    model = lambda z, T: (min(ocv(z) / 0.0767, 5.0), ocv(z) * min(ocv(z) / 0.0767, 5.0))  # noqa: E731
+    ext = short_thermal_response(short_resistance=0.05, current_limit_c_rate=10.0, kinetics_log_rate_shift=-3.0,
+                                 heat_transfer=1000.0, soc=soc, capacity=Q, thickness=5e-3, spot_radius=2e-3,
+                                 temperature_ambient=298.15, t_end=1200.0, short_model=model)
+    assert ext["heat_joule_total"] == pytest.approx(out["heat_joule_total"], rel=0.01)
 
 
 def test_lumped_chain_outcomes_and_trends():
@@ -93,3 +100,15 @@ def test_fe_chain_agrees_with_lumped():
     np.testing.assert_allclose(f_lu, f_fe, rtol=0.15)
     assert float(lu.displacement_short_onset) == pytest.approx(float(fe.displacement_short_onset), rel=0.10)
     assert fe.attrs["wall_time_total"] < 60.0
+
+
+def test_spot_runaway_without_spread_is_local_reaction_level():
+    """A 6.4 A h cell shorted at 20 % SOC: the short spot reacts completely but the bulk does not run away
+    (level 3, as observed for the 6.5 A h LCO cells at 20 % SOC in the dataset); no spurious runaway
+    from round-off at the last, shortest time step."""
+    out = short_thermal_response(short_resistance=0.0548, current_limit_c_rate=10.95, kinetics_log_rate_shift=0.0,
+                                 heat_transfer=100.0, soc=0.2, capacity=23040.0, thickness=10e-3,
+                                 spot_radius=5.09e-3, temperature_ambient=298.15, t_end=1800.0)
+    assert not out["thermal_runaway"] and np.isnan(out["time_to_runaway"])
+    assert out["local_reaction_fraction"] > 0.9 and out["spread_fraction"] < 0.005
+    assert hazard_level({**out, "short": True}) == 3

@@ -1,0 +1,50 @@
+"""`predict_tests` on the real indentation table: metadata only, calibrated probabilities."""
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("PYTENSOR_FLAGS", "blas__ldflags=")
+
+from risk.errors import DataError  # noqa: E402
+from risk.predict.newtests import (calibrate_metadata, family_from_filename, predict_tests,  # noqa: E402
+                                   read_calorimetry_tests, soc_from_filename)
+
+
+def test_family_and_soc_parsing():
+    assert family_from_filename("Sorteria-control-40SOC-cell2") == "Soteria-Control"
+    assert family_from_filename("Soteria-SCC-4720mAh-40SOC") == "Soteria-SCC"
+    assert family_from_filename("OE-10AHr-NMC-40SOC-Cell4") == family_from_filename("OE-NMC10Ah-60SOC")
+    assert family_from_filename("500mAh2-60S0C") == "pouch-500mAh"
+    assert soc_from_filename("500mAh2-60S0C") == 0.6
+
+
+def test_calorimetry_reader(shared_data):
+    df = read_calorimetry_tests(shared_data / "bfd" / "BatteryFailureDatabankV2_train.xlsx")
+    assert len(df) > 250 and df["soc"].between(0, 1).all()
+    assert df["energy_wh"].notna().mean() > 0.95 and df["bottom_rupture"].sum() >= 5
+
+
+def test_predict_tests_indentation(shared_data, tmp_path):
+    csv = shared_data / "indentation" / "tests.csv"
+    with pytest.raises(DataError):
+        predict_tests(tmp_path, csv)
+    calibrate_metadata(tmp_path, csv, seed=3, draws=200, tune=300, allow_bad_diagnostics=True)
+    # new tests: outcomes removed, one unseen family
+    new = pd.read_csv(csv).drop(columns=["ObservedScore", "ObservedScoreText", "CalculatedScore"]).head(20)
+    new.loc[0, "FileName"] = "Brandnew-3000mAh-100SOC"
+    new.loc[0, "Capacity_mAh"] = 3000
+    new.to_csv(tmp_path / "new.csv", index=False)
+    out = predict_tests(tmp_path, tmp_path / "new.csv")
+    cols = ["FileName", "p_tr", "p_tr_q05", "p_tr_q95"] + [f"p_level_{k}" for k in range(1, 8)]
+    assert list(out.columns) == cols and len(out) == 20
+    np.testing.assert_allclose(out[[f"p_level_{k}" for k in range(1, 8)]].sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(out["p_tr"], out["p_level_6"] + out["p_level_7"], atol=1e-9)
+    assert (out["p_tr_q05"] <= out["p_tr"]).all() and (out["p_tr"] <= out["p_tr_q95"]).all()
+    # in-sample sanity: higher predicted P(TR) where TR (level ≥ 6) was observed
+    truth = pd.read_csv(csv).head(20)["ObservedScore"] >= 6
+    assert out.loc[truth.values, "p_tr"].mean() > out.loc[~truth.values, "p_tr"].mean() + 0.2
+    # the unseen family is more uncertain than a seen one
+    width = out["p_tr_q95"] - out["p_tr_q05"]
+    assert width.iloc[0] > width.iloc[1:].median()

@@ -1,0 +1,119 @@
+"""Lumped thermal-runaway simulator: energy conservation, Hatchard oven behaviour, BFD total heat."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulators import load
+from simulators.lumped import LumpedThermal
+
+BFD = Path("/work/shared/data/bfd/BatteryFailureDatabankV2_train.xlsx")
+
+
+def _conditions(sim, **kw):
+    return {**{c.name: c.default for c in sim.conditions}, **kw}
+
+
+def test_registered_and_contract_dataset():
+    sim = load("lumped_thermal")(t_end=600.0, n_time=61)
+    ds = sim.run(sim.default_theta(), {"heater_power": 20.0, "heater_duration": 300.0})
+    assert ds.sizes["time"] == 61
+    for v in ("temperature", "heat_rate", "thermal_runaway", "time_to_runaway", "temperature_peak",
+              "heat_released_total", "energy_electrical_short"):
+        assert "units" in ds[v].attrs and "long_name" in ds[v].attrs, v
+    assert ds.temperature.attrs["units"] == "K"
+    assert float(ds.temperature[0]) == pytest.approx(298.15)
+    assert not bool(ds.thermal_runaway)  # 20 W × 300 s = 6 kJ: ≈ 100 K rise at most, below onset
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"heater_power": 100.0, "heater_duration": 600.0, "soc": 1.0},  # heater: runaway + separator short
+        {"short_resistance": 0.1, "soc": 0.8},  # internal short trigger
+        {"temperature_oven": 423.15, "soc": 1.0},  # oven
+    ],
+)
+def test_energy_conservation(condition):
+    """Σ H_x × consumed mass (+ electrical energy) equals the integrated heat release within 0.5 %,
+    and the first law m c_p ΔT = Q_chem + E_short + E_heater - E_lost closes within 0.5 %."""
+    sim = LumpedThermal(cell="18650_nmc_lg_mj1", t_end=7200.0, n_time=121)
+    th = sim.default_theta()
+    r = sim.simulate(th, _conditions(sim, **condition))
+    assert r.heat_chemical > 0
+    assert r.heat_chemical_quadrature == pytest.approx(r.heat_chemical, rel=5e-3)
+    if r.energy_short > 0:
+        assert r.energy_short_quadrature == pytest.approx(r.energy_short, rel=5e-3)
+    gained = sim._cell.heat_capacity * th["heat_capacity_factor"] * (r.temperature_final - 298.15)
+    budget = r.heat_chemical_quadrature + r.energy_short_quadrature + r.energy_heater - r.energy_lost
+    scale = r.heat_chemical_quadrature + r.energy_short_quadrature + r.energy_heater
+    assert abs(gained - budget) <= 5e-3 * scale
+
+
+def _oven(sim, T_celsius):
+    return sim.run(sim.default_theta(), {"temperature_oven": 273.15 + T_celsius, "oven_ramp_rate": 1.0})
+
+
+def test_oven_threshold_against_hatchard2001():
+    """Hatchard et al., J. Electrochem. Soc. 148 (2001) A755 (and Kim et al. 2007): the modelled 18650
+    LiCoO2 cell survives a 150 °C oven and runs away at 155 °C, i.e. a threshold of ≈ 150–155 °C.
+
+    Ours (Kim 2007 Table 1 kinetics, ρc_p = 2.14e6 J/(m3 K), h = 7.17 W/(m2 K), ε = 0.8 radiation,
+    oven step): threshold 145.5 °C, i.e. 5–10 K (1–2 %) below the published bracket. Tolerance ±10 K
+    around the bracket centre 152.5 °C: the bracket is itself 5 K wide and the published models differ
+    from ours in radiation treatment and in the cell volume carrying the heat source.
+    """
+    sim = LumpedThermal(cell="18650_lco_hatchard2001", t_end=10800.0, n_time=181, separator_short=False)
+    assert not bool(_oven(sim, 140.0).thermal_runaway)
+    hot = _oven(sim, 155.0)
+    assert bool(hot.thermal_runaway)
+    lo, hi = 140.0, 155.0
+    while hi - lo > 1.0:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if bool(_oven(sim, mid).thermal_runaway) else (mid, hi)
+    threshold = 0.5 * (lo + hi)
+    assert abs(threshold - 152.5) <= 10.0
+    # time to runaway at 155 °C: 26.1 min here; hotter ovens run away sooner
+    assert 10 * 60 < float(hot.time_to_runaway) < 60 * 60
+    assert float(_oven(sim, 165.0).time_to_runaway) < float(hot.time_to_runaway)
+    # peak temperature after runaway far above the oven (Hatchard's simulated runaway exceeds 400 °C)
+    assert float(hot.temperature_peak) > 273.15 + 400
+
+
+@pytest.fixture(scope="module")
+def bfd_18650():
+    df = pd.read_excel(BFD, sheet_name="Fractional-Calorimetry-Data", header=2, engine="openpyxl")
+    df = df[df["Cell-Description"].astype(str).str.contains("18650")]
+    df = df[pd.to_numeric(df["Pre-Test-State-of-Charge-%"], errors="coerce") == 100]
+    df = df.assign(E=pd.to_numeric(df["Corrected-Total-Energy-Yield-kJ"], errors="coerce") * 1e3,
+                   P=pd.to_numeric(df["Heater-Power-W"], errors="coerce"),
+                   ton=pd.to_numeric(df["Heater-Time-On-s"], errors="coerce"))
+    return df.dropna(subset=["E"])
+
+
+def test_total_heat_within_bfd_range_and_rises_with_soc(bfd_18650):
+    """Simulated heat of an 18650 NMC cell (LG MJ1) at 100 % SOC lies within the range of per-cell-type
+    mean corrected total energies of 18650 cells in the Battery Failure Databank (real workbook), and
+    rises with SOC.
+
+    Honest comparison: the databank's calorimeter also captures combustion of ejecta, which the
+    kinetics do not model; the simulated total = decomposition heat + stored electrical energy released
+    through the collapsed separator. Measured: 61.3 kJ simulated vs 88.3 ± 7.9 kJ for MJ1 (the databank
+    anchor): ≈ 30 % lower, consistent with missing combustion heat.
+    """
+    means = bfd_18650.groupby("Cell-Description")["E"].mean()
+    means = means[bfd_18650.groupby("Cell-Description")["E"].count() >= 3]
+    lo, hi = float(means.min()), float(means.max())
+    assert 20e3 < lo < hi < 120e3  # sanity on the unit conversion (kJ → J)
+    mj1 = bfd_18650[bfd_18650["Cell-Description"].str.contains("MJ1")]
+    power, t_on = float(mj1["P"].median()), float(mj1["ton"].median())
+    sim = LumpedThermal(cell="18650_nmc_lg_mj1", t_end=3600.0, n_time=61)
+    heats = []
+    for soc in (0.5, 1.0):
+        ds = sim.run(sim.default_theta(), {"soc": soc, "heater_power": power, "heater_duration": t_on})
+        assert bool(ds.thermal_runaway)
+        heats.append(float(ds.heat_released_total))
+    assert lo <= heats[1] <= hi
+    assert heats[1] > heats[0] * 1.3
+    assert heats[1] < float(mj1["E"].mean())  # no combustion in the model: below the measured mean
