@@ -276,15 +276,24 @@ def _select_channels(ens: xr.Dataset, observables: Sequence[str] | None) -> list
             chans.append(Channel(v, da.attrs.get("units", ""), da.dims[1], tuple(map(float, ens[da.dims[1]].values))))
         else:
             raise ValueError(f"observable {v!r} has dims {da.dims}; expected (sample,) or (sample, time|displacement)")
-    # drop scalars never defined in the simulations (all NaN)
-    return [c for c in chans if np.isfinite(ens[c.name].values).any()]
+    # drop observables never defined in the simulations (all NaN) or constant over the ensemble (no information)
+    keep = []
+    for c in chans:
+        v = np.asarray(ens[c.name].values, dtype=float)
+        if np.isfinite(v).any() and np.nanmax(np.nanstd(v, axis=0)) > 0:
+            keep.append(c)
+    return keep
 
 
 def _features(ds: xr.Dataset, chans: Sequence[Channel], lead: str) -> np.ndarray:
     cols = []
     n = ds.sizes[lead]
     for c in chans:
-        if c.name not in ds:
+        if c.name not in ds or (c.dim is not None and c.dim not in ds[c.name].dims) \
+                or (c.dim is None and ds[c.name].dims != (lead,)):
+            if c.name in ds:
+                warnings.warn(f"{c.name}: dims {ds[c.name].dims} do not match the simulator's "
+                              f"{(lead,) if c.dim is None else (lead, c.dim)}; treated as missing", stacklevel=3)
             cols.append(np.full((n, c.size), np.nan))
             continue
         da = ds[c.name]

@@ -120,6 +120,7 @@ class FrozenDecoder:
         self.metrics = dict(metrics or {})
         self.hashes = dict(hashes or {})
         self._weights: dict[str, np.ndarray] | None = None
+        self._jax_fns: dict[str, object] = {}
 
     # -- names and maps -----------------------------------------------------------------------------
     @property
@@ -158,8 +159,13 @@ class FrozenDecoder:
 
     def jax_apply(self, u, c):
         """Pure-JAX decoder (jit/grad-able); see `sim2real.export.jax_decoder`."""
+        import jax.numpy as jnp
+
         from sim2real.export import jax_decoder
-        return jax_decoder(self.weights, self.config.depth)(u, c)
+        key = str(jnp.asarray(0.0).dtype)  # float32, or float64 under jax.enable_x64
+        if key not in self._jax_fns:
+            self._jax_fns[key] = jax_decoder(self.weights, self.config.depth)
+        return self._jax_fns[key](u, c)
 
     def pytensor_apply(self, u, c):
         """The same graph in PyTensor (symbolic or numpy inputs); see `sim2real.export.pytensor_decoder`."""

@@ -52,7 +52,6 @@ def _jsonable(o):
 
 def save_model(model_dir, decoder, encoder=None) -> Path:
     """Write ``decoder`` (a `FrozenDecoder`) and optionally an `EncoderFit` to ``model_dir``."""
-    import pytensor  # noqa: F401  (versions only)
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
     meta = {

@@ -125,12 +125,28 @@ def run_one(simulator: str, options: dict, theta: dict, condition: dict, timeout
         err = box["err"]
         return {"ok": False, "error": f"{type(err).__name__}: {err}", "traceback": box["tb"], "wall_time": wall}
     ds = box["ds"]
-    bad = [k for k, v in ds.data_vars.items() if v.ndim == 0 and v.dtype.kind == "f"
-           and k not in ("time_to_runaway",) and not k.endswith(("_short_onset", "_to_short"))
-           and not np.isfinite(v.values)]
+    bad = _invalid_outputs(ds)
     if bad:
         return {"ok": False, "error": f"NaN output: {', '.join(bad)}", "traceback": "", "wall_time": wall}
     return {"ok": True, "dataset": ds, "wall_time": wall}
+
+
+REQUIRED_FINITE = ("temperature_peak", "heat_released_total")
+
+
+def _invalid_outputs(ds: xr.Dataset) -> list[str]:
+    """Variables that make a result unusable: non-finite required outcomes, infinities, all-NaN curves.
+
+    Scalars other than the required outcomes may be NaN by contract ("did not happen", e.g.
+    ``time_to_runaway``)."""
+    bad = [k for k in REQUIRED_FINITE if k in ds and not np.all(np.isfinite(ds[k].values))]
+    for k, v in ds.data_vars.items():
+        if v.dtype.kind != "f" or k in bad:
+            continue
+        vals = v.values
+        if np.isinf(vals).any() or (v.ndim > 0 and np.isnan(vals).all()):
+            bad.append(k)
+    return bad
 
 
 # -------------------------------------------------------------------------------------------- store

@@ -106,3 +106,15 @@ def test_repair_drops_an_uncommitted_partial_append(tmp_path):
     assert repair_store(store) == 3
     ens = open_ensemble(store)
     assert ens.sizes["sample"] == 3 and ens["temperature"].shape == (3, 11)
+
+
+def test_nan_rules_distinguish_did_not_happen_from_broken():
+    import xarray as xr
+
+    from simulators.ensemble import _invalid_outputs
+
+    ok = xr.Dataset({"temperature_peak": 400.0, "heat_released_total": 1e4, "time_to_runaway": np.nan,
+                     "time_separator_collapse": np.nan, "temperature": ("time", [300.0, np.nan, 310.0])})
+    assert _invalid_outputs(ok) == []
+    broken = ok.assign(temperature_peak=np.nan, temperature=("time", [np.nan] * 3), heat_rate=("time", [1.0, np.inf, 0]))
+    assert sorted(_invalid_outputs(broken)) == ["heat_rate", "temperature", "temperature_peak"]

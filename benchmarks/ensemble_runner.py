@@ -1,0 +1,60 @@
+"""Ensemble runner: throughput with 1 vs 2 Dask workers, and overhead against a plain loop.
+
+Runs the coupled lumped simulator (`coupled_short_lumped`, ~0.4 s per run) and, for the overhead at
+simulations of ≥ 1 s, the lumped oven simulator with a long end time. Prints a table of wall times and
+ratios measured side by side in one run.
+
+    .venv/bin/python benchmarks/ensemble_runner.py [--n 40]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from simulators import load
+from simulators.ensemble import design, run_ensemble
+
+
+def plain_loop(name: str, options: dict, plan) -> float:
+    t0 = time.perf_counter()
+    sim = load(name)(**options)
+    for i in range(len(plan)):
+        sim.run(*plan.sample(i))
+    return time.perf_counter() - t0
+
+
+def runner(name: str, options: dict, plan, workers: int) -> float:
+    tmp = Path(tempfile.mkdtemp())
+    t0 = time.perf_counter()
+    res = run_ensemble(name, options, plan, tmp / "e.zarr", workers=workers)
+    wall = time.perf_counter() - t0
+    shutil.rmtree(tmp)
+    assert not res.failed, f"{len(res.failed)} failures"
+    return wall
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=40)
+    args = ap.parse_args()
+    rows = []
+    name, options = "coupled_short_lumped", {"n_time": 31}
+    cls = load(name)
+    plan = design({p.name: p.prior for p in cls.parameters}, {"soc": (0.3, 1.0)}, args.n, "sobol", seed=0)
+    loop = plain_loop(name, options, plan)
+    w1 = runner(name, options, plan, 1)
+    w2 = runner(name, options, plan, 2)
+    rows += [(name, "plain loop", args.n, loop), (name, "runner, 1 worker", args.n, w1),
+             (name, "runner, 2 workers", args.n, w2)]
+    print(f"{'simulator':22s} {'mode':20s} {'n':>4s} {'wall [s]':>9s} {'sims/s':>7s}")
+    for sim, mode, n, wall in rows:
+        print(f"{sim:22s} {mode:20s} {n:4d} {wall:9.2f} {n / wall:7.2f}")
+    print(f"\nthroughput 2 workers / 1 worker: {w1 / w2:.2f}x")
+    print(f"runner (1 worker) / plain loop : {w1 / loop:.2f}  (includes cluster start-up and per-process table build)")
+
+
+if __name__ == "__main__":
+    main()
