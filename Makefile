@@ -27,11 +27,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	rm -f $(VENV)/.installed-*; touch $@
 
-# Headless Chromium (HTML report check, PDF printing) and pdftoppm, from Debian's packages.
+# Headless Chromium (HTML report check, PDF printing), pdftoppm, and OpenBLAS for PyTensor, from Debian.
 sysdeps:
-	@if ! command -v chromium >/dev/null || ! command -v pdftoppm >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null; \
-	  else echo "error: install Debian's chromium and poppler-utils (sudo apt-get install chromium poppler-utils)" >&2; exit 1; fi; \
+	@if ! command -v chromium >/dev/null || ! command -v pdftoppm >/dev/null || ! ldconfig -p | grep -q "libopenblas.so "; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils libopenblas-dev >/dev/null; \
+	  else echo "error: install Debian packages: sudo apt-get install chromium poppler-utils libopenblas-dev" >&2; exit 1; fi; \
 	fi
 
 run: venv sysdeps
