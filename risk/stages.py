@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from risk.pipeline import RunContext, Stage
@@ -49,11 +51,152 @@ def ingest(ctx: RunContext) -> dict:
     from risk.data import read, write_real
 
     ds = read(s.data.kind, s.data_path())
+    ds = ds.rename({k: v for k, v in s.data.rename.items() if k in ds})
+    for name, value in s.data.conditions.items():
+        if name not in ds:
+            from risk.study import _quantity_si
+
+            ds[name] = ("test", np.full(ds.sizes["test"], _quantity_si(value)), {"units": "SI", "long_name": name})
     if s.data.families:
         keep = ds["cell_family"].isin(s.data.families)
         ds = ds.sel(test=keep.values)
     write_real(ds, ctx.path("real.nc"))
     return {"tests": int(ds.sizes.get("test", 0)), "kind": s.data.kind}
+
+
+def _real(ctx: RunContext):
+    from risk.data import read_real
+
+    path = ctx.path("real.nc")
+    return read_real(path) if path.exists() else None
+
+
+def train(ctx: RunContext) -> dict:
+    """sim2real: decoder p(x | θ, c) on the ensemble, frozen; encoder q(θ | x, c) on real tests → ``model/``."""
+    import torch
+
+    from sim2real import DecoderConfig, EncoderConfig, FrozenDecoderCVAE
+    from simulators import load
+    from simulators.ensemble import open_ensemble
+
+    s, cfg = ctx.study, ctx.study.sim2real
+    torch.set_num_threads(2)
+    names = [p.name for p in load(s.simulator.name).parameters]
+    priors = s.priors()
+    ens = open_ensemble(ctx.path("ensemble.zarr")).load()
+    seed = ctx.stage_seed("train")
+    dcfg = DecoderConfig(width=cfg.hidden, depth=cfg.layers, epochs=cfg.epochs_decoder, lr=cfg.learning_rate,
+                         val_fraction=cfg.holdout_fraction, seed=seed)
+    decoder = FrozenDecoderCVAE((names, [priors[n] for n in names]), observables=cfg.observables,
+                                config=dcfg).append_simulations(ens).train()
+    real = _real(ctx)
+    fit = None
+    if real is not None and real.sizes.get("test", 0):
+        fit = decoder.fit_encoder(real, EncoderConfig(steps=cfg.encoder_steps, restarts=cfg.restarts, seed=seed))
+    decoder.save(ctx.path("model"), fit)
+    metrics = json.loads(ctx.path("model/metrics.json").read_text()) if ctx.path("model/metrics.json").exists() else {}
+    return {"simulations": int(ens.sizes["sample"]), "encoder": fit is not None,
+            "metrics": {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}}
+
+
+def _scenarios(ctx: RunContext, decoder):
+    from risk.predict.scenarios import Scenario
+    from risk.study import _quantity_si
+
+    layout = decoder.layout
+    out = []
+    for sc in ctx.study.scenarios:
+        given = {"soc": sc.soc, **{k: _quantity_si(v) for k, v in sc.conditions.items()}}
+        c = [given.get(n, layout.condition_default[j]) for j, n in enumerate(layout.condition_names)]
+        out.append(Scenario(sc.name, sc.cell_family, sc.soc, sc.severity, tuple(map(float, c))))
+    return out
+
+
+def calibrate(ctx: RunContext) -> dict:
+    """Hierarchical PyMC model with the frozen decoder as likelihood, NumPyro NUTS → ``posterior.nc``."""
+    from risk.bayes.data import calibration_data
+    from risk.bayes.model import build_hierarchical_model, prior_moments_u
+    from risk.bayes.sampling import sample
+    from sim2real import load_decoder
+
+    s, inf = ctx.study, ctx.study.inference
+    real = _real(ctx)
+    if real is None or not real.sizes.get("test", 0):
+        return {"note": "no real tests: the prior predictive is used downstream"}
+    decoder = load_decoder(ctx.path("model"))
+    data = calibration_data(real, decoder)
+    priors = s.priors()
+    mean, sd = prior_moments_u([priors[n] for n in decoder.parameter_names], decoder.to_unconstrained,
+                               seed=ctx.stage_seed("calibrate"))
+    model = build_hierarchical_model(data, decoder.pytensor_apply, parameter_names=decoder.parameter_names,
+                                     prior_mean=mean, prior_sd=sd)
+    _, diag = sample(model, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune, chains=inf.chains,
+                     target_accept=inf.target_accept, out_dir=ctx.out, allow_bad_diagnostics=inf.allow_bad_diagnostics,
+                     force=True, provenance={"study_hash": s.hash})
+    return {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok)}
+
+
+def predict(ctx: RunContext) -> dict:
+    """P(TR | scenario) for new cells, aleatory/epistemic split, sensitivity, rare events."""
+    import jax
+    import xarray as xr
+
+    from risk.bayes.sampling import load_posterior, stack_draws
+    from risk.predict.rare_events import crude_monte_carlo, subset_simulation, tr_limit_state
+    from risk.predict.scenarios import decompose, new_cell_p_tr, write_predictions
+    from risk.predict.sensitivity import sobol_indices
+    from sim2real import load_decoder
+
+    s = ctx.study
+    if not s.scenarios:
+        return {"note": "study has no scenarios"}
+    decoder = load_decoder(ctx.path("model"))
+    scenarios = _scenarios(ctx, decoder)
+    apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])
+
+    def logit_fn(u, c):
+        return np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32)), dtype=float)
+
+    seed = ctx.stage_seed("predict")
+    names = list(decoder.parameter_names)
+    if ctx.path("posterior.nc").exists():
+        tree = load_posterior(ctx.path("posterior.nc"))
+        p_cells = new_cell_p_tr(tree, logit_fn, scenarios, n_cells=64 if ctx.quick else 256, seed=seed,
+                                max_draws=100 if ctx.quick else 1000)
+        mu = stack_draws(tree, "mu_pop").mean(0)
+        chol = stack_draws(tree, "cell_chol").mean(0)
+        basis = "posterior"
+    else:  # no real data: prior predictive; every prior draw is one (epistemic) draw of the cell
+        priors = s.priors()
+        rng = np.random.default_rng(seed)
+        theta = np.column_stack([priors[n].sample(rng, 2000 if ctx.quick else 8000) for n in names])
+        u = decoder.to_unconstrained(theta)
+        p_cells = np.stack([1 / (1 + np.exp(-logit_fn(u, np.broadcast_to(sc.conditions, (len(u), len(sc.conditions))))))
+                            for sc in scenarios])[:, :, None]
+        mu, chol = u.mean(0), np.linalg.cholesky(np.cov(u.T) + 1e-9 * np.eye(len(names)))
+        basis = "prior predictive (no real data)"
+    pred = decompose(p_cells, scenarios, study_hash=s.hash)
+    pred.attrs["basis"] = basis
+    write_predictions(pred, ctx.path("predictions.nc"))
+
+    # Sensitivity of P(TR) of the first scenario to the physical parameters (u space, ±2 around the
+    # population location), and the rare-event estimate for the least likely scenario.
+    c0 = np.asarray(scenarios[0].conditions)
+    sens = sobol_indices(lambda u: 1 / (1 + np.exp(-logit_fn(u, np.broadcast_to(c0, (len(u), len(c0)))))),
+                         names, [(m - 2.0, m + 2.0) for m in mu], n_base=128 if ctx.quick else 1024, seed=seed)
+    sens.to_netcdf(ctx.path("sensitivity.nc"))
+    k = int(np.argmin(pred["p_tr_mean"].values))
+    ck = np.asarray(scenarios[k].conditions)
+    g = tr_limit_state(lambda u: logit_fn(u, np.broadcast_to(ck, (len(u), len(ck)))), mu, chol)
+    ss = subset_simulation(g, 1 + len(names), seed=seed, n_per_level=500 if ctx.quick else 2000)
+    rare = {"scenario": scenarios[k].name, "subset_simulation": {"p": ss.p, "cov": ss.cov, "calls": ss.calls},
+            "note": "P(TR) of a new cell at the posterior-mean population (u space); compare p_tr_mean"}
+    if ss.p >= 1e-4:
+        mc = crude_monte_carlo(g, 1 + len(names), seed=seed, n_samples=200_000)
+        rare["crude_monte_carlo"] = {"p": mc.p, "cov": mc.cov, "calls": mc.calls}
+    ctx.path("rare_events.json").write_text(json.dumps(rare, indent=2))
+    return {"basis": basis, "scenarios": len(scenarios), "p_tr_mean": dict(zip(pred["scenario"].values.tolist(),
+                                                                map(float, pred["p_tr_mean"].values)))}
 
 
 def report(ctx: RunContext) -> dict:
@@ -77,4 +220,14 @@ STAGES: list[Stage] = [
           artefacts=("ensemble.zarr",), description="ensemble of simulations over the priors"),
     Stage("ingest", ingest, sections=("data",), artefacts=(), reads_data=True,
           description="real tests → real.nc"),
+    Stage("train", train, sections=("simulator", "parameters", "sim2real"), upstream=("simulate", "ingest"),
+          artefacts=("model",), description="sim2real decoder (frozen) + encoder"),
+    Stage("calibrate", calibrate, sections=("parameters", "inference"), upstream=("train", "ingest"),
+          description="hierarchical Bayesian calibration (NumPyro NUTS)"),
+    Stage("predict", predict, sections=("scenarios",), upstream=("calibrate",),
+          artefacts=("predictions.nc",), description="P(TR | scenario), sensitivity, rare events"),
+    Stage("report", report, sections=("report",), upstream=("predict",), artefacts=("report.html",),
+          description="regulator report (HTML + PDF)"),
+    Stage("export", export, sections=("export",), upstream=("predict",), artefacts=("exports",),
+          description="insurer exports"),
 ]

@@ -169,20 +169,24 @@ class DataSpec(_Section):
     kind: Literal["indentation", "ftrc"]
     path: str
     families: list[str] | None = Field(None, description="keep only these cell families")
+    rename: dict[str, str] = Field(default_factory=dict, description="real variable → simulator variable name")
+    conditions: dict[str, float | str] = Field(default_factory=dict,
+                                               description="known test conditions not in the data (quantities)")
 
 
 class Sim2Real(_Section):
+    observables: list[str] | None = Field(None, description="simulator variables to model (default: all float observables)")
     hidden: Annotated[int, Field(gt=0)] = 64
     layers: Annotated[int, Field(gt=0, le=8)] = 2
     epochs_decoder: Annotated[int, Field(gt=0)] = 300
-    epochs_encoder: Annotated[int, Field(gt=0)] = 300
     restarts: Annotated[int, Field(gt=0)] = 3
+    encoder_steps: Annotated[int, Field(gt=0)] = 800
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
 
 
 class Inference(_Section):
-    chains: Annotated[int, Field(ge=1)] = 4
+    chains: Annotated[int, Field(ge=4, description="≥ 4 for R-hat")] = 4
     draws: Annotated[int, Field(gt=0)] = 1000
     tune: Annotated[int, Field(ge=0)] = 1000
     target_accept: Annotated[float, Field(gt=0, lt=1)] = 0.9

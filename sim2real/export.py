@@ -45,8 +45,9 @@ def jax_decoder(weights: Mapping[str, np.ndarray], depth: int, dtype=None) -> Ca
     import jax
     import jax.numpy as jnp
 
-    dt = dtype or jnp.asarray(0.0).dtype
-    w = {k: jnp.asarray(v, dtype=dt) for k, v in weights.items()}
+    dt = np.dtype(dtype or jnp.zeros(()).dtype)
+    # numpy constants (never jax arrays): safe to build inside a trace and to reuse across traces
+    w = {k: np.asarray(v, dtype=dt) for k, v in weights.items()}
 
     def cat(u, cn):
         u, cn = jnp.asarray(u, dt), jnp.asarray(cn, dt)
