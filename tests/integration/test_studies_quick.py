@@ -1,0 +1,38 @@
+"""Every study in studies/ runs end to end in --quick mode through the real CLI (issue 8)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+REPO = Path(__file__).resolve().parents[2]
+STUDIES = sorted((REPO / "studies").glob("*.yaml"))
+
+
+def test_every_study_validates():
+    res = subprocess.run([sys.executable, "-m", "risk.cli", "validate", *map(str, STUDIES)], capture_output=True,
+                         text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert len(STUDIES) >= 4
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "risk.cli", "run", str(study), "--quick", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=1500)
+    assert res.returncode == 0, res.stderr[-4000:]
+    stages = json.loads((out / "stages.json").read_text())
+    assert list(stages) == ["simulate", "ingest", "train", "calibrate", "predict", "report", "export"]
+    pred = xr.open_dataset(out / "predictions.nc")
+    p = pred["p_tr_mean"].values
+    assert ((0 <= p) & (p <= 1)).all() and (pred["p_tr_q05"].values <= pred["p_tr_q95"].values).all()
+    for name in ("report.html", "report.pdf", "exports/risk.parquet", "exports/risk.csv", "exports/risk.json"):
+        assert (out / name).stat().st_size > 0, name
+    # a rerun is fully cached
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert again.returncode == 0 and again.stderr.count("unchanged, skipped") == 7, again.stderr[-2000:]
