@@ -204,12 +204,17 @@ def read_summary(path: str | Path) -> list[SummaryRow]:
             level = _num(rec.get("ObservedScore", ""), path, i, "ObservedScore")
             if not math.isnan(level) and not (1 <= level <= 7):
                 raise DataError(f"hazard level {level} outside 1–7", path=path, line=i, field="ObservedScore")
+            soc_pct = _num(rec["SOC_pct"], path, i, "SOC_pct")
+            if not math.isnan(soc_pct) and not (0 <= soc_pct <= 100):
+                raise DataError(f"SOC {soc_pct:g} % outside 0–100 %", path=path, line=i, field="SOC_pct")
+            cap_mah = _num(rec["Capacity_mAh"], path, i, "Capacity_mAh")
+            if not math.isnan(cap_mah) and not cap_mah > 0:
+                raise DataError(f"capacity {cap_mah:g} mAh must be > 0", path=path, line=i, field="Capacity_mAh")
             rows.append(SummaryRow(
                 file_name=(rec["FileName"] or "").strip(), line=i, hazard_level=level,
                 hazard_text=(rec.get("ObservedScoreText") or "").strip(),
                 calculated_score=_num(rec.get("CalculatedScore", ""), path, i, "CalculatedScore"),
-                capacity_ah=_num(rec["Capacity_mAh"], path, i, "Capacity_mAh") / 1000.0,
-                soc=_num(rec["SOC_pct"], path, i, "SOC_pct") / 100.0))
+                capacity_ah=cap_mah / 1000.0, soc=soc_pct / 100.0))
     return rows
 
 
