@@ -43,6 +43,7 @@ def _context(study_path: Path, out: Path | None, force: bool, quick: bool, clust
 
 def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
     from risk.pipeline import Pipeline, data_hashes
+    from risk.bayes.diagnostics import DiagnosticsFailed
     from risk.report.pdf import MissingToolError
     from risk.provenance import provenance, write_provenance
     from risk.stages import STAGES
@@ -57,6 +58,11 @@ def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
         status = Pipeline(STAGES, ctx).run(only=only)
     except InputError as err:
         _fail(err)
+    except DiagnosticsFailed as err:
+        console.print(f"[red]error:[/red] sampler diagnostics failed ({escape('; '.join(err.summary.messages))}); "
+                      "see diagnostics.json, or set inference.allow_bad_diagnostics to keep the result",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
     except MissingToolError as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
@@ -100,6 +106,31 @@ for _name, _doc in [("simulate", "Run (or resume) the simulation ensemble → en
                     ("report", "Rebuild report.html and report.pdf from saved artefacts."),
                     ("export", "Write the insurer exports (Parquet/CSV/JSON).")]:
     _stage_command(_name, _doc)
+
+
+@app.command()
+def predict(target: Annotated[Path, typer.Argument(help="a study YAML (runs the predict stage) or, with --tests, a run directory")],
+            tests: Annotated[Path | None, typer.Option("--tests", help="tests.csv or a databank workbook of unseen tests")] = None,
+            raw: Annotated[Path | None, typer.Option("--raw", help="raw workbooks of the tests (indentation)")] = None,
+            output: Annotated[Path | None, typer.Option("--output", help="CSV to write (with --tests)")] = None,
+            out: OutOpt = None, force: ForceOpt = False, quick: QuickOpt = False, cluster: ClusterOpt = None):
+    """P(TR | scenario) for a study, or predictions for tests the model has never seen (--tests)."""
+    if tests is None:
+        _run(target, out, force, quick, cluster, ["predict"])
+        return
+    from risk.predict.newtests import predict_tests
+
+    try:
+        if not target.is_dir():
+            raise InputError("with --tests, the target must be a run directory (runs/<study>/)", path=target)
+        table = predict_tests(target, tests, raw)
+    except InputError as err:
+        _fail(err)
+    if output is None:
+        sys.stdout.write(table.to_csv(index=False))
+    else:
+        table.to_csv(output, index=False)
+        console.print(f"[green]wrote[/green] {output} ({len(table)} tests)")
 
 
 @app.command()

@@ -133,7 +133,16 @@ def calibrate(ctx: RunContext) -> dict:
     _, diag = sample(model, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune, chains=inf.chains,
                      target_accept=inf.target_accept, out_dir=ctx.out, allow_bad_diagnostics=inf.allow_bad_diagnostics,
                      force=True, provenance={"study_hash": s.hash})
-    return {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok)}
+    summary = {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok)}
+    # metadata-only model behind `risk predict RUN_DIR --tests FILE` (never reads a test's outcome there)
+    from risk.predict.newtests import calibrate_metadata
+
+    table = s.data_path() / "tests.csv" if s.data.kind == "indentation" else s.data_path()
+    if table.exists():
+        calibrate_metadata(ctx.out, table, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune,
+                           allow_bad_diagnostics=inf.allow_bad_diagnostics)
+        summary["metadata_model"] = s.data.kind
+    return summary
 
 
 def predict(ctx: RunContext) -> dict:

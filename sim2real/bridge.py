@@ -39,7 +39,7 @@ OUTCOME_NAME = "thermal_runaway"
 #: scalar variables never used as observables (outcomes with their own head, bookkeeping)
 EXCLUDED = ("thermal_runaway", "hazard_level", "wall_time", "theta", "condition")
 #: EUCAR hazard level at and above which a real test without a ``thermal_runaway`` flag counts as runaway
-RUNAWAY_HAZARD_LEVEL = 5
+RUNAWAY_HAZARD_LEVEL = 6  # TR = observed hazard level ≥ 6 (pouch rupture and beyond), as in risk.bayes
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ The readers here are minimal and tolerant; `risk.data` (when present) owns real-
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -36,25 +35,17 @@ CAL_SHEET = "Fractional-Calorimetry-Data"
 
 # ------------------------------------------------------------------------------------------ readers
 def family_from_filename(name: str) -> str:
-    """Cell family of an indentation test from its file stem (typos of the dataset normalised)."""
-    s = name.lower().replace("_", "-")
-    if re.match(r"^(sorteria|soetria|soteria)", s):
-        return "Soteria-SCC" if "scc" in s else ("Soteria-Control" if "control" in s else "Soteria")
-    for pattern, fam in [(r"lco-lp", "LCO-LP-6400mAh"), (r"oe-lco", "OE-LCO-6500mAh"), (r"lfp", "LFP-10Ah"),
-                         (r"nmc", "NMC-10Ah"), (r"chevy", "ChevyVolt"), (r"nis+an", "NissanLeaf"),
-                         (r"^snl", "SNL")]:
-        if re.search(pattern, s):
-            return fam
-    m = re.match(r"^(\d+)mah\d", s)
-    if m:
-        return f"pouch-{m.group(1)}mAh"
-    return name.split("-")[0]
+    """Cell family of an indentation test from its file stem (`risk.data.families.parse_test_name`)."""
+    from risk.data.families import parse_test_name
+
+    return parse_test_name(name).cell_family
 
 
 def soc_from_filename(name: str) -> float:
-    """SOC [1] from a file stem such as ``...-60SOC-...`` or ``...-60S0C`` (NaN if absent)."""
-    m = re.search(r"(\d+)\s*S[O0]C", name, flags=re.I)
-    return float(m.group(1)) / 100 if m else float("nan")
+    """SOC [1] from a file stem (`risk.data.families.parse_test_name`; NaN if absent)."""
+    from risk.data.families import parse_test_name
+
+    return parse_test_name(name).soc
 
 
 def read_indentation_tests(path: str | Path) -> pd.DataFrame:
