@@ -38,7 +38,7 @@ GRID_DIMS = ("time", "displacement")
 OUTCOME_NAME = "thermal_runaway"
 #: scalar variables never used as observables (outcomes with their own head, bookkeeping)
 EXCLUDED = ("thermal_runaway", "hazard_level", "wall_time", "theta", "condition")
-#: EUCAR hazard level at and above which a real test without a ``thermal_runaway`` flag counts as runaway
+#: Observed hazard level at and above which a real test without a ``thermal_runaway`` flag counts as runaway
 RUNAWAY_HAZARD_LEVEL = 6  # TR = observed hazard level ≥ 6 (pouch rupture and beyond), as in risk.bayes
 
 
@@ -392,7 +392,7 @@ def real_to_batch(real: xr.Dataset, layout: ObservableLayout, conditions: Mappin
     Variables are matched by name; curves are interpolated onto the simulator grid and masked outside
     the measured range; missing variables are fully masked. Conditions are read from variables of the
     same name (e.g. ``soc``), else from ``conditions``, else the layout's defaults. The outcome is
-    ``thermal_runaway`` if present, else ``hazard_level >= 5`` (EUCAR), NaN where unknown.
+    ``thermal_runaway`` if present, else ``hazard_level >= 6`` (pouch rupture, as TR is defined in risk.bayes), NaN where unknown.
     """
     if "test" not in real.dims:
         raise ValueError(f"real data needs a `test` dimension; got dims {tuple(real.dims)}")

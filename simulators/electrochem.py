@@ -172,7 +172,8 @@ class PybammPlating(Simulator):
         ds = xr.Dataset(
             {"capacity_discharge": ("cycle", caps), "lithium_plated": ("cycle", plated),
              "lithium_lost_sei": ("cycle", sei), "capacity_fade": ("cycle", 1.0 - caps / caps[0]),
-             "thermal_runaway": False, "time_to_runaway": np.nan, "temperature_peak": np.nan,
+             "thermal_runaway": False, "time_to_runaway": np.nan,
+             "temperature_peak": float(np.max(sol["Volume-averaged cell temperature [K]"].entries)),
              "heat_released_total": 0.0},
             coords={"cycle": np.arange(1, self.n_cycles + 1)},
         )
