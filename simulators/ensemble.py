@@ -259,7 +259,7 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
     store : path of the Zarr store; ``failures.jsonl`` lives beside it.
     cluster : ``"local"`` (a `dask.distributed.LocalCluster` of ``workers`` processes) or a scheduler address.
     timeout : seconds per simulation before it is recorded as failed.
-    retry_failed : rerun samples recorded in failures.jsonl.
+    retry_failed : rerun samples recorded in failures.jsonl (the old file is kept as failures-<time>.jsonl).
     progress : called as ``progress(done, total)`` after each finished sample.
     client : an existing `distributed.Client` to use (overrides ``cluster``).
     """
@@ -273,7 +273,9 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
     done: set[int] = set()
     if n_before:
         done = set(int(s) for s in xr.open_zarr(store, consolidated=False)["sample"].values[:n_before])
-    failed_before = set() if retry_failed else _failed_samples(failures)
+    if retry_failed and failures.exists():  # keep the old record, retry its samples
+        failures.rename(failures.with_name(f"failures-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"))
+    failed_before = _failed_samples(failures)
     todo = [i for i in range(len(plan)) if i not in done and i not in failed_before]
     result = EnsembleResult(store, len(plan), len(done))
     if progress:
