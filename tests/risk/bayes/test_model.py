@@ -9,7 +9,7 @@ from risk.bayes.model import prior_moments_u
 from risk.bayes.sampling import load_posterior, stack_draws
 from simulators.priors import Prior
 
-from linear_test_model import A, NOISE, linear_surrogate
+from tests.risk.bayes.linear_test_model import A, NOISE, linear_surrogate
 
 
 def _data(seed=0, n_per_family=8):

@@ -9,7 +9,7 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytest
-from linear_test_model import linear_surrogate
+from tests.risk.bayes.linear_test_model import linear_surrogate
 from scipy import stats
 
 from risk.bayes import CalibrationData, build_hierarchical_model
