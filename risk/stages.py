@@ -169,10 +169,12 @@ def predict(ctx: RunContext) -> dict:
 
     seed = ctx.stage_seed("predict")
     names = list(decoder.parameter_names)
+    candidates, cand_labels = _candidate_tests(ctx, decoder)
     if ctx.path("posterior.nc").exists():
         tree = load_posterior(ctx.path("posterior.nc"))
-        p_cells = new_cell_p_tr(tree, logit_fn, scenarios, n_cells=64 if ctx.quick else 256, seed=seed,
-                                max_draws=100 if ctx.quick else 1000)
+        p_all = new_cell_p_tr(tree, logit_fn, [*scenarios, *candidates], n_cells=64 if ctx.quick else 256,
+                              seed=seed, max_draws=100 if ctx.quick else 1000)
+        p_cells, p_cand = p_all[:len(scenarios)], p_all[len(scenarios):].mean(axis=2)
         mu = stack_draws(tree, "mu_pop").mean(0)
         chol = stack_draws(tree, "cell_chol").mean(0)
         basis = "posterior"
@@ -181,13 +183,15 @@ def predict(ctx: RunContext) -> dict:
         rng = np.random.default_rng(seed)
         theta = np.column_stack([priors[n].sample(rng, 2000 if ctx.quick else 8000) for n in names])
         u = decoder.to_unconstrained(theta)
-        p_cells = np.stack([1 / (1 + np.exp(-logit_fn(u, np.broadcast_to(sc.conditions, (len(u), len(sc.conditions))))))
-                            for sc in scenarios])[:, :, None]
+        p_all = np.stack([1 / (1 + np.exp(-logit_fn(u, np.broadcast_to(sc.conditions, (len(u), len(sc.conditions))))))
+                          for sc in [*scenarios, *candidates]])
+        p_cells, p_cand = p_all[:len(scenarios), :, None], p_all[len(scenarios):]
         mu, chol = u.mean(0), np.linalg.cholesky(np.cov(u.T) + 1e-9 * np.eye(len(names)))
         basis = "prior predictive (no real data)"
     pred = decompose(p_cells, scenarios, study_hash=s.hash)
     pred.attrs["basis"] = basis
     write_predictions(pred, ctx.path("predictions.nc"))
+    next_test = _next_test(ctx, p_cand, candidates, cand_labels, pred, basis)
 
     # Sensitivity of P(TR) of the first scenario to the physical parameters (u space, ±2 around the
     # population location), and the rare-event estimate for the least likely scenario.
@@ -204,9 +208,70 @@ def predict(ctx: RunContext) -> dict:
     if ss.p >= 1e-4:
         mc = crude_monte_carlo(g, 1 + len(names), seed=seed, n_samples=200_000)
         rare["crude_monte_carlo"] = {"p": mc.p, "cov": mc.cov, "calls": mc.calls}
+    n_check = min(s.inference.rare_event_check_runs, 2 if ctx.quick else s.inference.rare_event_check_runs)
+    if n_check and ss.failure_samples is not None:
+        rare["full_simulator_check"] = _check_with_simulator(ctx, decoder, logit_fn, ss.failure_samples, mu, chol,
+                                                             ck, n_check, seed)
     ctx.path("rare_events.json").write_text(json.dumps(rare, indent=2))
-    return {"basis": basis, "scenarios": len(scenarios), "p_tr_mean": dict(zip(pred["scenario"].values.tolist(),
+    return {"basis": basis, "scenarios": len(scenarios), "next_test": next_test, "p_tr_mean": dict(zip(pred["scenario"].values.tolist(),
                                                                 map(float, pred["p_tr_mean"].values)))}
+
+
+def _check_with_simulator(ctx: RunContext, decoder, logit_fn, xi, mu, chol, conditions, n: int, seed: int) -> dict:
+    """Re-run ``n`` failure-region samples of subset simulation with the study's full simulator."""
+    from risk.predict.rare_events import check_failure_samples
+    from simulators.ensemble import run_one
+
+    s = ctx.study
+    names = list(decoder.parameter_names)
+    cond = dict(zip(decoder.layout.condition_names, map(float, conditions)))
+
+    def simulate(u: np.ndarray) -> bool | None:
+        theta = dict(zip(names, map(float, decoder.from_unconstrained(u[None])[0])))
+        r = run_one(s.simulator.name, dict(s.simulator.options), theta, cond, s.ensemble.timeout)
+        return bool(np.asarray(r["dataset"]["thermal_runaway"]).any()) if r["ok"] else None
+
+    def surrogate_p(u: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-logit_fn(u, np.broadcast_to(conditions, (len(u), len(conditions))))))
+
+    return check_failure_samples(xi, mu, chol, surrogate_p, simulate, n=n, seed=seed)
+
+
+def _candidate_tests(ctx: RunContext, decoder) -> tuple[list, list[dict]]:
+    """Candidate tests for the next-test ranking: the study's condition ranges × the scenarios' families."""
+    from risk.predict.design import candidate_grid
+    from risk.predict.scenarios import Scenario
+
+    layout = decoder.layout
+    vectors, labels = candidate_grid(ctx.study.condition_values(), layout.condition_names, layout.condition_default,
+                                     points=3 if ctx.quick else 5)
+    families = list(dict.fromkeys(sc.cell_family for sc in ctx.study.scenarios))
+    cands, out_labels = [], []
+    for fam in families:
+        for vec, lab in zip(vectors, labels):
+            soc = lab.get("soc", vec[layout.condition_names.index("soc")] if "soc" in layout.condition_names else float("nan"))
+            name = fam + ": " + ", ".join(f"{k}={v:.4g}" for k, v in lab.items())
+            cands.append(Scenario(name, fam, float(soc), "candidate test", tuple(map(float, vec))))
+            out_labels.append(lab)
+    return cands, out_labels
+
+
+def _next_test(ctx: RunContext, p_cand: np.ndarray, candidates: list, labels: list[dict], pred, basis: str) -> dict:
+    """Rank candidate tests by expected reduction of the scenarios' P(TR) variance → ``next_test.nc``."""
+    from risk.predict.design import expected_information, next_test_dataset
+    from simulators import registry
+
+    if not candidates:
+        return {}
+    n_cells = ctx.study.inference.next_test_cells
+    info = expected_information(p_cand, pred["p_tr_draws"].values, n_cells=n_cells)
+    units = {c.name: c.unit for c in registry.load(ctx.study.simulator.name).conditions}
+    ds = next_test_dataset(info, labels, [c.cell_family for c in candidates], pred["scenario"].values.tolist(),
+                           units, n_cells=n_cells, basis=basis)
+    ds.to_netcdf(ctx.path("next_test.nc"), engine="h5netcdf")
+    best = ds.isel(candidate=0)
+    return {"cell_family": str(best["cell_family"].values), "variance_reduction": float(best["variance_reduction"]),
+            "eig_nat": float(best["eig"]), **{k: float(best[k]) for k in labels[0]}}
 
 
 def report(ctx: RunContext) -> dict:
@@ -234,8 +299,8 @@ STAGES: list[Stage] = [
           artefacts=("model",), description="sim2real decoder (frozen) + encoder"),
     Stage("calibrate", calibrate, sections=("parameters", "inference"), upstream=("train", "ingest"),
           description="hierarchical Bayesian calibration (NumPyro NUTS)"),
-    Stage("predict", predict, sections=("scenarios",), upstream=("calibrate",),
-          artefacts=("predictions.nc",), description="P(TR | scenario), sensitivity, rare events"),
+    Stage("predict", predict, sections=("scenarios", "inference"), upstream=("calibrate",),
+          artefacts=("predictions.nc",), description="P(TR | scenario), sensitivity, rare events, next-test ranking"),
     Stage("report", report, sections=("report",), upstream=("predict",), artefacts=("report.html",),
           description="regulator report (HTML + PDF)"),
     Stage("export", export, sections=("export",), upstream=("predict",), artefacts=("exports",),

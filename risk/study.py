@@ -191,6 +191,8 @@ class Inference(_Section):
     tune: Annotated[int, Field(ge=0)] = 1000
     target_accept: Annotated[float, Field(gt=0, lt=1)] = 0.9
     allow_bad_diagnostics: bool = False
+    rare_event_check_runs: Annotated[int, Field(ge=0, description="failure-region samples re-run with the full simulator")] = 4
+    next_test_cells: Annotated[int, Field(ge=1, le=50, description="cells per candidate test in the next-test ranking")] = 1
 
 
 class Scenario(_Section):

@@ -17,7 +17,7 @@ Every result counts the limit-state evaluations actually made (``calls``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import openturns as ot
@@ -34,9 +34,11 @@ class RareEventResult:
     p: float
     cov: float
     calls: int
+    failure_samples: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """``(n, dim)`` samples ξ in the failure region (subset simulation's last level), if kept."""
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {"method": self.method, "p": self.p, "cov": self.cov, "calls": self.calls}
 
 
 class _Counted:
@@ -75,10 +77,13 @@ def subset_simulation(g: LimitState, dim: int, *, seed: int, n_per_level: int = 
     algo.setMaximumOuterSampling(int(n_per_level))
     algo.setBlockSize(1)
     algo.setConditionalProbability(p0)
+    algo.setKeepSample(True)
     algo.run()
     r = algo.getResult()
+    last = algo.getStepsNumber() - 1
+    failures = np.asarray(algo.getInputSample(last, ot.SubsetSampling.EVENT1)) if last >= 0 else None
     return RareEventResult("subset_simulation", float(r.getProbabilityEstimate()),
-                           float(r.getCoefficientOfVariation()), fn.calls)
+                           float(r.getCoefficientOfVariation()), fn.calls, failures)
 
 
 def importance_sampling(g: LimitState, dim: int, *, seed: int, n_samples: int = 4000,
@@ -143,3 +148,34 @@ def tr_limit_state(logit_fn: Callable[[np.ndarray], np.ndarray], mu: np.ndarray,
         return -(np.asarray(logit_fn(u), dtype=float) + eps)
 
     return g
+
+
+def check_failure_samples(xi: np.ndarray, mu: np.ndarray, chol: np.ndarray,
+                          surrogate_p: Callable[[np.ndarray], np.ndarray],
+                          simulate: Callable[[np.ndarray], bool | None], *, n: int, seed: int) -> dict:
+    """Re-run failure-region samples with the full simulator and compare with the surrogate.
+
+    Parameters
+    ----------
+    xi : ``(m, 1 + n_param)`` failure samples of `tr_limit_state` (ξ_0 is the logistic noise).
+    mu, chol : as in `tr_limit_state`; the cell is ``u = μ + L ξ_{1:}``.
+    surrogate_p : ``u (k, n_param) → P(TR)`` of the surrogate.
+    simulate : ``u (n_param,) → runaway?`` with the full simulator (None when the run failed).
+    n : samples to re-run (drawn without replacement).
+
+    Returns ``{"n_runs", "n_failed_runs", "simulator_runaway_fraction", "surrogate_p_mean", "agreement"}``:
+    the surrogate's mean P(TR) at those cells against the fraction of them the simulator runs away
+    (equal in expectation when the surrogate is right in the failure region).
+    """
+    xi = np.asarray(xi, dtype=float)
+    if xi.ndim != 2 or not len(xi) or n <= 0:
+        return {"n_runs": 0, "note": "no failure-region samples to check"}
+    rng = np.random.default_rng(seed)
+    pick = xi[rng.choice(len(xi), size=min(n, len(xi)), replace=False)]
+    u = np.asarray(mu, float) + pick[:, 1:] @ np.asarray(chol, float).T
+    outcomes = [simulate(ui) for ui in u]
+    ok = np.array([o is not None for o in outcomes])
+    sim_frac = float(np.mean([bool(o) for o in outcomes if o is not None])) if ok.any() else float("nan")
+    sur = float(np.mean(surrogate_p(u[ok]))) if ok.any() else float("nan")
+    return {"n_runs": int(len(u)), "n_failed_runs": int((~ok).sum()), "simulator_runaway_fraction": sim_frac,
+            "surrogate_p_mean": sur, "agreement": float(1.0 - abs(sim_frac - sur)) if ok.any() else float("nan")}

@@ -21,6 +21,7 @@ FILES = {
     "diagnostics": "diagnostics.json", "predictions": "predictions.nc",
     "sensitivity": "sensitivity.nc", "rare_events": "rare_events.json",
     "crossval": "crossval.json", "mesh_convergence": "mesh_convergence.json",
+    "next_test": "next_test.nc",
 }
 """Artefact key → path relative to ``runs/<study>/``."""
 
@@ -44,6 +45,7 @@ class Artefacts:
     rare_events: Any = None
     crossval: dict | None = None
     mesh_convergence: Any = None
+    next_test: xr.Dataset | None = None
     problems: dict[str, str] = field(default_factory=dict)
 
     def path(self, key: str) -> Path:
@@ -90,6 +92,7 @@ _READERS = {
     "real": _datatree, "ensemble": _ensemble_summary, "failures": _jsonl, "metrics": _json,
     "posterior": _datatree, "diagnostics": _json, "predictions": _netcdf,
     "sensitivity": _netcdf, "rare_events": _json, "crossval": _json, "mesh_convergence": _json,
+    "next_test": _netcdf,
 }
 
 

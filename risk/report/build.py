@@ -270,11 +270,29 @@ def _sensitivity(art: Artefacts) -> dict:
     return {"computed": True, "rows": rows, "figure": figures.sensitivity_ranking(s)}
 
 
+def _next_test(art: Artefacts, top: int = 8) -> dict:
+    """The best candidate tests by expected reduction of the scenarios' P(TR) variance."""
+    nt = art.next_test
+    if nt is None:
+        return {"computed": False, "why": art.problems.get("next_test", NOT_COMPUTED)}
+    conds = [str(v) for v in nt.data_vars if nt[v].dims == ("candidate",)
+             and v not in ("eig", "variance_reduction", "cell_family")]
+    rows = []
+    for i in range(min(top, nt.sizes["candidate"])):
+        c = nt.isel(candidate=i)
+        rows.append({"family": str(c["cell_family"].values),
+                     "conditions": ", ".join(f"{k} = {float(c[k]):.4g} {nt[k].attrs.get('units', '')}".rstrip()
+                                             for k in conds),
+                     "eig": float(c["eig"]), "reduction": float(c["variance_reduction"])})
+    return {"computed": True, "rows": rows, "n_cells": int(nt.attrs.get("n_cells_per_test", 1)),
+            "n_candidates": int(nt.sizes["candidate"]), "basis": nt.attrs.get("basis", "")}
+
+
 def _limitations(art: Artefacts, study: dict, ctx: dict) -> list[str]:
     """Limitations derived from the artefacts, then the study's own (``report.limitations``)."""
     out = []
     absent = [rel for key, rel in FILES.items()
-              if getattr(art, key) is None and key not in ("failures",)]
+              if getattr(art, key) is None and key not in ("failures", "next_test")]
     if absent:
         out.append("Artefacts absent from this run (their sections say so): "
                    + ", ".join(absent) + ".")
@@ -337,6 +355,7 @@ def render_html(run_dir: str | Path, study: dict, *, write_exports_too: bool = T
         "posterior": _posterior(art, study),
         "decomposition": _decomposition(art),
         "sensitivity": _sensitivity(art),
+        "next_test": _next_test(art),
         "rare_events": None if art.rare_events is None else _table_rows(art.rare_events),
         "not_computed": NOT_COMPUTED,
         "problems": art.problems,

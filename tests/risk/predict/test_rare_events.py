@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from risk.predict.rare_events import crude_monte_carlo, importance_sampling, subset_simulation, tr_limit_state
+from risk.predict.rare_events import (check_failure_samples, crude_monte_carlo, importance_sampling, subset_simulation,
+                                      tr_limit_state)
 
 BETA = 4.753  # Φ(-β) = 1.0e-6
 
@@ -47,3 +48,28 @@ def test_tr_limit_state_rare_regime_subset_vs_importance():
     assert 1e-6 < p_quad < 1e-4
     assert abs(np.log(p_ss / p_quad)) < np.log(1.5), (p_ss, p_quad)
     assert abs(np.log(p_is / p_quad)) < np.log(1.5), (p_is, p_quad)
+
+
+def test_failure_samples_are_in_the_failure_region_and_checked_against_a_simulator():
+    """A 'full simulator' that runs away iff u0 > 2 and a surrogate that agrees (steep logit) or does not."""
+    mu, chol = np.zeros(2), np.eye(2)
+    steep = lambda u: 40.0 * (u[:, 0] - 2.0)  # noqa: E731
+    g = tr_limit_state(steep, mu, chol)
+    ss = subset_simulation(g, 3, seed=5, n_per_level=1000)
+    assert ss.failure_samples is not None and len(ss.failure_samples) > 50
+    assert np.all(g(ss.failure_samples) <= 0)
+    assert ss.p == pytest.approx(stats.norm.sf(2.0), rel=0.25)
+    runs = []
+
+    def simulate(u):
+        runs.append(u)
+        return bool(u[0] > 2.0)
+
+    good = check_failure_samples(ss.failure_samples, mu, chol, lambda u: special.expit(steep(u)), simulate, n=20, seed=0)
+    assert len(runs) == good["n_runs"] == 20 and good["n_failed_runs"] == 0
+    assert good["agreement"] > 0.85
+    # a surrogate that wrongly puts half its mass there is caught
+    bad = check_failure_samples(ss.failure_samples, mu, chol, lambda u: np.full(len(u), 0.1), simulate, n=20, seed=0)
+    assert bad["agreement"] < 0.3
+    failed = check_failure_samples(ss.failure_samples, mu, chol, lambda u: np.ones(len(u)), lambda u: None, n=3, seed=0)
+    assert failed["n_failed_runs"] == 3 and np.isnan(failed["agreement"])
