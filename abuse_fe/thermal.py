@@ -730,37 +730,3 @@ class FEThermalPouch(_FEThermalBase):
 def default_theta(sim: Simulator) -> dict[str, float]:
     """Prior medians of a simulator's parameters (handy for smoke runs)."""
     return {p.name: float(p.prior.ppf(0.5)) for p in sim.parameters}
-
-
-def main(argv=None):
-    """``python -m abuse_fe.thermal NAME --t-end 600 --out ds.nc [--option k=v ...]`` (MPI-aware)."""
-    import argparse
-    import json
-
-    from simulators.registry import load
-
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("name")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--theta", default="{}", help="JSON dict of parameters (missing: prior medians)")
-    ap.add_argument("--condition", default="{}", help="JSON dict of conditions")
-    ap.add_argument("--option", action="append", default=[], help="simulator option k=v (JSON value)")
-    args = ap.parse_args(argv)
-    options = {}
-    for kv in args.option:
-        k, _, v = kv.partition("=")
-        try:
-            options[k] = json.loads(v)
-        except json.JSONDecodeError:
-            options[k] = v
-    sim = load(args.name)(**options)
-    theta = {**default_theta(sim), **json.loads(args.theta)}
-    ds = sim.run(theta, json.loads(args.condition))
-    if MPI.COMM_WORLD.rank == 0:
-        ds.to_netcdf(args.out)
-        print(f"{args.name}: TR={bool(ds.thermal_runaway)} t_TR={float(ds.time_to_runaway):.1f} s "
-              f"T_peak={float(ds.temperature_peak):.1f} K  ranks={MPI.COMM_WORLD.size}")
-
-
-if __name__ == "__main__":
-    main()

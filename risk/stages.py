@@ -30,7 +30,7 @@ def simulate(ctx: RunContext) -> dict:
         res = run_ensemble(s.simulator.name, dict(s.simulator.options), plan, ctx.path("ensemble.zarr"),
                            cluster=ctx.cluster or s.ensemble.cluster, workers=s.ensemble.workers,
                            threads_per_worker=s.ensemble.threads_per_worker, timeout=s.ensemble.timeout,
-                           retry_failed=ctx.force,
+                           mpi_ranks=s.ensemble.mpi_ranks, retry_failed=ctx.force,
                            attrs={"study_hash": s.hash},
                            progress=lambda done, total: bar.update(task, completed=done))
     if len(res.failed):

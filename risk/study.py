@@ -154,6 +154,7 @@ class Ensemble(_Section):
     workers: Annotated[int, Field(gt=0)] = 2
     threads_per_worker: Annotated[int, Field(gt=0)] = 1
     timeout: Annotated[float, Field(gt=0, description="seconds per simulation before it is recorded as failed")] = 600.0
+    mpi_ranks: Annotated[int, Field(ge=1, description="MPI processes per simulation (mpiexec -n); workers × mpi_ranks ≤ cores")] = 1
 
     @field_validator("cluster")
     @classmethod

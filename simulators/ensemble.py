@@ -98,19 +98,24 @@ class SimulationTimeout(RuntimeError):
     pass
 
 
-def run_one(simulator: str, options: dict, theta: dict, condition: dict, timeout: float) -> dict:
+def run_one(simulator: str, options: dict, theta: dict, condition: dict, timeout: float, mpi_ranks: int = 1) -> dict:
     """Run one simulation (on a worker). Never raises: returns ``{"ok": bool, ...}``.
 
     The simulation runs in a helper thread joined with ``timeout`` seconds; on time-out the result is
     discarded and the sample recorded as failed (the thread cannot be killed and finishes on its own).
+    With ``mpi_ranks > 1`` it runs under ``mpiexec -n mpi_ranks`` (`simulators.mpi`), killed on time-out.
     """
     t0 = time.perf_counter()
     box: dict = {}
 
     def target():
         try:
-            sim = load(simulator)(**options)
-            box["ds"] = sim.run(theta, condition).load()
+            if mpi_ranks > 1:
+                from simulators.mpi import run_under_mpi
+
+                box["ds"] = run_under_mpi(simulator, options, theta, condition, mpi_ranks, timeout)
+            else:
+                box["ds"] = load(simulator)(**options).run(theta, condition).load()
         except BaseException as err:  # noqa: BLE001 — every failure is recorded, none is fatal
             box["err"], box["tb"] = err, traceback.format_exc()
 
@@ -248,7 +253,7 @@ def _failed_samples(failures: Path) -> set[int]:
 
 def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path, *,
                  cluster: str = "local", workers: int = 2, threads_per_worker: int = 1,
-                 timeout: float = 600.0, retry_failed: bool = False, attrs: dict | None = None,
+                 timeout: float = 600.0, mpi_ranks: int = 1, retry_failed: bool = False, attrs: dict | None = None,
                  progress: Callable[[int, int], None] | None = None, client=None) -> EnsembleResult:
     """Run every unfinished sample of ``plan`` and append each result to ``store`` as it finishes.
 
@@ -259,6 +264,7 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
     store : path of the Zarr store; ``failures.jsonl`` lives beside it.
     cluster : ``"local"`` (a `dask.distributed.LocalCluster` of ``workers`` processes) or a scheduler address.
     timeout : seconds per simulation before it is recorded as failed.
+    mpi_ranks : MPI processes per simulation (``mpiexec -n``; keep workers × mpi_ranks ≤ cores).
     retry_failed : rerun samples recorded in failures.jsonl (the old file is kept as failures-<time>.jsonl).
     progress : called as ``progress(done, total)`` after each finished sample.
     client : an existing `distributed.Client` to use (overrides ``cluster``).
@@ -302,7 +308,7 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
             client = Client(cluster, timeout="30s")
     n_committed = n_before
     try:
-        futures = {client.submit(run_one, simulator, options, *plan.sample(i), timeout,
+        futures = {client.submit(run_one, simulator, options, *plan.sample(i), timeout, mpi_ranks,
                                  key=f"sim-{simulator}-{i}-{uuid.uuid4().hex[:8]}", pure=False, retries=2): i
                    for i in todo}
         with failures.open("a") as flog:

@@ -270,6 +270,11 @@ def _sensitivity(art: Artefacts) -> dict:
     return {"computed": True, "rows": rows, "figure": figures.sensitivity_ranking(s)}
 
 
+def _unit(var: xr.DataArray) -> str:
+    unit = str(var.attrs.get("units", ""))
+    return "" if unit in ("1", "") else unit
+
+
 def _next_test(art: Artefacts, top: int = 8) -> dict:
     """The best candidate tests by expected reduction of the scenarios' P(TR) variance."""
     nt = art.next_test
@@ -281,8 +286,7 @@ def _next_test(art: Artefacts, top: int = 8) -> dict:
     for i in range(min(top, nt.sizes["candidate"])):
         c = nt.isel(candidate=i)
         rows.append({"family": str(c["cell_family"].values),
-                     "conditions": ", ".join(f"{k} = {float(c[k]):.4g} {nt[k].attrs.get('units', '')}".rstrip()
-                                             for k in conds),
+                     "conditions": ", ".join(f"{k} = {float(c[k]):.4g} {_unit(nt[k])}".rstrip() for k in conds),
                      "eig": float(c["eig"]), "reduction": float(c["variance_reduction"])})
     return {"computed": True, "rows": rows, "n_cells": int(nt.attrs.get("n_cells_per_test", 1)),
             "n_candidates": int(nt.sizes["candidate"]), "basis": nt.attrs.get("basis", "")}

@@ -186,10 +186,10 @@ def test_thermal_simulator_contract():
 
 @pytest.mark.mpi
 def test_thermal_mpi_matches_serial(tmp_path):
-    """`mpiexec -n 2 python -m abuse_fe.thermal` gives the serial result (oven runaway, coarse mesh)."""
+    """`mpiexec -n 2 python -m simulators.mpi fe_thermal_18650` gives the serial result (oven runaway, coarse mesh)."""
     options = {"t_end": 2600.0, "n_time": 53}
     out = tmp_path / "mpi.nc"
-    cmd = [str(ROOT / ".venv/bin/mpiexec"), "-n", "2", sys.executable, "-m", "abuse_fe.thermal", "fe_thermal_18650",
+    cmd = [str(ROOT / ".venv/bin/mpiexec"), "-n", "2", sys.executable, "-m", "simulators.mpi", "fe_thermal_18650",
            "--out", str(out)] + [f"--option={k}={json.dumps(v)}" for k, v in options.items()]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
