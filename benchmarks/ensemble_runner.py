@@ -1,10 +1,10 @@
 """Ensemble runner: throughput with 1 vs 2 Dask workers, and overhead against a plain loop.
 
 Runs the coupled lumped simulator (`coupled_short_lumped`, ~0.4 s per run) and, for the overhead at
-simulations of ≥ 1 s, the lumped oven simulator with a long end time. Prints a table of wall times and
-ratios measured side by side in one run.
+simulations of ≥ 1 s, the PyBaMM plating simulator (`pybamm_plating`, a few seconds per run). Prints a
+table of wall times and ratios measured side by side in one run.
 
-    .venv/bin/python benchmarks/ensemble_runner.py [--n 40]
+    .venv/bin/python benchmarks/ensemble_runner.py [--n 40] [--n-long 8]
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def runner(name: str, options: dict, plan, workers: int) -> float:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--n-long", type=int, default=8)
     args = ap.parse_args()
     rows = []
     name, options = "coupled_short_lumped", {"n_time": 31}
@@ -49,11 +50,19 @@ def main():
     w2 = runner(name, options, plan, 2)
     rows += [(name, "plain loop", args.n, loop), (name, "runner, 1 worker", args.n, w1),
              (name, "runner, 2 workers", args.n, w2)]
+    long_name = "pybamm_plating"
+    long_cls = load(long_name)
+    long_plan = design({p.name: p.prior for p in long_cls.parameters},
+                       {"c_rate_charge": (1.0, 4.0), "temperature_ambient": (263.15, 298.15)}, args.n_long, "sobol", seed=0)
+    long_loop = plain_loop(long_name, {}, long_plan)
+    long_w1 = runner(long_name, {}, long_plan, 1)
+    rows += [(long_name, "plain loop", args.n_long, long_loop), (long_name, "runner, 1 worker", args.n_long, long_w1)]
     print(f"{'simulator':22s} {'mode':20s} {'n':>4s} {'wall [s]':>9s} {'sims/s':>7s}")
     for sim, mode, n, wall in rows:
         print(f"{sim:22s} {mode:20s} {n:4d} {wall:9.2f} {n / wall:7.2f}")
     print(f"\nthroughput 2 workers / 1 worker: {w1 / w2:.2f}x")
-    print(f"runner (1 worker) / plain loop : {w1 / loop:.2f}  (includes cluster start-up and per-process table build)")
+    print(f"runner (1 worker) / plain loop, {name}: {w1 / loop:.2f}  (includes cluster start-up)")
+    print(f"runner (1 worker) / plain loop, {long_name} ({long_loop / args.n_long:.1f} s/sim): {long_w1 / long_loop:.2f}")
 
 
 if __name__ == "__main__":
