@@ -138,7 +138,7 @@ class Pipeline:
                 continue
             rec = records.get(name)
             cached = (rec is not None and rec["hash"] == h and not self.ctx.force
-                      and all((self.ctx.out / a).exists() for a in st.artefacts))
+                      and all((self.ctx.out / a).exists() for a in rec.get("artefacts", st.artefacts)))
             if cached:
                 self.ctx.console.print(f"[dim]✓ {name}: unchanged, skipped[/dim]")
                 status[name] = "cached"
@@ -150,7 +150,9 @@ class Pipeline:
             t0 = time.time()
             summary = st.func(self.ctx) or {}
             records[name] = {"hash": h, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                             "seconds": round(time.time() - t0, 3), "summary": summary}
+                             "seconds": round(time.time() - t0, 3), "summary": summary,
+                             # what this run wrote (a stage with nothing to do, e.g. no scenarios, writes none)
+                             "artefacts": [a for a in st.artefacts if (self.ctx.out / a).exists()]}
             self._save(records)
             hashes[name] = h
             status[name] = "ran"

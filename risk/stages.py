@@ -143,6 +143,15 @@ def calibrate(ctx: RunContext) -> dict:
         calibrate_metadata(ctx.out, table, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune,
                            allow_bad_diagnostics=inf.allow_bad_diagnostics)
         summary["metadata_model"] = s.data.kind
+        ctx.path("crossval.json").unlink(missing_ok=True)  # never a stale one from an earlier run
+        if not ctx.quick:  # grouped CV refits the metadata model per fold: minutes, so not in --quick
+            from risk.predict.realcv import crossvalidate_real, write_crossval
+
+            cv = crossvalidate_real(table, seed=ctx.stage_seed("calibrate"), draws=min(inf.draws, 500),
+                                    tune=min(inf.tune, 500))
+            write_crossval(cv, ctx.path("crossval.json"))
+            summary["crossval"] = {k: {"model_log_loss": v["model"]["log_loss"], "baseline_log_loss": v["baseline"]["log_loss"]}
+                                   for k, v in cv.items()}
     return summary
 
 
@@ -286,6 +295,8 @@ def export(ctx: RunContext) -> dict:
     """Insurer exports: ``exports/risk.{parquet,csv,json}`` and the exceedance curve."""
     from risk.export import write_exports
 
+    if not ctx.study.scenarios:
+        return {"note": "study has no scenarios: nothing to export"}
     files = write_exports(ctx.out, ctx.study.model_dump(mode="json"))
     return {"files": sorted(files)}
 

@@ -298,21 +298,21 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
                   "parameter_units": json.dumps(par_units), "condition_units": json.dumps(cond_units),
                   **(attrs or {})}
 
-    own = None
-    if client is None:
+    own, own_client = None, client is None
+    if client is None:  # never the global default client: later dask work in this process stays local
         if cluster == "local":
             own = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
                                dashboard_address=None)
-            client = Client(own)
+            client = Client(own, set_as_default=False)
         else:
-            client = Client(cluster, timeout="30s")
+            client = Client(cluster, timeout="30s", set_as_default=False)
     n_committed = n_before
     try:
         futures = {client.submit(run_one, simulator, options, *plan.sample(i), timeout, mpi_ranks,
                                  key=f"sim-{simulator}-{i}-{uuid.uuid4().hex[:8]}", pure=False, retries=2): i
                    for i in todo}
         with failures.open("a") as flog:
-            for fut in as_completed(futures):
+            for fut in as_completed(futures, loop=client.loop):
                 i = futures.pop(fut)
                 theta, cond = plan.sample(i)
                 try:
@@ -338,8 +338,9 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
                 if progress:
                     progress(n_committed + len(result.failed) + len(failed_before), len(plan))
     finally:
-        if own is not None:
+        if own_client:
             client.close()
+        if own is not None:
             own.close()
     result.wall_time = time.perf_counter() - t0
     return result

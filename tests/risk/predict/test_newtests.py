@@ -13,10 +13,10 @@ from risk.predict.newtests import (calibrate_metadata, family_from_filename, pre
 
 
 def test_family_and_soc_parsing():
-    assert family_from_filename("Sorteria-control-40SOC-cell2") == "Soteria-Control"
-    assert family_from_filename("Soteria-SCC-4720mAh-40SOC") == "Soteria-SCC"
+    assert family_from_filename("Sorteria-control-40SOC-cell2") == "Soteria control"  # the file's typo too
+    assert family_from_filename("Soteria-SCC-4720mAh-40SOC") == "Soteria SCC"
     assert family_from_filename("OE-10AHr-NMC-40SOC-Cell4") == family_from_filename("OE-NMC10Ah-60SOC")
-    assert family_from_filename("500mAh2-60S0C") == "pouch-500mAh"
+    assert family_from_filename("500mAh2-60S0C") == "LCO pouch 0.5 Ah"
     assert soc_from_filename("500mAh2-60S0C") == 0.6
 
 
