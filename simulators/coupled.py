@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from simulators.base import Condition, Parameter
+from simulators.base import Condition, Parameter, Simulator
+from simulators.electrochem import PybammPlating
 from simulators.lumped import (LUMPED_PARAMETERS, LumpedThermal, ShortModel, perturbed_kinetics, simulate_lumped,
                                to_dataset)
 from simulators.priors import Prior
@@ -75,3 +76,50 @@ class CoupledShortLumped(LumpedThermal):
 
     def _run(self, theta: dict, condition: dict) -> xr.Dataset:
         return to_dataset(self.simulate(theta, condition))
+
+
+@register
+@dataclass
+class PlatingShortRunaway(Simulator):
+    """Fast charge → lithium plating (PyBaMM, `PybammPlating`) → internal short → runaway (`CoupledShortLumped`).
+
+    The route to failure of issue-level "fast charge at low temperature": after ``n_cycles`` cycles of the
+    charge protocol, the plated fraction of the cell's lithium inventory, ``f = n_plated F / Q_1`` (Q_1 the
+    first discharge capacity [A s]), is compared with an uncertain critical fraction at which dendrites
+    bridge the separator (``plated_fraction_critical``; no published threshold exists, hence a wide
+    log-uniform prior, an explicit assumption of the study). Beyond it an internal short of uncertain
+    resistance forms in the charged cell (SOC 1) and the coupled lumped simulator decides runaway; below it
+    the same simulator runs without a short (R → ∞), so every sample carries the same variables.
+    Same cell as the OKane2022 set (LG M50, NMC811/graphite-SiOx 21700, 5 Ah).
+    """
+
+    name = "plating_short_runaway"
+    parameters = (
+        PybammPlating.parameters[0],
+        Parameter("plated_fraction_critical", "1", Prior("loguniform", low=1e-5, high=1e-2),
+                  "plated fraction of the lithium inventory at which a dendrite short forms",
+                  "assumption (no published threshold); wide prior"),
+        *CoupledShortLumped.parameters,
+    )
+    conditions = PybammPlating.conditions
+    n_cycles: int = 3
+    t_end: float = 3600.0
+    n_time: int = 61
+
+    def __post_init__(self):
+        self._short = CoupledShortLumped(t_end=self.t_end, n_time=self.n_time)
+
+    def _run(self, theta: dict, condition: dict) -> xr.Dataset:
+        plating = PybammPlating(n_cycles=self.n_cycles).run({"log_k_plating": theta["log_k_plating"]}, condition)
+        faraday = 96485.33212
+        fraction = float(plating["lithium_plated"].values[-1]) * faraday / float(plating["capacity_discharge"].values[0])
+        shorted = fraction > theta["plated_fraction_critical"]
+        short_theta = {p.name: theta[p.name] for p in self._short.parameters}
+        if not shorted:
+            short_theta["short_resistance"] = 1e9  # no dendrite: an open circuit
+        ds = self._short.run(short_theta, {"soc": 1.0, "temperature_ambient": condition["temperature_ambient"]})
+        ds = ds.merge(plating.drop_vars(["thermal_runaway", "time_to_runaway", "temperature_peak",
+                                         "heat_released_total"]))
+        ds["plated_fraction"] = xr.DataArray(fraction, attrs={"units": "1", "long_name": "plated fraction of the lithium inventory after the cycling"})
+        ds["internal_short"] = xr.DataArray(shorted, attrs={"units": "1", "long_name": "dendrite internal short formed"})
+        return ds
