@@ -147,8 +147,8 @@ def calibrate(ctx: RunContext) -> dict:
         if not ctx.quick:  # grouped CV refits the metadata model per fold: minutes, so not in --quick
             from risk.predict.realcv import crossvalidate_real, write_crossval
 
-            cv = crossvalidate_real(table, seed=ctx.stage_seed("calibrate"), draws=min(inf.draws, 500),
-                                    tune=min(inf.tune, 500))
+            cv = crossvalidate_real(table, seed=ctx.stage_seed("calibrate"), draws=min(inf.draws, 300),
+                                    tune=min(inf.tune, 300))
             write_crossval(cv, ctx.path("crossval.json"))
             summary["crossval"] = {k: {"model_log_loss": v["model"]["log_loss"], "baseline_log_loss": v["baseline"]["log_loss"]}
                                    for k, v in cv.items()}
