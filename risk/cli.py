@@ -67,6 +67,20 @@ def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print(f"[green]done[/green] → {ctx.out}  ({', '.join(f'{k}: {v}' for k, v in status.items())})")
+    _exit_on_bad_diagnostics(ctx)
+
+
+def _exit_on_bad_diagnostics(ctx):
+    """Exit 3 when the run's posterior failed its diagnostics (also on a cached rerun), unless allowed."""
+    diag_path = ctx.out / "diagnostics.json"
+    if ctx.study.inference.allow_bad_diagnostics or not diag_path.exists():
+        return
+    diag = json.loads(diag_path.read_text())
+    if not diag.get("ok", True):
+        console.print(f"[red]error:[/red] sampler diagnostics failed ({escape('; '.join(diag.get('messages', [])))}); "
+                      f"the report ({ctx.out / 'report.html'}) carries the warning. Sample longer, or set "
+                      "inference.allow_bad_diagnostics to accept the result", highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
 
 
 @app.command()

@@ -48,3 +48,25 @@ def test_changed_section_invalidates_dependent_stage(tmp_path):
     res = runner.invoke(app, ["simulate", str(changed), "--out", str(tmp_path / "run2"), "--quick"])
     assert res.exit_code == 0, res.output
     assert _records(tmp_path / "run2")["simulate"]["hash"] != h1
+
+
+def test_failed_diagnostics_exit_3_after_the_report_unless_allowed(tmp_path):
+    """`risk run` keeps going to the report, then exits 3 from diagnostics.json (also when cached)."""
+    import typer
+    from types import SimpleNamespace
+
+    from risk.cli import _exit_on_bad_diagnostics
+
+    def ctx(allow):
+        return SimpleNamespace(out=tmp_path, study=SimpleNamespace(inference=SimpleNamespace(allow_bad_diagnostics=allow)))
+
+    _exit_on_bad_diagnostics(ctx(False))  # no posterior: nothing to judge
+    (tmp_path / "diagnostics.json").write_text(json.dumps({"ok": False, "messages": ["R-hat max 1.2 > 1.01"]}))
+    try:
+        _exit_on_bad_diagnostics(ctx(False))
+        raise AssertionError("expected exit 3")
+    except typer.Exit as e:
+        assert e.exit_code == 3
+    _exit_on_bad_diagnostics(ctx(True))
+    (tmp_path / "diagnostics.json").write_text(json.dumps({"ok": True, "messages": []}))
+    _exit_on_bad_diagnostics(ctx(False))
