@@ -73,10 +73,14 @@ def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
 def _exit_on_bad_diagnostics(ctx):
     """Exit 3 when the run's posterior failed its diagnostics (also on a cached rerun), unless allowed."""
     diag_path = ctx.out / "diagnostics.json"
-    if ctx.study.inference.allow_bad_diagnostics or not diag_path.exists():
+    if not diag_path.exists():
         return
     diag = json.loads(diag_path.read_text())
-    if not diag.get("ok", True):
+    if not diag.get("ok", True) and ctx.study.inference.allow_bad_diagnostics:
+        console.print(f"[yellow]warning:[/yellow] sampler diagnostics failed ({escape('; '.join(diag.get('messages', [])))}) "
+                      "and inference.allow_bad_diagnostics keeps the result; the report says so",
+                      highlight=False, soft_wrap=True)
+    elif not diag.get("ok", True):
         console.print(f"[red]error:[/red] sampler diagnostics failed ({escape('; '.join(diag.get('messages', [])))}); "
                       f"the report ({ctx.out / 'report.html'}) carries the warning. Sample longer, or set "
                       "inference.allow_bad_diagnostics to accept the result", highlight=False, soft_wrap=True)

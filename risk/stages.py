@@ -21,18 +21,23 @@ def progress_bar(ctx: RunContext) -> Progress:
 
 def simulate(ctx: RunContext) -> dict:
     """Ensemble over the priors on Dask → ``ensemble.zarr`` (+ ``failures.jsonl``)."""
-    from simulators.ensemble import design, run_ensemble
+    from simulators.ensemble import DesignMismatch, design, run_ensemble
 
     s = ctx.study
     plan = design(s.priors(), s.condition_values(), s.ensemble.size, s.ensemble.design, ctx.stage_seed("simulate"))
     with progress_bar(ctx) as bar:
         task = bar.add_task(f"simulating {s.simulator.name}", total=len(plan))
-        res = run_ensemble(s.simulator.name, dict(s.simulator.options), plan, ctx.path("ensemble.zarr"),
-                           cluster=ctx.cluster or s.ensemble.cluster, workers=s.ensemble.workers,
-                           threads_per_worker=s.ensemble.threads_per_worker, timeout=s.ensemble.timeout,
-                           mpi_ranks=s.ensemble.mpi_ranks, retry_failed=ctx.force,
-                           attrs={"study_hash": s.hash},
-                           progress=lambda done, total: bar.update(task, completed=done))
+        try:
+            res = run_ensemble(s.simulator.name, dict(s.simulator.options), plan, ctx.path("ensemble.zarr"),
+                               cluster=ctx.cluster or s.ensemble.cluster, workers=s.ensemble.workers,
+                               threads_per_worker=s.ensemble.threads_per_worker, timeout=s.ensemble.timeout,
+                               mpi_ranks=s.ensemble.mpi_ranks, retry_failed=ctx.force,
+                               attrs={"study_hash": s.hash},
+                               progress=lambda done, total: bar.update(task, completed=done))
+        except DesignMismatch as err:
+            from risk.errors import InputError
+
+            raise InputError(str(err).split(": ", 1)[1], path=ctx.path("ensemble.zarr"), field="ensemble") from None
     if len(res.failed):
         ctx.console.print(f"[yellow]{len(res.failed)} simulations failed; see {ctx.path('failures.jsonl')}[/yellow]")
     ok = res.n_done_before + len(res.computed)

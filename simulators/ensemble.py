@@ -229,6 +229,27 @@ def _as_sample(ds: xr.Dataset, i: int, theta: dict, cond: dict, wall: float, par
 
 
 # ------------------------------------------------------------------------------------------- runner
+class DesignMismatch(ValueError):
+    """An existing store holds samples of another design: resuming into it would mix designs."""
+
+
+def _store_matches_plan(store: Path, n: int, plan: Design, simulator: str, options: dict) -> bool:
+    """Same simulator and options, and do the first ``n`` stored samples carry the θ and conditions that
+    ``plan`` gives their sample index?"""
+    ds = xr.open_zarr(store, consolidated=False).isel(sample=slice(0, n))
+    if ds.attrs.get("simulator", simulator) != simulator or json.loads(ds.attrs.get("options", "null") or "null") not in (
+            None, json.loads(json.dumps(options, sort_keys=True, default=str))):
+        return False
+    idx = ds["sample"].values.astype(int)
+    if idx.max(initial=-1) >= len(plan) or list(ds["parameter"].values) != list(plan.parameter_names):
+        return False
+    ok = np.allclose(ds["theta"].values, plan.theta[idx], rtol=1e-12, atol=0)
+    if plan.condition_names:
+        ok = ok and list(ds["condition_name"].values) == list(plan.condition_names) and np.allclose(
+            ds["condition"].values, plan.condition[idx], rtol=1e-12, atol=0)
+    return bool(ok)
+
+
 @dataclass
 class EnsembleResult:
     path: Path
@@ -277,6 +298,13 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
     t0 = time.perf_counter()
     n_before = repair_store(store)
     done: set[int] = set()
+    if n_before and not _store_matches_plan(store, n_before, plan, simulator, options):
+        if not retry_failed:
+            raise DesignMismatch(f"{store}: its stored samples were made with a different design (priors, "
+                                 "conditions, size or seed changed); rerun with --force to start a new store, "
+                                 "or write to another --out")
+        store.rename(store.with_name(f"{store.stem}-{time.strftime('%Y%m%dT%H%M%S')}.zarr"))  # keep, never lose
+        n_before = 0
     if n_before:
         done = set(int(s) for s in xr.open_zarr(store, consolidated=False)["sample"].values[:n_before])
     if retry_failed and failures.exists():  # keep the old record, retry its samples

@@ -118,3 +118,23 @@ def test_nan_rules_distinguish_did_not_happen_from_broken():
     assert _invalid_outputs(ok) == []
     broken = ok.assign(temperature_peak=np.nan, temperature=("time", [np.nan] * 3), heat_rate=("time", [1.0, np.inf, 0]))
     assert sorted(_invalid_outputs(broken)) == ["heat_rate", "temperature", "temperature_peak"]
+
+
+def test_resuming_into_a_store_of_another_design_is_refused_then_forced(tmp_path):
+    priors = {"h": Prior("uniform", low=5.0, high=50.0), "heat_capacity": Prior("uniform", low=20.0, high=80.0)}
+    store = tmp_path / "ensemble.zarr"
+    run_ensemble(SIM, {}, design(priors, {"power": 5.0}, 6, "sobol", seed=0), store, workers=1)
+    # growing a Sobol design keeps its first points: resuming computes only the new ones
+    grown = run_ensemble(SIM, {}, design(priors, {"power": 5.0}, 8, "sobol", seed=0), store, workers=1)
+    assert sorted(grown.computed) == [6, 7]
+    other = design(priors | {"h": Prior("uniform", low=5.0, high=60.0)}, {"power": 5.0}, 8, "sobol", seed=0)
+    from simulators.ensemble import DesignMismatch
+
+    with pytest.raises(DesignMismatch, match="different design"):
+        run_ensemble(SIM, {}, other, store, workers=1)
+    with pytest.raises(DesignMismatch):
+        run_ensemble(SIM, {"n_time": 5}, design(priors, {"power": 5.0}, 8, "sobol", seed=0), store, workers=1)
+    forced = run_ensemble(SIM, {}, other, store, workers=1, retry_failed=True)
+    assert sorted(forced.computed) == list(range(8))
+    assert len(list(tmp_path.glob("ensemble-*.zarr"))) == 1  # the old store is kept, not deleted
+    np.testing.assert_allclose(open_ensemble(store)["theta"].values, other.theta[open_ensemble(store)["sample"].values])
