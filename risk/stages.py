@@ -135,7 +135,7 @@ def calibrate(ctx: RunContext) -> dict:
     mean, sd = prior_moments_u([priors[n] for n in decoder.parameter_names], decoder.to_unconstrained,
                                seed=ctx.stage_seed("calibrate"))
     model = build_hierarchical_model(data, decoder.pytensor_apply, parameter_names=decoder.parameter_names,
-                                     prior_mean=mean, prior_sd=sd)
+                                     prior_mean=mean, prior_sd=sd, cell_correlation=inf.cell_correlation)
     _, diag = sample(model, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune, chains=inf.chains,
                      target_accept=inf.target_accept, out_dir=ctx.out,
                      # keep going on bad diagnostics: the report shows the failure banner, and `risk run`

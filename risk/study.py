@@ -194,6 +194,9 @@ class Inference(_Section):
     allow_bad_diagnostics: bool = False
     rare_event_check_runs: Annotated[int, Field(ge=0, description="failure-region samples re-run with the full simulator")] = 4
     next_test_cells: Annotated[int, Field(ge=1, le=50, description="cells per candidate test in the next-test ranking")] = 1
+    cell_correlation: bool = Field(False, description="LKJ-correlated cell-to-cell variation of the physical "
+                                   "parameters (needs tests that inform several parameters jointly); "
+                                   "false: independent scales")
 
 
 class Scenario(_Section):

@@ -85,8 +85,9 @@ class CVResult:
                 "n": int(len(self.predictions))}
 
 
-def cross_validate(df: pd.DataFrame, folds, fit: Fit, predict: Predict, *, outcome: str | None = None,
-                   interval_target: str | None = None) -> CVResult:
+def cross_validate(df: pd.DataFrame, folds, fit: Fit | None, predict: Predict, *, outcome: str | None = None,
+                   interval_target: str | None = None,
+                   fit_many: Callable[[list[pd.DataFrame]], list] | None = None) -> CVResult:
     """Run ``fit``/``predict`` over ``folds`` (iterable of ``(train_idx, test_idx)``).
 
     Parameters
@@ -96,10 +97,16 @@ def cross_validate(df: pd.DataFrame, folds, fit: Fit, predict: Predict, *, outco
     fit, predict : the model (see module doc); ``predict`` must not look at outcome columns.
     outcome : 0/1 column scored with log loss and Brier (None: skip).
     interval_target : continuous column whose coverage by ``[q05, q95]`` is reported.
+    fit_many : instead of ``fit``, fits all the folds' training tables at once (e.g. one joint NUTS
+        run) and returns their states in fold order.
     """
+    folds = list(folds)
+    if fit_many is not None:
+        states = fit_many([df.iloc[tr] for tr, _ in folds])
+    else:
+        states = (fit(df.iloc[tr]) for tr, _ in folds)
     parts = []
-    for k, (tr, te) in enumerate(folds):
-        state = fit(df.iloc[tr])
+    for k, ((tr, te), state) in enumerate(zip(folds, states)):
         pred = predict(state, df.iloc[te].drop(columns=[c for c in (outcome, interval_target) if c]))
         pred = pd.DataFrame(pred).set_axis(df.index[te])
         parts.append(df.iloc[te].join(pred.add_prefix("pred_")).assign(fold=k))

@@ -100,21 +100,43 @@ def read_calorimetry_tests(path: str | Path) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------- indentation
-def fit_indentation(df: pd.DataFrame, *, seed: int, draws: int = 500, tune: int = 500, **kw) -> xr.DataTree:
-    """Fit `build_ordinal_model` on a `read_indentation_tests` table (rows with a level)."""
+def fit_indentation(df: pd.DataFrame, *, seed: int, draws: int = 500, tune: int = 500,
+                    train_sets: list[np.ndarray] | None = None, **kw) -> xr.DataTree | list[xr.DataTree]:
+    """Fit `build_ordinal_model` on a `read_indentation_tests` table (rows with a level).
+
+    With ``train_sets`` (positions into the rows with a level, one array per cross-validation fold)
+    every fold's model is fitted in ONE NUTS run of independent batched copies, and a list of
+    per-fold trees comes back (each as a plain fit would give, for `predict_indentation`). Families
+    are those of the whole table, so a family absent from a fold's training rows keeps its prior —
+    the same population draw a separate fit would make for an unseen family.
+    """
     df = df[df["level"].notna()]
     families = sorted(df["family"].unique())
     cap = df.groupby("family")["capacity_ah"].median().reindex(families)
     logcap = np.log(cap.fillna(cap.median()).to_numpy())
     centre = float(logcap.mean())
     fam_idx = df["family"].map({f: k for k, f in enumerate(families)}).to_numpy()
+    mask = None
+    if train_sets is not None:
+        mask = np.zeros((len(train_sets), len(df)), dtype=bool)
+        for k, rows in enumerate(train_sets):
+            mask[k, rows] = True
     model = build_ordinal_model(fam_idx, len(families), df["soc"].to_numpy(), logcap - centre,
-                                hazard_level=df["level"].to_numpy())
+                                hazard_level=df["level"].to_numpy(), train_mask=mask)
     kw.setdefault("var_names", ["alpha", "beta0", "tau_a", "tau_b", "sigma_cell", "cutpoints_gaps"])
     tree, _ = sample(model, seed=seed, draws=draws, tune=tune, posterior_predictive=False, **kw)
-    tree.attrs.update(model_kind="indentation_ordinal", families=json.dumps(families),
-                      log_capacity_centre=centre)
-    return tree
+    attrs = {"model_kind": "indentation_ordinal", "families": json.dumps(families), "log_capacity_centre": centre}
+    if mask is None:
+        tree.attrs.update(attrs)
+        return tree
+    posterior = tree["posterior"].to_dataset()
+    out = []
+    for k in range(len(mask)):  # every variable of the batched model leads with the fold axis
+        fold = xr.Dataset({v: da.isel({da.dims[2]: k}, drop=True) for v, da in posterior.data_vars.items()})
+        part = xr.DataTree.from_dict({"posterior": fold})
+        part.attrs.update(attrs)
+        out.append(part)
+    return out
 
 
 def predict_indentation(tree: xr.DataTree, df: pd.DataFrame, *, seed: int = 0, n_cells: int = 20) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Grouped cross-validation of the metadata models on the real tests (→ ``crossval.json``).
 
 The models behind ``risk predict --tests`` (`risk.predict.newtests`) are refitted with NumPyro NUTS on
-each training fold and scored on the held-out tests, which they see only through their metadata:
+each training fold (indentation: all folds of a scheme at once, as batched independent copies) and scored on the held-out tests, which they see only through their metadata:
 
 - indentation (``tests.csv``): outcome TR = observed hazard level ≥ 6, scored with log loss and Brier;
 - calorimetry (databank workbook): outcome bottom rupture/breach (log loss, Brier) and the coverage of
@@ -45,6 +45,8 @@ def crossvalidate_real(tests_file: str | Path, *, seed: int, draws: int = 300, t
         df = df[df["soc"].notna() & df["heat_kj"].notna()].reset_index(drop=True)
         outcome, interval, group, cell = "bottom_rupture", "heat_kj", "cell_type", ["cell_type", "soc", "trigger"]
 
+        fit_many = None
+
         def fit(train):
             return fit_calorimetry(train, **fit_kw)
 
@@ -58,8 +60,11 @@ def crossvalidate_real(tests_file: str | Path, *, seed: int, draws: int = 300, t
         df["tr"] = (df["level"] >= TR_LEVEL).astype(float)
         outcome, interval, group, cell = "tr", None, "family", ["family", "soc"]
 
-        def fit(train):
-            return fit_indentation(train.drop(columns=["tr"]), **fit_kw)
+        fit = None
+
+        def fit_many(trains: list[pd.DataFrame]) -> list:  # every fold in one NUTS run (one JAX compilation)
+            rows = [df.index.get_indexer(train.index) for train in trains]
+            return fit_indentation(df.drop(columns=["tr"]), train_sets=rows, **fit_kw)
 
         def predict(tree, test):
             return pd.DataFrame({"p": predict_indentation(tree, test, seed=seed)["p_tr"].to_numpy()})
@@ -70,7 +75,8 @@ def crossvalidate_real(tests_file: str | Path, *, seed: int, draws: int = 300, t
     for scheme, folds in _folds(df, cell, seed, n_replicate_folds).items():
         if scheme not in schemes:
             continue
-        model = cross_validate(df, folds(), fit, _hiding(predict, hidden), outcome=outcome, interval_target=interval)
+        model = cross_validate(df, folds(), fit, _hiding(predict, hidden), outcome=outcome, interval_target=interval,
+                               fit_many=fit_many)
         base = cross_validate(df, folds(), *frequency_baseline(group, outcome), outcome=outcome)
         entry = {"model": {"log_loss": model.log_loss, "brier": model.brier},
                  "baseline": {"log_loss": base.log_loss, "brier": base.brier},
