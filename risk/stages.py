@@ -119,7 +119,8 @@ def _scenarios(ctx: RunContext, decoder):
 
 
 def calibrate(ctx: RunContext) -> dict:
-    """Hierarchical PyMC model with the frozen decoder as likelihood, NumPyro NUTS → ``posterior.nc``."""
+    """Hierarchical PyMC model with the frozen decoder as likelihood, NumPyro NUTS → ``posterior.nc``;
+    metadata model → ``posterior_<kind>.nc``; full mode: its grouped CV → ``crossval.json`` (a second process)."""
     from risk.bayes.data import calibration_data
     from risk.bayes.model import build_hierarchical_model, prior_moments_u
     from risk.bayes.sampling import sample
@@ -136,29 +137,43 @@ def calibrate(ctx: RunContext) -> dict:
                                seed=ctx.stage_seed("calibrate"))
     model = build_hierarchical_model(data, decoder.pytensor_apply, parameter_names=decoder.parameter_names,
                                      prior_mean=mean, prior_sd=sd, cell_correlation=inf.cell_correlation)
-    _, diag = sample(model, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune, chains=inf.chains,
-                     target_accept=inf.target_accept, out_dir=ctx.out,
-                     # keep going on bad diagnostics: the report shows the failure banner, and `risk run`
-                     # exits 3 at the end (from diagnostics.json) unless inference.allow_bad_diagnostics
-                     allow_bad_diagnostics=True, force=True, provenance={"study_hash": s.hash})
-    summary = {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok)}
-    # metadata-only model behind `risk predict RUN_DIR --tests FILE` (never reads a test's outcome there)
-    from risk.predict.newtests import calibrate_metadata
-
     table = s.data_path() / "tests.csv" if s.data.kind == "indentation" else s.data_path()
-    if table.exists():
-        calibrate_metadata(ctx.out, table, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune,
-                           allow_bad_diagnostics=inf.allow_bad_diagnostics)
-        summary["metadata_model"] = s.data.kind
-        ctx.path("crossval.json").unlink(missing_ok=True)  # never a stale one from an earlier run
-        if not ctx.quick:  # grouped CV refits the metadata model per fold: minutes, so not in --quick
-            from risk.predict.realcv import crossvalidate_real, write_crossval
+    ctx.path("crossval.json").unlink(missing_ok=True)  # never a stale one from an earlier run
+    cv_pool = cv_job = None
+    if table.exists() and not ctx.quick:  # grouped CV refits the metadata model per fold: minutes, not in --quick
+        # it needs neither the decoder nor the posterior, so it runs in a second process while NUTS runs here
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-            cv = crossvalidate_real(table, seed=ctx.stage_seed("calibrate"), draws=min(inf.draws, 150),
-                                    tune=min(inf.tune, 150))
+        from risk.predict.realcv import crossvalidate_real
+
+        cv_pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        cv_job = cv_pool.submit(crossvalidate_real, table, seed=ctx.stage_seed("calibrate"),
+                                draws=min(inf.draws, 150), tune=min(inf.tune, 150))
+    try:
+        _, diag = sample(model, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune, chains=inf.chains,
+                         target_accept=inf.target_accept, out_dir=ctx.out,
+                         # keep going on bad diagnostics: the report shows the failure banner, and `risk run`
+                         # exits 3 at the end (from diagnostics.json) unless inference.allow_bad_diagnostics
+                         allow_bad_diagnostics=True, force=True, provenance={"study_hash": s.hash})
+        summary = {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok)}
+        # metadata-only model behind `risk predict RUN_DIR --tests FILE` (never reads a test's outcome there)
+        from risk.predict.newtests import calibrate_metadata
+
+        if table.exists():
+            calibrate_metadata(ctx.out, table, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune,
+                               allow_bad_diagnostics=inf.allow_bad_diagnostics)
+            summary["metadata_model"] = s.data.kind
+        if cv_job is not None:
+            from risk.predict.realcv import write_crossval
+
+            cv = cv_job.result()
             write_crossval(cv, ctx.path("crossval.json"))
             summary["crossval"] = {k: {"model_log_loss": v["model"]["log_loss"], "baseline_log_loss": v["baseline"]["log_loss"]}
                                    for k, v in cv.items()}
+    finally:
+        if cv_pool is not None:
+            cv_pool.shutdown(cancel_futures=True)
     return summary
 
 
@@ -169,7 +184,7 @@ def predict(ctx: RunContext) -> dict:
 
     from risk.bayes.sampling import load_posterior, stack_draws
     from risk.predict.rare_events import crude_monte_carlo, subset_simulation, tr_limit_state
-    from risk.predict.scenarios import decompose, new_cell_p_tr, write_predictions
+    from risk.predict.scenarios import decompose, link_draws, new_cell_p_tr, write_predictions
     from risk.predict.sensitivity import sobol_indices
     from sim2real import load_decoder
 
@@ -193,6 +208,7 @@ def predict(ctx: RunContext) -> dict:
         p_cells, p_cand = p_all[:len(scenarios)], p_all[len(scenarios):].mean(axis=2)
         mu = stack_draws(tree, "mu_pop").mean(0)
         chol = stack_draws(tree, "cell_chol").mean(0)
+        link = tuple(float(x.mean()) for x in link_draws(tree))
         basis = "posterior"
     else:  # no real data: prior predictive; every prior draw is one (epistemic) draw of the cell
         priors = s.priors()
@@ -203,6 +219,7 @@ def predict(ctx: RunContext) -> dict:
                           for sc in [*scenarios, *candidates]])
         p_cells, p_cand = p_all[:len(scenarios), :, None], p_all[len(scenarios):]
         mu, chol = u.mean(0), np.linalg.cholesky(np.cov(u.T) + 1e-9 * np.eye(len(names)))
+        link = (0.0, 1.0)
         basis = "prior predictive (no real data)"
     pred = decompose(p_cells, scenarios, study_hash=s.hash)
     pred.attrs["basis"] = basis
@@ -211,13 +228,16 @@ def predict(ctx: RunContext) -> dict:
 
     # Sensitivity of P(TR) of the first scenario to the physical parameters (u space, ±2 around the
     # population location), and the rare-event estimate for the least likely scenario.
+    def real_logit_fn(u, c):  # the decoder's logit through the posterior-mean sim-to-real link
+        return link[0] + link[1] * logit_fn(u, c)
+
     c0 = np.asarray(scenarios[0].conditions)
-    sens = sobol_indices(lambda u: 1 / (1 + np.exp(-logit_fn(u, np.broadcast_to(c0, (len(u), len(c0)))))),
+    sens = sobol_indices(lambda u: 1 / (1 + np.exp(-real_logit_fn(u, np.broadcast_to(c0, (len(u), len(c0)))))),
                          names, [(m - 2.0, m + 2.0) for m in mu], n_base=128 if ctx.quick else 1024, seed=seed)
     sens.to_netcdf(ctx.path("sensitivity.nc"))
     k = int(np.argmin(pred["p_tr_mean"].values))
     ck = np.asarray(scenarios[k].conditions)
-    g = tr_limit_state(lambda u: logit_fn(u, np.broadcast_to(ck, (len(u), len(ck)))), mu, chol)
+    g = tr_limit_state(lambda u: real_logit_fn(u, np.broadcast_to(ck, (len(u), len(ck)))), mu, chol)
     ss = subset_simulation(g, 1 + len(names), seed=seed, n_per_level=500 if ctx.quick else 2000)
     rare = {"scenario": scenarios[k].name, "subset_simulation": {"p": ss.p, "cov": ss.cov, "calls": ss.calls},
             "note": "P(TR) of a new cell at the posterior-mean population (u space); compare p_tr_mean"}
@@ -225,7 +245,7 @@ def predict(ctx: RunContext) -> dict:
         mc = crude_monte_carlo(g, 1 + len(names), seed=seed, n_samples=200_000)
         rare["crude_monte_carlo"] = {"p": mc.p, "cov": mc.cov, "calls": mc.calls}
     n_check = min(s.inference.rare_event_check_runs, 2 if ctx.quick else s.inference.rare_event_check_runs)
-    if n_check and ss.failure_samples is not None:
+    if n_check and ss.failure_samples is not None:  # the simulator against its own surrogate (no link)
         rare["full_simulator_check"] = _check_with_simulator(ctx, decoder, logit_fn, ss.failure_samples, mu, chol,
                                                              ck, n_check, seed)
     ctx.path("rare_events.json").write_text(json.dumps(rare, indent=2))

@@ -12,7 +12,8 @@ Three builders share one structure (family → cell → test):
     - observables: ``y_ij ~ Normal(mean_ij, sqrt(exp(2 log_scale_ij) + δ_j²))`` only where observed
       (δ_j the model-discrepancy scale of observable j),
     - hazard level (indentation, 1–7): ``OrderedLogistic(η_i, cutpoints)`` with the latent severity
-      ``η_i = logit_runaway_i`` and the cutpoint between levels 5 and 6 pinned at 0, so that
+      ``η_i = logit_runaway_i = a + b · decoder_logit(u_i, c_i)`` (``a = link_shift``,
+      ``b = link_scale``: the simulation-to-reality link of the runaway tendency) and the cutpoint between levels 5 and 6 pinned at 0, so that
       ``P(level ≥ 6) = sigmoid(logit_runaway)`` — the ordinal and the binary outcome agree,
     - runaway (bool) for tests without a level: ``Bernoulli(logit_p=logit_runaway)``.
 
@@ -189,7 +190,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
     pymc.Model with free variables ``mu_pop (parameter)``, ``tau_family (parameter)``,
     ``z_family (family, parameter)``, ``cell_sd (parameter)`` or ``cell_cov`` (LKJ Cholesky),
     ``z_test (test, parameter)``,
-    ``discrepancy (observable)``, ``cutpoints_gaps``; deterministics ``mu_family``, ``u_test``,
+    ``discrepancy (observable)``, ``cutpoints_gaps``, ``link_shift``, ``link_scale`` (when outcomes are observed); deterministics ``mu_family``, ``u_test``,
     ``cell_chol (parameter, parameter_)``, ``cell_sd``, ``cell_corr``, ``logit_runaway (test)``.
     """
     fam = data.family_index
@@ -220,7 +221,15 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         z_t = pm.Normal("z_test", 0.0, 1.0, dims=("test", "parameter"))
         u = pm.Deterministic("u_test", mu_family[fam] + z_t @ chol.T, dims=("test", "parameter"))
         out = surrogate(u, c)
-        logit = pm.Deterministic("logit_runaway", out["logit_runaway"], dims="test")
+        # simulation-to-reality link of the runaway tendency: the decoder ranks cells by their physics,
+        # the real outcomes set the scale (centred on identity; a decoder trained on a few hundred
+        # simulations is often under-confident, which no location in u can undo)
+        # (only where real outcomes can inform it; otherwise the identity)
+        logit = out["logit_runaway"]
+        if any(x is not None and np.isfinite(np.asarray(x, dtype=float)).any()
+               for x in (data.hazard_level, data.runaway)):
+            logit = pm.Normal("link_shift", 0.0, 1.5) + pm.LogNormal("link_scale", 0.0, 0.75) * logit
+        logit = pm.Deterministic("logit_runaway", logit, dims="test")
         if rows.size:
             # zero-avoiding Gamma(4, 4/scale) (mean = scale): with one latent cell per test the fit can
             # match every observation exactly, and a discrepancy free to reach 0 turns that into a

@@ -56,7 +56,8 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
     tree : posterior of `risk.bayes.model.build_hierarchical_model` (``mu_family``, ``mu_pop``,
         ``tau_family``, ``cell_chol``; family coord ``family``).
     logit_fn : ``logit_fn(u (..., n_param), c (..., n_cond)) -> logit_runaway (...)`` in NumPy/JAX
-        (e.g. `FrozenDecoder.jax_apply(...)["logit_runaway"]`).
+        (e.g. `FrozenDecoder.jax_apply(...)["logit_runaway"]`); each draw's link (`link_draws`) is
+        applied to it.
     scenarios : the scenarios; an unknown ``cell_family`` uses the population over families.
     n_cells : new cells per posterior draw.
     seed : seed of the new-cell draws.
@@ -65,9 +66,10 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
     rng = np.random.default_rng(seed)
     mu_f = stack_draws(tree, "mu_family")  # (S, F, P)
     mu_pop, tau, chol = (stack_draws(tree, v) for v in ("mu_pop", "tau_family", "cell_chol"))
+    shift, scale = link_draws(tree)
     if max_draws is not None and mu_f.shape[0] > max_draws:
         keep = np.linspace(0, mu_f.shape[0] - 1, max_draws).astype(int)
-        mu_f, mu_pop, tau, chol = mu_f[keep], mu_pop[keep], tau[keep], chol[keep]
+        mu_f, mu_pop, tau, chol, shift, scale = (x[keep] for x in (mu_f, mu_pop, tau, chol, shift, scale))
     families = [str(f) for f in tree["posterior"]["family"].values]
     S, _, P = mu_f.shape
     out = np.empty((len(scenarios), S, n_cells))
@@ -79,8 +81,18 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
         z = rng.standard_normal((S, n_cells, P))
         u = loc[:, None, :] + np.einsum("spq,scq->scp", chol, z)
         c = np.broadcast_to(np.asarray(sc.conditions, dtype=float), (S, n_cells, len(sc.conditions)))
-        out[k] = special.expit(np.asarray(logit_fn(u, c), dtype=float))
+        out[k] = special.expit(shift[:, None] + scale[:, None] * np.asarray(logit_fn(u, c), dtype=float))
     return out
+
+
+def link_draws(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
+    """Per-draw simulation-to-reality link of the runaway logit, ``(shift, scale)`` each ``(S,)``
+    (`risk.bayes.model.build_hierarchical_model`); the identity for posteriors without one."""
+    post = tree["posterior"]
+    n = post.sizes["chain"] * post.sizes["draw"]
+    if "link_shift" not in post:
+        return np.zeros(n), np.ones(n)
+    return stack_draws(tree, "link_shift"), stack_draws(tree, "link_scale")
 
 
 def decompose(p_cells: np.ndarray, scenarios: Sequence[Scenario], *, provenance: dict | None = None,

@@ -54,3 +54,19 @@ def test_one_in_n():
     assert one_in_n(0.0012) == "1 in 830"
     assert one_in_n(1e-8) == "1 in 1.0e+08"
     assert one_in_n(0.0).startswith("<")
+
+
+def test_sim_to_real_link_is_applied_per_draw():
+    tree = _posterior()
+    post = tree["posterior"].to_dataset()
+    S = 400
+    shift = np.linspace(-1.0, 1.0, S).reshape(4, S // 4)  # a different link in every draw
+    scale = np.full((4, S // 4), 0.5)
+    linked = xr.DataTree.from_dict({"posterior": post.assign(link_shift=(("chain", "draw"), shift),
+                                                             link_scale=(("chain", "draw"), scale))})
+    hot = SCEN[:1]
+    p_id = new_cell_p_tr(tree, logit_fn, hot, n_cells=50, seed=3)
+    p_link = new_cell_p_tr(linked, logit_fn, hot, n_cells=50, seed=3)  # same cells: same seed
+    logit_id = np.log(p_id / (1 - p_id))
+    np.testing.assert_allclose(np.log(p_link / (1 - p_link)), shift.reshape(-1)[None, :, None] + 0.5 * logit_id,
+                               rtol=1e-6, atol=1e-6)
