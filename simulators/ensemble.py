@@ -340,11 +340,14 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
     own, own_client = None, client is None
     if client is None:  # never the global default client: later dask work in this process stays local
         if cluster == "local":
-            # Dask pins each worker's BLAS/OpenMP pools to 1 thread; give them this machine's share of
-            # cores instead (1 worker on 2 cores ran simulations ~1.3× slower than a plain loop)
+            # Dask pins each worker's BLAS/OpenMP pools to 1 thread and fixes glibc's malloc trim
+            # threshold (which also freezes its mmap threshold). Simulations ran ~1.3× slower in such a
+            # worker than in a plain loop: give workers this machine's share of cores and glibc's
+            # adaptive defaults (None unsets the variable).
             blas = max(1, (os.cpu_count() or 1) // (workers * threads_per_worker))
             environ = {f"distributed.nanny.pre-spawn-environ.{k}": blas
                        for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+            environ["distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"] = None
             with dask.config.set(environ):
                 own = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
                                    dashboard_address=None)
