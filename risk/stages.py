@@ -207,6 +207,7 @@ def predict(ctx: RunContext) -> dict:
                               seed=seed, max_draws=100 if ctx.quick else 1000)
         p_cells, p_cand = p_all[:len(scenarios)], p_all[len(scenarios):].mean(axis=2)
         mu = stack_draws(tree, "mu_pop").mean(0)
+        mu_family = dict(zip(map(str, tree["posterior"]["family"].values), stack_draws(tree, "mu_family").mean(0)))
         chol = stack_draws(tree, "cell_chol").mean(0)
         link = tuple(float(x.mean()) for x in link_draws(tree))
         basis = "posterior"
@@ -219,6 +220,7 @@ def predict(ctx: RunContext) -> dict:
                           for sc in [*scenarios, *candidates]])
         p_cells, p_cand = p_all[:len(scenarios), :, None], p_all[len(scenarios):]
         mu, chol = u.mean(0), np.linalg.cholesky(np.cov(u.T) + 1e-9 * np.eye(len(names)))
+        mu_family = {}
         link = (0.0, 1.0)
         basis = "prior predictive (no real data)"
     pred = decompose(p_cells, scenarios, study_hash=s.hash)
@@ -226,27 +228,32 @@ def predict(ctx: RunContext) -> dict:
     write_predictions(pred, ctx.path("predictions.nc"))
     next_test = _next_test(ctx, p_cand, candidates, cand_labels, pred, basis)
 
-    # Sensitivity of P(TR) of the first scenario to the physical parameters (u space, ±2 around the
-    # population location), and the rare-event estimate for the least likely scenario.
+    # Sensitivity of P(TR) of the first scenario to the physical parameters (u space, ±2 around its
+    # family's location), and the rare-event estimate for the least likely scenario (a new cell of its
+    # family: the posterior-mean family location, or the population's for an uncalibrated family).
     def real_logit_fn(u, c):  # the decoder's logit through the posterior-mean sim-to-real link
         return link[0] + link[1] * logit_fn(u, c)
 
     c0 = np.asarray(scenarios[0].conditions)
     sens = sobol_indices(lambda u: 1 / (1 + np.exp(-real_logit_fn(u, np.broadcast_to(c0, (len(u), len(c0)))))),
-                         names, [(m - 2.0, m + 2.0) for m in mu], n_base=128 if ctx.quick else 1024, seed=seed)
+                         names, [(m - 2.0, m + 2.0) for m in mu_family.get(scenarios[0].cell_family, mu)], n_base=128 if ctx.quick else 1024, seed=seed)
     sens.to_netcdf(ctx.path("sensitivity.nc"))
     k = int(np.argmin(pred["p_tr_mean"].values))
     ck = np.asarray(scenarios[k].conditions)
-    g = tr_limit_state(lambda u: real_logit_fn(u, np.broadcast_to(ck, (len(u), len(ck)))), mu, chol)
+    mu_k = mu_family.get(scenarios[k].cell_family, mu)
+    g = tr_limit_state(lambda u: real_logit_fn(u, np.broadcast_to(ck, (len(u), len(ck)))), mu_k, chol)
     ss = subset_simulation(g, 1 + len(names), seed=seed, n_per_level=500 if ctx.quick else 2000)
+    where = "family" if scenarios[k].cell_family in mu_family else "population"
     rare = {"scenario": scenarios[k].name, "subset_simulation": {"p": ss.p, "cov": ss.cov, "calls": ss.calls},
-            "note": "P(TR) of a new cell at the posterior-mean population (u space); compare p_tr_mean"}
+            "location": where,
+            "note": f"P(TR) of a new cell at the posterior-mean {where} location (u space), cell-to-cell "
+                    "spread at its posterior mean: no epistemic spread, so compare p_tr_mean, not its interval"}
     if ss.p >= 1e-4:
         mc = crude_monte_carlo(g, 1 + len(names), seed=seed, n_samples=200_000)
         rare["crude_monte_carlo"] = {"p": mc.p, "cov": mc.cov, "calls": mc.calls}
     n_check = min(s.inference.rare_event_check_runs, 2 if ctx.quick else s.inference.rare_event_check_runs)
     if n_check and ss.failure_samples is not None:  # the simulator against its own surrogate (no link)
-        rare["full_simulator_check"] = _check_with_simulator(ctx, decoder, logit_fn, ss.failure_samples, mu, chol,
+        rare["full_simulator_check"] = _check_with_simulator(ctx, decoder, logit_fn, ss.failure_samples, mu_k, chol,
                                                              ck, n_check, seed)
     ctx.path("rare_events.json").write_text(json.dumps(rare, indent=2))
     return {"basis": basis, "scenarios": len(scenarios), "next_test": next_test, "p_tr_mean": dict(zip(pred["scenario"].values.tolist(),

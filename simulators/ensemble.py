@@ -277,6 +277,56 @@ def _failed_samples(failures: Path) -> set[int]:
     return out
 
 
+# Dask settings for workers that run long simulations (see `local_cluster`; recommended for external
+# clusters too: put them in the workers' dask config, e.g. ~/.config/dask/distributed.yaml)
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False,
+                 "distributed.admin.system-monitor.gil.enabled": False,
+                 "distributed.admin.system-monitor.interval": "2s",
+                 "distributed.admin.tick.interval": "1s",
+                 "distributed.worker.memory.monitor-interval": "1s"}
+
+
+def local_cluster(workers: int = 2, threads_per_worker: int = 1):
+    """A `distributed.LocalCluster` of ``workers`` processes set up for simulations.
+
+    Dask's defaults suit many short tasks, not a few long Python-heavy ones, which ran up to ~1.3×
+    slower in a default worker than in a plain loop (benchmarks/ensemble_runner.py):
+
+    - the statistical profiler samples every thread's stack each 10 ms and the GIL monitor, tick
+      and memory monitors wake the event loop many times a second: each wake takes the GIL from the
+      simulation. Off, or once a second; memory limits are still enforced, a second later at most.
+    - BLAS/OpenMP pools pinned to 1 thread, and glibc's malloc trim threshold fixed (which also
+      freezes its mmap threshold): here each worker gets its share of the cores and glibc's adaptive
+      defaults (``None`` unsets the variable).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    blas = str(max(1, (os.cpu_count() or 1) // (workers * threads_per_worker)))
+    environ = {"OMP_NUM_THREADS": blas, "MKL_NUM_THREADS": blas, "OPENBLAS_NUM_THREADS": blas,
+               "MALLOC_TRIM_THRESHOLD_": None}
+    # the nanny prefers this process's environment to its pre-spawn config and writes the config into
+    # it ("poisons" it): set the variables here for the spawn, and restore them afterwards
+    config = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}
+    saved = {k: os.environ.get(k) for k in environ}
+    try:
+        _set_environ(environ)
+        with dask.config.set({**config, **WORKER_CONFIG}):
+            return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                                dashboard_address=None)
+    finally:
+        _set_environ(saved)
+
+
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    """Set environment variables; None unsets one."""
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path, *,
                  cluster: str = "local", workers: int = 2, threads_per_worker: int = 1,
                  timeout: float = 600.0, mpi_ranks: int = 1, retry_failed: bool = False, attrs: dict | None = None,
@@ -300,8 +350,7 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
         would keep a core busy). A SIGKILL loses at most this much finished work; Ctrl-C and
         errors lose nothing. 0 commits every sample.
     """
-    import dask
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
 
     store = Path(store)
     store.parent.mkdir(parents=True, exist_ok=True)
@@ -340,17 +389,7 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
     own, own_client = None, client is None
     if client is None:  # never the global default client: later dask work in this process stays local
         if cluster == "local":
-            # Dask pins each worker's BLAS/OpenMP pools to 1 thread and fixes glibc's malloc trim
-            # threshold (which also freezes its mmap threshold). Simulations ran ~1.3× slower in such a
-            # worker than in a plain loop: give workers this machine's share of cores and glibc's
-            # adaptive defaults (None unsets the variable).
-            blas = max(1, (os.cpu_count() or 1) // (workers * threads_per_worker))
-            environ = {f"distributed.nanny.pre-spawn-environ.{k}": blas
-                       for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-            environ["distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"] = None
-            with dask.config.set(environ):
-                own = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                                   dashboard_address=None)
+            own = local_cluster(workers, threads_per_worker)
             client = Client(own, set_as_default=False)
         else:
             client = Client(cluster, timeout="30s", set_as_default=False)

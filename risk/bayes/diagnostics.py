@@ -43,6 +43,7 @@ class Diagnostics:
     divergences: int
     bfmi_min: float
     messages: list[str] = field(default_factory=list)
+    rhat_by_variable: dict[str, float] = field(default_factory=dict)  # worst first: which quantities disagree
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
@@ -82,12 +83,16 @@ def summarize(idata, var_names: list[str] | None = None, thresholds: Thresholds 
         bfmi = np.mean(np.diff(e, axis=1) ** 2, axis=1) / np.var(e, axis=1)
     else:
         bfmi = np.array([np.nan])
+    per_var = {v: _min_max(rhat[[v]], np.max) for v in rhat.data_vars}
+    per_var = dict(sorted(((v, r) for v, r in per_var.items() if np.isfinite(r)), key=lambda kv: -kv[1]))
     d = Diagnostics(ok=True, rhat_max=_min_max(rhat, np.max), ess_bulk_min=_min_max(ess_b, np.min),
                     ess_tail_min=_min_max(ess_t, np.min), divergences=div,
-                    bfmi_min=float(np.nanmin(bfmi)) if np.isfinite(bfmi).any() else float("nan"))
+                    bfmi_min=float(np.nanmin(bfmi)) if np.isfinite(bfmi).any() else float("nan"),
+                    rhat_by_variable=per_var)
     t = thresholds
     if not d.rhat_max <= t.rhat_max:
-        d.messages.append(f"R-hat max {d.rhat_max:.3f} > {t.rhat_max}")
+        worst = [f"{v} {r:.3f}" for v, r in per_var.items() if r > t.rhat_max][:4]
+        d.messages.append(f"R-hat max {d.rhat_max:.3f} > {t.rhat_max} ({', '.join(worst)})")
     if not d.ess_bulk_min >= t.ess_min:
         d.messages.append(f"bulk ESS min {d.ess_bulk_min:.0f} < {t.ess_min:.0f}")
     if not d.ess_tail_min >= t.ess_min:

@@ -100,35 +100,45 @@ def read_calorimetry_tests(path: str | Path) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------- indentation
-def fit_indentation(df: pd.DataFrame, *, seed: int, draws: int = 500, tune: int = 500,
-                    train_sets: list[np.ndarray] | None = None, **kw) -> xr.DataTree | list[xr.DataTree]:
-    """Fit `build_ordinal_model` on a `read_indentation_tests` table (rows with a level).
-
-    With ``train_sets`` (positions into the rows with a level, one array per cross-validation fold)
-    every fold's model is fitted in ONE NUTS run of independent batched copies, and a list of
-    per-fold trees comes back (each as a plain fit would give, for `predict_indentation`). Families
-    are those of the whole table, so a family absent from a fold's training rows keeps its prior —
-    the same population draw a separate fit would make for an unseen family.
-    """
+def _fit_ordinal(df: pd.DataFrame, train_mask: np.ndarray | None, *, seed: int, draws: int, tune: int,
+                 **kw) -> tuple[xr.DataTree, dict]:
+    """NUTS fit of `build_ordinal_model` on the rows with a level; returns the tree and its attrs."""
     df = df[df["level"].notna()]
     families = sorted(df["family"].unique())
     cap = df.groupby("family")["capacity_ah"].median().reindex(families)
     logcap = np.log(cap.fillna(cap.median()).to_numpy())
     centre = float(logcap.mean())
     fam_idx = df["family"].map({f: k for k, f in enumerate(families)}).to_numpy()
-    mask = None
-    if train_sets is not None:
-        mask = np.zeros((len(train_sets), len(df)), dtype=bool)
-        for k, rows in enumerate(train_sets):
-            mask[k, rows] = True
     model = build_ordinal_model(fam_idx, len(families), df["soc"].to_numpy(), logcap - centre,
-                                hazard_level=df["level"].to_numpy(), train_mask=mask)
+                                hazard_level=df["level"].to_numpy(), train_mask=train_mask)
     kw.setdefault("var_names", ["alpha", "beta0", "tau_a", "tau_b", "sigma_cell", "cutpoints_gaps"])
     tree, _ = sample(model, seed=seed, draws=draws, tune=tune, posterior_predictive=False, **kw)
-    attrs = {"model_kind": "indentation_ordinal", "families": json.dumps(families), "log_capacity_centre": centre}
-    if mask is None:
-        tree.attrs.update(attrs)
-        return tree
+    return tree, {"model_kind": "indentation_ordinal", "families": json.dumps(families),
+                  "log_capacity_centre": centre}
+
+
+def fit_indentation(df: pd.DataFrame, *, seed: int, draws: int = 500, tune: int = 500, **kw) -> xr.DataTree:
+    """Fit `build_ordinal_model` on a `read_indentation_tests` table (rows with a level)."""
+    tree, attrs = _fit_ordinal(df, None, seed=seed, draws=draws, tune=tune, **kw)
+    tree.attrs.update(attrs)
+    return tree
+
+
+def fit_indentation_folds(df: pd.DataFrame, train_sets: list[np.ndarray], *, seed: int, draws: int = 500,
+                          tune: int = 500, **kw) -> list[xr.DataTree]:
+    """Cross-validation fits: one tree per fold, all fitted in ONE NUTS run of batched copies.
+
+    ``train_sets`` holds, per fold, the positions of its training rows among the rows with a level.
+    Each tree is what `fit_indentation` on those rows would give (for `predict_indentation`), but the
+    families are those of the whole table: a family absent from a fold's training rows keeps its
+    prior, the same population draw a separate fit would make for an unseen family. One JAX
+    compilation serves every fold (111 s vs ~375 s fold by fold on the real tests).
+    """
+    n = int(df["level"].notna().sum())
+    mask = np.zeros((len(train_sets), n), dtype=bool)
+    for k, rows in enumerate(train_sets):
+        mask[k, rows] = True
+    tree, attrs = _fit_ordinal(df, mask, seed=seed, draws=draws, tune=tune, **kw)
     posterior = tree["posterior"].to_dataset()
     out = []
     for k in range(len(mask)):  # every variable of the batched model leads with the fold axis

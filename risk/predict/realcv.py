@@ -24,7 +24,7 @@ import pandas as pd
 
 from risk.bayes.model import TR_LEVEL
 from risk.predict.crossval import cross_validate, frequency_baseline, leave_groups_out, leave_replicates_out
-from risk.predict.newtests import (_is_calorimetry, fit_calorimetry, fit_indentation, predict_calorimetry,
+from risk.predict.newtests import (_is_calorimetry, fit_calorimetry, fit_indentation_folds, predict_calorimetry,
                                    predict_indentation, read_calorimetry_tests, read_indentation_tests)
 
 
@@ -64,7 +64,7 @@ def crossvalidate_real(tests_file: str | Path, *, seed: int, draws: int = 300, t
 
         def fit_many(trains: list[pd.DataFrame]) -> list:  # every fold in one NUTS run (one JAX compilation)
             rows = [df.index.get_indexer(train.index) for train in trains]
-            return fit_indentation(df.drop(columns=["tr"]), train_sets=rows, **fit_kw)
+            return fit_indentation_folds(df.drop(columns=["tr"]), rows, **fit_kw)
 
         def predict(tree, test):
             return pd.DataFrame({"p": predict_indentation(tree, test, seed=seed)["p_tr"].to_numpy()})

@@ -222,6 +222,9 @@ def _validation(art: Artefacts) -> dict:
     return res
 
 
+PER_UNIT_DIMS = ("test", "family", "observed_entry", "scenario")  # posterior dims of latents, not hyperparameters
+
+
 def _posterior(art: Artefacts, study: dict) -> dict:
     post = art.posterior
     if post is None or "posterior" not in post:
@@ -230,12 +233,23 @@ def _posterior(art: Artefacts, study: dict) -> dict:
     names = figures.scalar_posterior_vars(ds)
     params = study.get("parameters") or {}
     rows = []
-    for n in names:
-        v = ds[n].values.ravel()
-        unit = ds[n].attrs.get("units") or (params.get(n) or {}).get("unit") or "1"
+    def row(name: str, v: np.ndarray, unit: str) -> dict:
         q05, q50, q95 = np.quantile(v, [0.05, 0.5, 0.95])
-        rows.append({"name": n, "unit": unit, "mean": float(v.mean()), "sd": float(v.std()),
-                     "q05": q05, "q50": q50, "q95": q95})
+        return {"name": name, "unit": unit, "mean": float(v.mean()), "sd": float(v.std()),
+                "q05": q05, "q50": q50, "q95": q95}
+
+    for n in names:
+        rows.append(row(n, ds[n].values.ravel(), ds[n].attrs.get("units") or (params.get(n) or {}).get("unit") or "1"))
+    # population-level vectors (hierarchical hyperparameters: μ_pop, τ_family, cell sd per physical
+    # parameter in the decoder's u space; discrepancy per observable; cutpoints); per-test and
+    # per-family latents stay in posterior.nc
+    for n in ds.data_vars:
+        extra = [d for d in ds[n].dims if d not in figures.SAMPLE_DIMS]
+        if len(extra) != 1 or extra[0] in PER_UNIT_DIMS or ds.sizes[extra[0]] > 12:
+            continue
+        unit = ds[n].attrs.get("units") or ("1 (u space)" if extra[0] == "parameter" else "1")
+        for j, label in enumerate(ds[extra[0]].values):
+            rows.append(row(f"{n}[{label}]", ds[n].isel({extra[0]: j}).values.ravel(), unit))
     return {"computed": True, "rows": rows, "n_chains": int(ds.sizes.get("chain", 0)),
             "n_draws": int(ds.sizes.get("draw", 0)),
             "figure": figures.parameter_posteriors(ds, params) if names else None}

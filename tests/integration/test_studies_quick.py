@@ -31,6 +31,16 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
     pred = xr.open_dataset(out / "predictions.nc")
     p = pred["p_tr_mean"].values
     assert ((0 <= p) & (p <= 1)).all() and (pred["p_tr_q05"].values <= pred["p_tr_q95"].values).all()
+    # the rare-event estimate is for a new cell of the least likely scenario's own family when calibrated
+    rare = json.loads((out / "rare_events.json").read_text())
+    k = int(p.argmin())
+    assert rare["scenario"] == str(pred["scenario"].values[k]) and 0 <= rare["subset_simulation"]["p"] <= 1
+    if (out / "posterior.nc").exists():
+        from risk.bayes.sampling import load_posterior
+
+        post = load_posterior(out / "posterior.nc")
+        calibrated = str(pred["cell_family"].values[k]) in set(map(str, post["posterior"]["family"].values))
+        assert rare["location"] == ("family" if calibrated else "population")
     for name in ("report.html", "report.pdf", "exports/risk.parquet", "exports/risk.csv", "exports/risk.json"):
         assert (out / name).stat().st_size > 0, name
     # a rerun is fully cached

@@ -138,3 +138,26 @@ def test_resuming_into_a_store_of_another_design_is_refused_then_forced(tmp_path
     assert sorted(forced.computed) == list(range(8))
     assert len(list(tmp_path.glob("ensemble-*.zarr"))) == 1  # the old store is kept, not deleted
     np.testing.assert_allclose(open_ensemble(store)["theta"].values, other.theta[open_ensemble(store)["sample"].values])
+
+
+def test_local_cluster_workers_are_set_up_for_long_simulations(monkeypatch):
+    """Workers get their share of BLAS threads, glibc's adaptive malloc, and no stack profiler."""
+    from distributed import Client
+
+    from simulators.ensemble import WORKER_CONFIG, local_cluster
+
+    def worker_settings():
+        import dask
+
+        return (os.environ.get("OMP_NUM_THREADS"), os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                {k: dask.config.get(k) for k in WORKER_CONFIG})
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # e.g. left by an earlier cluster's nanny: neither used nor lost
+    with local_cluster(workers=2) as cluster, Client(cluster, set_as_default=False) as client:
+        settings = list(client.run(worker_settings).values())
+    assert os.environ["OMP_NUM_THREADS"] == "7"
+    assert len(settings) == 2
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    for omp, trim, config in settings:
+        assert omp == share and trim is None
+        assert config == WORKER_CONFIG and config["distributed.worker.profile.enabled"] is False

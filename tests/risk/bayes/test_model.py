@@ -64,7 +64,11 @@ def test_fit_recovers_family_locations_and_writes_outputs(tmp_path):
     # ordinal and binary outcome agree: the 5|6 cutpoint is pinned at 0
     np.testing.assert_array_equal(stack_draws(tree, "cutpoints")[:, 4], 0.0)
     on_disk = json.loads((tmp_path / "diagnostics.json").read_text())
-    assert set(on_disk) == {"ok", "rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "bfmi_min", "messages"}
+    assert set(on_disk) == {"ok", "rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "bfmi_min", "messages",
+                            "rhat_by_variable"}
+    per_var = on_disk["rhat_by_variable"]  # worst first, and its worst is the overall maximum
+    assert set(per_var) == {"mu_family", "cell_sd"} and list(per_var.values())[0] == on_disk["rhat_max"]
+    assert per_var == dict(sorted(per_var.items(), key=lambda kv: -kv[1]))
     saved = load_posterior(tmp_path / "posterior.nc")
     assert saved.attrs["input_hash"] == "h1"
     # checkpoint: same hash → loaded, not re-sampled (identical draws even with another seed)
@@ -78,6 +82,8 @@ def test_fit_recovers_family_locations_and_writes_outputs(tmp_path):
         check(summarize(tree, ["mu_family"], strict))
     assert not err.value.summary.ok and "bulk ESS" in str(err.value)
     assert not summarize(tree, ["mu_family"], strict).ok
+    # an R-hat failure names the variables that disagree between chains
+    assert "(mu_family " in summarize(tree, ["mu_family"], Thresholds(rhat_max=0.5)).messages[0]
 
 
 def test_fewer_than_four_chains_rejected():

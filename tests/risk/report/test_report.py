@@ -86,3 +86,28 @@ def test_report_rebuild_does_not_touch_inputs(run_copy):
     # variance decomposition shown is the saved one
     pred = xr.open_dataset(run / "predictions.nc")
     assert np.all(pred["p_tr_var_epistemic"].values >= 0)
+
+
+def test_posterior_table_lists_hierarchical_hyperparameters(tmp_path):
+    """μ_pop, τ_family, cell sd (per physical parameter) and the discrepancy (per observable) get one
+    row per entry; per-test, per-family and matrix-valued latents do not."""
+    from risk.report.artefacts import Artefacts
+    from risk.report.build import _posterior
+
+    rng = np.random.default_rng(0)
+    par, obs, tests = ["k_short", "r_short"], ["force_peak"], ["t1", "t2", "t3"]
+    post = xr.Dataset({
+        "link_scale": (("chain", "draw"), rng.lognormal(size=(4, 50))),
+        "mu_pop": (("chain", "draw", "parameter"), rng.normal(size=(4, 50, 2))),
+        "tau_family": (("chain", "draw", "parameter"), np.abs(rng.normal(size=(4, 50, 2)))),
+        "discrepancy": (("chain", "draw", "observable"), rng.gamma(4.0, 0.05, size=(4, 50, 1))),
+        "u_test": (("chain", "draw", "test", "parameter"), rng.normal(size=(4, 50, 3, 2))),
+        "logit_runaway": (("chain", "draw", "test"), rng.normal(size=(4, 50, 3))),
+        "cell_corr": (("chain", "draw", "parameter", "parameter_"), np.broadcast_to(np.eye(2), (4, 50, 2, 2))),
+    }, coords={"parameter": par, "parameter_": par, "observable": obs, "test": tests})
+    art = Artefacts(run_dir=tmp_path, posterior=xr.DataTree.from_dict({"posterior": post}))
+    rows = {r["name"]: r for r in _posterior(art, {})["rows"]}
+    assert set(rows) == {"link_scale", "mu_pop[k_short]", "mu_pop[r_short]", "tau_family[k_short]",
+                         "tau_family[r_short]", "discrepancy[force_peak]"}
+    assert rows["mu_pop[r_short]"]["unit"] == "1 (u space)"
+    np.testing.assert_allclose(rows["tau_family[k_short]"]["mean"], post["tau_family"][..., 0].mean())
