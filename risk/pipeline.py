@@ -129,7 +129,9 @@ class Pipeline:
         """Run the stages (all, or ``only`` those named) in order; returns stage → status."""
         self.ctx.out.mkdir(parents=True, exist_ok=True)
         records = self.records()
-        hashes = {k: v["hash"] for k, v in records.items()}
+        # downstream stages key on their upstream's *output* id, which changes each time a stage
+        # really runs (also when forced), so a rerun stage's dependants never stay stale
+        hashes = {k: v.get("output", v["hash"]) for k, v in records.items()}
         status: dict[str, str] = {}
         for name, st in self.stages.items():
             h = self.input_hash(name, hashes)
@@ -142,18 +144,19 @@ class Pipeline:
             if cached:
                 self.ctx.console.print(f"[dim]✓ {name}: unchanged, skipped[/dim]")
                 status[name] = "cached"
-                hashes[name] = h
+                hashes[name] = rec.get("output", h)
                 continue
             records.pop(name, None)
             self._save(records)
             self.ctx.console.print(f"[bold]▶ {name}[/bold] {st.description}")
             t0 = time.time()
             summary = st.func(self.ctx) or {}
-            records[name] = {"hash": h, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            output = hashlib.sha256(f"{h}:{time.time_ns()}".encode()).hexdigest()
+            records[name] = {"hash": h, "output": output, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                              "seconds": round(time.time() - t0, 3), "summary": summary,
                              # what this run wrote (a stage with nothing to do, e.g. no scenarios, writes none)
                              "artefacts": [a for a in st.artefacts if (self.ctx.out / a).exists()]}
             self._save(records)
-            hashes[name] = h
+            hashes[name] = output
             status[name] = "ran"
         return status

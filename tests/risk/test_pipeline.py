@@ -33,6 +33,15 @@ def test_rerun_of_unchanged_study_redoes_no_stage(tmp_path):
     assert "unchanged, skipped" in second.output
     assert _records(out) == rec1  # same hashes, same finish times: nothing redone
 
+    # a stage rerun on its own (forced) makes its dependants rerun on the next `run`, nothing else
+    assert runner.invoke(app, ["predict", str(STUDY), "--out", str(out), "--quick", "--force"]).exit_code == 0
+    before = _records(out)
+    assert before["predict"]["output"] != rec1["predict"]["output"]
+    again = runner.invoke(app, ["run", str(STUDY), "--out", str(out), "--quick"])
+    assert again.exit_code == 0, again.output
+    after = _records(out)
+    assert {k for k in after if after[k] != before[k]} == {"report", "export"}
+
     forced = runner.invoke(app, ["simulate", str(STUDY), "--out", str(out), "--quick", "--force"])
     assert forced.exit_code == 0, forced.output
     # --force reruns the stage, but finished simulations in the store are still not redone
