@@ -234,9 +234,9 @@ def predict(ctx: RunContext) -> dict:
     def real_logit_fn(u, c):  # the decoder's logit through the posterior-mean sim-to-real link
         return link[0] + link[1] * logit_fn(u, c)
 
-    c0 = np.asarray(scenarios[0].conditions)
+    c0, mu_0 = np.asarray(scenarios[0].conditions), mu_family.get(scenarios[0].cell_family, mu)
     sens = sobol_indices(lambda u: 1 / (1 + np.exp(-real_logit_fn(u, np.broadcast_to(c0, (len(u), len(c0)))))),
-                         names, [(m - 2.0, m + 2.0) for m in mu_family.get(scenarios[0].cell_family, mu)], n_base=128 if ctx.quick else 1024, seed=seed)
+                         names, [(m - 2.0, m + 2.0) for m in mu_0], n_base=128 if ctx.quick else 1024, seed=seed)
     sens.to_netcdf(ctx.path("sensitivity.nc"))
     k = int(np.argmin(pred["p_tr_mean"].values))
     ck = np.asarray(scenarios[k].conditions)

@@ -233,13 +233,15 @@ def _posterior(art: Artefacts, study: dict) -> dict:
     names = figures.scalar_posterior_vars(ds)
     params = study.get("parameters") or {}
     rows = []
+
     def row(name: str, v: np.ndarray, unit: str) -> dict:
         q05, q50, q95 = np.quantile(v, [0.05, 0.5, 0.95])
         return {"name": name, "unit": unit, "mean": float(v.mean()), "sd": float(v.std()),
                 "q05": q05, "q50": q50, "q95": q95}
 
     for n in names:
-        rows.append(row(n, ds[n].values.ravel(), ds[n].attrs.get("units") or (params.get(n) or {}).get("unit") or "1"))
+        unit = ds[n].attrs.get("units") or (params.get(n) or {}).get("unit") or "1"
+        rows.append(row(n, ds[n].values.ravel(), unit))
     # population-level vectors (hierarchical hyperparameters: μ_pop, τ_family, cell sd per physical
     # parameter in the decoder's u space; discrepancy per observable; cutpoints); per-test and
     # per-family latents stay in posterior.nc
