@@ -44,6 +44,7 @@ import numpy as np
 import xarray as xr
 
 from abuse_fe.hazard import HazardRules, hazard_level
+from simulators import features
 from simulators.base import Condition, Parameter, Simulator, attach_units
 from simulators.registry import register
 from simulators.kinetics import load as load_kinetics
@@ -73,6 +74,10 @@ META: dict[str, tuple[str, str]] = {
     "short": ("1", "an internal short occurred"),
     "hazard_level": ("1", "observed-hazard level 1-7 of the indentation dataset (abuse_fe.hazard)"),
     "heat_joule_total": ("J", "electrical energy dissipated by the short current"),
+    "voltage_drop": ("V", "open-circuit voltage before the short minus the lowest voltage after it"),
+    "temperature_rise_rate_log": ("1", "ln of the largest surface-temperature rise rate in K/s, as the logger "
+                                      "reads it (clipped at 150 degC, floored at 0.1 K/s)"),
+    "temperature_rise_rate_censored": ("1", "the surface temperature reached the thermocouple ceiling (rate is a lower bound)"),
 }
 
 COUPLED_PARAMETERS: tuple[Parameter, ...] = _ip.MECHANICAL_PARAMETERS + (
@@ -95,6 +100,20 @@ COUPLED_CONDITIONS: tuple[Condition, ...] = _ip.MECHANICAL_CONDITIONS + (
     Condition("capacity_nominal", "A s", 1800.0, "nominal capacity", (360.0, 3.6e5)),
     Condition("temperature_ambient", "K", 298.15, "ambient temperature", (233.15, 353.15)),
 )
+
+
+def measured_features(time: np.ndarray, temperature_surface: np.ndarray, voltage: np.ndarray,
+                      voltage_before: float) -> dict:
+    """The features the real workbooks give (`simulators.features`), from the full-resolution history.
+
+    ``time`` [s] from the short onset, ``temperature_surface`` [K] (the heat-capacity-weighted mean of
+    the two nodes: the thermocouples sit on the faces of a thin pouch, Biot ≪ 1), ``voltage`` [V]
+    across the short, ``voltage_before`` the open-circuit voltage before the short [V].
+    """
+    rate = features.rise_rate_max(time, temperature_surface)
+    return {"voltage_drop": features.voltage_drop(voltage_before, voltage),
+            "temperature_rise_rate_log": features.log_rise_rate(rate),
+            "temperature_rise_rate_censored": features.reached_ceiling(temperature_surface)}
 
 
 @dataclass(frozen=True)
@@ -221,6 +240,7 @@ def short_thermal_response(
         frac = np.where(q_avail > 0, released / q_avail, 0.0)
     return {
         "time": grid,
+        **measured_features(ts, T_mean, np.array(Vs), ocv(soc)),
         "temperature_hotspot": np.interp(grid, ts, Ts),
         "temperature_mean": np.interp(grid, ts, T_mean),
         "current_short": np.interp(grid, ts, np.array(Is)),
@@ -307,12 +327,14 @@ def short_thermal_response_fe(
     spread = max(E_kin - q_vol * V_s, 0.0) / (q_vol * (V_cell - V_s)) if q_vol > 0 else 0.0
     runaway = bool(ds.thermal_runaway) and spread >= 0.5
     charge = np.trapezoid(hist["current"], hist["time"])
+    voltage = np.interp(grid, hist["time"], hist["current"]) * short_resistance
     return {
         "time": grid,
+        **measured_features(grid, ds.temperature_mean.values, voltage, float(np.interp(soc, *OCV_LCO))),
         "temperature_hotspot": ds.temperature_max.values,
         "temperature_mean": ds.temperature_mean.values,
         "current_short": np.interp(grid, hist["time"], hist["current"]),
-        "voltage": np.interp(grid, hist["time"], hist["current"]) * short_resistance,
+        "voltage": voltage,
         "thermal_runaway": runaway,
         "time_to_runaway": float(ds.time_to_runaway) if runaway else math.nan,
         "temperature_peak": float(ds.temperature_peak),
@@ -378,11 +400,13 @@ class _IndentationCoupled(Simulator):
                   "current_short": np.zeros_like(grid), "voltage": np.full_like(grid, np.nan),
                   "thermal_runaway": False, "time_to_runaway": math.nan, "temperature_peak": T_amb,
                   "temperature_bulk_peak": T_amb, "heat_released_total": 0.0, "heat_joule_total": 0.0,
-                  "discharge_fraction": 0.0, "local_reaction_fraction": 0.0, "spread_fraction": 0.0}
+                  "discharge_fraction": 0.0, "local_reaction_fraction": 0.0, "spread_fraction": 0.0,
+                  "voltage_drop": 0.0, "temperature_rise_rate_log": features.log_rise_rate(0.0),
+                  "temperature_rise_rate_censored": False}
         level = hazard_level({**th, "short": short}, HazardRules())
         scalars = ("thermal_runaway", "time_to_runaway", "temperature_peak", "temperature_bulk_peak",
                    "heat_released_total", "heat_joule_total", "discharge_fraction", "local_reaction_fraction",
-                   "spread_fraction")
+                   "spread_fraction", "voltage_drop", "temperature_rise_rate_log", "temperature_rise_rate_censored")
         ds = xr.Dataset(
             {
                 "force_indenter": ("displacement", force),
@@ -398,7 +422,8 @@ class _IndentationCoupled(Simulator):
             coords={"displacement": d, "time": th["time"]},
             attrs={"wall_time_mechanics": t_mech, "wall_time_total": _time.perf_counter() - t0},
         )
-        ds["thermal_runaway"] = ds["thermal_runaway"].astype(bool)
+        for flag in ("thermal_runaway", "temperature_rise_rate_censored"):
+            ds[flag] = ds[flag].astype(bool)
         return attach_units(ds, META)
 
 

@@ -131,6 +131,8 @@ def predict(target: Annotated[Path, typer.Argument(help="a study YAML (runs the 
             tests: Annotated[Path | None, typer.Option("--tests", help="tests.csv or a databank workbook of unseen tests")] = None,
             raw: Annotated[Path | None, typer.Option("--raw", help="raw workbooks of the tests (indentation)")] = None,
             output: Annotated[Path | None, typer.Option("--output", help="CSV to write (with --tests)")] = None,
+            model: Annotated[str, typer.Option("--model", help="physics (default: the calibrated physics model; "
+                                               "uncovered chemistries fall back to metadata) or metadata (baseline)")] = "physics",
             out: OutOpt = None, force: ForceOpt = False, quick: QuickOpt = False, cluster: ClusterOpt = None):
     """P(TR | scenario) for a study, or predictions for tests the model has never seen (--tests)."""
     if tests is None:
@@ -141,7 +143,7 @@ def predict(target: Annotated[Path, typer.Argument(help="a study YAML (runs the 
     try:
         if not target.is_dir():
             raise InputError("with --tests, the target must be a run directory (runs/<study>/)", path=target)
-        table = predict_tests(target, tests, raw)
+        table = predict_tests(target, tests, raw, model=model)
     except InputError as err:
         _fail(err)
     if output is None:

@@ -1,4 +1,5 @@
-"""The stages of a study, in order: simulate → ingest → train → calibrate → predict → report → export.
+"""The stages of a study, in order: simulate → ingest → train → calibrate → crossvalidate → predict → report
+→ export.
 
 Each function takes a `RunContext`, writes its artefacts into the run directory and returns a small
 JSON summary for ``stages.json``. Heavy packages are imported inside the stage that needs them.
@@ -106,75 +107,107 @@ def train(ctx: RunContext) -> dict:
 
 
 def _scenarios(ctx: RunContext, decoder):
+    """The study's scenarios as decoder condition vectors [SI]: a condition the scenario does not set comes
+    from its family's real tests (their median), else from the simulator's default — never from the
+    ensemble; a scenario whose family has no data and sets no capacity fails with its name."""
+    from risk.errors import StudyError
     from risk.predict.scenarios import Scenario
     from risk.study import _quantity_si
 
     layout = decoder.layout
+    real = _real(ctx)
     out = []
     for sc in ctx.study.scenarios:
         given = {"soc": sc.soc, **{k: _quantity_si(v) for k, v in sc.conditions.items()}}
-        c = [given.get(n, layout.condition_default[j]) for j, n in enumerate(layout.condition_names)]
+        family = {}
+        if real is not None and "cell_family" in real:
+            rows = real.sel(test=(real["cell_family"] == sc.cell_family).values)
+            family = {n: float(np.nanmedian(rows[n].values)) for n in layout.condition_names
+                      if n in rows and rows.sizes["test"] and np.isfinite(rows[n].values).any()}
+        if "capacity_nominal" in layout.condition_names and "capacity_nominal" not in given | family:
+            from risk.data.families import FAMILY_NOMINAL_AH, parse_test_name
+
+            cap = FAMILY_NOMINAL_AH.get(sc.cell_family, parse_test_name(sc.cell_family.replace(" ", "")).capacity_name_ah)
+            if not np.isfinite(cap):
+                raise StudyError(f"scenario {sc.name!r}: family {sc.cell_family!r} has no real tests and no capacity; "
+                                 "set conditions: {capacity_nominal: ...}", field="scenarios")
+            family["capacity_nominal"] = cap * 3600.0
+        c = [given.get(n, family.get(n, layout.condition_default[j])) for j, n in enumerate(layout.condition_names)]
         out.append(Scenario(sc.name, sc.cell_family, sc.soc, sc.severity, tuple(map(float, c))))
     return out
 
 
-def calibrate(ctx: RunContext) -> dict:
-    """Hierarchical PyMC model with the frozen decoder as likelihood, NumPyro NUTS → ``posterior.nc``;
-    metadata model → ``posterior_<kind>.nc``; full mode: its grouped CV → ``crossval.json`` (a second process)."""
+def _physics_inputs(ctx: RunContext):
+    """(decoder, calibration data, priors in decoder order) of the study, or None without real tests."""
     from risk.bayes.data import calibration_data
-    from risk.bayes.model import build_hierarchical_model, prior_moments_u
-    from risk.bayes.sampling import sample
     from sim2real import load_decoder
 
-    s, inf = ctx.study, ctx.study.inference
     real = _real(ctx)
     if real is None or not real.sizes.get("test", 0):
-        return {"note": "no real tests: the prior predictive is used downstream"}
+        return None
     decoder = load_decoder(ctx.path("model"))
-    data = calibration_data(real, decoder)
-    priors = s.priors()
-    mean, sd = prior_moments_u([priors[n] for n in decoder.parameter_names], decoder.to_unconstrained,
-                               seed=ctx.stage_seed("calibrate"))
-    model = build_hierarchical_model(data, decoder.pytensor_apply, parameter_names=decoder.parameter_names,
-                                     prior_mean=mean, prior_sd=sd, cell_correlation=inf.cell_correlation)
+    priors = ctx.study.priors()
+    return decoder, calibration_data(real, decoder), [priors[n] for n in decoder.parameter_names]
+
+
+def _metadata_table(ctx: RunContext):
+    """The real-data table the metadata baselines read (indentation ``tests.csv`` or the databank)."""
+    s = ctx.study
     table = s.data_path() / "tests.csv" if s.data.kind == "indentation" else s.data_path()
-    ctx.path("crossval.json").unlink(missing_ok=True)  # never a stale one from an earlier run
-    cv_pool = cv_job = None
-    if table.exists() and not ctx.quick:  # grouped CV refits the metadata model per fold: minutes, not in --quick
-        # it needs neither the decoder nor the posterior, so it runs in a second process while NUTS runs here
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    return table if table.exists() else None
 
-        from risk.predict.realcv import crossvalidate_real
 
-        cv_pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        cv_job = cv_pool.submit(crossvalidate_real, table, seed=ctx.stage_seed("calibrate"),
-                                draws=min(inf.draws, 150), tune=min(inf.tune, 150))
-    try:
-        _, diag = sample(model, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune, chains=inf.chains,
-                         target_accept=inf.target_accept, out_dir=ctx.out,
-                         # keep going on bad diagnostics: the report shows the failure banner, and `risk run`
-                         # exits 3 at the end (from diagnostics.json) unless inference.allow_bad_diagnostics
-                         allow_bad_diagnostics=True, force=True, provenance={"study_hash": s.hash})
-        summary = {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok)}
-        # metadata-only model behind `risk predict RUN_DIR --tests FILE` (never reads a test's outcome there)
-        from risk.predict.newtests import calibrate_metadata
+def calibrate(ctx: RunContext) -> dict:
+    """The physics model (frozen decoder as likelihood, data-informed subspace) with NumPyro NUTS →
+    ``posterior.nc`` + ``diagnostics.json``; the metadata baseline → ``posterior_<kind>.nc``."""
+    from risk.bayes.physics import fit_physics, physics_setup
 
-        if table.exists():
-            calibrate_metadata(ctx.out, table, seed=ctx.stage_seed("calibrate"), draws=inf.draws, tune=inf.tune,
-                               allow_bad_diagnostics=inf.allow_bad_diagnostics)
-            summary["metadata_model"] = s.data.kind
-        if cv_job is not None:
-            from risk.predict.realcv import write_crossval
+    s, inf = ctx.study, ctx.study.inference
+    inputs = _physics_inputs(ctx)
+    if inputs is None:
+        return {"note": "no real tests: the prior predictive is used downstream"}
+    decoder, data, priors = inputs
+    seed = ctx.stage_seed("calibrate")
+    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=inf.subspace_max_dim)
+    ctx.path("subspace.json").write_text(json.dumps({"eigenvalues": setup.subspace.eigenvalues.tolist(),
+                                                     "directions": setup.subspace.table(),
+                                                     "n_tests": setup.subspace.n_tests}, indent=2))
+    # keep going on bad diagnostics: the report shows the failure banner, and `risk run` exits 3 at the
+    # end (from diagnostics.json) unless inference.allow_bad_diagnostics
+    _, diag = fit_physics(data, decoder, setup, seed=seed, draws=inf.draws, tune=inf.tune, chains=inf.chains,
+                          target_accept=inf.target_accept, out_dir=ctx.out, allow_bad_diagnostics=True, force=True,
+                          provenance={"study_hash": s.hash, "data_notes": list(data.notes)})
+    summary = {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok),
+               "subspace_dim": setup.subspace.dim, "data_notes": list(data.notes)}
+    table = _metadata_table(ctx)
+    if table is not None:  # the metadata baseline behind `risk predict --model metadata`, on the study's families
+        from risk.bayes.baselines import calibrate_metadata
 
-            cv = cv_job.result()
-            write_crossval(cv, ctx.path("crossval.json"))
-            summary["crossval"] = {k: {"model_log_loss": v["model"]["log_loss"], "baseline_log_loss": v["baseline"]["log_loss"]}
-                                   for k, v in cv.items()}
-    finally:
-        if cv_pool is not None:
-            cv_pool.shutdown(cancel_futures=True)
+        calibrate_metadata(ctx.out, table, seed=seed, draws=inf.draws, tune=inf.tune,
+                           families=s.data.families or None, allow_bad_diagnostics=True)
+        summary["metadata_model"] = s.data.kind
     return summary
+
+
+def crossvalidate(ctx: RunContext) -> dict:
+    """Grouped cross-validation of the reported physics model against the metadata regression and the
+    family-frequency baseline (leave replicates, SOC levels and whole families out) → ``crossval.json``."""
+    from risk.predict.realcv import crossvalidate_study
+
+    inputs = _physics_inputs(ctx)
+    if inputs is None:
+        return {"note": "no real tests: nothing to cross-validate"}
+    inf = ctx.study.inference
+    draws, tune = (min(inf.crossval_draws, 250), min(inf.crossval_tune, 250)) if ctx.quick else \
+        (inf.crossval_draws, inf.crossval_tune)
+    result = crossvalidate_study(ctx.study, *inputs, table=_metadata_table(ctx), seed=ctx.stage_seed("crossvalidate"),
+                                 draws=draws, tune=tune, chains=inf.chains, target_accept=inf.target_accept,
+                                 max_dim=inf.subspace_max_dim, quick=ctx.quick)
+    from risk.predict.realcv import write_crossval
+
+    write_crossval(result, ctx.path("crossval.json"))
+    return {scheme: {m: round(v[m]["log_loss"], 4) for m in ("physics", "metadata", "family_frequency") if m in v}
+            for scheme, v in result.items() if isinstance(v, dict) and "physics" in v}
 
 
 def predict(ctx: RunContext) -> dict:
@@ -201,11 +234,14 @@ def predict(ctx: RunContext) -> dict:
     seed = ctx.stage_seed("predict")
     names = list(decoder.parameter_names)
     candidates, cand_labels = _candidate_tests(ctx, decoder)
+    scenario_diag = None
     if ctx.path("posterior.nc").exists():
         tree = load_posterior(ctx.path("posterior.nc"))
-        p_all = new_cell_p_tr(tree, logit_fn, [*scenarios, *candidates], n_cells=64 if ctx.quick else 256,
-                              seed=seed, max_draws=100 if ctx.quick else 1000)
-        p_cells, p_cand = p_all[:len(scenarios)], p_all[len(scenarios):].mean(axis=2)
+        # every draw for the scenarios (their P(TR) is diagnosed like a free variable), thinned for candidates
+        p_cells = new_cell_p_tr(tree, logit_fn, scenarios, n_cells=64 if ctx.quick else 128, seed=seed)
+        p_cand = new_cell_p_tr(tree, logit_fn, candidates, n_cells=64 if ctx.quick else 256, seed=seed + 1,
+                               max_draws=100 if ctx.quick else 1000).mean(axis=2) if candidates else np.zeros((0, 1))
+        scenario_diag = _scenario_diagnostics(ctx, tree, p_cells, scenarios)
         mu = stack_draws(tree, "mu_pop").mean(0)
         mu_family = dict(zip(map(str, tree["posterior"]["family"].values), stack_draws(tree, "mu_family").mean(0)))
         chol = stack_draws(tree, "cell_chol").mean(0)
@@ -242,22 +278,50 @@ def predict(ctx: RunContext) -> dict:
     ck = np.asarray(scenarios[k].conditions)
     mu_k = mu_family.get(scenarios[k].cell_family, mu)
     g = tr_limit_state(lambda u: real_logit_fn(u, np.broadcast_to(ck, (len(u), len(ck)))), mu_k, chol)
-    ss = subset_simulation(g, 1 + len(names), seed=seed, n_per_level=500 if ctx.quick else 2000)
+    ss = subset_simulation(g, 1 + chol.shape[1], seed=seed, n_per_level=500 if ctx.quick else 2000)
     where = "family" if scenarios[k].cell_family in mu_family else "population"
     rare = {"scenario": scenarios[k].name, "subset_simulation": {"p": ss.p, "cov": ss.cov, "calls": ss.calls},
             "location": where,
             "note": f"P(TR) of a new cell at the posterior-mean {where} location (u space), cell-to-cell "
                     "spread at its posterior mean: no epistemic spread, so compare p_tr_mean, not its interval"}
     if ss.p >= 1e-4:
-        mc = crude_monte_carlo(g, 1 + len(names), seed=seed, n_samples=200_000)
+        mc = crude_monte_carlo(g, 1 + chol.shape[1], seed=seed, n_samples=200_000)
         rare["crude_monte_carlo"] = {"p": mc.p, "cov": mc.cov, "calls": mc.calls}
     n_check = min(s.inference.rare_event_check_runs, 2 if ctx.quick else s.inference.rare_event_check_runs)
     if n_check and ss.failure_samples is not None:  # the simulator against its own surrogate (no link)
         rare["full_simulator_check"] = _check_with_simulator(ctx, decoder, logit_fn, ss.failure_samples, mu_k, chol,
                                                              ck, n_check, seed)
     ctx.path("rare_events.json").write_text(json.dumps(rare, indent=2))
-    return {"basis": basis, "scenarios": len(scenarios), "next_test": next_test, "p_tr_mean": dict(zip(pred["scenario"].values.tolist(),
+    return {"basis": basis, "scenarios": len(scenarios), "next_test": next_test, "scenario_diagnostics": scenario_diag, "p_tr_mean": dict(zip(pred["scenario"].values.tolist(),
                                                                 map(float, pred["p_tr_mean"].values)))}
+
+
+def _scenario_diagnostics(ctx: RunContext, tree, p_cells: np.ndarray, scenarios) -> dict:
+    """R-hat and bulk/tail ESS of each scenario's P(TR) over the posterior draws, merged into
+    ``diagnostics.json`` (its ``ok`` turns false when they fail: the gate covers the reported numbers)."""
+    import arviz as az
+    import xarray as xr
+
+    from risk.bayes.diagnostics import Thresholds
+
+    post = tree["posterior"]
+    draws = p_cells.mean(axis=2).reshape(len(scenarios), post.sizes["chain"], post.sizes["draw"])
+    ds = xr.Dataset({"p_tr": (("scenario", "chain", "draw"), draws)}).transpose("chain", "draw", "scenario")
+    rhat = float(np.nanmax(az.rhat(ds)["p_tr"].values))
+    bulk = float(np.nanmin(az.ess(ds, method="bulk")["p_tr"].values))
+    tail = float(np.nanmin(az.ess(ds, method="tail")["p_tr"].values))
+    t = Thresholds()
+    out = {"rhat_max": rhat, "ess_bulk_min": bulk, "ess_tail_min": tail,
+           "ok": bool(rhat <= t.rhat_max and bulk >= t.ess_min and tail >= t.ess_min)}
+    path = ctx.path("diagnostics.json")
+    if path.exists():
+        d = json.loads(path.read_text())
+        d["scenario_p_tr"] = out
+        if not out["ok"]:
+            d["ok"] = False
+            d.setdefault("messages", []).append(f"scenario P(TR): R-hat {rhat:.3f}, bulk ESS {bulk:.0f}, tail ESS {tail:.0f}")
+        path.write_text(json.dumps(d, indent=2))
+    return out
 
 
 def _check_with_simulator(ctx: RunContext, decoder, logit_fn, xi, mu, chol, conditions, n: int, seed: int) -> dict:
@@ -344,6 +408,8 @@ STAGES: list[Stage] = [
           artefacts=("model",), description="sim2real decoder (frozen) + encoder"),
     Stage("calibrate", calibrate, sections=("parameters", "inference"), upstream=("train", "ingest"),
           description="hierarchical Bayesian calibration (NumPyro NUTS)"),
+    Stage("crossvalidate", crossvalidate, sections=("parameters", "inference", "data"), upstream=("train", "ingest"),
+          artefacts=("crossval.json",), description="grouped cross-validation of the physics model and its baselines"),
     Stage("predict", predict, sections=("scenarios", "inference"), upstream=("calibrate",),
           artefacts=("predictions.nc",), description="P(TR | scenario), sensitivity, rare events, next-test ranking"),
     Stage("report", report, sections=("report",), upstream=("predict",), artefacts=("report.html",),

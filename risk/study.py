@@ -194,9 +194,11 @@ class Inference(_Section):
     allow_bad_diagnostics: bool = False
     rare_event_check_runs: Annotated[int, Field(ge=0, description="failure-region samples re-run with the full simulator")] = 4
     next_test_cells: Annotated[int, Field(ge=1, le=50, description="cells per candidate test in the next-test ranking")] = 1
-    cell_correlation: bool = Field(False, description="LKJ-correlated cell-to-cell variation of the physical "
-                                   "parameters (needs tests that inform several parameters jointly); "
-                                   "false: independent scales")
+    subspace_max_dim: Annotated[int, Field(ge=1, le=16, description="most directions of the physical-parameter "
+                                           "space calibrated per family and cell (the data-informed subspace, "
+                                           "risk.bayes.subspace); the others stay at the prior")] = 3
+    crossval_draws: Annotated[int, Field(gt=0, description="draws per chain of each cross-validation fit")] = 500
+    crossval_tune: Annotated[int, Field(ge=0, description="warm-up draws per chain of each cross-validation fit")] = 500
 
 
 class Scenario(_Section):

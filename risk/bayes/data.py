@@ -2,6 +2,16 @@
 
 Observables are mapped by name onto the decoder's layout (`sim2real.bridge.real_to_batch`): normalised,
 NaN where a channel or range is missing; conditions stay in SI (the decoder normalises them).
+
+Censoring and exclusions (every one listed in ``CalibrationData.notes``, nothing dropped silently):
+
+- ``force_short_onset`` of a test whose voltage never collapsed (no internal short within the stroke)
+  is a *lower bound*: the cell would have shorted above its peak force ``force_peak``. It enters the
+  likelihood as ``P(F_onset > force_peak)`` instead of being dropped (the Soteria SCC cells).
+- force values of a test whose peak force is implausibly low (``force_suspect``: a mislabelled unit,
+  e.g. klbf read as N) are excluded from the force observables, with that reason.
+- the temperature-rise rate needs no censoring here: the simulators apply the same logger ceiling
+  (`simulators.features`), so both sides are the same clipped measurement.
 """
 from __future__ import annotations
 
@@ -9,6 +19,8 @@ import numpy as np
 import xarray as xr
 
 from risk.bayes.model import CalibrationData
+
+FORCE_OBSERVABLES = ("force_short_onset", "force_peak")
 
 
 def calibration_data(real: xr.Dataset, decoder) -> CalibrationData:
@@ -21,15 +33,39 @@ def calibration_data(real: xr.Dataset, decoder) -> CalibrationData:
     """
     from sim2real.bridge import real_to_batch
 
-    b = real_to_batch(real, decoder.layout)
+    layout = decoder.layout
+    real = real.copy()
+    names = [c.name for c in layout.channels]
+    notes: list[str] = []
+    tests = np.asarray(real["test"].values).astype(str)
+    censored_tests = np.zeros(real.sizes["test"], bool)
+    if "force_short_onset" in names and {"short_detected", "force_peak"} <= set(real.data_vars):
+        no_short = ~np.asarray(real["short_detected"].values, bool) & np.isfinite(real["force_peak"].values)
+        if no_short.any():
+            censored_tests = no_short
+            real["force_short_onset"] = real["force_short_onset"].where(~xr.DataArray(no_short, dims="test"),
+                                                                       real["force_peak"])
+            notes.append(f"force_short_onset censored at the peak force (no short within the stroke): "
+                         f"{', '.join(tests[no_short])}")
+    if "force_suspect" in real:
+        bad = np.asarray(real["force_suspect"].values, bool)
+        for name in (n for n in names if n in FORCE_OBSERVABLES and n in real):
+            if bad.any():
+                real[name] = real[name].where(~xr.DataArray(bad, dims="test"))
+        if bad.any() and any(n in FORCE_OBSERVABLES for n in names):
+            notes.append(f"force observables excluded (peak force < 20 N: force unit suspect): {', '.join(tests[bad])}")
+    b = real_to_batch(real, layout)
     x = b.x.numpy().astype(float)
     obs = np.where(b.mask.numpy() > 0, x, np.nan)
+    censored = np.zeros(obs.shape, bool)
+    sl = layout.slices()
+    if "force_short_onset" in sl:
+        censored[:, sl["force_short_onset"]] = censored_tests[:, None] & np.isfinite(obs[:, sl["force_short_onset"]])
     y = np.where(b.y_mask.numpy() > 0, b.y.numpy().astype(float), np.nan)
     level = np.asarray(real["hazard_level"].values, dtype=float) if "hazard_level" in real else None
     family = (np.asarray(real["cell_family"].values).astype(str) if "cell_family" in real
               else np.full(real.sizes["test"], "all"))
-    return CalibrationData(test=np.asarray(real["test"].values).astype(str), family=family,
-                           conditions=b.c.numpy().astype(float), observables=obs, hazard_level=level,
-                           runaway=None if level is not None else y,
+    return CalibrationData(test=tests, family=family, conditions=b.c.numpy().astype(float), observables=obs,
+                           hazard_level=level, runaway=None if level is not None else y,
                            observable_names=tuple(decoder.observable_names),
-                           condition_names=tuple(decoder.condition_names))
+                           condition_names=tuple(decoder.condition_names), censored=censored, notes=tuple(notes))

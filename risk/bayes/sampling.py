@@ -41,7 +41,7 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
            target_accept: float = 0.9, chain_method: str = CHAIN_METHOD, var_names: list[str] | None = None,
            thresholds: Thresholds = Thresholds(), out_dir: str | Path | None = None, input_hash: str = "",
            allow_bad_diagnostics: bool = False, posterior_predictive: bool = True, force: bool = False,
-           provenance: dict | None = None) -> tuple[xr.DataTree, Diagnostics]:
+           provenance: dict | None = None, attrs: dict | None = None) -> tuple[xr.DataTree, Diagnostics]:
     """Sample ``model`` with NumPyro's NUTS (≥ 4 chains), check diagnostics, optionally persist.
 
     Parameters
@@ -59,6 +59,7 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
     posterior_predictive : also draw the ``posterior_predictive`` group.
     force : ignore an existing checkpoint.
     provenance : extra JSON-able provenance stored in the ``provenance`` attr.
+    attrs : extra string attrs of the tree (e.g. the physics model's subspace, `risk.bayes.physics`).
 
     Returns
     -------
@@ -89,7 +90,7 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
     tree.attrs.update(input_hash=input_hash, seed=int(seed), sampler="numpyro NUTS", chain_method=chain_method,
                       wall_time_s=float(wall),
                       provenance=json.dumps({"pymc": pm.__version__, "arviz": az.__version__,
-                                             **(provenance or {})}))
+                                             **(provenance or {})}), **(attrs or {}))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         diag.to_json(out / "diagnostics.json")

@@ -137,6 +137,29 @@ def _family(low: str, cap: float) -> str:
     return "unknown"
 
 
+#: Chemistry of the families whose name does not carry it (Lin et al., J. Energy Storage 61 (2023) 106798;
+#: the dataset's SOURCE.md: the Chevy Volt cell is NMC-LMO, the Nissan Leaf cell LMO-LNO). The Soteria
+#: consortium cells' cathode is not stated in the dataset: "unspecified".
+FAMILY_CHEMISTRY: dict[str, str] = {"Chevy Volt": "NMC-LMO", "Nissan Leaf": "LMO-LNO"}
+
+
+def chemistry_format(family: str) -> tuple[str, str]:
+    """(chemistry, format) of an indentation cell family; every cell of this dataset is a pouch cell
+    (SOURCE.md). Unknown families → ``("unknown", "unknown")``.
+
+    >>> chemistry_format("LCO pouch 2 Ah")
+    ('LCO', 'pouch')
+    """
+    if family in FAMILY_CHEMISTRY:
+        return FAMILY_CHEMISTRY[family], "pouch"
+    m = re.match(r"(?:Sandia )?(LCO|LFP|NMC-LMO|LMO-LNO|NMC)\b", family)
+    if m:
+        return m.group(1), "pouch"
+    if family.startswith("Soteria"):
+        return "unspecified", "pouch"
+    return "unknown", "unknown"
+
+
 def parse_test_name(stem: str, sheet_names: tuple[str, ...] = ()) -> TestName:
     """Cell family, SOC [1] and capacities [A h] from a test file stem.
 

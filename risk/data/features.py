@@ -39,6 +39,7 @@ import xarray as xr
 from scipy.ndimage import median_filter
 
 from risk.data.indentation import thermocouple_names
+from simulators import features as shared
 
 KELVIN = 273.15
 
@@ -130,23 +131,6 @@ def detect_short_onset(time: np.ndarray, voltage: np.ndarray, force: np.ndarray,
     return ShortOnset(False, math.nan, -1, baseline, noise, delta)
 
 
-def _rise_rate(t: np.ndarray, temp: np.ndarray, tau: float = 1.0) -> float:
-    ok = np.isfinite(temp) & np.isfinite(t)
-    t, temp = t[ok], temp[ok]
-    if t.size < 3:
-        return math.nan
-    j = np.searchsorted(t, t + tau, side="left")
-    valid = j < t.size
-    if not valid.any():
-        return math.nan
-    i = np.flatnonzero(valid)
-    dt = t[j[valid]] - t[i]
-    good = dt > 0
-    if not good.any():
-        return math.nan
-    return float(np.max((temp[j[valid]][good] - temp[i][good]) / dt[good]))
-
-
 def indentation_features(ds: xr.Dataset, settings: OnsetSettings = OnsetSettings(), *,
                          saturation_temperature: float = 150.0 + KELVIN, saturation_tolerance: float = 1.0,
                          min_plausible_force: float = 20.0) -> dict[str, float | bool | int]:
@@ -157,7 +141,8 @@ def indentation_features(ds: xr.Dataset, settings: OnsetSettings = OnsetSettings
     dict with ``time_short_onset`` [s], ``displacement_short_onset`` [m], ``force_short_onset`` [N],
     ``short_detected`` (bool), ``voltage_baseline`` [V], ``voltage_drop`` [V], ``force_peak`` [N],
     ``force_suspect`` (bool), ``temperature_peak`` [K], ``temperature_peak_censored`` (bool),
-    ``temperature_rise_rate_max`` [K/s].
+    ``temperature_rise_rate_max`` [K/s], ``temperature_rise_rate_log`` [1] and
+    ``temperature_rise_rate_censored`` (bool) (`simulators.features`: the same definitions as the simulators').
     """
     t = ds["time"].values
     v = ds["voltage"].values
@@ -170,7 +155,7 @@ def indentation_features(ds: xr.Dataset, settings: OnsetSettings = OnsetSettings
         "short_detected": onset.detected,
         "time_short_onset": onset.time,
         "voltage_baseline": onset.baseline,
-        "voltage_drop": max(0.0, onset.baseline - float(np.nanmin(vs))) if np.isfinite(vs).any() else math.nan,
+        "voltage_drop": shared.voltage_drop(onset.baseline, vs),
         "force_peak": float(np.nanmax(fs)) if np.isfinite(fs).any() else math.nan,
     }
     out["force_suspect"] = bool(not (out["force_peak"] >= min_plausible_force))
@@ -193,12 +178,14 @@ def indentation_features(ds: xr.Dataset, settings: OnsetSettings = OnsetSettings
                and int(np.sum(np.abs(raw - tmax) <= 0.05)) >= 3)
         if math.isnan(peak) or tmax > peak:
             peak, censored = tmax, sat
-        r = _rise_rate(tt, temp)
+        r = shared.rise_rate_max(tt, temp, ceiling=None)  # the logger already clipped it
         if not math.isnan(r) and (math.isnan(rate) or r > rate):
             rate = r
     out["temperature_peak"] = peak
     out["temperature_peak_censored"] = bool(censored)
     out["temperature_rise_rate_max"] = rate
+    out["temperature_rise_rate_log"] = shared.log_rise_rate(rate)
+    out["temperature_rise_rate_censored"] = bool(censored)
     return out
 
 

@@ -588,6 +588,9 @@ _FEATURE_ATTRS = {
     "temperature_peak": ("K", "peak thermocouple temperature"),
     "temperature_peak_censored": ("1", "peak thermocouple saturated (true peak >= reported)"),
     "temperature_rise_rate_max": ("K/s", "maximum thermocouple temperature-rise rate"),
+    "temperature_rise_rate_log": ("1", "ln of the maximum temperature-rise rate in K/s, floored at 1 K/s "
+                                       "(simulators.features)"),
+    "temperature_rise_rate_censored": ("1", "a thermocouple saturated: the rise rate is a lower bound"),
 }
 
 
@@ -635,7 +638,8 @@ def combine(read: FolderRead, folder: str | Path = "") -> xr.Dataset:
     }
     for key, (units, long) in _FEATURE_ATTRS.items():
         vals = np.array([f[key] for f in feats])
-        data[key] = ("test", vals.astype(bool) if units == "1" else vals.astype(float), _attrs(units, long))
+        flag = all(isinstance(f[key], (bool, np.bool_)) for f in feats)
+        data[key] = ("test", vals.astype(bool) if flag else vals.astype(float), _attrs(units, long))
     data["force_indenter"] = (("test", "displacement"), force_grid,
                               _attrs("N", "indenter force on the common displacement grid"))
     data["voltage"] = (("test", "displacement"), volt_grid, _attrs("V", "cell voltage on the displacement grid"))

@@ -1,33 +1,32 @@
-"""Predictions for tests the model has never seen, from their metadata only (behind ``risk predict``).
+"""Predictions for tests the model has never seen (behind ``risk predict RUN_DIR --tests FILE``).
 
-Two metadata models of `risk.bayes.model` are fitted on the real tables and stored in the run
-directory as ``posterior_indentation.nc`` / ``posterior_calorimetry.nc`` (ArviZ DataTrees, attrs hold
-the family/type lists and centring constants):
+By default the calibrated physics model of the run answers (``model = physics``): the frozen decoder
+under the posterior of `risk.bayes.model.build_hierarchical_model` (`risk.bayes.physics.predict_levels`).
+A test of a family the study calibrated is a new cell at its family's posterior location; a test of an
+unseen family is a new cell of a new family drawn from the population, at the test's own conditions
+(SOC, capacity). A test whose chemistry or format the study's simulator does not cover (the study's
+``cell.chemistry``/``cell.format``; a calibrated family is covered by the study's own choice) is
+answered by the metadata baseline (`risk.bayes.baselines`, ``model = metadata``) with a warning,
+never by silent extrapolation; ``model="metadata"`` asks the baseline for every row.
 
-- indentation (``tests.csv``): latent-severity ordinal model (`build_ordinal_model`); output columns
-  ``FileName, p_tr, p_tr_q05, p_tr_q95, p_level_1..p_level_7`` with TR = hazard level ≥ 6;
-- calorimetry (databank ``.xlsx``): heat/bottom-rupture model (`build_heat_model`); output columns
-  ``Test-ID, heat_q05, heat_q50, heat_q95`` [kJ], ``p_bottom_rupture``.
+Indentation output columns: ``FileName, p_tr, p_tr_q05, p_tr_q95, p_level_1..p_level_7, model`` with
+TR = hazard level ≥ 6. Calorimetry (databank ``.xlsx``): ``Test-ID, heat_q05, heat_q50, heat_q95``
+[kJ], ``p_bottom_rupture``, ``model`` (the metadata heat model).
 
-Only metadata are read (family / cell type, capacity or energy, SOC, trigger), never outcomes.
-Families (cell types) unseen in training fall back to the population over families: their location
-is drawn per posterior draw from the family-level distribution (regressed on log capacity / log
-energy), which widens the intervals honestly.
-
-The readers here are minimal and tolerant; `risk.data` (when present) owns real-data ingestion.
+Only metadata are read (family / cell type, capacity or energy, SOC, trigger; chemistry and format
+parsed from FileName, `risk.data.families`, or from optional ``chemistry``/``format`` columns), never
+outcomes.
 """
 from __future__ import annotations
 
-import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
-from scipy import special
 
-from risk.bayes.model import N_LEVELS, TR_LEVEL, build_heat_model, build_ordinal_model
-from risk.bayes.sampling import load_posterior, sample, stack_draws
+from risk.bayes.model import N_LEVELS
+from risk.bayes.sampling import load_posterior
 from risk.errors import DataError
 
 CAL_SHEET = "Fractional-Calorimetry-Data"
@@ -49,7 +48,8 @@ def soc_from_filename(name: str) -> float:
 
 
 def read_indentation_tests(path: str | Path) -> pd.DataFrame:
-    """``tests.csv`` → columns ``FileName, family, soc [1], capacity_ah [A h], level`` (level NaN if absent)."""
+    """``tests.csv`` → columns ``FileName, family, soc [1], capacity_ah [A h], level, chemistry, format``
+    (level NaN if absent; chemistry/format from the file's columns when present, else from the family)."""
     path = Path(path)
     try:
         raw = pd.read_csv(path)
@@ -63,6 +63,14 @@ def read_indentation_tests(path: str | Path) -> pd.DataFrame:
                         "soc": soc.astype(float),
                         "capacity_ah": raw["Capacity_mAh"].astype(float) / 1000 if "Capacity_mAh" in raw else np.nan,
                         "level": raw["ObservedScore"].astype(float) if "ObservedScore" in raw else np.nan})
+    from risk.data.families import FAMILY_NOMINAL_AH, chemistry_format
+
+    parsed = out["family"].map(chemistry_format)
+    for j, col in enumerate(("chemistry", "format")):
+        given = raw[col].astype(str).str.strip() if col in raw else pd.Series("", index=raw.index)
+        out[col] = np.where(given.isin(["", "nan"]), parsed.str[j], given)
+    nominal = out["family"].map(FAMILY_NOMINAL_AH)
+    out["capacity_ah"] = out["capacity_ah"].where(out["capacity_ah"].notna(), nominal)
     bad = out.index[out["soc"].isna()]
     if len(bad):
         raise DataError("SOC missing (no SOC_pct and none in FileName)", path=path, field="SOC_pct", line=int(bad[0]) + 2)
@@ -99,181 +107,108 @@ def read_calorimetry_tests(path: str | Path) -> pd.DataFrame:
     }).reset_index(drop=True)
 
 
-# ------------------------------------------------------------------------------------- indentation
-def _fit_ordinal(df: pd.DataFrame, train_mask: np.ndarray | None, *, seed: int, draws: int, tune: int,
-                 **kw) -> tuple[xr.DataTree, dict]:
-    """NUTS fit of `build_ordinal_model` on the rows with a level; returns the tree and its attrs."""
-    df = df[df["level"].notna()]
-    families = sorted(df["family"].unique())
-    cap = df.groupby("family")["capacity_ah"].median().reindex(families)
-    logcap = np.log(cap.fillna(cap.median()).to_numpy())
-    centre = float(logcap.mean())
-    fam_idx = df["family"].map({f: k for k, f in enumerate(families)}).to_numpy()
-    model = build_ordinal_model(fam_idx, len(families), df["soc"].to_numpy(), logcap - centre,
-                                hazard_level=df["level"].to_numpy(), train_mask=train_mask)
-    kw.setdefault("var_names", ["alpha", "beta0", "tau_a", "tau_b", "sigma_cell", "cutpoints_gaps"])
-    tree, _ = sample(model, seed=seed, draws=draws, tune=tune, posterior_predictive=False, **kw)
-    return tree, {"model_kind": "indentation_ordinal", "families": json.dumps(families),
-                  "log_capacity_centre": centre}
-
-
-def fit_indentation(df: pd.DataFrame, *, seed: int, draws: int = 500, tune: int = 500, **kw) -> xr.DataTree:
-    """Fit `build_ordinal_model` on a `read_indentation_tests` table (rows with a level)."""
-    tree, attrs = _fit_ordinal(df, None, seed=seed, draws=draws, tune=tune, **kw)
-    tree.attrs.update(attrs)
-    return tree
-
-
-def fit_indentation_folds(df: pd.DataFrame, train_sets: list[np.ndarray], *, seed: int, draws: int = 500,
-                          tune: int = 500, **kw) -> list[xr.DataTree]:
-    """Cross-validation fits: one tree per fold, all fitted in ONE NUTS run of batched copies.
-
-    ``train_sets`` holds, per fold, the positions of its training rows among the rows with a level.
-    Each tree is what `fit_indentation` on those rows would give (for `predict_indentation`), but the
-    families are those of the whole table: a family absent from a fold's training rows keeps its
-    prior, the same population draw a separate fit would make for an unseen family. One JAX
-    compilation serves every fold (111 s vs ~375 s fold by fold on the real tests).
-    """
-    n = int(df["level"].notna().sum())
-    mask = np.zeros((len(train_sets), n), dtype=bool)
-    for k, rows in enumerate(train_sets):
-        mask[k, rows] = True
-    tree, attrs = _fit_ordinal(df, mask, seed=seed, draws=draws, tune=tune, **kw)
-    posterior = tree["posterior"].to_dataset()
-    out = []
-    for k in range(len(mask)):  # every variable of the batched model leads with the fold axis
-        fold = xr.Dataset({v: da.isel({da.dims[2]: k}, drop=True) for v, da in posterior.data_vars.items()})
-        part = xr.DataTree.from_dict({"posterior": fold})
-        part.attrs.update(attrs)
-        out.append(part)
-    return out
-
-
-def predict_indentation(tree: xr.DataTree, df: pd.DataFrame, *, seed: int = 0, n_cells: int = 20) -> pd.DataFrame:
-    """Per-test predictions from metadata: ``p_tr, p_tr_q05, p_tr_q95, p_level_1..7`` (see module doc)."""
-    rng = np.random.default_rng(seed)
-    families = json.loads(tree.attrs["families"])
-    a, b = stack_draws(tree, "a_family"), stack_draws(tree, "b_family")  # (S, F)
-    alpha, beta0 = stack_draws(tree, "alpha"), stack_draws(tree, "beta0")
-    tau_a, tau_b, sig = (stack_draws(tree, v) for v in ("tau_a", "tau_b", "sigma_cell"))
-    cut = stack_draws(tree, "cutpoints")  # (S, 6)
-    S = a.shape[0]
-    rows = []
-    for rec in df.itertuples(index=False):
-        if rec.family in families:
-            k = families.index(rec.family)
-            af, bf = a[:, k], b[:, k]
-        else:  # unseen family: population over families
-            cap = rec.capacity_ah if np.isfinite(rec.capacity_ah) else np.exp(float(tree.attrs["log_capacity_centre"]))
-            x = np.log(cap) - float(tree.attrs["log_capacity_centre"])
-            af = alpha[:, 0] + alpha[:, 1] * x + tau_a * rng.standard_normal(S)
-            bf = beta0 + tau_b * rng.standard_normal(S)
-        eta = (af + bf * (rec.soc - 0.5))[:, None] + sig[:, None] * rng.standard_normal((S, n_cells))
-        cdf = special.expit(cut[:, None, :] - eta[..., None])  # P(level ≤ k), k = 1..6
-        cdf = np.concatenate([np.zeros((S, n_cells, 1)), cdf, np.ones((S, n_cells, 1))], axis=-1)
-        p_level = np.diff(cdf, axis=-1).mean(axis=1)  # (S, 7)
-        p_tr = p_level[:, TR_LEVEL - 1:].sum(axis=1)
-        row = {"FileName": rec.FileName, "p_tr": p_tr.mean(), "p_tr_q05": np.quantile(p_tr, 0.05),
-               "p_tr_q95": np.quantile(p_tr, 0.95)}
-        row.update({f"p_level_{j + 1}": p_level[:, j].mean() for j in range(N_LEVELS)})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-# ------------------------------------------------------------------------------------- calorimetry
-def fit_calorimetry(df: pd.DataFrame, *, seed: int, draws: int = 500, tune: int = 500, **kw) -> xr.DataTree:
-    """Fit `build_heat_model` on a `read_calorimetry_tests` table."""
-    types = sorted(df["cell_type"].unique())
-    triggers = sorted(df["trigger"].unique())
-    loge = np.log(df.groupby("cell_type")["energy_wh"].median().reindex(types).to_numpy())
-    centre = float(np.nanmean(loge)) if np.isfinite(loge).any() else 0.0
-    t_idx = df["cell_type"].map({t: k for k, t in enumerate(types)}).to_numpy()
-    g_idx = df["trigger"].map({t: k for k, t in enumerate(triggers)}).to_numpy()
-    model = build_heat_model(t_idx, len(types), df["soc"].to_numpy(), g_idx, len(triggers), loge - centre,
-                             df["heat_kj"].to_numpy(), df["bottom_rupture"].to_numpy())
-    kw.setdefault("var_names", ["mu", "tau_m", "s0", "tau_s", "lambda", "tau_sigma", "nu", "r0", "tau_r",
-                                "gamma_raw", "rho_raw"])
-    tree, _ = sample(model, seed=seed, draws=draws, tune=tune, posterior_predictive=False, **kw)
-    tree.attrs.update(model_kind="calorimetry_heat", cell_types=json.dumps(types), triggers=json.dumps(triggers),
-                      log_energy_centre=centre)
-    return tree
-
-
-def predict_calorimetry(tree: xr.DataTree, df: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
-    """Per-test ``heat_q05/q50/q95`` [kJ] (posterior predictive of a new test) and ``p_bottom_rupture``."""
-    rng = np.random.default_rng(seed)
-    types, triggers = json.loads(tree.attrs["cell_types"]), json.loads(tree.attrs["triggers"])
-    centre = float(tree.attrs["log_energy_centre"])
-    d = {v: stack_draws(tree, v) for v in ("m_type", "s_type", "sigma_type", "r_type", "gamma_trigger",
-                                           "rho_trigger", "mu", "tau_m", "s0", "tau_s", "lambda", "tau_sigma",
-                                           "nu", "r0", "tau_r")}
-    S = d["nu"].shape[0]
-    rows = []
-    for rec in df.itertuples(index=False):
-        if rec.cell_type in types:
-            k = types.index(rec.cell_type)
-            m, s, sig, r = d["m_type"][:, k], d["s_type"][:, k], d["sigma_type"][:, k], d["r_type"][:, k]
-        else:  # unseen cell type: population over types
-            x = (np.log(rec.energy_wh) - centre) if np.isfinite(rec.energy_wh) else 0.0
-            z = rng.standard_normal((4, S))
-            m = d["mu"][:, 0] + d["mu"][:, 1] * x + d["tau_m"] * z[0]
-            s = d["s0"] + d["tau_s"] * z[1]
-            sig = np.exp(d["lambda"] + d["tau_sigma"] * z[2])
-            r = d["r0"] + d["tau_r"] * z[3]
-        j = triggers.index(rec.trigger) if rec.trigger in triggers else None
-        gam = d["gamma_trigger"][:, j] if j is not None else 0.0
-        rho = d["rho_trigger"][:, j] if j is not None else 0.0
-        logq = m + s * (rec.soc - 1.0) + gam + sig * rng.standard_t(d["nu"])
-        q05, q50, q95 = np.quantile(np.exp(logq), [0.05, 0.5, 0.95])
-        rows.append({"Test-ID": rec[0], "heat_q05": q05, "heat_q50": q50, "heat_q95": q95,
-                     "p_bottom_rupture": float(special.expit(r + rho).mean())})
-    return pd.DataFrame(rows)
-
-
 # ---------------------------------------------------------------------------------------- dispatch
-def _is_calorimetry(path: Path) -> bool:
+def is_calorimetry(path: Path) -> bool:
     return path.suffix.lower() in (".xlsx", ".xls")
 
 
-def calibrate_metadata(run_dir: str | Path, tests_file: str | Path, *, seed: int, draws: int = 500,
-                       tune: int = 500, **kw) -> Path:
-    """Fit the metadata model matching ``tests_file`` and write ``run_dir/posterior_<kind>.nc``."""
-    run_dir, tests_file = Path(run_dir), Path(tests_file)
-    kind = "calorimetry" if _is_calorimetry(tests_file) else "indentation"
-    out = run_dir / kind
-    if kind == "calorimetry":
-        tree = fit_calorimetry(read_calorimetry_tests(tests_file), seed=seed, draws=draws, tune=tune, out_dir=out, **kw)
-    else:
-        tree = fit_indentation(read_indentation_tests(tests_file), seed=seed, draws=draws, tune=tune, out_dir=out, **kw)
-    path = run_dir / f"posterior_{kind}.nc"
-    tmp = path.with_suffix(".nc.tmp")
-    tree.to_netcdf(tmp, engine="h5netcdf")
-    tmp.replace(path)
-    return path
-
-
-def predict_tests(run_dir: str | Path, tests_file: str | Path, raw_dir: str | Path | None = None) -> pd.DataFrame:
-    """Predict outcomes of unseen tests from metadata only.
+def predict_tests(run_dir: str | Path, tests_file: str | Path, raw_dir: str | Path | None = None, *,
+                  model: str = "physics", seed: int = 0) -> pd.DataFrame:
+    """Predict outcomes of unseen tests (see the module doc).
 
     Parameters
     ----------
-    run_dir : run directory holding ``posterior_indentation.nc`` / ``posterior_calorimetry.nc``
-        (written by `calibrate_metadata`).
+    run_dir : a calibrated run directory (``posterior.nc``, ``model/``, ``study.yaml``,
+        ``posterior_indentation.nc`` / ``posterior_calorimetry.nc``).
     tests_file : indentation ``tests.csv`` (outcome columns ignored) or a databank workbook.
-    raw_dir : raw indentation files (unused by the metadata model; accepted for the CLI signature).
+    raw_dir : raw indentation files (not needed: predictions are for a new cell under the test's
+        conditions, before its curves are seen).
+    model : ``"physics"`` (default; uncovered rows fall back to the metadata baseline) or ``"metadata"``.
 
     Returns
     -------
     DataFrame, one row per test (columns in the module doc).
     """
+    if model not in ("physics", "metadata"):
+        raise DataError(f"unknown model {model!r}; use 'physics' or 'metadata'", field="model")
     run_dir, tests_file = Path(run_dir), Path(tests_file)
-    kind = "calorimetry" if _is_calorimetry(tests_file) else "indentation"
+    kind = "calorimetry" if is_calorimetry(tests_file) else "indentation"
+    if kind == "calorimetry":
+        from risk.bayes.baselines import predict_calorimetry
+
+        df = read_calorimetry_tests(tests_file).drop(columns=["heat_kj", "bottom_rupture"])
+        return predict_calorimetry(_metadata_posterior(run_dir, kind), df).assign(model="metadata")
+    df = read_indentation_tests(tests_file).drop(columns=["level"])
+    physics = np.zeros(len(df), bool)
+    if model == "physics":
+        physics = _covered(run_dir, df)
+        if (~physics).any():
+            warnings.warn(f"{int((~physics).sum())} test(s) of a chemistry/format the study's simulator does not "
+                          f"cover are predicted by the metadata baseline: "
+                          f"{', '.join(sorted(set(df.loc[~physics, 'family'])))}", stacklevel=2)
+    parts = []
+    if physics.any():
+        parts.append(_predict_physics(run_dir, df[physics], seed=seed).assign(model="physics"))
+    if (~physics).any():
+        from risk.bayes.baselines import predict_indentation
+
+        parts.append(predict_indentation(_metadata_posterior(run_dir, kind), df[~physics], seed=seed)
+                     .set_axis(df.index[~physics]).assign(model="metadata"))
+    return pd.concat(parts).loc[df.index].reset_index(drop=True)
+
+
+def _metadata_posterior(run_dir: Path, kind: str):
     post = run_dir / f"posterior_{kind}.nc"
     if not post.exists():
-        raise DataError(f"no fitted {kind} model in the run directory; run calibrate first", path=post)
-    tree = load_posterior(post)
-    if kind == "calorimetry":
-        df = read_calorimetry_tests(tests_file).drop(columns=["heat_kj", "bottom_rupture"])
-        return predict_calorimetry(tree, df)
-    df = read_indentation_tests(tests_file).drop(columns=["level"])
-    return predict_indentation(tree, df)
+        raise DataError(f"no fitted {kind} metadata model in the run directory; run calibrate first", path=post)
+    return load_posterior(post)
+
+
+def _run_study(run_dir: Path) -> dict:
+    import yaml
+
+    path = run_dir / "study.yaml"
+    if not path.exists():
+        raise DataError("not a run directory: study.yaml missing", path=path)
+    return yaml.safe_load(path.read_text())
+
+
+def _covered(run_dir: Path, df: pd.DataFrame) -> np.ndarray:
+    """Rows the physics model answers: a calibrated family, or the simulator's chemistry and format."""
+    if not (run_dir / "posterior.nc").exists():
+        raise DataError("no physics posterior in the run directory; run calibrate first (or --model metadata)",
+                        path=run_dir / "posterior.nc")
+    study = _run_study(run_dir)
+    cell = study.get("cell", {})
+    calibrated = set(map(str, load_posterior(run_dir / "posterior.nc")["posterior"]["family"].values))
+    same_cell = (df["chemistry"] == cell.get("chemistry")) & (df["format"] == cell.get("format"))
+    return (df["family"].isin(calibrated) | same_cell).to_numpy()
+
+
+def _predict_physics(run_dir: Path, df: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """Hazard-level probabilities of the physics posterior for new cells under each test's conditions."""
+    import jax
+
+    from risk.bayes.physics import p_tr_from_levels, predict_levels
+    from sim2real import load_decoder
+
+    decoder = load_decoder(run_dir / "model")
+    tree = load_posterior(run_dir / "posterior.nc")
+    names = list(decoder.condition_names)
+    cond = np.tile(np.asarray(decoder.layout.condition_default, float), (len(df), 1))
+    if "soc" in names:
+        cond[:, names.index("soc")] = df["soc"].to_numpy(float)
+    if "capacity_nominal" in names:
+        cap = df["capacity_ah"].to_numpy(float) * 3600.0
+        j = names.index("capacity_nominal")
+        cond[:, j] = np.where(np.isfinite(cap), cap, cond[:, j])
+    apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])
+    p_level = predict_levels(tree, lambda u, c: np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32))),
+                             list(df["family"]), cond, seed=seed)  # (S, n, 7)
+    p_tr = p_tr_from_levels(p_level)  # (S, n)
+    out = pd.DataFrame({"FileName": df["FileName"].to_numpy(), "p_tr": p_tr.mean(0),
+                        "p_tr_q05": np.quantile(p_tr, 0.05, axis=0), "p_tr_q95": np.quantile(p_tr, 0.95, axis=0)},
+                       index=df.index)
+    for j in range(N_LEVELS):
+        out[f"p_level_{j + 1}"] = p_level[:, :, j].mean(0)
+    return out

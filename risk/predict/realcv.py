@@ -1,4 +1,22 @@
-"""Grouped cross-validation of the metadata models on the real tests (→ ``crossval.json``).
+"""Grouped cross-validation on the real tests (→ ``crossval.json``).
+
+`crossvalidate_study` validates the model the study reports — the calibrated physics model — beside
+the metadata regression and the family-frequency baseline, on the same labelled tests and folds
+(leave replicates out, leave SOC levels out, leave whole cell families out). In every fold each model
+is refitted on the training rows only (the physics model's folds as independent copies in one NUTS
+run, `risk.bayes.model.build_hierarchical_model` with ``train_mask``); held-out tests are predicted as
+new cells of their family (of a new family under leave-family-out) at their conditions, without their
+observables or outcome. TR ≡ observed hazard level ≥ 6. Layout::
+
+    {scheme: {"physics" | "metadata" | "family_frequency" [| "ablation_family_constant"]:
+                 {"log_loss", "brier", "ordinal_log_loss", "reliability": [{"p_mean", "freq", "n"}]},
+              "n_tests", "n_folds", "fold_diagnostics": {model: {"ok", "rhat_max", ...}}},
+     "link_scale": {"mean", "q05", "q95"} (the sim-to-real scale, from the full-data posterior),
+     "quick": bool}
+
+The ablation replaces the decoder's runaway logit by a per-family constant (leave-family-out only).
+
+`crossvalidate_real` is the older metadata-only CV of a real-data table (calorimetry).
 
 The models behind ``risk predict --tests`` (`risk.predict.newtests`) are refitted with NumPyro NUTS on
 each training fold (indentation: all folds of a scheme at once, as batched independent copies) and scored on the held-out tests, which they see only through their metadata:
@@ -17,15 +35,17 @@ family × SOC cell). The baseline predicts each family's (cell type's) training 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from risk.bayes.model import TR_LEVEL
-from risk.predict.crossval import cross_validate, frequency_baseline, leave_groups_out, leave_replicates_out
-from risk.predict.newtests import (_is_calorimetry, fit_calorimetry, fit_indentation_folds, predict_calorimetry,
-                                   predict_indentation, read_calorimetry_tests, read_indentation_tests)
+from risk.bayes.baselines import fit_calorimetry, fit_indentation_folds, predict_calorimetry, predict_indentation
+from risk.predict.crossval import (brier, cross_validate, frequency_baseline, leave_groups_out, leave_replicates_out,
+                                   log_loss)
+from risk.predict.newtests import is_calorimetry, read_calorimetry_tests, read_indentation_tests
 
 
 def _folds(df: pd.DataFrame, cell: list[str], seed: int, n_replicate_folds: int) -> dict:
@@ -40,7 +60,7 @@ def crossvalidate_real(tests_file: str | Path, *, seed: int, draws: int = 300, t
     workbook) against the family-frequency baseline; returns the ``crossval.json`` dict."""
     tests_file = Path(tests_file)
     fit_kw = {"seed": seed, "draws": draws, "tune": tune, "allow_bad_diagnostics": True}
-    if _is_calorimetry(tests_file):
+    if is_calorimetry(tests_file):
         df = read_calorimetry_tests(tests_file)
         df = df[df["soc"].notna() & df["heat_kj"].notna()].reset_index(drop=True)
         outcome, interval, group, cell = "bottom_rupture", "heat_kj", "cell_type", ["cell_type", "soc", "trigger"]
@@ -99,3 +119,131 @@ def write_crossval(result: dict, path: str | Path) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------ the reported model
+SCHEMES = ("leave_replicates_out", "leave_soc_out", "leave_family_out")
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[dict]:
+    """Reliability curve: per equal-width bin of ``p`` (non-empty ones), mean ``p``, observed frequency, count."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    return [{"p_mean": float(p[which == b].mean()), "freq": float(y[which == b].mean()), "n": int((which == b).sum())}
+            for b in range(bins) if (which == b).any()]
+
+
+def _scores(res: pd.DataFrame) -> dict:
+    y, p = res["tr"].to_numpy(float), res["pred_p"].to_numpy(float)
+    out = {"log_loss": log_loss(y, p), "brier": brier(y, p), "reliability": reliability(y, p)}
+    if "pred_p_observed_level" in res:
+        out["ordinal_log_loss"] = float(-np.mean(np.log(np.clip(res["pred_p_observed_level"].to_numpy(float), 1e-6, 1))))
+    return out
+
+
+def _diag(d) -> dict:
+    keep = ("ok", "rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "messages")
+    return {k: v for k, v in asdict(d).items() if k in keep}
+
+
+def crossvalidate_study(study, decoder, data, priors, *, table=None, seed: int, draws: int = 500, tune: int = 500,
+                        chains: int = 4, target_accept: float = 0.9, max_dim: int = 3, quick: bool = False,
+                        n_replicate_folds: int = 3) -> dict:
+    """Grouped CV of the physics model, the metadata regression and the family-frequency baseline.
+
+    Parameters
+    ----------
+    study : the `risk.study.Study` (its data selection is already applied to ``data``).
+    decoder, data, priors : the frozen decoder, `CalibrationData` of the study's real tests and the
+        priors in decoder order (as the calibrate stage builds them).
+    table : unused for indentation (every model reads the same labelled rows of ``data``); for
+        calorimetry the databank workbook (metadata CV of heat intervals).
+    quick : leave-family-out only (the scheme where physics must earn its place).
+    """
+    from risk.bayes.physics import fit_physics, fold_posterior, p_tr_from_levels, physics_setup, predict_levels
+
+    if data.hazard_level is None or not np.isfinite(data.hazard_level).any():
+        if table is not None and is_calorimetry(Path(table)):
+            return {"metadata_only": crossvalidate_real(table, seed=seed, draws=draws, tune=tune),
+                    "note": "no hazard levels: the physics model is validated on calorimetry heat elsewhere"}
+        return {"note": "no labelled tests"}
+    level = np.asarray(data.hazard_level, float)
+    lab = np.flatnonzero(np.isfinite(level))
+    names = list(decoder.condition_names)
+    cond = np.asarray(data.conditions, float)
+    soc = cond[:, names.index("soc")] if "soc" in names else np.full(len(level), 0.5)
+    cap_ah = cond[:, names.index("capacity_nominal")] / 3600.0 if "capacity_nominal" in names else np.full(len(level), np.nan)
+    df = pd.DataFrame({"row": lab, "FileName": np.asarray(data.test)[lab], "family": np.asarray(data.family)[lab],
+                       "soc": soc[lab], "capacity_ah": cap_ah[lab], "level": level[lab],
+                       "tr": (level[lab] >= TR_LEVEL).astype(float)})
+    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim)
+    import jax
+
+    apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])
+
+    def logit_fn(u, c):
+        return np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32)), dtype=float)
+
+    fit_kw = {"seed": seed, "draws": draws, "tune": tune}
+    folds_of = {"leave_replicates_out": lambda: leave_replicates_out(df, ["family", "soc"], n_replicate_folds, seed),
+                "leave_soc_out": lambda: leave_groups_out(df, "soc"),
+                "leave_family_out": lambda: leave_groups_out(df, "family")}
+    schemes = ("leave_family_out",) if quick else SCHEMES
+    out: dict = {"quick": bool(quick)}
+    for scheme in schemes:
+        diags: dict = {}
+
+        def physics_many(trains: list[pd.DataFrame]) -> list:
+            held = [np.setdiff1d(lab, t["row"].to_numpy()) for t in trains]
+            mask = np.ones((len(trains), len(level)), bool)
+            for k, h in enumerate(held):
+                mask[k, h] = False  # held-out tests: neither outcome nor observables
+            tree, diag = fit_physics(data, decoder, setup, train_mask=mask, chains=chains, target_accept=target_accept,
+                                     allow_bad_diagnostics=True, posterior_predictive=False, **fit_kw)
+            diags["physics"] = _diag(diag)
+            return [fold_posterior(tree, k) for k in range(len(trains))]
+
+        def physics_predict(tree, test: pd.DataFrame) -> pd.DataFrame:
+            rows = test["row"].to_numpy()
+            p_level = predict_levels(tree, logit_fn, list(test["family"]), cond[rows], seed=seed).mean(axis=0)
+            return pd.DataFrame({"p": p_tr_from_levels(p_level), **{f"p_level_{j + 1}": p_level[:, j] for j in range(7)}})
+
+        def metadata_many(trains: list[pd.DataFrame], constant: bool = False) -> list:
+            rows = [df.index.get_indexer(t.index) for t in trains]
+            base = df.drop(columns=["tr"])
+            if constant:  # ablation: one constant latent severity per family (no SOC, no capacity)
+                base = base.assign(soc=0.5, capacity_ah=1.0)
+            trees = fit_indentation_folds(base, rows, allow_bad_diagnostics=True, **fit_kw)
+            diags["ablation_family_constant" if constant else "metadata"] = json.loads(trees[0].attrs.get("diagnostics", "{}"))
+            return trees
+
+        def metadata_predict(tree, test: pd.DataFrame, constant: bool = False) -> pd.DataFrame:
+            test = test.assign(soc=0.5, capacity_ah=1.0) if constant else test
+            p = predict_indentation(tree, test, seed=seed)
+            return p.drop(columns=["FileName"]).assign(p=p["p_tr"].to_numpy())
+
+        def with_level(predict):
+            def wrapped(state, test: pd.DataFrame) -> pd.DataFrame:
+                pred = predict(state, test.assign(level=np.nan))
+                lv = df.loc[test.index, "level"].to_numpy(int)
+                return pred.assign(p_observed_level=pred[[f"p_level_{j}" for j in range(1, 8)]].to_numpy()[
+                    np.arange(len(lv)), lv - 1])
+            return wrapped
+
+        entry: dict = {}
+        res = cross_validate(df, folds_of[scheme](), None, with_level(physics_predict), outcome="tr", fit_many=physics_many)
+        entry["physics"] = _scores(res.predictions)
+        res = cross_validate(df, folds_of[scheme](), None, with_level(metadata_predict), outcome="tr",
+                             fit_many=metadata_many)
+        entry["metadata"] = _scores(res.predictions)
+        base = cross_validate(df, folds_of[scheme](), *frequency_baseline("family", "tr"), outcome="tr")
+        entry["family_frequency"] = _scores(base.predictions)
+        if scheme == "leave_family_out":
+            res = cross_validate(df, folds_of[scheme](), None,
+                                 with_level(lambda t, x: metadata_predict(t, x, constant=True)), outcome="tr",
+                                 fit_many=lambda trains: metadata_many(trains, constant=True))
+            entry["ablation_family_constant"] = _scores(res.predictions)
+        entry.update(n_tests=int(len(df)), n_folds=int(res.predictions["fold"].nunique()), fold_diagnostics=diags)
+        out[scheme] = entry
+    return out

@@ -54,7 +54,10 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
     Parameters
     ----------
     tree : posterior of `risk.bayes.model.build_hierarchical_model` (``mu_family``, ``mu_pop``,
-        ``tau_family``, ``cell_chol``; family coord ``family``).
+        ``cell_chol``, ``family_chol`` (or ``tau_family``); family coord ``family``). When its attrs
+        hold a ``subspace`` (`risk.bayes.subspace.InformedSubspace` JSON) with ``prior_mean`` and
+        ``prior_sd``, the directions the real tests do not inform are integrated over the prior,
+        one draw per posterior draw (they are epistemic: unknown, not cell-to-cell).
     logit_fn : ``logit_fn(u (..., n_param), c (..., n_cond)) -> logit_runaway (...)`` in NumPy/JAX
         (e.g. `FrozenDecoder.jax_apply(...)["logit_runaway"]`); each draw's link (`link_draws`) is
         applied to it.
@@ -65,34 +68,51 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
     """
     rng = np.random.default_rng(seed)
     mu_f = stack_draws(tree, "mu_family")  # (S, F, P)
-    mu_pop, tau, chol = (stack_draws(tree, v) for v in ("mu_pop", "tau_family", "cell_chol"))
+    mu_pop, chol = stack_draws(tree, "mu_pop"), stack_draws(tree, "cell_chol")  # (S, P), (S, P, k)
+    fam_chol = (stack_draws(tree, "family_chol") if "family_chol" in tree["posterior"]
+                else np.einsum("pq,sq->spq", np.eye(mu_pop.shape[1]), stack_draws(tree, "tau_family")))
     shift, scale = link_draws(tree)
     if max_draws is not None and mu_f.shape[0] > max_draws:
         keep = np.linspace(0, mu_f.shape[0] - 1, max_draws).astype(int)
-        mu_f, mu_pop, tau, chol, shift, scale = (x[keep] for x in (mu_f, mu_pop, tau, chol, shift, scale))
+        mu_f, mu_pop, chol, fam_chol, shift, scale = (x[keep] for x in (mu_f, mu_pop, chol, fam_chol, shift, scale))
     families = [str(f) for f in tree["posterior"]["family"].values]
     S, _, P = mu_f.shape
+    rest = _uninformed_draws(tree, S, rng)  # (S, P): the prior along the directions the data do not inform
     out = np.empty((len(scenarios), S, n_cells))
     for k, sc in enumerate(scenarios):
         if sc.cell_family in families:
             loc = mu_f[:, families.index(sc.cell_family)]
         else:
-            loc = mu_pop + tau * rng.standard_normal((S, P))
-        z = rng.standard_normal((S, n_cells, P))
-        u = loc[:, None, :] + np.einsum("spq,scq->scp", chol, z)
+            loc = mu_pop + np.einsum("spq,sq->sp", fam_chol, rng.standard_normal((S, fam_chol.shape[2])))
+        z = rng.standard_normal((S, n_cells, chol.shape[2]))
+        u = (loc + rest)[:, None, :] + np.einsum("spq,scq->scp", chol, z)
         c = np.broadcast_to(np.asarray(sc.conditions, dtype=float), (S, n_cells, len(sc.conditions)))
         out[k] = special.expit(shift[:, None] + scale[:, None] * np.asarray(logit_fn(u, c), dtype=float))
     return out
 
 
+def _uninformed_draws(tree: xr.DataTree, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, n_param)`` prior draws projected on the directions held at the prior (zeros without a subspace)."""
+    from risk.bayes.subspace import InformedSubspace
+
+    attrs = tree.attrs
+    if "subspace" not in attrs or "prior_mean" not in attrs:
+        return np.zeros((n, tree["posterior"].sizes["parameter"]))
+    sub = InformedSubspace.from_json(attrs["subspace"])
+    mean, sd = np.asarray(json.loads(attrs["prior_mean"])), np.asarray(json.loads(attrs["prior_sd"]))
+    xi = mean + sd * rng.standard_normal((n, mean.size))
+    return (xi - sub.anchor) @ sub.complement.T
+
+
 def link_draws(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
     """Per-draw simulation-to-reality link of the runaway logit, ``(shift, scale)`` each ``(S,)``
-    (`risk.bayes.model.build_hierarchical_model`); the identity for posteriors without one."""
+    (`risk.bayes.model.build_hierarchical_model`: a scale only; a shift where an older posterior has
+    one); the identity for posteriors without a link."""
     post = tree["posterior"]
     n = post.sizes["chain"] * post.sizes["draw"]
-    if "link_shift" not in post:
-        return np.zeros(n), np.ones(n)
-    return stack_draws(tree, "link_shift"), stack_draws(tree, "link_scale")
+    shift = stack_draws(tree, "link_shift") if "link_shift" in post else np.zeros(n)
+    scale = stack_draws(tree, "link_scale") if "link_scale" in post else np.ones(n)
+    return shift, scale
 
 
 def decompose(p_cells: np.ndarray, scenarios: Sequence[Scenario], *, provenance: dict | None = None,

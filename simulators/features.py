@@ -1,0 +1,72 @@
+"""Summary features computed the same way from a simulated run and from a real indentation test.
+
+The real workbooks (`risk.data.features`) and the coupled indentation chain (`abuse_fe.coupled`) both
+call these functions, so a calibrated observable means the same thing on both sides.
+
+- `voltage_drop`: pre-short voltage minus the lowest voltage afterwards [V] (≥ 0).
+- `rise_rate_max`: largest temperature-rise rate [K/s] of a thermocouple signal, read as the logger
+  reads it: values above the logger's ceiling are clipped (the ORNL thermocouples saturate at 150 °C),
+  slopes over at least ``tau`` = 1 s.
+- `log_rise_rate`: ``ln(max(rate, floor) / (1 K/s))``; the rates span four decades (a slow Joule
+  warm-up ~1 K/s, runaway > 30 K/s), and the floor ``RATE_FLOOR`` (1 K/s) is the thermocouples' noise:
+  the Soteria SCC tests, which never shorted, read 0.18–0.92 K/s. A rate is censored (a lower
+  bound) when the signal reached the ceiling: the steepest part may lie above it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+KELVIN = 273.15
+#: Ceiling of the ORNL thermocouple logger [K] (Lin et al., J. Energy Storage 61 (2023) 106798, raw data)
+THERMOCOUPLE_CEILING = 150.0 + KELVIN
+#: Rates below this are thermocouple noise over one second [K/s] (no-short ORNL tests read up to 0.92 K/s)
+RATE_FLOOR = 1.0
+
+
+def voltage_drop(baseline: float, voltage: np.ndarray) -> float:
+    """``baseline − min(voltage)`` [V], ≥ 0; NaN when there is no finite voltage."""
+    v = np.asarray(voltage, dtype=float)
+    if not np.isfinite(v).any() or not math.isfinite(baseline):
+        return math.nan
+    return max(0.0, float(baseline - np.nanmin(v)))
+
+
+def rise_rate_max(time: np.ndarray, temperature: np.ndarray, *, tau: float = 1.0,
+                  ceiling: float | None = THERMOCOUPLE_CEILING) -> float:
+    """Largest slope ``(T(t') − T(t)) / (t' − t)`` with ``t'`` the first sample at least ``tau`` later [K/s].
+
+    ``time`` [s] and ``temperature`` [K] are ``(n,)``; NaN samples are skipped; the signal is clipped
+    at ``ceiling`` first (None: no clipping). NaN when fewer than 3 samples.
+    """
+    t, temp = np.asarray(time, dtype=float), np.asarray(temperature, dtype=float)
+    ok = np.isfinite(temp) & np.isfinite(t)
+    t, temp = t[ok], temp[ok]
+    if ceiling is not None:
+        temp = np.minimum(temp, ceiling)
+    if t.size < 3:
+        return math.nan
+    j = np.searchsorted(t, t + tau, side="left")
+    valid = j < t.size
+    if not valid.any():
+        return math.nan
+    i = np.flatnonzero(valid)
+    dt = t[j[valid]] - t[i]
+    good = dt > 0
+    if not good.any():
+        return math.nan
+    return float(np.max((temp[j[valid]][good] - temp[i][good]) / dt[good]))
+
+
+def log_rise_rate(rate: float, floor: float = RATE_FLOOR) -> float:
+    """``ln(max(rate, floor) / (1 K/s))`` [1]; NaN stays NaN."""
+    if not math.isfinite(rate):
+        return math.nan
+    return math.log(max(rate, floor))
+
+
+def reached_ceiling(temperature: np.ndarray, ceiling: float = THERMOCOUPLE_CEILING, tolerance: float = 1.0) -> bool:
+    """The signal came within ``tolerance`` [K] of the logger ceiling (its rate is then a lower bound)."""
+    temp = np.asarray(temperature, dtype=float)
+    return bool(np.isfinite(temp).any() and np.nanmax(temp) >= ceiling - tolerance)
