@@ -76,8 +76,8 @@ META: dict[str, tuple[str, str]] = {
     "heat_joule_total": ("J", "electrical energy dissipated by the short current"),
     "voltage_drop": ("V", "open-circuit voltage before the short minus the lowest voltage after it"),
     "temperature_rise_rate_log": ("1", "ln of the largest surface-temperature rise rate in K/s, as the logger "
-                                      "reads it (clipped at 150 degC, floored at 0.1 K/s)"),
-    "temperature_rise_rate_censored": ("1", "the surface temperature reached the thermocouple ceiling (rate is a lower bound)"),
+                                      "reads it (temperatures clipped at 150 degC; rate clipped to 1-10 K/s)"),
+    "temperature_rise_rate_censored": ("1", "the rise rate reached 10 K/s (its clipped log is a lower bound)"),
 }
 
 COUPLED_PARAMETERS: tuple[Parameter, ...] = _ip.MECHANICAL_PARAMETERS + (
@@ -113,7 +113,7 @@ def measured_features(time: np.ndarray, temperature_surface: np.ndarray, voltage
     rate = features.rise_rate_max(time, temperature_surface)
     return {"voltage_drop": features.voltage_drop(voltage_before, voltage),
             "temperature_rise_rate_log": features.log_rise_rate(rate),
-            "temperature_rise_rate_censored": features.reached_ceiling(temperature_surface)}
+            "temperature_rise_rate_censored": features.rate_censored(rate)}
 
 
 @dataclass(frozen=True)

@@ -197,8 +197,8 @@ class Inference(_Section):
     subspace_max_dim: Annotated[int, Field(ge=1, le=16, description="most directions of the physical-parameter "
                                            "space calibrated per family and cell (the data-informed subspace, "
                                            "risk.bayes.subspace); the others stay at the prior")] = 3
-    crossval_draws: Annotated[int, Field(gt=0, description="draws per chain of each cross-validation fit")] = 500
-    crossval_tune: Annotated[int, Field(ge=0, description="warm-up draws per chain of each cross-validation fit")] = 500
+    crossval_draws: Annotated[int, Field(gt=0, description="draws per chain of each cross-validation fit")] = 300
+    crossval_tune: Annotated[int, Field(ge=0, description="warm-up draws per chain of each cross-validation fit")] = 300
 
 
 class Scenario(_Section):

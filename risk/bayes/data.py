@@ -10,8 +10,8 @@ Censoring and exclusions (every one listed in ``CalibrationData.notes``, nothing
   likelihood as ``P(F_onset > force_peak)`` instead of being dropped (the Soteria SCC cells).
 - force values of a test whose peak force is implausibly low (``force_suspect``: a mislabelled unit,
   e.g. klbf read as N) are excluded from the force observables, with that reason.
-- the temperature-rise rate needs no censoring here: the simulators apply the same logger ceiling
-  (`simulators.features`), so both sides are the same clipped measurement.
+- ``temperature_rise_rate_log`` at its ceiling (10 K/s, `simulators.features`: venting and flame, which no
+  simulator here resolves) is a lower bound (``temperature_rise_rate_censored``).
 """
 from __future__ import annotations
 
@@ -61,6 +61,12 @@ def calibration_data(real: xr.Dataset, decoder) -> CalibrationData:
     sl = layout.slices()
     if "force_short_onset" in sl:
         censored[:, sl["force_short_onset"]] = censored_tests[:, None] & np.isfinite(obs[:, sl["force_short_onset"]])
+    for name, flag in (("temperature_rise_rate_log", "temperature_rise_rate_censored"),):
+        if name in sl and flag in real:
+            hit = np.asarray(real[flag].values, bool)
+            censored[:, sl[name]] |= hit[:, None] & np.isfinite(obs[:, sl[name]])
+            if hit.any():
+                notes.append(f"{name} censored at its ceiling (rise rate ≥ 10 K/s): {', '.join(tests[hit])}")
     y = np.where(b.y_mask.numpy() > 0, b.y.numpy().astype(float), np.nan)
     level = np.asarray(real["hazard_level"].values, dtype=float) if "hazard_level" in real else None
     family = (np.asarray(real["cell_family"].values).astype(str) if "cell_family" in real

@@ -53,7 +53,7 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
     for x in (data.hazard_level, data.runaway):
         if x is not None:
             has_outcome |= np.isfinite(np.asarray(x, float))
-    with jax.experimental.enable_x64():
+    with jax.enable_x64(True):
         sub = informed_subspace(decoder.jax_apply, decoder.parameter_names, u, data.conditions,
                                 np.isfinite(data.observables), has_outcome, anchor=mean, max_dim=max_dim)
     return PhysicsSetup(mean, sd, sub)

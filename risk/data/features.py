@@ -185,7 +185,7 @@ def indentation_features(ds: xr.Dataset, settings: OnsetSettings = OnsetSettings
     out["temperature_peak_censored"] = bool(censored)
     out["temperature_rise_rate_max"] = rate
     out["temperature_rise_rate_log"] = shared.log_rise_rate(rate)
-    out["temperature_rise_rate_censored"] = bool(censored)
+    out["temperature_rise_rate_censored"] = shared.rate_censored(rate)
     return out
 
 

@@ -588,9 +588,9 @@ _FEATURE_ATTRS = {
     "temperature_peak": ("K", "peak thermocouple temperature"),
     "temperature_peak_censored": ("1", "peak thermocouple saturated (true peak >= reported)"),
     "temperature_rise_rate_max": ("K/s", "maximum thermocouple temperature-rise rate"),
-    "temperature_rise_rate_log": ("1", "ln of the maximum temperature-rise rate in K/s, floored at 1 K/s "
+    "temperature_rise_rate_log": ("1", "ln of the maximum temperature-rise rate in K/s, clipped to 1-10 K/s "
                                        "(simulators.features)"),
-    "temperature_rise_rate_censored": ("1", "a thermocouple saturated: the rise rate is a lower bound"),
+    "temperature_rise_rate_censored": ("1", "the rise rate reached 10 K/s: its clipped log is a lower bound"),
 }
 
 

@@ -67,8 +67,8 @@ def read_indentation_tests(path: str | Path) -> pd.DataFrame:
 
     parsed = out["family"].map(chemistry_format)
     for j, col in enumerate(("chemistry", "format")):
-        given = raw[col].astype(str).str.strip() if col in raw else pd.Series("", index=raw.index)
-        out[col] = np.where(given.isin(["", "nan"]), parsed.str[j], given)
+        given = raw[col].fillna("").astype(str).str.strip() if col in raw else pd.Series("", index=raw.index)
+        out[col] = np.where(given.isin(["", "nan"]), parsed.map(lambda t, j=j: t[j]), given)
     nominal = out["family"].map(FAMILY_NOMINAL_AH)
     out["capacity_ah"] = out["capacity_ah"].where(out["capacity_ah"].notna(), nominal)
     bad = out.index[out["soc"].isna()]

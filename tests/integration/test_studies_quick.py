@@ -27,7 +27,11 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=1500)
     assert res.returncode == 0, res.stderr[-4000:]
     stages = json.loads((out / "stages.json").read_text())
-    assert set(stages) == {"simulate", "ingest", "train", "calibrate", "predict", "report", "export"}
+    assert set(stages) == {"simulate", "ingest", "train", "calibrate", "crossvalidate", "predict", "report", "export"}
+    if (out / "diagnostics.json").exists():  # the gate holds in --quick too: no study may ship an invalid posterior
+        diag = json.loads((out / "diagnostics.json").read_text())
+        assert diag["ok"], diag["messages"]
+        assert "INVALID" not in (out / "report.html").read_text()
     pred = xr.open_dataset(out / "predictions.nc")
     p = pred["p_tr_mean"].values
     assert ((0 <= p) & (p <= 1)).all() and (pred["p_tr_q05"].values <= pred["p_tr_q95"].values).all()
@@ -45,4 +49,4 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
         assert (out / name).stat().st_size > 0, name
     # a rerun is fully cached
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
-    assert again.returncode == 0 and again.stderr.count("unchanged, skipped") == 7, again.stderr[-2000:]
+    assert again.returncode == 0 and again.stderr.count("unchanged, skipped") == 8, again.stderr[-2000:]

@@ -1,7 +1,7 @@
 """Batched cross-validation copies of the ordinal model: exact log-density bookkeeping (no sampling)."""
 import numpy as np
 
-from risk.bayes.model import build_ordinal_model
+from risk.bayes.baselines import build_ordinal_model
 
 
 def _inputs(seed=0, n=14):

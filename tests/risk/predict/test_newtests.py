@@ -8,8 +8,9 @@ import pytest
 os.environ.setdefault("PYTENSOR_FLAGS", "blas__ldflags=")
 
 from risk.errors import DataError  # noqa: E402
-from risk.predict.newtests import (calibrate_metadata, family_from_filename, predict_tests,  # noqa: E402
-                                   read_calorimetry_tests, soc_from_filename)
+from risk.bayes.baselines import calibrate_metadata  # noqa: E402
+from risk.predict.newtests import (family_from_filename, predict_tests, read_calorimetry_tests,  # noqa: E402
+                                   read_indentation_tests, soc_from_filename)
 
 
 def test_family_and_soc_parsing():
@@ -29,15 +30,18 @@ def test_calorimetry_reader(shared_data):
 def test_predict_tests_indentation(shared_data, tmp_path):
     csv = shared_data / "indentation" / "tests.csv"
     with pytest.raises(DataError):
-        predict_tests(tmp_path, csv)
+        predict_tests(tmp_path, csv, model="metadata")
+    with pytest.raises(DataError, match="physics posterior"):
+        predict_tests(tmp_path, csv)  # the default model needs a calibrated run directory
     calibrate_metadata(tmp_path, csv, seed=3, draws=200, tune=300, allow_bad_diagnostics=True)
     # new tests: outcomes removed, one unseen family
     new = pd.read_csv(csv).drop(columns=["ObservedScore", "ObservedScoreText", "CalculatedScore"]).head(20)
     new.loc[0, "FileName"] = "Brandnew-3000mAh-100SOC"
     new.loc[0, "Capacity_mAh"] = 3000
     new.to_csv(tmp_path / "new.csv", index=False)
-    out = predict_tests(tmp_path, tmp_path / "new.csv")
-    cols = ["FileName", "p_tr", "p_tr_q05", "p_tr_q95"] + [f"p_level_{k}" for k in range(1, 8)]
+    out = predict_tests(tmp_path, tmp_path / "new.csv", model="metadata")
+    cols = ["FileName", "p_tr", "p_tr_q05", "p_tr_q95"] + [f"p_level_{k}" for k in range(1, 8)] + ["model"]
+    assert set(out["model"]) == {"metadata"}
     assert list(out.columns) == cols and len(out) == 20
     np.testing.assert_allclose(out[[f"p_level_{k}" for k in range(1, 8)]].sum(axis=1), 1.0, atol=1e-9)
     np.testing.assert_allclose(out["p_tr"], out["p_level_6"] + out["p_level_7"], atol=1e-9)
@@ -48,3 +52,14 @@ def test_predict_tests_indentation(shared_data, tmp_path):
     # the unseen family is more uncertain than a seen one
     width = out["p_tr_q95"] - out["p_tr_q05"]
     assert width.iloc[0] > width.iloc[1:].median()
+
+
+def test_chemistry_and_format_from_names_or_columns(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"FileName": ["500mAh1-20S0C", "OE-LFP10Ah-0SOC-cell9", "ChevyVolt-20SOC-6mm-cell2", "Odd-50SOC"],
+                  "SOC_pct": [20, 0, 20, 50], "chemistry": ["", "", "", "LCO"], "format": ["", "", "", "pouch"]}
+                 ).to_csv(path, index=False)
+    df = read_indentation_tests(path)
+    assert list(df["chemistry"]) == ["LCO", "LFP", "NMC-LMO", "LCO"]  # the column overrides the name
+    assert list(df["format"]) == ["pouch"] * 4
+    assert df.loc[2, "capacity_ah"] == 26.0  # the family's nominal capacity when the table has none

@@ -1,0 +1,88 @@
+"""Calibration wall time and ESS/s: the data-informed subspace vs the full-dimensional parameterisation.
+
+Both fits use the same run directory (frozen decoder + real tests of the default study, made by
+``risk run studies/indentation_pouch.yaml`` up to ``train``), the same priors, draws and seed:
+
+- ``subspace``: `risk.bayes.physics` as the calibrate stage runs it (family and cell latents in the
+  k-dimensional data-informed subspace, `risk.bayes.subspace`);
+- ``full``: the same model with the identity basis (every physical parameter a free family location
+  and a per-test latent), the old parameterisation.
+
+Prints a table (wall time, min bulk/tail ESS, ESS/s, R-hat, divergences) and writes
+``benchmarks/results/calibration_parameterisation.json``.
+
+    python benchmarks/calibration_parameterisation.py [--run runs/indentation_pouch] [--draws 1000 --tune 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("PYTENSOR_FLAGS", "blas__ldflags=")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+
+def _ensure_run(run: Path) -> None:
+    if (run / "model" / "model.json").exists() and (run / "real.nc").exists():
+        return
+    cmd = [sys.executable, "-m", "risk.cli", "train", str(REPO / "studies" / "indentation_pouch.yaml"), "--out", str(run)]
+    subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, default=REPO / "runs" / "indentation_pouch")
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    _ensure_run(args.run)
+
+    from risk.bayes.data import calibration_data
+    from risk.bayes.physics import PhysicsSetup, fit_physics, physics_setup
+    from risk.bayes.subspace import InformedSubspace
+    from risk.data import read_real
+    from risk.study import load_study
+    from sim2real import load_decoder
+
+    study = load_study(REPO / "studies" / "indentation_pouch.yaml")
+    decoder = load_decoder(args.run / "model")
+    data = calibration_data(read_real(args.run / "real.nc"), decoder)
+    priors = [study.priors()[n] for n in decoder.parameter_names]
+    sub = physics_setup(decoder, data, priors, seed=args.seed, max_dim=study.inference.subspace_max_dim)
+    full = PhysicsSetup(sub.prior_mean, sub.prior_sd, InformedSubspace.full(decoder.parameter_names, sub.prior_mean))
+    rows = []
+    for name, setup in (("subspace", sub), ("full", full)):
+        t0 = time.perf_counter()
+        _, d = fit_physics(data, decoder, setup, seed=args.seed, draws=args.draws, tune=args.tune,
+                           allow_bad_diagnostics=True, posterior_predictive=False)
+        wall = time.perf_counter() - t0
+        rows.append({"parameterisation": name, "dim": setup.subspace.dim, "wall_s": wall,
+                     "ess_bulk_min": d.ess_bulk_min, "ess_tail_min": d.ess_tail_min,
+                     "ess_bulk_per_s": d.ess_bulk_min / wall, "rhat_max": d.rhat_max, "divergences": d.divergences,
+                     "ok": d.ok})
+    print(f"{'parameterisation':<17}{'k':>3}{'wall [s]':>10}{'bulk ESS':>10}{'tail ESS':>10}{'ESS/s':>8}"
+          f"{'R-hat':>8}{'div':>6}  ok")
+    for r in rows:
+        print(f"{r['parameterisation']:<17}{r['dim']:>3}{r['wall_s']:>10.1f}{r['ess_bulk_min']:>10.0f}"
+              f"{r['ess_tail_min']:>10.0f}{r['ess_bulk_per_s']:>8.2f}{r['rhat_max']:>8.3f}{r['divergences']:>6}  {r['ok']}")
+    ratio = rows[0]["ess_bulk_per_s"] / max(rows[1]["ess_bulk_per_s"], 1e-12)
+    print(f"ESS/s ratio subspace/full: {ratio:.1f}")
+    out = REPO / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration_parameterisation.json").write_text(json.dumps(
+        {"draws": args.draws, "tune": args.tune, "tests": int(len(data.test)), "rows": rows,
+         "ess_per_s_ratio": ratio, "eigenvalues": sub.subspace.eigenvalues.tolist()}, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
