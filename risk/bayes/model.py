@@ -81,6 +81,30 @@ def _cutpoints(name: str = "cutpoints", batch: tuple[int, ...] = ()) -> pt.Tenso
     return pm.Deterministic(name, pt.concatenate([lower, pt.zeros_like(upper), upper], axis=-1))
 
 
+def _ordered_logistic_logp(value, eta, cut):
+    """log P(level index = value) of an ordered logistic, stable for any |η| (PyMC's OrderedLogistic
+    takes differences of sigmoids, which round to 0 — a −inf log likelihood — once |η − c| > 37).
+
+    ``value`` ``(m,)`` in 0..6, ``eta`` ``(m,)``, ``cut`` ``(m, 6)`` increasing. With ``a = c_value − η``
+    (upper) and ``b = c_{value−1} − η`` (lower): ``σ(a) − σ(b) = e^b expm1(a − b) / ((1 + e^a)(1 + e^b))``.
+    """
+    m = pt.arange(value.shape[0])
+    pad = pt.concatenate([pt.zeros((cut.shape[0], 1)), cut, pt.zeros((cut.shape[0], 1))], axis=1)
+    a = pad[m, value + 1] - eta  # upper cutpoint (unused for the top level)
+    b = pad[m, value] - eta  # lower cutpoint (unused for the bottom level)
+    softplus = pt.softplus
+    middle = b + pt.log(pt.expm1(pt.maximum(a - b, 1e-12))) - softplus(a) - softplus(b)
+    return pt.switch(pt.eq(value, 0), -softplus(-a), pt.switch(pt.eq(value, N_LEVELS - 1), -softplus(b), middle))
+
+
+def _ordered_logistic_random(eta, cut, rng=None, size=None):
+    """Draws of the level index (0..6) for posterior/prior predictive checks."""
+    eta, cut = np.asarray(eta, float), np.asarray(cut, float)
+    size = eta.shape if size is None else size
+    latent = eta + rng.logistic(size=size)
+    return (latent[..., None] > cut).sum(axis=-1).astype("int64")
+
+
 def _outcome_likelihoods(eta: pt.TensorVariable, hazard_level: np.ndarray | None,
                          runaway: np.ndarray | None, train_mask: np.ndarray | None = None) -> None:
     """Ordinal hazard-level likelihood where a level is observed, Bernoulli runaway elsewhere.
@@ -93,7 +117,7 @@ def _outcome_likelihoods(eta: pt.TensorVariable, hazard_level: np.ndarray | None
     n = np.asarray(hazard_level if hazard_level is not None else runaway).shape[-1]
     batch = () if train_mask is None else (train_mask.shape[0],)
     seen = np.ones((1, n), bool) if train_mask is None else np.asarray(train_mask, bool)
-    flat_eta = pt.reshape(eta, (-1,))
+    flat_eta = eta.flatten()
 
     def tiled(values):
         return np.broadcast_to(np.asarray(values, dtype=float), seen.shape).ravel()
@@ -105,8 +129,10 @@ def _outcome_likelihoods(eta: pt.TensorVariable, hazard_level: np.ndarray | None
         if (has_level & seen.ravel()).any():
             idx = np.flatnonzero(has_level & seen.ravel())
             cut = _cutpoints(batch=batch)
-            pm.OrderedLogistic("hazard_level", eta=flat_eta[idx], cutpoints=cut[idx // n] if batch else cut,
-                               observed=level[idx].astype(int) - 1)
+            cut_i = cut[idx // n] if batch else pt.broadcast_to(cut, (idx.size, N_LEVELS - 1))
+            pm.CustomDist("hazard_level", flat_eta[idx], cut_i, logp=_ordered_logistic_logp,
+                          random=_ordered_logistic_random, signature="(),(c)->()",
+                          observed=level[idx].astype(int) - 1, dtype="int64")
     if runaway is not None:
         tr = tiled(runaway)
         use = np.isfinite(tr) & ~has_level & seen.ravel()
