@@ -121,6 +121,7 @@ for _name, _doc in [("simulate", "Run (or resume) the simulation ensemble → en
                     ("ingest", "Read the study's real tests → real.nc."),
                     ("train", "Train the sim2real decoder (frozen) and encoder → model/."),
                     ("calibrate", "Hierarchical Bayesian calibration with NumPyro NUTS → posterior.nc."),
+                    ("crossvalidate", "Grouped cross-validation of the physics model and its baselines → crossval.json."),
                     ("report", "Rebuild report.html and report.pdf from saved artefacts."),
                     ("export", "Write the insurer exports (Parquet/CSV/JSON).")]:
     _stage_command(_name, _doc)

@@ -68,15 +68,17 @@ def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup, tra
 
 def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: int, draws: int, tune: int,
                 chains: int = 4, target_accept: float = 0.9, train_mask: np.ndarray | None = None, **sample_kw):
-    """Sample the physics model (`risk.bayes.sampling.sample`); returns ``(tree, diagnostics)``.
+    """Sample the physics model (`risk.bayes.sampling.sample`, chains started from ADVI draws:
+    `risk.bayes.sampling.advi_initial_points`); returns ``(tree, diagnostics)``.
 
     The tree's attrs carry ``setup.attrs()`` (subspace and prior moments) for prediction.
     """
-    from risk.bayes.sampling import sample
+    from risk.bayes.sampling import advi_initial_points, sample
 
     model = build_physics_model(data, decoder, setup, train_mask)
+    init = advi_initial_points(model, chains, seed=seed)
     return sample(model, seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
-                  attrs=setup.attrs(), **sample_kw)
+                  attrs=setup.attrs(), initvals=init, **sample_kw)
 
 
 def fold_posterior(tree: xr.DataTree, k: int) -> xr.DataTree:

@@ -164,7 +164,7 @@ def crossvalidate_study(study, decoder, data, priors, *, table=None, seed: int, 
     from risk.bayes.physics import fit_physics, fold_posterior, p_tr_from_levels, physics_setup, predict_levels
 
     if data.hazard_level is None or not np.isfinite(data.hazard_level).any():
-        if table is not None and is_calorimetry(Path(table)):
+        if table is not None and is_calorimetry(Path(table)) and not quick:
             return {"metadata_only": crossvalidate_real(table, seed=seed, draws=draws, tune=tune),
                     "note": "no hazard levels: the physics model is validated on calorimetry heat elsewhere"}
         return {"note": "no labelled tests"}

