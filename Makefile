@@ -4,7 +4,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STUDY ?= studies/indentation_pouch.yaml
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=8
 
 # The first Python 3.12 that really runs (a pyenv shim for an inactive version does not).
 define find_python

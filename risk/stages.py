@@ -371,7 +371,10 @@ def _next_test(ctx: RunContext, p_cand: np.ndarray, candidates: list, labels: li
     if not candidates:
         return {}
     n_cells = ctx.study.inference.next_test_cells
-    info = expected_information(p_cand, pred["p_tr_draws"].values, n_cells=n_cells)
+    p_scen = pred["p_tr_draws"].values
+    if p_scen.shape[1] > p_cand.shape[1]:  # candidates were thinned evenly (`new_cell_p_tr` max_draws): same draws
+        p_scen = p_scen[:, np.linspace(0, p_scen.shape[1] - 1, p_cand.shape[1]).astype(int)]
+    info = expected_information(p_cand, p_scen, n_cells=n_cells)
     units = {c.name: c.unit for c in registry.load(ctx.study.simulator.name).conditions}
     ds = next_test_dataset(info, labels, [c.cell_family for c in candidates], pred["scenario"].values.tolist(),
                            units, n_cells=n_cells, basis=basis)

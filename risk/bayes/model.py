@@ -81,6 +81,24 @@ def _cutpoints(name: str = "cutpoints", batch: tuple[int, ...] = ()) -> pt.Tenso
     return pm.Deterministic(name, pt.concatenate([lower, pt.zeros_like(upper), upper], axis=-1))
 
 
+def _normal_logsf(z):
+    """log P(Z > z) of a standard normal, finite with finite gradients for every z.
+
+    ``pm.logccdf(pm.Normal)`` switches between two erfc branches; under JAX the branch not taken still
+    enters the gradient, and ``log1p(-erfc(z/√2)/2)`` is −inf once z < −5.9, so a censored value far
+    below its prediction (P ≈ 1, no information) made the whole gradient NaN. Here each branch sees its
+    argument clipped to its own range; beyond z = 20 the asymptotic series (Abramowitz & Stegun 7.1.23,
+    relative error < 1e-7 there) replaces erfc, which underflows at z ≈ 38.
+    """
+    # clipped by switch (min/max/clip split the gradient in half at a tie)
+    lo, hi = pt.switch(z < 0.0, z, 0.0), pt.switch(z < 20.0, 20.0, z)
+    mid = pt.switch(z < 0.0, 0.0, pt.switch(z < 20.0, z, 20.0))
+    below = pt.log1p(-0.5 * pt.erfc(-lo / np.sqrt(2.0)))
+    middle = pt.log(0.5 * pt.erfc(mid / np.sqrt(2.0)))
+    tail = -0.5 * hi**2 - pt.log(hi) - 0.5 * np.log(2.0 * np.pi) + pt.log1p(-1.0 / hi**2 + 3.0 / hi**4)
+    return pt.switch(z < 0.0, below, pt.switch(z < 20.0, middle, tail))
+
+
 def _ordered_logistic_logp(value, eta, cut):
     """log P(level index = value) of an ordered logistic, stable for any |η| (PyMC's OrderedLogistic
     takes differences of sigmoids, which round to 0 — a −inf log likelihood — once |η − c| > 37).
@@ -177,6 +195,18 @@ class CalibrationData:
                 raise ValueError(f"CalibrationData.{name} has {len(getattr(self, name))} rows, test has {n}")
         if not self.families:
             object.__setattr__(self, "families", tuple(sorted(set(map(str, self.family)))))
+
+    def subset(self, rows: np.ndarray) -> "CalibrationData":
+        """The tests at ``rows`` (families with no test left drop out of ``families``)."""
+        rows = np.asarray(rows, dtype=int)
+
+        def take(x):
+            return None if x is None else np.asarray(x)[rows]
+
+        return CalibrationData(test=take(self.test), family=take(self.family), conditions=take(self.conditions),
+                               observables=take(self.observables), hazard_level=take(self.hazard_level),
+                               runaway=take(self.runaway), observable_names=self.observable_names,
+                               condition_names=self.condition_names, censored=take(self.censored), notes=self.notes)
 
     @property
     def family_index(self) -> np.ndarray:
@@ -307,8 +337,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                           observed=y[exact], dims="observed_entry")
             if (~exact).any():  # lower bounds: log P(Y > y)
                 lo = np.flatnonzero(~exact)
-                pm.Potential("observables_censored",
-                             pm.logccdf(pm.Normal.dist(mean[lo], sd_obs[lo]), y[~exact]).sum())
+                pm.Potential("observables_censored", _normal_logsf((y[~exact] - mean[lo]) / sd_obs[lo]).sum())
         _outcome_likelihoods(logit, data.hazard_level, data.runaway, train_mask)
     model.observed_index = (ent_t[exact], ent_j[exact])  # observed entries → (test, observable)
     return model

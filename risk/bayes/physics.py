@@ -4,8 +4,7 @@ One place assembles what the calibrate, crossvalidate and predict stages share:
 
 - `physics_setup` — prior moments in the decoder's ``u`` space and the data-informed subspace
   (`risk.bayes.subspace`) of a set of real tests;
-- `fit_physics` — `risk.bayes.model.build_hierarchical_model` sampled with NumPyro NUTS; with
-  ``train_mask`` every cross-validation fold is one independent copy of the model in one NUTS run;
+- `fit_physics` — `risk.bayes.model.build_hierarchical_model` sampled with NumPyro NUTS;
 - `predict_levels` — hazard-level probabilities ``(n_draw, n_tests, 7)`` of new cells under given
   conditions: a known family at its posterior location, an unknown one drawn from the population over
   families, the cell drawn from the family's cell-to-cell distribution, the directions the data do
@@ -59,15 +58,15 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
     return PhysicsSetup(mean, sd, sub)
 
 
-def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup, train_mask: np.ndarray | None = None):
+def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup):
     """`build_hierarchical_model` with the decoder as surrogate, in ``setup``'s subspace."""
     return build_hierarchical_model(data, decoder.pytensor_apply, parameter_names=decoder.parameter_names,
                                     prior_mean=setup.prior_mean, prior_sd=setup.prior_sd,
-                                    basis=setup.subspace.basis, anchor=setup.subspace.anchor, train_mask=train_mask)
+                                    basis=setup.subspace.basis, anchor=setup.subspace.anchor)
 
 
 def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: int, draws: int, tune: int,
-                chains: int = 4, target_accept: float = 0.9, train_mask: np.ndarray | None = None, **sample_kw):
+                chains: int = 4, target_accept: float = 0.9, **sample_kw):
     """Sample the physics model (`risk.bayes.sampling.sample`, chains started from ADVI draws:
     `risk.bayes.sampling.advi_initial_points`); returns ``(tree, diagnostics)``.
 
@@ -75,19 +74,10 @@ def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: in
     """
     from risk.bayes.sampling import advi_initial_points, sample
 
-    model = build_physics_model(data, decoder, setup, train_mask)
+    model = build_physics_model(data, decoder, setup)
     init = advi_initial_points(model, chains, seed=seed)
     return sample(model, seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
                   attrs=setup.attrs(), initvals=init, **sample_kw)
-
-
-def fold_posterior(tree: xr.DataTree, k: int) -> xr.DataTree:
-    """Copy ``k`` of a batched (``fold``-leading) posterior as an ordinary posterior tree."""
-    post = tree["posterior"].to_dataset()
-    part = post.isel(fold=k, drop=True) if "fold" in post.dims else post
-    out = xr.DataTree.from_dict({"posterior": part})
-    out.attrs.update(tree.attrs)
-    return out
 
 
 def _draws(post: xr.Dataset, var: str) -> np.ndarray:
@@ -101,7 +91,7 @@ def predict_levels(tree: xr.DataTree, logit_fn, families: Sequence[str], conditi
 
     Parameters
     ----------
-    tree : posterior of the physics model (one copy: see `fold_posterior`), attrs from `PhysicsSetup`.
+    tree : posterior of the physics model, attrs from `PhysicsSetup`.
     logit_fn : ``(u (..., n_param), c (..., n_cond)) -> decoder logit (...)``.
     families : ``(n_tests,)`` cell family of each test; one not in the posterior's ``family`` coord is a
         new family (population over families).

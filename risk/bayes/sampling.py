@@ -101,16 +101,45 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
     return tree, check(diag, allow_bad_diagnostics)
 
 
-def advi_initial_points(model: pm.Model, chains: int, *, seed: int, steps: int = 5000) -> list[dict]:
+def advi_initial_points(model: pm.Model, chains: int, *, seed: int, steps: int = 5000,
+                        learning_rate: float = 0.01) -> list[dict]:
     """One starting point per chain drawn from a mean-field ADVI fit (what PyMC's ``init="advi"`` does for
     its own sampler). Chains started from the prior's jitter can land where every NUTS transition diverges
     and never leave (measured on the default study: 2 of 4 chains); ADVI's draws start them in the bulk
-    while staying dispersed, so R-hat still compares independent chains."""
-    with model, pytensor.config.change_flags(blas__ldflags=""):
-        approx = pm.fit(n=steps, method="advi", random_seed=seed, progressbar=False)
-        draws = approx.sample(chains, random_seed=seed + 1, return_inferencedata=False)
-    names = [v.name for v in model.free_RVs]
-    return [{n: np.asarray(draws[n][k]) for n in names} for k in range(chains)]
+    while staying dispersed, so R-hat still compares independent chains.
+
+    The ELBO is maximised with NumPyro's SVI (``AutoNormal`` guide, Adam) on the model's JAX-compiled
+    log density in PyMC's unconstrained value space — the same JAX graph NUTS then samples (PyMC's own
+    ``pm.fit`` iterates a PyTensor C graph: ~70 s for 5000 steps on the default study vs a few seconds).
+    Returns constrained values keyed by free-variable name (PyMC's ``initvals`` layout).
+    """
+    import jax
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoNormal
+    from numpyro.infer.initialization import init_to_value
+    from pymc.sampling.jax import get_jaxified_graph, get_jaxified_logp
+
+    logp = get_jaxified_logp(model)  # +log density (PyMC negates it only for negative_logp=False)
+    start = model.initial_point(random_seed=seed)
+    values = model.value_vars
+
+    def density():
+        x = [numpyro.sample(v.name, dist.ImproperUniform(dist.constraints.real, (), np.shape(start[v.name])))
+             for v in values]
+        numpyro.factor("logp", logp(x))
+
+    guide = AutoNormal(density, init_loc_fn=init_to_value(values={k: np.asarray(v) for k, v in start.items()}),
+                       init_scale=0.1)
+    svi = SVI(density, guide, numpyro.optim.Adam(learning_rate), Trace_ELBO())
+    fit = svi.run(jax.random.PRNGKey(seed), steps, progress_bar=False)
+    draws = guide.sample_posterior(jax.random.PRNGKey(seed + 1), fit.params, sample_shape=(chains,))
+    free = [rv.name for rv in model.free_RVs]
+    outputs = [v for v in model.unobserved_value_vars if v.name in free]
+    to_constrained = jax.jit(jax.vmap(get_jaxified_graph(inputs=values, outputs=outputs)))
+    constrained = to_constrained(*[draws[v.name] for v in values])
+    return [{o.name: np.asarray(c[k]) for o, c in zip(outputs, constrained)} for k in range(chains)]
 
 
 def stack_draws(tree: xr.DataTree, var: str) -> np.ndarray:
