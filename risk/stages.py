@@ -7,6 +7,7 @@ JSON summary for ``stages.json``. Heavy packages are imported inside the stage t
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -200,9 +201,10 @@ def crossvalidate(ctx: RunContext) -> dict:
     inf = ctx.study.inference
     draws, tune = (min(inf.crossval_draws, 250), min(inf.crossval_tune, 250)) if ctx.quick else \
         (inf.crossval_draws, inf.crossval_tune)
-    result = crossvalidate_study(ctx.study, *inputs, table=_metadata_table(ctx), seed=ctx.stage_seed("crossvalidate"),
-                                 draws=draws, tune=tune, chains=inf.chains, target_accept=inf.target_accept,
-                                 max_dim=inf.subspace_max_dim, quick=ctx.quick)
+    result = crossvalidate_study(ctx.study, *inputs, decoder_dir=ctx.path("model"), table=_metadata_table(ctx),
+                                 seed=ctx.stage_seed("crossvalidate"), draws=draws, tune=tune, chains=inf.chains,
+                                 target_accept=inf.target_accept, max_dim=inf.subspace_max_dim, quick=ctx.quick,
+                                 workers=min(len(os.sched_getaffinity(0)), 4))
     from risk.predict.realcv import write_crossval
 
     write_crossval(result, ctx.path("crossval.json"))

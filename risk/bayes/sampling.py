@@ -121,7 +121,9 @@ def advi_initial_points(model: pm.Model, chains: int, *, seed: int, steps: int =
     from numpyro.infer.initialization import init_to_value
     from pymc.sampling.jax import get_jaxified_graph, get_jaxified_logp
 
-    logp = get_jaxified_logp(model)  # +log density (PyMC negates it only for negative_logp=False)
+    # +log density (PyMC negates it only for negative_logp=False); jitted: NumPyro first runs the model
+    # eagerly, and an unjitted graph would compile every primitive on its own (minutes)
+    logp = jax.jit(get_jaxified_logp(model))
     start = model.initial_point(random_seed=seed)
     values = model.value_vars
 

@@ -147,6 +147,31 @@ def _diag(d) -> dict:
     return {k: v for k, v in asdict(d).items() if k in keep}
 
 
+def _fit_fold(decoder_dir: str, data, setup, seed: int, kw: dict):
+    """One fold's physics fit (a worker process: the decoder is reloaded from ``decoder_dir``)."""
+    from risk.bayes.physics import fit_physics
+    from sim2real import load_decoder
+
+    return fit_physics(data, load_decoder(decoder_dir), setup, seed=seed, allow_bad_diagnostics=True,
+                       posterior_predictive=False, **kw)
+
+
+def fit_folds(decoder_dir, subsets: list, setup, *, seeds: list[int], workers: int = 1, **kw) -> list[tuple]:
+    """Physics fits of the folds' training sets, ``workers`` at a time in spawned processes.
+
+    NumPyro's vectorised chains keep one core busy (this model's operations are too small for XLA's
+    threads), so folds in parallel processes use the other cores. Returns ``[(tree, diagnostics)]``.
+    """
+    if workers <= 1 or len(subsets) == 1:
+        return [_fit_fold(str(decoder_dir), d, setup, sd, kw) for d, sd in zip(subsets, seeds)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(subsets)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_fit_fold, str(decoder_dir), d, setup, sd, kw) for d, sd in zip(subsets, seeds)]
+        return [f.result() for f in futures]
+
+
 def _worst(per_fold: list[dict]) -> dict:
     """The worst diagnostics over folds (``ok`` only if every fold passed)."""
     return {"ok": all(d["ok"] for d in per_fold), "rhat_max": max(d["rhat_max"] for d in per_fold),
@@ -155,9 +180,9 @@ def _worst(per_fold: list[dict]) -> dict:
             "divergences": sum(d["divergences"] for d in per_fold)}
 
 
-def crossvalidate_study(study, decoder, data, priors, *, table=None, seed: int, draws: int = 500, tune: int = 500,
-                        chains: int = 4, target_accept: float = 0.9, max_dim: int = 3, quick: bool = False,
-                        n_replicate_folds: int = 3) -> dict:
+def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None, seed: int, draws: int = 500,
+                        tune: int = 500, chains: int = 4, target_accept: float = 0.9, max_dim: int = 3,
+                        quick: bool = False, n_replicate_folds: int = 3, workers: int = 1) -> dict:
     """Grouped CV of the physics model, the metadata regression and the family-frequency baseline.
 
     Parameters
@@ -165,11 +190,13 @@ def crossvalidate_study(study, decoder, data, priors, *, table=None, seed: int, 
     study : the `risk.study.Study` (its data selection is already applied to ``data``).
     decoder, data, priors : the frozen decoder, `CalibrationData` of the study's real tests and the
         priors in decoder order (as the calibrate stage builds them).
+    decoder_dir : where ``decoder`` was loaded from (fold fits in worker processes reload it).
+    workers : physics folds fitted at once (processes; `fit_folds`).
     table : unused for indentation (every model reads the same labelled rows of ``data``); for
         calorimetry the databank workbook (metadata CV of heat intervals).
     quick : leave-family-out only (the scheme where physics must earn its place).
     """
-    from risk.bayes.physics import fit_physics, p_tr_from_levels, physics_setup, predict_levels
+    from risk.bayes.physics import p_tr_from_levels, physics_setup, predict_levels
 
     if data.hazard_level is None or not np.isfinite(data.hazard_level).any():
         if table is not None and is_calorimetry(Path(table)) and not quick:
@@ -210,16 +237,14 @@ def crossvalidate_study(study, decoder, data, priors, *, table=None, seed: int, 
             # nor observables; a family with no training test is a new family). Batching the folds as
             # copies in one run shares a step size and a tree depth across copies: measured on the quick
             # default study, one copy's stuck chain froze every copy (R-hat 3.4, every draw divergent).
-            trees, per_fold = [], []
-            for k, t in enumerate(trains):
-                held = np.setdiff1d(lab, t["row"].to_numpy())
-                tree, diag = fit_physics(data.subset(np.setdiff1d(np.arange(len(level)), held)), decoder, setup,
-                                         chains=chains, target_accept=target_accept, allow_bad_diagnostics=True,
-                                         posterior_predictive=False, **{**fit_kw, "seed": seed + k})
-                trees.append(tree)
-                per_fold.append(_diag(diag))
+            subsets = [data.subset(np.setdiff1d(np.arange(len(level)), np.setdiff1d(lab, t["row"].to_numpy())))
+                       for t in trains]
+            kw = {"chains": chains, "target_accept": target_accept, "draws": draws, "tune": tune}
+            fitted = fit_folds(decoder_dir, subsets, setup, seeds=[seed + k for k in range(len(trains))],
+                               workers=workers, **kw)
+            per_fold = [_diag(diag) for _, diag in fitted]
             diags["physics"] = _worst(per_fold) | {"folds": per_fold}
-            return trees
+            return [tree for tree, _ in fitted]
 
         def physics_predict(tree, test: pd.DataFrame) -> pd.DataFrame:
             rows = test["row"].to_numpy()
