@@ -16,18 +16,20 @@ Chain (one simulation, t = 0 at the short onset)
    current (electrolyte/solid diffusion caps the current a shorted cell can deliver; PyBaMM short
    simulations saturate at 10–30 C). The chemical-to-electrical power U_ocv I is dissipated as heat:
    I² R_s in the short spot, U_ocv I − I² R_s (electrode overpotentials) spread over the cell.
-3. **Thermal + kinetics (reduced, documented option)** — two lumped nodes: the short spot (cylinder of
-   radius r_s through the thickness H) and the rest of the cell, coupled by radial conduction
-   G = 2π k_in H / ln(r_b / r_s) (r_b the equivalent cell radius), cooled by h (``heat_transfer_coefficient``, uncertain: the cell is clamped between a steel punch
-   and plate) over both faces, each
-   node carrying its own decomposition-kinetics state (`simulators.kinetics`, exact at fixed T):
-
-       C_s dT_s/dt = I² R_s + V_s q(T_s, ξ_s) − G (T_s − T_b)
-       C_b dT_b/dt = (U_ocv I − I² R_s) + V_b q(T_b, ξ_b) + G (T_s − T_b) − h A (T_b − T∞)
-
-   Strang splitting (kinetics ½Δt, implicit linear step Δt, kinetics ½Δt) with step-size control on
-   |ΔT| ≤ 5 K. This reduced option (≈ 0.5 s) is what ensembles use; option ``thermal="fe"`` runs the 3D
-   pouch FE of `abuse_fe.thermal` instead (`short_thermal_response_fe`, seconds to a minute per run).
+3. **Thermal + kinetics (reduced, documented option)** — an axisymmetric ring model of the cell around
+   the short (`short_thermal_response`): ring 0 is the short spot (radius r_s, through the thickness H),
+   the others grow geometrically to the equivalent cell radius r_b; radial conduction k_in between
+   rings, both faces cooled by h (``heat_transfer_coefficient``, uncertain: the cell is clamped between
+   a steel punch and plate), each ring with its own decomposition-kinetics state
+   (`simulators.kinetics`, exact at fixed T). I² R_s heats the spot, U_ocv I − I² R_s the electrodes
+   (every ring by volume). The spot ignites when its Joule power beats conduction — I_lim² R_s grows as
+   Q² where the current limit binds, which is why large cells ignite and small ones do not — and the
+   reaction spreads as a front when the stored chemical energy (SOC) carries it from ring to ring
+   faster than the faces cool it (local reactions without spread at low SOC, runaway at high SOC, as
+   the dataset's levels 3–4 vs 6–7). Strang splitting (kinetics ½Δt, implicit tridiagonal step Δt,
+   kinetics ½Δt) with step-size control on |ΔT| ≤ 5 K. This reduced option (0.5–4 s) is what
+   ensembles use; option ``thermal="fe"`` runs the 3D pouch FE of `abuse_fe.thermal` instead
+   (`short_thermal_response_fe`, seconds to a minute per run).
 4. **Outcomes** — ``thermal_runaway`` when the chemical self-heating rate of the bulk of the cell (outside
    the short spot) exceeds ``runaway_rate`` (1 K/s, Feng et al., Energy Storage Mater. 10 (2018) 246): a
    runaway confined to the spot is "local reactions" (levels 3–4), not a cell runaway; ``time_to_runaway`` from
@@ -414,7 +416,7 @@ class _IndentationCoupled(Simulator):
 
     def __post_init__(self):
         if self.thermal not in ("lumped", "fe"):
-            raise ValueError(f"{self.name}: thermal must be 'lumped' (two-node, ~0.5 s) or 'fe' (3D pouch FE), "
+            raise ValueError(f"{self.name}: thermal must be 'lumped' (ring model, 0.5–4 s) or 'fe' (3D pouch FE), "
                              f"got {self.thermal!r}")
 
     def grid(self) -> np.ndarray:

@@ -10,9 +10,10 @@ call these functions, so a calibrated observable means the same thing on both si
 - `log_rise_rate`: ``ln(rate / (1 K/s))`` clipped to ``[ln RATE_FLOOR, ln RATE_CEILING]``. The rates span
   two decades; the floor (1 K/s) is the thermocouples' noise (the Soteria SCC tests, which never
   shorted, read 0.18–0.92 K/s); above the ceiling (10 K/s) the thermocouples read venting gas and
-  flame, which no simulator here resolves (real runaway tests read 25–540 K/s, the two-node chain
-  ≤ 9 K/s below 150 °C), so a rate at the ceiling only says "at least 10 K/s": `rate_censored` marks it
-  and the calibration uses it as a lower bound (`risk.bayes.data`).
+  flame, which no simulator here resolves (real runaway tests read 25–540 K/s;
+  the coupled chain's thermocouple is a conduction-resolved face temperature near the short, not a
+  flame), so a rate at the ceiling only says "at least 10 K/s": `rate_censored` marks it and the
+  calibration uses it as a lower bound (`risk.bayes.data`).
 - `reached_ceiling`: the signal reached the logger's ceiling.
 """
 from __future__ import annotations

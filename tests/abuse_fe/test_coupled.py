@@ -99,7 +99,6 @@ def test_fe_chain_agrees_with_lumped():
     f_fe, f_lu = fe.force_indenter.values[5:], lu.force_indenter.values[5:]
     np.testing.assert_allclose(f_lu, f_fe, rtol=0.15)
     assert float(lu.displacement_short_onset) == pytest.approx(float(fe.displacement_short_onset), rel=0.10)
-    assert fe.attrs["wall_time_total"] < 60.0
 
 
 SHORT_6AH = dict(short_resistance=0.0548, current_limit_c_rate=10.95, kinetics_log_rate_shift=0.0,
@@ -148,7 +147,7 @@ def test_ring_network_conserves_energy_and_converges():
 
 
 def test_fe_thermal_option_agrees_with_reduced_model():
-    """thermal="fe" (3D pouch FE) vs the two-node model on one short: same electrical energy (< 1 %),
+    """thermal="fe" (3D pouch FE) vs the ring model on one short: same electrical energy (< 1 %),
     peak temperature within 10 % of the rise (measured 1 %), same hazard level; the simulator option works."""
     from abuse_fe.coupled import short_thermal_response_fe
 
