@@ -34,11 +34,13 @@ def _fail(err: InputError, code: int = 2):
 
 def _context(study_path: Path, out: Path | None, force: bool, quick: bool, cluster: str | None):
     from risk.pipeline import RunContext
+    from risk.rundir import default_run_dir, run_dir
     from risk.study import load_study
 
     study = load_study(study_path, quick=quick)
-    default = Path("runs") / (study.study.name + ("-quick" if quick else ""))
-    return RunContext(study=study, out=out or default, quick=quick, force=force, cluster=cluster, console=console)
+    run_dir(study, out, quick)  # refuses the project, the data, their parents and foreign folders
+    return RunContext(study=study, out=out or default_run_dir(study, quick), quick=quick, force=force,
+                      cluster=cluster, console=console)
 
 
 def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
@@ -46,16 +48,17 @@ def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
     from risk.bayes.diagnostics import DiagnosticsFailed
     from risk.report.pdf import MissingToolError
     from risk.provenance import provenance, write_provenance
+    from risk.runlock import RunLock
     from risk.stages import STAGES
 
     try:
         ctx = _context(study_path, out, force, quick, cluster)
-        ctx.out.mkdir(parents=True, exist_ok=True)
-        (ctx.out / "study.yaml").write_text(Path(study_path).read_text())
-        seeds = {s.name: ctx.stage_seed(s.name) for s in STAGES}
-        write_provenance(ctx.out / "provenance.json",
-                         provenance(ctx.study, data_hashes(ctx.study.data_path()), seeds))
-        status = Pipeline(STAGES, ctx).run(only=only)
+        hashes = data_hashes(ctx.study.data_path())  # checks the data folder's links first
+        with RunLock(ctx.out):  # one writer per run directory (exit 2 naming the holder's PID)
+            (ctx.out / "study.yaml").write_text(Path(study_path).read_text())
+            seeds = {s.name: ctx.stage_seed(s.name) for s in STAGES}
+            write_provenance(ctx.out / "provenance.json", provenance(ctx.study, hashes, seeds))
+            status = Pipeline(STAGES, ctx).run(only=only)
     except InputError as err:
         _fail(err)
     except DiagnosticsFailed as err:
@@ -90,12 +93,15 @@ def _exit_on_bad_diagnostics(ctx):
 @app.command()
 def validate(studies: Annotated[list[Path], typer.Argument(help="study YAML files")],
              quick: QuickOpt = False):
-    """Check study files against the schema (and their simulators); exit 2 on the first error."""
+    """Check study files against the schema (and their simulators) and where their default run directory
+    would be (runs/<name>/ from here); exit 2 on the first error."""
+    from risk.rundir import run_dir
     from risk.study import load_study
 
     for path in studies:
         try:
             s = load_study(path, quick=quick)
+            run_dir(s, None, quick)
         except InputError as err:
             _fail(err)
         console.print(f"[green]✓[/green] {path}: study {s.study.name!r}, simulator {s.simulator.name!r}")

@@ -71,9 +71,16 @@ def file_digest(path: Path) -> str:
 
 
 def data_hashes(path: Path | None) -> dict[str, str]:
-    """SHA-256 of every file under a data path (a file or a folder), keyed by relative path."""
+    """SHA-256 of every file under a data path (a file or a folder), keyed by relative path.
+
+    The folder is checked first (`risk.data.limits.check_data_path`): a link pointing outside it, a FIFO
+    or a device raises `DataError` instead of being read.
+    """
+    from risk.data.limits import check_data_path
+
     if path is None or not path.exists():
         return {}
+    check_data_path(path)
     if path.is_file():
         return {path.name: file_digest(path)}
     return {str(p.relative_to(path)): file_digest(p) for p in sorted(path.rglob("*")) if p.is_file()}

@@ -33,9 +33,20 @@ class _Section(BaseModel):
 class StudyMeta(_Section):
     """``study:`` — identity and the master seed."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", description="run folder name: runs/<name>/")]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100,
+                               description="run folder name: runs/<name>/ (letters, digits, _ . -; "
+                                           "starts with a letter or digit)")]
     description: str = ""
     seed: Annotated[int, Field(ge=0, description="master seed; every stage derives its own from it")]
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v):
+        # a name of dots ("..") or starting with one would put runs/<name>/ at or above runs/, or hide it
+        if not v[0].isalnum():
+            raise ValueError(f"study name {v!r} must start with a letter or digit: it names the run folder "
+                             "runs/<name>/, and '.', '..' or a leading '-' would escape or hide it")
+        return v
 
 
 class Cell(_Section):
@@ -204,9 +215,18 @@ class Inference(_Section):
 class Scenario(_Section):
     """One P(TR) question: a cell family at a SOC under an abuse severity."""
 
-    name: str
+    name: Annotated[str, Field(min_length=1, max_length=200)]
     cell_family: str
     soc: Annotated[float, Field(ge=0, le=1, description="state of charge, 0–1")]
+
+    @field_validator("name")
+    @classmethod
+    def _export_name(cls, v):
+        # scenario names key the export tables and may name files: no path parts, no control characters
+        if any(c in v for c in "/\\") or v.strip(".") == "" or any(ord(c) < 32 for c in v):
+            raise ValueError(f"scenario name {v!r} must not contain '/', '\\' or control characters, "
+                             "nor be made only of dots: it names rows and files of the exports")
+        return v
     severity: str | float = "nominal"
     conditions: dict[str, float | str] = Field(default_factory=dict)
 

@@ -216,6 +216,9 @@ def read_summary(path: str | Path) -> list[SummaryRow]:
     path = Path(path)
     if not path.is_file():
         raise DataError("summary table not found (expected tests.csv beside raw/)", path=path)
+    from risk.data.limits import check_csv, check_unique_file_names
+
+    check_csv(path)
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in ("FileName", "ObservedScore", "Capacity_mAh", "SOC_pct")
@@ -238,6 +241,7 @@ def read_summary(path: str | Path) -> list[SummaryRow]:
                 hazard_text=(rec.get("ObservedScoreText") or "").strip(),
                 calculated_score=_num(rec.get("CalculatedScore", ""), path, i, "CalculatedScore"),
                 capacity_ah=cap_mah / 1000.0, soc=soc_pct / 100.0))
+    check_unique_file_names(path, [(r.line, r.file_name) for r in rows])
     return rows
 
 

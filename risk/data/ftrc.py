@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from risk.data.limits import check_workbook
 from risk.errors import DataError
 
 MISSING_STRINGS = {"", "-", "n/a", "na", "none", "nan"}
@@ -100,6 +101,7 @@ def read_ftrc(path: str | Path) -> xr.Dataset:
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", path=path)
+    check_workbook(path)
     try:
         import openpyxl
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)

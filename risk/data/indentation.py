@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from risk.data.limits import LimitError, check_data_folder, check_workbook
 from risk.errors import DataError
 from risk.data.families import parse_test_name
 
@@ -143,6 +144,7 @@ def read_sheets(path: str | Path) -> dict[str, list[list]]:
         raise DataError("not a file", path=path)
     if not zipfile.is_zipfile(path):
         raise DataError("not an .xlsx workbook (not a zip container): corrupt or wrong format", path=path)
+    check_workbook(path)
     try:
         import python_calamine as pc
     except ImportError:  # pragma: no cover - exercised only without python-calamine
@@ -486,6 +488,7 @@ def read_folder(folder: str | Path, *, on_error: str = "raise") -> FolderRead:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError("indentation dataset folder not found", path=folder)
+    check_data_folder(folder)
     files = raw_files(folder)
     if not files:
         raise DataError("no .xlsx workbooks found (expected raw/*.xlsx)", path=folder)
@@ -507,7 +510,7 @@ def read_folder(folder: str | Path, *, on_error: str = "raise") -> FolderRead:
         try:
             tests[p] = read_workbook(p)
         except DataError as err:
-            if on_error != "skip":
+            if on_error != "skip" or isinstance(err, LimitError):
                 raise
             skipped.append({"file": p.name, "reason": str(err.problem)})
     for p, keep in canonical_of.items():
@@ -517,6 +520,8 @@ def read_folder(folder: str | Path, *, on_error: str = "raise") -> FolderRead:
             if keep in tests:
                 k, n = _same_prefix(tests[keep], other)
                 reason += f"; first {k} of {n} common rows identical"
+        except LimitError:
+            raise
         except DataError as err:
             reason += f"; itself unreadable: {err.problem}"
         skipped.append({"file": p.name, "reason": reason})

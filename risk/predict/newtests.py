@@ -27,6 +27,7 @@ import pandas as pd
 
 from risk.bayes.model import N_LEVELS
 from risk.bayes.sampling import load_posterior
+from risk.data.limits import check_csv, check_unique_file_names, check_workbook
 from risk.errors import DataError
 
 CAL_SHEET = "Fractional-Calorimetry-Data"
@@ -51,12 +52,14 @@ def read_indentation_tests(path: str | Path) -> pd.DataFrame:
     """``tests.csv`` → columns ``FileName, family, soc [1], capacity_ah [A h], level, chemistry, format``
     (level NaN if absent; chemistry/format from the file's columns when present, else from the family)."""
     path = Path(path)
+    check_csv(path)
     try:
         raw = pd.read_csv(path)
     except (OSError, pd.errors.ParserError) as err:
         raise DataError(f"cannot read indentation table: {err}", path=path) from err
     if "FileName" not in raw:
         raise DataError("missing column FileName", path=path, field="FileName")
+    check_unique_file_names(path, [(i + 2, str(n)) for i, n in enumerate(raw["FileName"]) if isinstance(n, str)])
     soc = raw["SOC_pct"] / 100 if "SOC_pct" in raw else raw["FileName"].map(soc_from_filename)
     out = pd.DataFrame({"FileName": raw["FileName"].astype(str),
                         "family": raw["FileName"].astype(str).map(family_from_filename),
@@ -80,6 +83,7 @@ def read_indentation_tests(path: str | Path) -> pd.DataFrame:
 def read_calorimetry_tests(path: str | Path) -> pd.DataFrame:
     """Databank workbook → ``Test-ID, cell_type, soc [1], trigger, energy_wh, heat_kj, bottom_rupture``."""
     path = Path(path)
+    check_workbook(path)
     try:
         df = pd.read_excel(path, sheet_name=CAL_SHEET, header=2, engine="openpyxl")
         cc = pd.read_excel(path, sheet_name="Cell-Characteristics", header=None, engine="openpyxl")
