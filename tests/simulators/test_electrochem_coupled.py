@@ -1,5 +1,4 @@
 """PyBaMM short circuit (stored energy), plating simulator, coupled short → runaway simulator."""
-import time
 
 import numpy as np
 import pytest
@@ -30,13 +29,16 @@ def test_plating_grows_over_cycles():
     assert float(ds.capacity_fade[1]) > 0
 
 
-def test_coupled_short_energy_and_speed():
+def test_coupled_short_energy_and_cached_table():
+    from simulators.electrochem import ocv_resistance_table
+
     sim = load("coupled_short_lumped")()
     th = sim.default_theta()
     sim.simulate(th, {"soc": 1.0, "temperature_ambient": 298.15})  # builds the cached PyBaMM table
-    t0 = time.perf_counter()
+    misses = ocv_resistance_table.cache_info().misses
     hard = sim.simulate({**th, "short_resistance": 0.05}, {"soc": 1.0, "temperature_ambient": 298.15})
-    assert time.perf_counter() - t0 < 3.0  # ≈0.4 s measured on an idle core
+    # speed is a benchmark matter (benchmarks/simulators_throughput.py); here: no second PyBaMM solve
+    assert ocv_resistance_table.cache_info().misses == misses
     soft = sim.simulate({**th, "short_resistance": 5.0}, {"soc": 1.0, "temperature_ambient": 298.15})
     assert hard.thermal_runaway and not soft.thermal_runaway
     for r in (hard, soft):
