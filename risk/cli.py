@@ -45,6 +45,12 @@ def _context(study_path: Path, out: Path | None, force: bool, quick: bool, clust
 
 def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
     from risk.pipeline import Pipeline, data_hashes
+
+    try:  # input checks first, before the heavy imports: a hostile input is refused in about a second
+        ctx = _context(study_path, out, force, quick, cluster)
+        hashes = data_hashes(ctx.study.data_path())  # checks the data folder's links first
+    except InputError as err:
+        _fail(err)
     from risk.bayes.diagnostics import DiagnosticsFailed
     from risk.report.pdf import MissingToolError
     from risk.provenance import provenance, write_provenance
@@ -52,8 +58,6 @@ def _run(study_path: Path, out, force, quick, cluster, only: list[str] | None):
     from risk.stages import STAGES
 
     try:
-        ctx = _context(study_path, out, force, quick, cluster)
-        hashes = data_hashes(ctx.study.data_path())  # checks the data folder's links first
         with RunLock(ctx.out):  # one writer per run directory (exit 2 naming the holder's PID)
             (ctx.out / "study.yaml").write_text(Path(study_path).read_text())
             seeds = {s.name: ctx.stage_seed(s.name) for s in STAGES}
@@ -145,11 +149,15 @@ def predict(target: Annotated[Path, typer.Argument(help="a study YAML (runs the 
     if tests is None:
         _run(target, out, force, quick, cluster, ["predict"])
         return
-    from risk.predict.newtests import predict_tests
+    from risk.data.limits import check_csv, check_workbook
 
     try:
         if not target.is_dir():
             raise InputError("with --tests, the target must be a run directory (runs/<study>/)", path=target)
+        # the limits before the model's heavy imports (predict_tests checks again, for library callers)
+        check_workbook(tests) if tests.suffix.lower() in (".xlsx", ".xlsm") else check_csv(tests)
+        from risk.predict.newtests import predict_tests
+
         table = predict_tests(target, tests, raw, model=model)
     except InputError as err:
         _fail(err)
