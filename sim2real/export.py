@@ -14,7 +14,7 @@ The graph, for depth ``D`` (``silu(a) = a · sigmoid(a)``)::
     h_{k+1} = silu(h_k @ W_k.T + b_k),                         k < D
     mean = (h_D @ Wcoef.T + bcoef) @ basis + basis_offset
     log_scale = (h_D @ Wchan.T + bchan) @ expand + log_scale_bias
-    logit_runaway = h_D @ Wrun.T + brun
+    logit_runaway = h_D @ Wrun.T + brun + h0 @ Wskip.T      (Wskip: linear skip; 0 in older models)
 """
 from __future__ import annotations
 
@@ -26,13 +26,14 @@ import numpy as np
 def _graph(w: Mapping[str, np.ndarray], depth: int, xp, cat, silu) -> Callable:
     def apply(u, c):
         cn = (c - w["cond_loc"]) / w["cond_scale"]
-        h = cat(u, cn)
+        h = h0 = cat(u, cn)
         for i in range(depth):
             h = silu(h @ w[f"body{i}_w"].T + w[f"body{i}_b"])
         return {
             "mean": (h @ w["coef_w"].T + w["coef_b"]) @ w["basis"] + w["basis_offset"],
             "log_scale": (h @ w["chan_w"].T + w["chan_b"]) @ w["expand"] + w["log_scale_bias"],
-            "logit_runaway": (h @ w["runaway_w"].T + w["runaway_b"])[..., 0],
+            "logit_runaway": (h @ w["runaway_w"].T + w["runaway_b"]
+                              + (h0 @ w["runaway_skip_w"].T if "runaway_skip_w" in w else 0.0))[..., 0],
         }
     return apply
 

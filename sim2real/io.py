@@ -101,6 +101,8 @@ def load_model(model_dir):
         sd[f"body.{2 * i}.weight"], sd[f"body.{2 * i}.bias"] = w[f"body{i}_w"], w[f"body{i}_b"]
     for k in ("coef", "chan", "runaway"):
         sd[f"{k}.weight"], sd[f"{k}.bias"] = w[f"{k}_w"], w[f"{k}_b"]
+    # models saved before the runaway head had its linear skip: a zero skip is the same function
+    sd["runaway_skip.weight"] = w.get("runaway_skip_w", np.zeros((1, len(transform.names) + len(layout.condition_names))))
     for k in ("log_scale_bias", "basis", "basis_offset", "expand", "cond_loc", "cond_scale"):
         sd[k] = w[k]
     net.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in sd.items()})

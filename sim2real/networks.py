@@ -53,6 +53,12 @@ class DecoderNet(nn.Module):
         self.coef = init_linear(nn.Linear(width, basis.shape[0]), generator)
         self.chan = init_linear(nn.Linear(width, expand.shape[0]), generator, gain=0.1)
         self.runaway = init_linear(nn.Linear(width, 1), generator)
+        # linear skip of the runaway logit on the inputs (a "wide & deep" head): the runaway boundary of
+        # the coupled chain is close to linear in log short power, SOC, log h (a logistic regression on
+        # the 192-run default ensemble reaches held-out AUC 0.93, the MLP head alone 0.73); starts at 0
+        self.runaway_skip = nn.Linear(n_par + n_cond, 1, bias=False)
+        with torch.no_grad():
+            self.runaway_skip.weight.zero_()
         self.log_scale_bias = nn.Parameter(torch.full((basis.shape[1],), -1.0))
         f = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
         self.register_buffer("basis", f(basis))
@@ -66,11 +72,12 @@ class DecoderNet(nn.Module):
         """u (..., n_par) [1], c (..., n_cond) [SI] → dict(mean, log_scale (..., n_obs), logit_runaway (...))."""
         dt = self.basis.dtype
         cn = (c.to(dt) - self.cond_loc) / self.cond_scale
-        h = self.body(torch.cat([u.to(dt), cn], dim=-1))
+        x = torch.cat([u.to(dt), cn], dim=-1)
+        h = self.body(x)
         return {
             "mean": self.coef(h) @ self.basis + self.basis_offset,
             "log_scale": self.chan(h) @ self.expand + self.log_scale_bias,
-            "logit_runaway": self.runaway(h).squeeze(-1),
+            "logit_runaway": (self.runaway(h) + self.runaway_skip(x)).squeeze(-1),
         }
 
     def weights(self) -> dict[str, np.ndarray]:
@@ -80,6 +87,7 @@ class DecoderNet(nn.Module):
             out[f"body{i}_w"], out[f"body{i}_b"] = layer.weight, layer.bias
         for k in ("coef", "chan", "runaway"):
             out[f"{k}_w"], out[f"{k}_b"] = getattr(self, k).weight, getattr(self, k).bias
+        out["runaway_skip_w"] = self.runaway_skip.weight
         for k in ("log_scale_bias", "basis", "basis_offset", "expand", "cond_loc", "cond_scale"):
             out[k] = getattr(self, k)
         return {k: v.detach().cpu().double().numpy().copy() for k, v in out.items()}
