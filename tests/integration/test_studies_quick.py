@@ -20,6 +20,7 @@ def test_every_study_validates():
     assert len(STUDIES) >= 4
 
 
+@pytest.mark.timeout(3600)  # the subprocess's own hang guard (2700 s) + the cached rerun, not the 1800 s default
 @pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
 def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
     out = tmp_path / "run"
