@@ -212,6 +212,21 @@ def crossvalidate(ctx: RunContext) -> dict:
             for scheme, v in result.items() if isinstance(v, dict) and "physics" in v}
 
 
+def _prior_sensitivity(ctx: RunContext, tree, p_cells: np.ndarray, scenarios) -> None:
+    """Power-scaling prior sensitivity of the hyperparameters and the scenarios' P(TR) →
+    ``prior_sensitivity.json`` (`risk.bayes.prior_sensitivity`)."""
+    from risk.bayes.physics import PhysicsSetup, build_physics_model
+    from risk.bayes.prior_sensitivity import per_draw, prior_sensitivity, write_prior_sensitivity
+
+    inputs = _physics_inputs(ctx)
+    if inputs is None or "log_likelihood" not in tree.children:
+        return
+    decoder, data, _ = inputs
+    model = build_physics_model(data, decoder, PhysicsSetup.from_attrs(tree.attrs))
+    p_tr = per_draw(p_cells.mean(axis=2), tree, "scenario", [sc.name for sc in scenarios])
+    write_prior_sensitivity(prior_sensitivity(tree, model, {"p_tr": p_tr}), ctx.path("prior_sensitivity.json"))
+
+
 def predict(ctx: RunContext) -> dict:
     """P(TR | scenario) for new cells, aleatory/epistemic split, sensitivity, rare events."""
     import jax
@@ -219,7 +234,8 @@ def predict(ctx: RunContext) -> dict:
 
     from risk.bayes.sampling import load_posterior, stack_draws
     from risk.predict.rare_events import crude_monte_carlo, subset_simulation, tr_limit_state
-    from risk.predict.scenarios import decompose, link_draws, new_cell_p_tr, write_predictions
+    from risk.predict.scenarios import (decompose, family_slope_draws, link_draws, new_cell_p_tr, population_shift,
+                                        write_predictions)
     from risk.predict.sensitivity import sobol_indices
     from sim2real import load_decoder
 
@@ -244,7 +260,12 @@ def predict(ctx: RunContext) -> dict:
         p_cand = new_cell_p_tr(tree, logit_fn, candidates, n_cells=64 if ctx.quick else 256, seed=seed + 1,
                                max_draws=100 if ctx.quick else 1000).mean(axis=2) if candidates else np.zeros((0, 1))
         scenario_diag = _scenario_diagnostics(ctx, tree, p_cells, scenarios)
+        _prior_sensitivity(ctx, tree, p_cells, scenarios)
         mu = stack_draws(tree, "mu_pop").mean(0)
+        slope = family_slope_draws(tree).mean(0)[None]
+
+        def population_at(c):  # posterior-mean location of a new family of the cell under conditions c
+            return mu + population_shift(tree, slope, np.asarray(c, float)[None])[0, 0]
         mu_family = dict(zip(map(str, tree["posterior"]["family"].values), stack_draws(tree, "mu_family").mean(0)))
         chol = stack_draws(tree, "cell_chol").mean(0)
         link = tuple(float(x.mean()) for x in link_draws(tree))
@@ -261,6 +282,9 @@ def predict(ctx: RunContext) -> dict:
         mu_family = {}
         link = (0.0, 1.0)
         basis = "prior predictive (no real data)"
+
+        def population_at(c):
+            return mu
     pred = decompose(p_cells, scenarios, study_hash=s.hash)
     pred.attrs["basis"] = basis
     write_predictions(pred, ctx.path("predictions.nc"))
@@ -272,13 +296,13 @@ def predict(ctx: RunContext) -> dict:
     def real_logit_fn(u, c):  # the decoder's logit through the posterior-mean sim-to-real link
         return link[0] + link[1] * logit_fn(u, c)
 
-    c0, mu_0 = np.asarray(scenarios[0].conditions), mu_family.get(scenarios[0].cell_family, mu)
+    c0, mu_0 = np.asarray(scenarios[0].conditions), mu_family.get(scenarios[0].cell_family, population_at(scenarios[0].conditions))
     sens = sobol_indices(lambda u: 1 / (1 + np.exp(-real_logit_fn(u, np.broadcast_to(c0, (len(u), len(c0)))))),
                          names, [(m - 2.0, m + 2.0) for m in mu_0], n_base=128 if ctx.quick else 1024, seed=seed)
     sens.to_netcdf(ctx.path("sensitivity.nc"))
     k = int(np.argmin(pred["p_tr_mean"].values))
     ck = np.asarray(scenarios[k].conditions)
-    mu_k = mu_family.get(scenarios[k].cell_family, mu)
+    mu_k = mu_family.get(scenarios[k].cell_family, population_at(ck))
     g = tr_limit_state(lambda u: real_logit_fn(u, np.broadcast_to(ck, (len(u), len(ck)))), mu_k, chol)
     ss = subset_simulation(g, 1 + chol.shape[1], seed=seed, n_per_level=500 if ctx.quick else 2000)
     where = "family" if scenarios[k].cell_family in mu_family else "population"

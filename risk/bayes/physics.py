@@ -24,18 +24,81 @@ from risk.bayes.model import CalibrationData, build_hierarchical_model, prior_mo
 from risk.bayes.subspace import InformedSubspace, informed_subspace
 
 
+#: the family-level predictor of the hierarchical model: log of the nominal capacity (larger cells feed
+#: more current into the same short spot; the real data: ≤ 2 A h LCO pouches never ran away, 5–6.4 A h
+#: cells did from 40 % SOC)
+COVARIATE_CONDITION = "capacity_nominal"
+
+
 @dataclass(frozen=True)
 class PhysicsSetup:
-    """Prior moments of ``u`` (``(n_param,)`` each) and the data-informed subspace."""
+    """Prior moments of ``u`` (``(n_param,)`` each), the data-informed subspace and the family covariate
+    (``{"condition", "index", "centre", "direction"}``: x = log(condition) − centre, regressed along the
+    unit ``direction`` ``(k,)`` of the subspace; or None)."""
 
     prior_mean: np.ndarray
     prior_sd: np.ndarray
     subspace: InformedSubspace
+    covariate: dict | None = None
 
     def attrs(self) -> dict[str, str]:
         """Posterior attrs that `predict_levels` and `risk.predict.scenarios` read back."""
-        return {"subspace": self.subspace.to_json(), "prior_mean": json.dumps(self.prior_mean.tolist()),
-                "prior_sd": json.dumps(self.prior_sd.tolist())}
+        out = {"subspace": self.subspace.to_json(), "prior_mean": json.dumps(self.prior_mean.tolist()),
+               "prior_sd": json.dumps(self.prior_sd.tolist())}
+        if self.covariate is not None:
+            out["family_covariate"] = json.dumps(self.covariate)
+        return out
+
+    @classmethod
+    def from_attrs(cls, attrs) -> "PhysicsSetup":
+        """The setup a physics posterior was sampled with (its attrs, `attrs`)."""
+        cov = attrs.get("family_covariate")
+        return cls(np.asarray(json.loads(attrs["prior_mean"]), float), np.asarray(json.loads(attrs["prior_sd"]), float),
+                   InformedSubspace.from_json(attrs["subspace"]), None if cov is None else json.loads(cov))
+
+    def family_covariate(self, data: CalibrationData) -> np.ndarray | None:
+        """``(n_families,)`` covariate of ``data.families``: log of the family's mean condition − centre."""
+        if self.covariate is None:
+            return None
+        x = np.log(np.asarray(data.conditions, float)[:, self.covariate["index"]]) - self.covariate["centre"]
+        fam = data.family_index
+        return np.array([x[fam == f].mean() for f in range(len(data.families))])
+
+
+def _covariate_spec(data: CalibrationData, direction: np.ndarray | None = None) -> dict | None:
+    """The covariate of `PhysicsSetup` from the tests' conditions (centre: mean over families of the log
+    family-mean capacity) and its unit ``direction`` ``(k,)`` (default: the first); None without that
+    condition or with fewer than two families."""
+    names = list(data.condition_names)
+    if COVARIATE_CONDITION not in names or len(data.families) < 2:
+        return None
+    j = names.index(COVARIATE_CONDITION)
+    logc = np.log(np.asarray(data.conditions, float)[:, j])
+    fam = data.family_index
+    centre = float(np.mean([logc[fam == f].mean() for f in range(len(data.families))]))
+    spec = {"condition": COVARIATE_CONDITION, "index": j, "centre": centre}
+    if direction is not None:
+        spec["direction"] = [float(v) for v in direction]
+    return spec
+
+
+def runaway_direction(jax_apply, sub: InformedSubspace, conditions: np.ndarray) -> np.ndarray:
+    """Unit vector ``(k,)`` of the subspace along which the decoder's runaway logit grows fastest at the
+    anchor, averaged over the tests' conditions ``(n, n_cond)``: where family size moves a family."""
+    import jax
+    import jax.numpy as jnp
+
+    W, u0, c = jnp.asarray(sub.basis), jnp.asarray(sub.anchor), jnp.asarray(conditions, dtype=float)
+
+    def mean_logit(a):
+        u = jnp.broadcast_to(u0 + W @ a, (c.shape[0], u0.shape[0]))
+        return jax_apply(u, c)["logit_runaway"].mean()
+
+    g = np.asarray(jax.grad(mean_logit)(jnp.zeros(W.shape[1])), dtype=float)
+    norm = np.linalg.norm(g)
+    if not np.isfinite(norm) or norm == 0:
+        return np.eye(W.shape[1])[0]
+    return g / norm
 
 
 def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int, max_dim: int = 3,
@@ -55,14 +118,17 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
     with jax.enable_x64(True):
         sub = informed_subspace(decoder.jax_apply, decoder.parameter_names, u, data.conditions,
                                 np.isfinite(data.observables), has_outcome, anchor=mean, max_dim=max_dim)
-    return PhysicsSetup(mean, sd, sub)
+        direction = runaway_direction(decoder.jax_apply, sub, data.conditions)
+    return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction))
 
 
 def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup):
     """`build_hierarchical_model` with the decoder as surrogate, in ``setup``'s subspace."""
     return build_hierarchical_model(data, decoder.pytensor_apply, parameter_names=decoder.parameter_names,
                                     prior_mean=setup.prior_mean, prior_sd=setup.prior_sd,
-                                    basis=setup.subspace.basis, anchor=setup.subspace.anchor)
+                                    basis=setup.subspace.basis, anchor=setup.subspace.anchor,
+                                    family_covariate=setup.family_covariate(data),
+                                    covariate_direction=(setup.covariate or {}).get("direction"))
 
 
 def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: int, draws: int, tune: int,
@@ -94,35 +160,38 @@ def predict_levels(tree: xr.DataTree, logit_fn, families: Sequence[str], conditi
     tree : posterior of the physics model, attrs from `PhysicsSetup`.
     logit_fn : ``(u (..., n_param), c (..., n_cond)) -> decoder logit (...)``.
     families : ``(n_tests,)`` cell family of each test; one not in the posterior's ``family`` coord is a
-        new family (population over families).
+        new family (population over families, at the test's capacity when the posterior has a family
+        covariate: `risk.predict.scenarios.population_shift`).
     conditions : ``(n_tests, n_cond)`` decoder conditions [SI].
     n_cells : new cells per draw and test (cell-to-cell variation, averaged).
     """
-    from risk.predict.scenarios import _uninformed_draws
+    from risk.predict.scenarios import _uninformed_draws, family_slope_draws, population_shift
 
     post = tree["posterior"].to_dataset()
     rng = np.random.default_rng(seed)
     mu_f, mu_pop = _draws(post, "mu_family"), _draws(post, "mu_pop")
     chol, fam_chol = _draws(post, "cell_chol"), _draws(post, "family_chol")
     scale = _draws(post, "link_scale") if "link_scale" in post else np.ones(mu_pop.shape[0])
-    cut = _draws(post, "cutpoints")
+    cut, slope = _draws(post, "cutpoints"), family_slope_draws(tree)
     if max_draws is not None and mu_f.shape[0] > max_draws:
         keep = np.linspace(0, mu_f.shape[0] - 1, max_draws).astype(int)
-        mu_f, mu_pop, chol, fam_chol, scale, cut = (x[keep] for x in (mu_f, mu_pop, chol, fam_chol, scale, cut))
+        mu_f, mu_pop, chol, fam_chol, scale, cut, slope = (x[keep] for x in (mu_f, mu_pop, chol, fam_chol, scale, cut,
+                                                                             slope))
     known = [str(f) for f in post["family"].values]
     S, P, k = chol.shape
     conditions = np.asarray(conditions, float)
     n = conditions.shape[0]
     rest = _uninformed_draws(tree, S, rng)
+    shift = population_shift(tree, slope, conditions)  # (S, n, P): where a new family of each test's size sits
     new_family_loc = {}
     loc = np.empty((S, n, P))
     for i, f in enumerate(families):
         if f in known:
             loc[:, i] = mu_f[:, known.index(f)]
-        else:  # one location per unseen family and draw, shared by its tests
+        else:  # one location per unseen family and draw, shared by its tests, shifted by each test's size
             if f not in new_family_loc:
                 new_family_loc[f] = mu_pop + np.einsum("spq,sq->sp", fam_chol, rng.standard_normal((S, k)))
-            loc[:, i] = new_family_loc[f]
+            loc[:, i] = new_family_loc[f] + shift[:, i]
     z = rng.standard_normal((S, n, n_cells, k))
     u = (loc + rest[:, None, :])[:, :, None, :] + np.einsum("spq,sncq->sncp", chol, z)
     c = np.broadcast_to(conditions[None, :, None, :], (S, n, n_cells, conditions.shape[1]))

@@ -72,9 +72,11 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
     fam_chol = (stack_draws(tree, "family_chol") if "family_chol" in tree["posterior"]
                 else np.einsum("pq,sq->spq", np.eye(mu_pop.shape[1]), stack_draws(tree, "tau_family")))
     shift, scale = link_draws(tree)
+    slope = family_slope_draws(tree)
     if max_draws is not None and mu_f.shape[0] > max_draws:
         keep = np.linspace(0, mu_f.shape[0] - 1, max_draws).astype(int)
-        mu_f, mu_pop, chol, fam_chol, shift, scale = (x[keep] for x in (mu_f, mu_pop, chol, fam_chol, shift, scale))
+        mu_f, mu_pop, chol, fam_chol, shift, scale, slope = (x[keep] for x in (mu_f, mu_pop, chol, fam_chol, shift,
+                                                                               scale, slope))
     families = [str(f) for f in tree["posterior"]["family"].values]
     S, _, P = mu_f.shape
     rest = _uninformed_draws(tree, S, rng)  # (S, P): the prior along the directions the data do not inform
@@ -83,12 +85,33 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
         if sc.cell_family in families:
             loc = mu_f[:, families.index(sc.cell_family)]
         else:
-            loc = mu_pop + np.einsum("spq,sq->sp", fam_chol, rng.standard_normal((S, fam_chol.shape[2])))
+            loc = (mu_pop + population_shift(tree, slope, np.asarray(sc.conditions, float)[None])[:, 0]
+                   + np.einsum("spq,sq->sp", fam_chol, rng.standard_normal((S, fam_chol.shape[2]))))
         z = rng.standard_normal((S, n_cells, chol.shape[2]))
         u = (loc + rest)[:, None, :] + np.einsum("spq,scq->scp", chol, z)
         c = np.broadcast_to(np.asarray(sc.conditions, dtype=float), (S, n_cells, len(sc.conditions)))
         out[k] = special.expit(shift[:, None] + scale[:, None] * np.asarray(logit_fn(u, c), dtype=float))
     return out
+
+
+def family_slope_draws(tree: xr.DataTree) -> np.ndarray:
+    """``(S, n_param)`` draws of the family covariate's slope in ``u`` (zeros without a covariate)."""
+    post = tree["posterior"]
+    if "family_slope_u" in post:
+        return stack_draws(tree, "family_slope_u")
+    return np.zeros((post.sizes["chain"] * post.sizes["draw"], post.sizes["parameter"]))
+
+
+def population_shift(tree: xr.DataTree, slope: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """Where the population of families sits for cells under ``conditions`` ``(n, n_cond)`` relative to
+    ``mu_pop``: ``(S, n, n_param)`` = slope ``(S, n_param)`` × x, x = log(capacity) − centre of the
+    posterior's ``family_covariate`` attrs (`risk.bayes.physics.PhysicsSetup`); zeros without one."""
+    spec = json.loads(tree.attrs.get("family_covariate", "null"))
+    conditions = np.asarray(conditions, float)
+    if spec is None:
+        return np.zeros((slope.shape[0], conditions.shape[0], slope.shape[1]))
+    x = np.log(conditions[:, spec["index"]]) - spec["centre"]
+    return slope[:, None, :] * x[None, :, None]
 
 
 def _uninformed_draws(tree: xr.DataTree, n: int, rng: np.random.Generator) -> np.ndarray:

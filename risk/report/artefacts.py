@@ -21,7 +21,7 @@ FILES = {
     "diagnostics": "diagnostics.json", "predictions": "predictions.nc",
     "sensitivity": "sensitivity.nc", "rare_events": "rare_events.json",
     "crossval": "crossval.json", "mesh_convergence": "mesh_convergence.json",
-    "next_test": "next_test.nc",
+    "next_test": "next_test.nc", "prior_sensitivity": "prior_sensitivity.json",
 }
 """Artefact key → path relative to ``runs/<study>/``."""
 
@@ -46,6 +46,7 @@ class Artefacts:
     crossval: dict | None = None
     mesh_convergence: Any = None
     next_test: xr.Dataset | None = None
+    prior_sensitivity: dict | None = None
     problems: dict[str, str] = field(default_factory=dict)
 
     def path(self, key: str) -> Path:
@@ -92,7 +93,7 @@ _READERS = {
     "real": _datatree, "ensemble": _ensemble_summary, "failures": _jsonl, "metrics": _json,
     "posterior": _datatree, "diagnostics": _json, "predictions": _netcdf,
     "sensitivity": _netcdf, "rare_events": _json, "crossval": _json, "mesh_convergence": _json,
-    "next_test": _netcdf,
+    "next_test": _netcdf, "prior_sensitivity": _json,
 }
 
 

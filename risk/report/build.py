@@ -389,6 +389,7 @@ def render_html(run_dir: str | Path, study: dict, *, write_exports_too: bool = T
         "sensitivity": _sensitivity(art),
         "next_test": _next_test(art),
         "rare_events": None if art.rare_events is None else _table_rows(art.rare_events),
+        "prior_sensitivity": art.prior_sensitivity,
         "not_computed": NOT_COMPUTED,
         "problems": art.problems,
     }

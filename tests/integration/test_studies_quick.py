@@ -46,6 +46,11 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
         assert diag["ok"], diag["messages"]
         assert diag["rhat_max"] <= 1.01 and min(diag["ess_bulk_min"], diag["ess_tail_min"]) >= 400
         assert "INVALID" not in html
+        # the prior sensitivity of the reported numbers: every scenario's P(TR), in the report too
+        sens = json.loads((out / "prior_sensitivity.json").read_text())
+        quantities = {r["quantity"] for r in sens["rows"]}
+        assert {f"p_tr[{sc['name']}]" for sc in _study_scenarios(study)} <= quantities
+        assert "<h3>Prior sensitivity</h3>" in html and "prior_sensitivity.json" not in html
     if (out / "crossval.json").exists():  # the reported physics model is validated against its baselines
         cv = json.loads((out / "crossval.json").read_text())
         if "leave_family_out" in cv:
@@ -68,6 +73,7 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
         by = dict(zip(map(str, pred["scenario"].values), p))
         assert by["LCO-2Ah-SOC20"] < by["LCO-2Ah-SOC100"]  # stored energy drives runaway
         assert by["LCO-2Ah-SOC100"] < by["LCO-6.4Ah-SOC100"]  # 2 A h pouches never ran away, 6.4 A h ones did
+        _check_predict_new_tests(out, tmp_path)
     # the rare-event estimate is for a new cell of the least likely scenario's own family when calibrated
     rare = json.loads((out / "rare_events.json").read_text())
     k = int(p.argmin())
@@ -83,3 +89,37 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
     # a rerun is fully cached
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert again.returncode == 0 and again.stderr.count("unchanged, skipped") == 8, again.stderr[-2000:]
+
+
+def _check_predict_new_tests(run: Path, tmp_path: Path) -> None:
+    """``risk predict RUN --tests`` on the run's own artefacts: the physics posterior answers the LCO pouch
+    and calibrated rows (an unseen LCO family included), the metadata baseline the chemistries the
+    simulator does not cover; outcome columns are ignored."""
+    import pandas as pd
+
+    tests = pd.read_csv(REPO.parent / "shared" / "data" / "indentation" / "tests.csv")
+    new = pd.concat([tests, pd.DataFrame({"FileName": ["LCO-Pouch-3000mAh-100SOC-cell1", "LCO-Pouch-3000mAh-0SOC-cell1"],
+                                          "Capacity_mAh": [3000, 3000], "SOC_pct": [100, 0]})], ignore_index=True)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    res = subprocess.run([sys.executable, "-m", "risk.cli", "predict", str(run), "--tests", str(tmp_path / "new.csv"),
+                          "--output", str(tmp_path / "pred.csv")], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = pd.read_csv(tmp_path / "pred.csv")
+    assert len(out) == len(new) and set(out["model"]) == {"physics", "metadata"}
+    model = dict(zip(out["FileName"], out["model"]))
+    from risk.predict.newtests import family_from_filename
+
+    fam = out["FileName"].map(family_from_filename)
+    assert (out.loc[fam.isin(["LFP 10 Ah", "NMC 10 Ah", "Chevy Volt", "Nissan Leaf"]), "model"] == "metadata").all()
+    assert (out.loc[fam.str.startswith("LCO") | fam.str.startswith("Soteria S") | (fam == "Soteria control"),
+                    "model"] == "physics").all()
+    p = dict(zip(out["FileName"], out["p_tr"]))
+    assert model["LCO-Pouch-3000mAh-100SOC-cell1"] == "physics"
+    assert p["LCO-Pouch-3000mAh-0SOC-cell1"] < p["LCO-Pouch-3000mAh-100SOC-cell1"]
+    assert ((out["p_tr_q05"] <= out["p_tr"]) & (out["p_tr"] <= out["p_tr_q95"])).all()
+
+
+def _study_scenarios(study: Path) -> list[dict]:
+    import yaml
+
+    return yaml.safe_load(study.read_text()).get("scenarios", [])
