@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
+from tests.quick_runs import quick_run
+
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
 
@@ -30,13 +32,13 @@ def test_no_shipped_study_overrides_the_convergence_gate():
             assert not section.get("allow_bad_diagnostics", False), path.name
 
 
-@pytest.mark.timeout(3600)  # the subprocess's own hang guard (2700 s) + the cached rerun, not the 1800 s default
+@pytest.mark.timeout(3600)  # the build's own hang guard (2700 s) + the cached rerun, not the 1800 s default
 @pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
 def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "risk.cli", "run", str(study), "--quick", "--out", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=2700)  # a hang guard: the quick default study takes ~19 min on 2 cores
-    assert res.returncode == 0, res.stderr[-4000:]
+    # the real quick run of this source revision, shared with the report/export tests (tests/quick_runs.py)
+    run = quick_run(study.stem)
+    out, cmd = run.out, list(run.cmd)
+    assert run.returncode == 0, run.stderr[-4000:]
     stages = json.loads((out / "stages.json").read_text())
     assert set(stages) == {"simulate", "ingest", "train", "calibrate", "crossvalidate", "predict", "report", "export"}
     html = (out / "report.html").read_text()

@@ -52,7 +52,8 @@ def test_exports_agree_with_predictions(exported):
     exp = study["export"]["exposure"]
     rate = exp["abuse_events_per_cell_year"]
     np.testing.assert_allclose(df["events_per_million_cell_years"], rate * 1e6 * draws.mean(1))
-    loss = exp["fleet_size"] * rate * 250_000.0 * draws
+    cost = np.array([exp["cost_per_event_by_severity"][str(s)] for s in pred["severity"].values])
+    loss = exp["fleet_size"] * rate * cost[:, None] * draws
     np.testing.assert_allclose(df["annual_expected_loss"], loss.mean(1))
     np.testing.assert_allclose(df["annual_expected_loss_q05"], np.quantile(loss, 0.05, axis=1))
     np.testing.assert_allclose(df["annual_expected_loss_q95"], np.quantile(loss, 0.95, axis=1))
@@ -64,7 +65,14 @@ def test_exceedance_curve_is_seeded_monotone_and_consistent(exported):
     curve = read_export(paths["exceedance.parquet"])
     again = write_exports(run, study)
     pd.testing.assert_frame_equal(read_export(again["exceedance.parquet"]), curve)
-    assert set(curve["scenario"]) == {s["name"] for s in study["scenarios"]} | {"all"}
+    names = {s["name"] for s in study["scenarios"]}
+    assert set(curve["scenario"]) == names | ({"all"} if study["export"]["exposure"].get("scenario_weights") else set())
+    # a fleet mix over the scenarios adds the portfolio curve "all", which lies between its scenarios' curves
+    mix = {**study["export"]["exposure"], "scenario_weights": {n: 1 / len(names) for n in names}}
+    weighted = read_export(write_exports(run, {**study, "export": {"exposure": mix}})["exceedance.parquet"])
+    assert set(weighted["scenario"]) == names | {"all"}
+    at = weighted[weighted.exceedance_probability == 0.5].set_index("scenario")["annual_loss"]
+    assert at.drop("all").min() <= at["all"] <= at.drop("all").max()
     for _, part in curve.groupby("scenario"):
         part = part.sort_values("exceedance_probability", ascending=False)
         assert np.all(np.diff(part["annual_loss"].to_numpy()) >= 0)
@@ -72,14 +80,16 @@ def test_exceedance_curve_is_seeded_monotone_and_consistent(exported):
     # scenario, P(loss > 0) = E[1 - exp(-λ p)] — compare the median with that analytic value.
     risk = read_export(paths["risk.parquet"])
     pred = xr.open_dataset(run / "predictions.nc")
-    lam = 2e6 * 1e-4
+    exp = study["export"]["exposure"]
+    lam = exp["fleet_size"] * exp["abuse_events_per_cell_year"]
     top = risk.sort_values("p_tr_mean").iloc[-1]["scenario"]
+    cost = exp["cost_per_event_by_severity"][str(pred["severity"].sel(scenario=top).values)]
     d = pred["p_tr_draws"].sel(scenario=top).values
     p_any = np.mean(1 - np.exp(-lam * d))
     row = curve[(curve.scenario == top) & (curve.exceedance_probability == 0.5)].iloc[0]
     assert (row["annual_loss"] > 0) == (p_any > 0.5)
     mean_events = lam * d.mean()
-    p50 = row["annual_loss"] / 250_000.0
+    p50 = row["annual_loss"] / cost
     assert abs(p50 - mean_events) < 4 * np.sqrt(mean_events + lam ** 2 * d.var()) + 1
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import xarray as xr
 
 from risk.report.build import NOT_COMPUTED, render_html
-from risk.report.numbers import probability_words
+from risk.report.numbers import number, probability_words
 
 
 def _text(html: str) -> str:
@@ -15,7 +15,10 @@ def _text(html: str) -> str:
 
 
 def test_full_report_is_self_contained_and_complete(run_copy):
+    """The report of the real default quick run: self-contained, every section, and the numbers of this
+    run's artefacts (predictions.nc, crossval.json, provenance.json, the study's priors and limitations)."""
     run, study = run_copy
+    (run / "model" / "metrics.json").unlink()  # an absent artefact is named, not hidden
     html = render_html(run, study)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)
     assert "http://" not in html and "https://" not in html
@@ -24,20 +27,28 @@ def test_full_report_is_self_contained_and_complete(run_copy):
     text = _text(html)
     for heading in ("Executive summary", "Data provenance", "Assumptions and priors", "Validation",
                     "Inference diagnostics", "Aleatory vs epistemic", "Sensitivity ranking",
-                    "Limitations"):
+                    "Limitations", "Prior sensitivity"):
         assert heading in text
     pred = xr.open_dataset(run / "predictions.nc")
     for i in range(pred.sizes["scenario"]):
         words = probability_words(*(float(pred[v].values[i])
                                     for v in ("p_tr_mean", "p_tr_q05", "p_tr_q95")))
         assert words in text
-    assert 'class="banner ok"' in html
+    assert 'class="banner ok"' in html and "INVALID" not in html  # the quick run passed its gate
     prov = json.loads((run / "provenance.json").read_text())
-    assert prov["data_hashes"]["real.nc"] in html
-    assert "observed_order" in text and "stiffness" in text and "N/m^1.5" in text
-    assert "physics best" in text  # the fixture's physics predictions beat its base rate
-    assert "EUR" in text and "Fixture data" in text
-    # metrics.json is absent from this run: the section says so
+    for digest in prov["data_hashes"].values():
+        assert digest in html
+    for name, spec in study["parameters"].items():  # every prior with its unit and source
+        assert name in text and spec["reference"] in text
+    for line in study["report"]["limitations"]:
+        assert line.split(";")[0] in text
+    assert "USD" in text
+    # the cross-validation table is this run's crossval.json (the physics model's, beside its baselines)
+    cv = json.loads((run / "crossval.json").read_text())["leave_family_out"]
+    assert "Quick run: leave-family-out only" in text
+    for metric in ("log_loss", "brier"):
+        assert f"<td>leave_family_out</td><td>{metric}</td>\n<td class=\"num\">{number(cv['physics'][metric])}</td>" \
+            f"<td class=\"num\">{number(cv['metadata'][metric])}</td>" in html
     assert text.count(NOT_COMPUTED) >= 1 and "model/metrics.json: " + NOT_COMPUTED in text
     assert (run / "exports" / "risk.parquet").exists()
 
@@ -57,7 +68,7 @@ def test_absent_artefacts_are_visible(run_copy):
     run, study = run_copy
     for name in ("posterior.nc", "diagnostics.json", "sensitivity.nc", "crossval.json",
                  "mesh_convergence.json", "rare_events.json", "stages.json", "real.nc"):
-        (run / name).unlink()
+        (run / name).unlink(missing_ok=True)  # the quick indentation run writes no mesh_convergence.json
     shutil.rmtree(run / "ensemble.zarr")
     (run / "predictions.nc").unlink()
     html = render_html(run, study)
