@@ -208,8 +208,12 @@ def crossvalidate(ctx: RunContext) -> dict:
     from risk.predict.realcv import write_crossval
 
     write_crossval(result, ctx.path("crossval.json"))
-    return {scheme: {m: round(v[m]["log_loss"], 4) for m in ("physics", "metadata", "family_frequency") if m in v}
-            for scheme, v in result.items() if isinstance(v, dict) and "physics" in v}
+    summary = {scheme: {m: round(v[m]["log_loss"], 4) for m in ("physics", "metadata", "family_frequency") if m in v}
+               for scheme, v in result.items() if isinstance(v, dict) and "physics" in v}
+    for scheme, v in result.get("heat", {}).items():  # calorimetry: interval scores of the heat intervals [kJ]
+        if isinstance(v, dict) and "physics" in v:
+            summary[f"heat_{scheme}"] = {m: round(v[m]["interval_score_90"], 2) for m in ("physics", "group_normal")}
+    return summary
 
 
 def _prior_sensitivity(ctx: RunContext, tree, p_cells: np.ndarray, scenarios) -> None:

@@ -8,7 +8,9 @@ One place assembles what the calibrate, crossvalidate and predict stages share:
 - `predict_levels` — hazard-level probabilities ``(n_draw, n_tests, 7)`` of new cells under given
   conditions: a known family at its posterior location, an unknown one drawn from the population over
   families, the cell drawn from the family's cell-to-cell distribution, the directions the data do
-  not inform drawn from the prior (per draw, epistemic).
+  not inform drawn from the prior (per draw, epistemic);
+- `predict_observables` — the posterior predictive of a new test's observables (e.g. total heat) under the
+  same new-cell draws, with the decoder's scale and the calibrated model discrepancy.
 """
 from __future__ import annotations
 
@@ -151,32 +153,24 @@ def _draws(post: xr.Dataset, var: str) -> np.ndarray:
     return np.asarray(da.stack(sample=("chain", "draw")).transpose("sample", ...).values)
 
 
-def predict_levels(tree: xr.DataTree, logit_fn, families: Sequence[str], conditions: np.ndarray, *, seed: int,
-                   n_cells: int = 32, max_draws: int | None = 1000) -> np.ndarray:
-    """Hazard-level probabilities of a new cell per test: ``(n_draw, n_tests, 7)`` [1].
+def _new_cells(tree: xr.DataTree, families: Sequence[str], conditions: np.ndarray, *, rng: np.random.Generator,
+               n_cells: int, max_draws: int | None) -> tuple[np.ndarray, np.ndarray, xr.Dataset]:
+    """Physical parameters ``u`` ``(S, n_tests, n_cells, n_param)`` of new cells, one set per retained
+    posterior draw, and the retained draw indices ``(S,)`` into the stacked (chain, draw) samples.
 
-    Parameters
-    ----------
-    tree : posterior of the physics model, attrs from `PhysicsSetup`.
-    logit_fn : ``(u (..., n_param), c (..., n_cond)) -> decoder logit (...)``.
-    families : ``(n_tests,)`` cell family of each test; one not in the posterior's ``family`` coord is a
-        new family (population over families, at the test's capacity when the posterior has a family
-        covariate: `risk.predict.scenarios.population_shift`).
-    conditions : ``(n_tests, n_cond)`` decoder conditions [SI].
-    n_cells : new cells per draw and test (cell-to-cell variation, averaged).
+    A known family sits at its posterior location; an unseen one is drawn once per draw from the population
+    over families (at each test's capacity when the posterior has a family covariate); the cell is drawn
+    from the cell-to-cell distribution; the directions the data do not inform from the prior.
     """
     from risk.predict.scenarios import _uninformed_draws, family_slope_draws, population_shift
 
     post = tree["posterior"].to_dataset()
-    rng = np.random.default_rng(seed)
-    mu_f, mu_pop = _draws(post, "mu_family"), _draws(post, "mu_pop")
-    chol, fam_chol = _draws(post, "cell_chol"), _draws(post, "family_chol")
-    scale = _draws(post, "link_scale") if "link_scale" in post else np.ones(mu_pop.shape[0])
-    cut, slope = _draws(post, "cutpoints"), family_slope_draws(tree)
-    if max_draws is not None and mu_f.shape[0] > max_draws:
-        keep = np.linspace(0, mu_f.shape[0] - 1, max_draws).astype(int)
-        mu_f, mu_pop, chol, fam_chol, scale, cut, slope = (x[keep] for x in (mu_f, mu_pop, chol, fam_chol, scale, cut,
-                                                                             slope))
+    total = post.sizes["chain"] * post.sizes["draw"]
+    keep = np.arange(total) if max_draws is None or total <= max_draws else \
+        np.linspace(0, total - 1, max_draws).astype(int)
+    mu_f, mu_pop = _draws(post, "mu_family")[keep], _draws(post, "mu_pop")[keep]
+    chol, fam_chol = _draws(post, "cell_chol")[keep], _draws(post, "family_chol")[keep]
+    slope = family_slope_draws(tree)[keep]
     known = [str(f) for f in post["family"].values]
     S, P, k = chol.shape
     conditions = np.asarray(conditions, float)
@@ -194,11 +188,55 @@ def predict_levels(tree: xr.DataTree, logit_fn, families: Sequence[str], conditi
             loc[:, i] = new_family_loc[f] + shift[:, i]
     z = rng.standard_normal((S, n, n_cells, k))
     u = (loc + rest[:, None, :])[:, :, None, :] + np.einsum("spq,sncq->sncp", chol, z)
-    c = np.broadcast_to(conditions[None, :, None, :], (S, n, n_cells, conditions.shape[1]))
+    return u, keep, post
+
+
+def predict_levels(tree: xr.DataTree, logit_fn, families: Sequence[str], conditions: np.ndarray, *, seed: int,
+                   n_cells: int = 32, max_draws: int | None = 1000) -> np.ndarray:
+    """Hazard-level probabilities of a new cell per test: ``(n_draw, n_tests, 7)`` [1].
+
+    Parameters
+    ----------
+    tree : posterior of the physics model, attrs from `PhysicsSetup`.
+    logit_fn : ``(u (..., n_param), c (..., n_cond)) -> decoder logit (...)``.
+    families : ``(n_tests,)`` cell family of each test; one not in the posterior's ``family`` coord is a
+        new family (population over families, at the test's capacity when the posterior has a family
+        covariate: `risk.predict.scenarios.population_shift`).
+    conditions : ``(n_tests, n_cond)`` decoder conditions [SI].
+    n_cells : new cells per draw and test (cell-to-cell variation, averaged).
+    """
+    rng = np.random.default_rng(seed)
+    conditions = np.asarray(conditions, float)
+    u, keep, post = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws)
+    scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
+    cut = _draws(post, "cutpoints")[keep]
+    c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
     eta = scale[:, None, None] * np.asarray(logit_fn(u, c), dtype=float)  # (S, n, cells)
     cdf = special.expit(cut[:, None, None, :] - eta[..., None])  # P(level ≤ j), j = 1..6
     cdf = np.concatenate([np.zeros((*cdf.shape[:-1], 1)), cdf, np.ones((*cdf.shape[:-1], 1))], axis=-1)
     return np.diff(cdf, axis=-1).mean(axis=2)  # (S, n, 7)
+
+
+def predict_observables(tree: xr.DataTree, observable_fn, families: Sequence[str], conditions: np.ndarray, *,
+                        seed: int, n_cells: int = 8, max_draws: int | None = 1000) -> np.ndarray:
+    """Posterior predictive of the normalised observables of a new test per row:
+    ``(n_draw · n_cells, n_tests, n_obs)`` [normalised, ``decoder.layout.denormalise`` gives SI].
+
+    Each draw: a new cell (as `predict_levels`), the decoder's mean and its aleatory scale, plus the
+    model discrepancy ``δ`` of the calibration likelihood — ``y ~ Normal(mean, sqrt(exp(2 log_scale) + δ²))``
+    (`risk.bayes.model`), so the spread is what a new test of that cell family would show.
+
+    observable_fn : ``(u (..., n_param), c (..., n_cond)) -> (mean (..., n_obs), log_scale (..., n_obs))``.
+    """
+    rng = np.random.default_rng(seed)
+    conditions = np.asarray(conditions, float)
+    u, keep, post = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws)
+    c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
+    mean, log_scale = (np.asarray(x, float) for x in observable_fn(u, c))  # (S, n, cells, n_obs)
+    delta = _draws(post, "discrepancy")[keep] if "discrepancy" in post else np.zeros((keep.size, mean.shape[-1]))
+    sd = np.sqrt(np.exp(2 * log_scale) + delta[:, None, None, :] ** 2)
+    y = mean + sd * rng.standard_normal(mean.shape)
+    return np.moveaxis(y, 2, 1).reshape(-1, conditions.shape[0], mean.shape[-1])
 
 
 def p_tr_from_levels(p_level: np.ndarray, tr_level: int = 6) -> np.ndarray:

@@ -11,7 +11,10 @@ never by silent extrapolation; ``model="metadata"`` asks the baseline for every 
 
 Indentation output columns: ``FileName, p_tr, p_tr_q05, p_tr_q95, p_level_1..p_level_7, model`` with
 TR = hazard level ≥ 6. Calorimetry (databank ``.xlsx``): ``Test-ID, heat_q05, heat_q50, heat_q95``
-[kJ], ``p_bottom_rupture``, ``model`` (the metadata heat model).
+[kJ], ``p_bottom_rupture``, ``model``, ``bottom_rupture_model``: heat from the physics model
+(`risk.bayes.physics.predict_observables`: decoder mean and scale plus the calibrated discrepancy) for
+heater-triggered tests of a calibrated cell type or of the study's cell format, else from the metadata heat
+model; bottom rupture always from the metadata model (no simulator outputs a casing breach).
 
 Only metadata are read (family / cell type, capacity or energy, SOC, trigger; chemistry and format
 parsed from FileName, `risk.data.families`, or from optional ``chemistry``/``format`` columns), never
@@ -138,10 +141,7 @@ def predict_tests(run_dir: str | Path, tests_file: str | Path, raw_dir: str | Pa
     run_dir, tests_file = Path(run_dir), Path(tests_file)
     kind = "calorimetry" if is_calorimetry(tests_file) else "indentation"
     if kind == "calorimetry":
-        from risk.bayes.baselines import predict_calorimetry
-
-        df = read_calorimetry_tests(tests_file).drop(columns=["heat_kj", "bottom_rupture"])
-        return predict_calorimetry(_metadata_posterior(run_dir, kind), df).assign(model="metadata")
+        return _predict_calorimetry(run_dir, tests_file, model=model, seed=seed)
     df = read_indentation_tests(tests_file).drop(columns=["level"])
     physics = np.zeros(len(df), bool)
     if model == "physics":
@@ -159,6 +159,87 @@ def predict_tests(run_dir: str | Path, tests_file: str | Path, raw_dir: str | Pa
         parts.append(predict_indentation(_metadata_posterior(run_dir, kind), df[~physics], seed=seed)
                      .set_axis(df.index[~physics]).assign(model="metadata"))
     return pd.concat(parts).loc[df.index].reset_index(drop=True)
+
+
+def _predict_calorimetry(run_dir: Path, tests_file: Path, *, model: str, seed: int) -> pd.DataFrame:
+    """Heat quantiles [kJ] of new tests: the physics model for the cell types and format the study covers,
+    the metadata heat model for the others (warned); ``p_bottom_rupture`` from the metadata model for every
+    row (no simulator outputs a casing breach), named in ``bottom_rupture_model``."""
+    from risk.bayes.baselines import predict_calorimetry
+
+    df = read_calorimetry_tests(tests_file).drop(columns=["heat_kj", "bottom_rupture"])
+    out = predict_calorimetry(_metadata_posterior(run_dir, "calorimetry"), df, seed=seed)
+    out = out.assign(model="metadata", bottom_rupture_model="metadata")
+    if model != "physics":
+        return out
+    ds = _calorimetry_conditions(run_dir, tests_file)
+    if list(map(str, ds["test"].values)) != list(df["Test-ID"]):
+        raise DataError("the calorimetry rows and their conditions do not line up (Test-ID order)", path=tests_file)
+    physics = _calorimetry_covered(run_dir, df, ds)
+    if (~physics).any():
+        warnings.warn(f"{int((~physics).sum())} calorimetry test(s) of a cell format or trigger the study's simulator "
+                      f"does not cover are predicted by the metadata heat model: "
+                      f"{', '.join(sorted(set(df.loc[~physics, 'cell_type'])))}", stacklevel=3)
+    if physics.any():
+        heat = _physics_heat(run_dir, df[physics], ds.isel(test=np.flatnonzero(physics)), seed=seed)
+        for col in ("heat_q05", "heat_q50", "heat_q95"):
+            out.loc[physics, col] = heat[col].to_numpy()
+        out.loc[physics, "model"] = "physics"
+    return out
+
+
+def _calorimetry_conditions(run_dir: Path, tests_file: Path):
+    """The databank rows as the ingest stage reads them (the run study's renames), in workbook order."""
+    from risk.data.ftrc import read_ftrc
+
+    ds = read_ftrc(tests_file)
+    rename = (_run_study(run_dir).get("data") or {}).get("rename") or {}
+    return ds.rename({k: v for k, v in rename.items() if k in ds})
+
+
+def _calorimetry_covered(run_dir: Path, df: pd.DataFrame, ds) -> np.ndarray:
+    """Rows the physics model answers: a heater-triggered test of a calibrated cell type or of the study's
+    cell format (the lumped heater simulator has no nail or other trigger)."""
+    if not (run_dir / "posterior.nc").exists():
+        raise DataError("no physics posterior in the run directory; run calibrate first (or --model metadata)",
+                        path=run_dir / "posterior.nc")
+    calibrated = set(map(str, load_posterior(run_dir / "posterior.nc")["posterior"]["family"].values))
+    fmt = str((_run_study(run_dir).get("cell") or {}).get("format") or "")
+    cell_format = ds["cell_format"].values.astype(str) if "cell_format" in ds else np.full(len(df), "")
+    heater = df["trigger"].str.contains("heater", case=False).to_numpy()
+    return heater & (df["cell_type"].isin(calibrated).to_numpy() | (cell_format == fmt))
+
+
+def _physics_heat(run_dir: Path, df: pd.DataFrame, ds, *, seed: int) -> pd.DataFrame:
+    """``heat_q05/q50/q95`` [kJ]: the physics posterior predictive of total heat of a new test."""
+    import jax
+
+    from risk.bayes.physics import predict_observables
+    from sim2real import load_decoder
+
+    decoder = load_decoder(run_dir / "model")
+    layout = decoder.layout
+    names = list(decoder.condition_names)
+    cond = np.tile(np.asarray(layout.condition_default, float), (len(df), 1))
+    for j, name in enumerate(names):
+        if name in ds:
+            v = np.asarray(ds[name].values, float)
+            cond[:, j] = np.where(np.isfinite(v), v, cond[:, j])
+    obs = layout.observable_names
+    if "heat_released_total" not in obs:
+        raise DataError("the run's decoder has no heat_released_total observable: use --model metadata",
+                        path=run_dir / "model")
+    apply = jax.jit(decoder.jax_apply)
+
+    def observable_fn(u, c):
+        res = apply(np.asarray(u, np.float32), np.asarray(c, np.float32))
+        return np.asarray(res["mean"], float), np.asarray(res["log_scale"], float)
+
+    y = predict_observables(load_posterior(run_dir / "posterior.nc"), observable_fn, list(df["cell_type"]), cond,
+                            seed=seed)
+    heat = layout.denormalise(y)[..., obs.index("heat_released_total")] / 1e3  # J → kJ, (S, n)
+    q = np.quantile(heat, [0.05, 0.5, 0.95], axis=0)
+    return pd.DataFrame({"heat_q05": q[0], "heat_q50": q[1], "heat_q95": q[2]}, index=df.index)
 
 
 def _metadata_posterior(run_dir: Path, kind: str):

@@ -193,16 +193,26 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     decoder_dir : where ``decoder`` was loaded from (fold fits in worker processes reload it).
     workers : physics folds fitted at once (processes; `fit_folds`).
     table : unused for indentation (every model reads the same labelled rows of ``data``); for
-        calorimetry the databank workbook (metadata CV of heat intervals).
+        calorimetry the databank workbook (the baseline groups' triggers; metadata CV of heat intervals).
+        Without hazard levels the physics model's heat intervals are cross-validated instead
+        (`risk.predict.heatcv`, the ``"heat"`` entry).
     quick : leave-family-out only (the scheme where physics must earn its place).
     """
     from risk.bayes.physics import p_tr_from_levels, physics_setup, predict_levels
 
     if data.hazard_level is None or not np.isfinite(data.hazard_level).any():
-        if table is not None and is_calorimetry(Path(table)) and not quick:
-            return {"metadata_only": crossvalidate_real(table, seed=seed, draws=draws, tune=tune),
-                    "note": "no hazard levels: the physics model is validated on calorimetry heat elsewhere"}
-        return {"note": "no labelled tests"}
+        from risk.predict.heatcv import crossvalidate_heat
+
+        calorimetry = table is not None and is_calorimetry(Path(table))
+        heat = crossvalidate_heat(decoder, data, priors, decoder_dir=decoder_dir, table=table if calorimetry else None,
+                                  seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
+                                  max_dim=max_dim, quick=quick, n_replicate_folds=n_replicate_folds, workers=workers)
+        out = {"quick": bool(quick)} if heat is None else {"quick": bool(quick), "heat": heat}
+        if calorimetry and not quick:  # the metadata heat/bottom-rupture model's own CV, as a baseline
+            out["metadata_only"] = crossvalidate_real(table, seed=seed, draws=draws, tune=tune)
+        if len(out) == 1:
+            out["note"] = "no labelled tests and no heat observable"
+        return out
     level = np.asarray(data.hazard_level, float)
     lab = np.flatnonzero(np.isfinite(level))
     names = list(decoder.condition_names)

@@ -193,7 +193,7 @@ def _validation(art: Artefacts) -> dict:
     res: dict[str, Any] = {
         "metrics": None if art.metrics is None else _table_rows(art.metrics),
         "metrics_why": art.problems.get("metrics", NOT_COMPUTED),
-        "ppc": [], "ppc_why": art.problems.get("posterior", NOT_COMPUTED), "crossval": None,
+        "ppc": [], "ppc_why": art.problems.get("posterior", NOT_COMPUTED), "crossval": None, "heat_cv": [],
         "crossval_why": art.problems.get("crossval", NOT_COMPUTED)}
     post = art.posterior
     if post is not None and "posterior_predictive" in post and "observed_data" in post:
@@ -227,6 +227,13 @@ def _validation(art: Artefacts) -> dict:
         res["crossval_quick"] = bool(art.crossval.get("quick"))
         res["reliability"] = {scheme: entry["physics"].get("reliability", [])
                               for scheme, entry in art.crossval.items() if isinstance(entry, dict) and "physics" in entry}
+        res["heat_cv"] = [  # calorimetry: the physics model's heat intervals vs per-group normal intervals
+            {"scheme": scheme, **{f"{m}_{k}": entry[m][k] for m in ("physics", "group_normal")
+                                  for k in ("coverage_90", "width_90", "interval_score_90")},
+             "better": entry["physics"]["interval_score_90"] < entry["group_normal"]["interval_score_90"],
+             "n_tests": entry.get("n_tests"), "n_folds": entry.get("n_folds"),
+             "fold_ok": (entry.get("fold_diagnostics", {}).get("physics") or {}).get("ok")}
+            for scheme, entry in (art.crossval.get("heat") or {}).items() if isinstance(entry, dict) and "physics" in entry]
     return res
 
 

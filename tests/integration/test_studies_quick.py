@@ -60,6 +60,11 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
             assert {"physics", "metadata", "family_frequency"} <= set(entry) and entry["n_folds"] >= 3
             for model in ("physics", "metadata", "family_frequency"):
                 assert 0 <= entry[model]["brier"] <= 1 and sum(b["n"] for b in entry[model]["reliability"]) == entry["n_tests"]
+        if "heat" in cv:  # calorimetry: the physics heat intervals on cell types the fold never saw
+            entry = cv["heat"]["leave_family_out"]
+            assert entry["n_folds"] == len(_study_scenario_families(out)) and entry["n_tests"] >= 80
+            assert entry["physics"]["interval_score_90"] < entry["group_normal"]["interval_score_90"]
+            assert "Cross-validation of the heat predictive intervals" in html
     pred = xr.open_dataset(out / "predictions.nc")
     p = pred["p_tr_mean"].values
     assert ((0 <= p) & (p <= 1)).all() and (pred["p_tr_q05"].values <= pred["p_tr_q95"].values).all()
@@ -76,6 +81,8 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
         assert by["LCO-2Ah-SOC20"] < by["LCO-2Ah-SOC100"]  # stored energy drives runaway
         assert by["LCO-2Ah-SOC100"] < by["LCO-6.4Ah-SOC100"]  # 2 A h pouches never ran away, 6.4 A h ones did
         _check_predict_new_tests(out, tmp_path)
+    if study.stem == "calorimetry_18650":
+        _check_predict_new_calorimetry(out, tmp_path)
     # the rare-event estimate is for a new cell of the least likely scenario's own family when calibrated
     rare = json.loads((out / "rare_events.json").read_text())
     k = int(p.argmin())
@@ -119,6 +126,50 @@ def _check_predict_new_tests(run: Path, tmp_path: Path) -> None:
     assert model["LCO-Pouch-3000mAh-100SOC-cell1"] == "physics"
     assert p["LCO-Pouch-3000mAh-0SOC-cell1"] < p["LCO-Pouch-3000mAh-100SOC-cell1"]
     assert ((out["p_tr_q05"] <= out["p_tr"]) & (out["p_tr"] <= out["p_tr_q95"])).all()
+
+
+def _check_predict_new_calorimetry(run: Path, tmp_path: Path) -> None:
+    """``risk predict RUN --tests workbook`` on a calorimetry run: heat quantiles of heater-triggered 18650
+    tests through the physics posterior (decoder + discrepancy), other formats and triggers by the metadata
+    model, bottom rupture by the metadata model; the physics intervals are calibrated and sharper."""
+    import numpy as np
+    import pandas as pd
+
+    from risk.predict.newtests import read_calorimetry_tests
+
+    book = REPO.parent / "shared" / "data" / "bfd" / "BatteryFailureDatabankV2_train.xlsx"
+    out = {}
+    for model in ("physics", "metadata"):
+        res = subprocess.run([sys.executable, "-m", "risk.cli", "predict", str(run), "--tests", str(book), "--model",
+                              model, "--output", str(tmp_path / f"{model}.csv")], capture_output=True, text=True,
+                             cwd=REPO, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        out[model] = pd.read_csv(tmp_path / f"{model}.csv")
+    tests = read_calorimetry_tests(book)
+    phys = out["physics"]
+    assert len(phys) == len(tests) and set(phys["model"]) == {"physics", "metadata"}
+    assert (phys["bottom_rupture_model"] == "metadata").all()
+    heater = tests["trigger"].str.contains("heater", case=False)
+    calibrated = tests["cell_type"].isin(_study_scenario_families(run)) & heater
+    assert (phys.loc[calibrated, "model"] == "physics").all()
+    assert (phys.loc[~heater | tests["cell_type"].str.contains("21700|D-Cell"), "model"] == "metadata").all()
+    assert ((phys["heat_q05"] <= phys["heat_q50"]) & (phys["heat_q50"] <= phys["heat_q95"])).all()
+    rows = (phys["model"] == "physics") & tests["heat_kj"].notna()
+    y = tests.loc[rows, "heat_kj"].to_numpy()
+
+    def interval_score(df):  # Gneiting & Raftery (2007), 90 % central interval [kJ]
+        lo, hi = df.loc[rows, "heat_q05"].to_numpy(), df.loc[rows, "heat_q95"].to_numpy()
+        return np.mean(hi - lo + 20 * (lo - y) * (y < lo) + 20 * (y - hi) * (y > hi)), np.mean((lo <= y) & (y <= hi))
+
+    score_phys, cover = interval_score(phys)
+    assert 0.8 <= cover <= 1.0, cover
+    assert score_phys < interval_score(out["metadata"])[0]
+
+
+def _study_scenario_families(run: Path) -> set[str]:
+    import yaml
+
+    return set(yaml.safe_load((run / "study.yaml").read_text())["data"]["families"])
 
 
 def _study_scenarios(study: Path) -> list[dict]:

@@ -15,6 +15,15 @@ from tests.quick_runs import quick_run
 STUDY = "indentation_pouch"
 
 
+def pytest_collection_modifyitems(items):
+    """The first test here builds the quick run (~10 min on 2 cores, its own 2700 s hang guard): these tests
+    get 3600 s instead of the suite's 1800 s default."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.timeout(3600))
+
+
 @pytest.fixture(scope="session")
 def genuine_run() -> tuple[Path, dict]:
     """The real quick run directory and its study as the pipeline passes it (``Study.model_dump``)."""

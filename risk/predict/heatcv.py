@@ -1,0 +1,137 @@
+"""Grouped cross-validation of the physics model's heat predictive intervals (calorimetry → ``crossval.json``).
+
+The calorimetry study reports total heat of new tests through the physics posterior
+(`risk.bayes.physics.predict_observables`). This module validates those intervals on tests the fold's fit
+never saw: leave replicates out (fold r holds the r-th replicate of every cell type × SOC × trigger cell)
+and leave whole cell types out (most databank types were tested at one SOC only, so leaving SOC levels out
+is not a separate scheme here). In every fold the physics model is refitted with NUTS on the training
+tests only (`risk.predict.realcv.fit_folds`); held-out tests are new cells of their type (of a new type
+when types are left out) under their own conditions.
+
+Baseline (what a test engineer would do without a simulator): a normal interval per cell type × SOC ×
+trigger fitted on the same training rows — the group's mean and sd, the pooled within-group sd where the
+group has fewer than two tests; a group absent from training falls back to its SOC × trigger, then to all
+training tests. Scores per model: coverage of the 90 % central interval, its mean width [kJ] and the
+interval score (Gneiting & Raftery, JASA 102 (2007) 359, eq. 43; lower is better) [kJ]. Layout::
+
+    {"heat": {"leave_replicates_out" | "leave_family_out":
+                 {"physics" | "group_normal": {"coverage_90", "width_90", "interval_score_90"},
+                  "n_tests", "n_folds", "fold_diagnostics": {"physics": {...worst fold..., "folds": [...]}}},
+              "observable": "heat_released_total", "units": "kJ"}}
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from risk.predict.crossval import leave_groups_out, leave_replicates_out
+
+HEAT = "heat_released_total"
+ALPHA = 0.1  # 90 % central intervals
+Z = float(stats.norm.ppf(1 - ALPHA / 2))
+
+
+def interval_scores(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, alpha: float = ALPHA) -> dict:
+    """Coverage, mean width and mean interval score of central ``1 - alpha`` intervals ``[lo, hi]``."""
+    y, lo, hi = (np.asarray(a, float) for a in (y, lo, hi))
+    score = hi - lo + 2 / alpha * ((lo - y) * (y < lo) + (y - hi) * (y > hi))
+    return {"coverage_90": float(np.mean((lo <= y) & (y <= hi))), "width_90": float(np.mean(hi - lo)),
+            "interval_score_90": float(np.mean(score))}
+
+
+def group_normal_intervals(train: pd.DataFrame, test: pd.DataFrame, value: str = "heat_kj",
+                           levels: tuple[tuple[str, ...], ...] = (("family", "soc", "trigger"), ("soc", "trigger"), ())
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline's 90 % normal intervals ``(lo, hi)`` for ``test`` rows, fitted on ``train`` (module doc)."""
+    by = list(levels[0])
+    within = train.groupby(by)[value].transform(lambda v: v - v.mean())
+    dof = len(train) - train.groupby(by).ngroups
+    pooled = float(np.sqrt((within ** 2).sum() / dof)) if dof > 0 else float(train[value].std(ddof=1))
+    lo, hi = np.empty(len(test)), np.empty(len(test))
+    for i, (_, row) in enumerate(test.iterrows()):
+        for keys in levels:
+            group = train
+            for k in keys:
+                group = group[group[k] == row[k]]
+            if len(group):
+                break
+        sd = float(group[value].std(ddof=1)) if len(group) >= 2 else pooled
+        m = float(group[value].mean())
+        lo[i], hi[i] = m - Z * sd, m + Z * sd
+    return lo, hi
+
+
+def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None, seed: int, draws: int, tune: int,
+                       chains: int = 4, target_accept: float = 0.9, max_dim: int = 3, quick: bool = False,
+                       n_replicate_folds: int = 3, workers: int = 1) -> dict | None:
+    """The ``"heat"`` entry of ``crossval.json`` (module doc); None when the decoder has no heat observable.
+
+    Parameters
+    ----------
+    decoder, data, priors : the frozen decoder, `CalibrationData` of the study's tests, the priors in decoder
+        order (as the calibrate stage builds them).
+    table : the databank workbook (the trigger of each test, for the baseline's groups); None: one trigger.
+    quick : leave cell types out only, at the draws given.
+    """
+    import jax
+
+    from risk.bayes.physics import physics_setup, predict_observables
+    from risk.predict.realcv import _diag, _worst, fit_folds
+
+    names = decoder.layout.observable_names
+    if HEAT not in names:
+        return None
+    j = names.index(HEAT)
+    obs = np.asarray(data.observables, float)
+    rows = np.flatnonzero(np.isfinite(obs[:, j]))
+    heat_kj = decoder.layout.denormalise(obs[rows])[:, j] / 1e3
+    cond = np.asarray(data.conditions, float)
+    cnames = list(data.condition_names)
+    soc = cond[rows, cnames.index("soc")] if "soc" in cnames else np.full(rows.size, np.nan)
+    tests = np.asarray(data.test).astype(str)[rows]
+    trigger = np.full(rows.size, "")
+    if table is not None:
+        from risk.predict.newtests import read_calorimetry_tests
+
+        lookup = dict(zip(*(read_calorimetry_tests(table)[c] for c in ("Test-ID", "trigger"))))
+        trigger = np.array([lookup.get(t, "") for t in tests])
+    df = pd.DataFrame({"row": rows, "family": np.asarray(data.family)[rows], "soc": np.round(soc, 3),
+                       "trigger": trigger, "heat_kj": heat_kj})
+    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim)
+    apply = jax.jit(decoder.jax_apply)
+
+    def observable_fn(u, c):
+        res = apply(np.asarray(u, np.float32), np.asarray(c, np.float32))
+        return np.asarray(res["mean"], float), np.asarray(res["log_scale"], float)
+
+    schemes = {"leave_family_out": lambda: leave_groups_out(df, "family")}
+    if not quick:
+        schemes = {"leave_replicates_out": lambda: leave_replicates_out(df, ["family", "soc", "trigger"],
+                                                                        n_replicate_folds, seed), **schemes}
+    out: dict = {"observable": HEAT, "units": "kJ"}
+    every = np.arange(len(obs))
+    for scheme, make in schemes.items():
+        folds = list(make())
+        # a fold's fit sees its training tests only: held-out tests give neither observables nor outcome
+        subsets = [data.subset(np.setdiff1d(every, df["row"].to_numpy()[te])) for _, te in folds]
+        fitted = fit_folds(decoder_dir, subsets, setup, seeds=[seed + k for k in range(len(folds))], workers=workers,
+                           chains=chains, target_accept=target_accept, draws=draws, tune=tune)
+        lo_p, hi_p, lo_b, hi_b = (np.empty(len(df)) for _ in range(4))
+        for (tr, te), (tree, _) in zip(folds, fitted):
+            test = df.iloc[te]
+            y = predict_observables(tree, observable_fn, list(test["family"]), cond[test["row"].to_numpy()],
+                                    seed=seed)
+            q = np.quantile(decoder.layout.denormalise(y)[..., j] / 1e3, [ALPHA / 2, 1 - ALPHA / 2], axis=0)
+            lo_p[te], hi_p[te] = q
+            lo_b[te], hi_b[te] = group_normal_intervals(df.iloc[tr], test)
+        held = np.concatenate([te for _, te in folds])
+        y = df["heat_kj"].to_numpy()[held]
+        per_fold = [_diag(d) for _, d in fitted]
+        out[scheme] = {"physics": interval_scores(y, lo_p[held], hi_p[held]),
+                       "group_normal": interval_scores(y, lo_b[held], hi_b[held]),
+                       "n_tests": int(held.size), "n_folds": len(folds),
+                       "fold_diagnostics": {"physics": _worst(per_fold) | {"folds": per_fold}}}
+    return out

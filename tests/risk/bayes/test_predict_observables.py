@@ -1,0 +1,53 @@
+"""The posterior predictive of a new test's observables (`risk.bayes.physics.predict_observables`, behind the
+calorimetry heat quantiles of ``risk predict --tests``): on a linear model with a known answer, its 90 %
+intervals cover fresh tests of a calibrated family and of an unseen one at about the nominal rate."""
+import numpy as np
+
+from risk.bayes import CalibrationData, build_hierarchical_model, sample
+from risk.bayes.physics import PhysicsSetup, predict_observables
+from risk.bayes.subspace import InformedSubspace
+
+from tests.risk.bayes.linear_test_model import A, NOISE, linear_surrogate
+
+FAMILY_SD, CELL_SD = 0.6, 0.25
+
+
+def _tests(rng, loc: np.ndarray, n: int) -> np.ndarray:
+    """Observables ``(n, 3)`` of ``n`` fresh tests of cells around ``loc`` (c = 0)."""
+    u = loc + CELL_SD * rng.standard_normal((n, 2))
+    return u @ A.T + NOISE * rng.standard_normal((n, 3))
+
+
+def _observable_fn(u, c):
+    mean = u @ A.T + 0.5 * c[..., :1]
+    return mean, np.full_like(mean, np.log(NOISE))
+
+
+def test_new_test_intervals_cover_at_the_nominal_rate():
+    rng = np.random.default_rng(11)
+    families = [f"f{k}" for k in range(6)]
+    locs = {f: FAMILY_SD * rng.standard_normal(2) for f in families}
+    y = np.concatenate([_tests(rng, locs[f], 8) for f in families])
+    fam = np.repeat(families, 8)
+    data = CalibrationData(test=np.arange(fam.size), family=fam, conditions=np.zeros((fam.size, 1)), observables=y,
+                           condition_names=("dummy",))
+    setup = PhysicsSetup(np.zeros(2), np.ones(2), InformedSubspace.full(("k1", "k2"), np.zeros(2)), None)
+    model = build_hierarchical_model(data, linear_surrogate, parameter_names=["k1", "k2"], prior_mean=np.zeros(2),
+                                     prior_sd=np.ones(2))
+    tree, diag = sample(model, seed=3, draws=1000, tune=1000, target_accept=0.95, attrs=setup.attrs(),
+                        posterior_predictive=False)
+    assert diag.ok, diag.messages
+    # fresh tests: 300 of a calibrated family, 300 of a new family (each its own location from the truth)
+    new_locs = FAMILY_SD * rng.standard_normal((300, 2))
+    fresh = {"f2": _tests(rng, locs["f2"], 300),
+             "new": np.stack([_tests(rng, loc, 1)[0] for loc in new_locs])}
+    for family, obs in fresh.items():
+        draws = predict_observables(tree, _observable_fn, [family], np.zeros((1, 1)), seed=4)  # (S·cells, 1, 3)
+        assert draws.shape[1:] == (1, 3) and draws.shape[0] >= 4000
+        lo, hi = np.quantile(draws[:, 0], [0.05, 0.95], axis=0)
+        cover = ((obs > lo) & (obs < hi)).mean(axis=0)
+        assert np.all((cover > 0.82) & (cover < 0.97)), (family, cover)
+    # a known family's interval is narrower than a new family's (no family-level uncertainty)
+    width = {f: np.diff(np.quantile(predict_observables(tree, _observable_fn, [f], np.zeros((1, 1)), seed=5)[:, 0],
+                                    [0.05, 0.95], axis=0), axis=0) for f in ("f2", "new")}
+    assert np.all(width["f2"] < width["new"])
