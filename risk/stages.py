@@ -291,6 +291,11 @@ def predict(ctx: RunContext) -> dict:
             return mu
     pred = decompose(p_cells, scenarios, study_hash=s.hash)
     pred.attrs["basis"] = basis
+    if basis == "posterior":  # what a new test of each scenario would measure (total heat, force at onset, …)
+        from risk.predict.scenarios import observable_quantiles
+
+        pred = pred.assign(observable_quantiles(tree, decoder, scenarios, seed=seed + 2,
+                                                max_draws=250 if ctx.quick else 1000))
     write_predictions(pred, ctx.path("predictions.nc"))
     next_test = _next_test(ctx, p_cand, candidates, cand_labels, pred, basis)
 

@@ -104,7 +104,15 @@ def _summary(art: Artefacts) -> dict:
                      "severity": "" if sev is None else numbers.number(sev),
                      "words": numbers.probability_words(mean, q05, q95),
                      "mean": mean, "q05": q05, "q50": q50, "q95": q95})
-    return {"computed": True, "rows": rows, "figure": figures.p_tr_vs_soc(pred),
+    observables = []  # what a new test of each scenario would measure: posterior predictive quantiles
+    for var in pred.data_vars:
+        name = str(var)
+        if name.endswith("_q50") and not name.startswith("p_tr") and f"{name[:-4]}_q05" in pred:
+            base = name[:-4]
+            observables.append({"name": base, "unit": _attr(pred[name], "units", "1"), "rows": [
+                {"scenario": r["scenario"], **{q: float(pred[f"{base}_{q}"].values[i]) for q in ("q05", "q50", "q95")}}
+                for i, r in enumerate(rows)]})
+    return {"computed": True, "rows": rows, "figure": figures.p_tr_vs_soc(pred), "observables": observables,
             "n_draws": int(pred.sizes.get("draw", 0)),
             "units": _attr(pred["p_tr_mean"], "units", "1")}
 

@@ -83,6 +83,13 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
         _check_predict_new_tests(out, tmp_path)
     if study.stem == "calorimetry_18650":
         _check_predict_new_calorimetry(out, tmp_path)
+        # what a new test would measure, through the physics posterior: heat quantiles per scenario, in the report
+        heat = {q: dict(zip(map(str, pred["scenario"].values), pred[f"heat_released_total_{q}"].values))
+                for q in ("q05", "q50", "q95")}
+        assert pred["heat_released_total_q50"].attrs["units"] == "J"
+        assert all(heat["q05"][k] < heat["q50"][k] < heat["q95"][k] for k in heat["q50"])
+        assert heat["q50"]["MJ1-SOC50"] < heat["q50"]["MJ1-SOC100"]  # less stored energy, less heat
+        assert "heat_released_total 5 % [J]" in html
     # the rare-event estimate is for a new cell of the least likely scenario's own family when calibrated
     rare = json.loads((out / "rare_events.json").read_text())
     k = int(p.argmin())
