@@ -60,7 +60,12 @@ def quick_run(stem: str) -> QuickRun:
         if not record.exists():
             for old in CACHE.glob(f"{stem}-*"):  # earlier revisions' runs (and an interrupted build)
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
-            res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=BUILD_TIMEOUT)
-            record.write_text(json.dumps({"returncode": res.returncode, "stderr": res.stderr[-20000:]}))
+            try:
+                res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=BUILD_TIMEOUT)
+                done = {"returncode": res.returncode, "stderr": res.stderr[-20000:]}
+            except subprocess.TimeoutExpired as err:  # recorded, so the next test fails fast instead of rebuilding
+                tail = err.stderr.decode(errors="replace")[-20000:] if isinstance(err.stderr, bytes) else (err.stderr or "")
+                done = {"returncode": -9, "stderr": f"{tail}\nhang guard: no result after {BUILD_TIMEOUT} s"}
+            record.write_text(json.dumps(done))
         done = json.loads(record.read_text())
     return QuickRun(study, out, cmd, done["returncode"], done["stderr"])
