@@ -40,9 +40,15 @@ run: venv sysdeps
 # One pytest process per package: dolfinx/PETSc, torch, JAX and PyTensor each load native libraries
 # (BLAS, OpenMP, HDF5) into one address space, and a long mixed session has crashed inside torch.
 # pytest's exit 5 (no test collected) is a failure here: a suite that runs nothing proves nothing.
+# The real --quick study runs that tests/risk and tests/integration read (tests/quick_runs.py) are built in
+# the background from the start, beside the packages that do not need them (in its own process group,
+# stopped when the recipe ends; a test that needs a run waits on its lock).
 TEST_GROUPS ?= tests/abuse_fe tests/simulators tests/sim2real tests/risk tests/integration
+PREBUILD ?= $(if $(filter tests/risk tests/integration,$(TEST_GROUPS)),indentation_pouch calorimetry_18650)
 test: venv sysdeps
-	@rc=0; for g in $(TEST_GROUPS); do \
+	@if [ -n "$(PREBUILD)" ]; then setsid $(PY) -m tests.quick_runs $(PREBUILD) >/dev/null 2>&1 & bg=$$!; \
+	  trap 'kill -TERM -- -$$bg 2>/dev/null' EXIT; fi; \
+	rc=0; for g in $(TEST_GROUPS); do \
 	  echo "== $$g"; $(PY) -m pytest -q $(PYTEST_ARGS) $$g; r=$$?; \
 	  if [ $$r -eq 5 ]; then echo "error: pytest collected no tests in $$g" >&2; r=1; fi; \
 	  if [ $$r -ne 0 ]; then rc=$$r; fi; \

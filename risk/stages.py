@@ -56,6 +56,8 @@ def ingest(ctx: RunContext) -> dict:
     s = ctx.study
     if s.data is None:
         return {"tests": 0, "note": "study has no data section"}
+    import xarray as xr
+
     from risk.data import read, write_real
 
     ds = read(s.data.kind, s.data_path())
@@ -68,8 +70,22 @@ def ingest(ctx: RunContext) -> dict:
     if s.data.families:
         keep = ds["cell_family"].isin(s.data.families)
         ds = ds.sel(test=keep.values)
+    summary: dict = {}
+    if s.data.runaway_triggers:  # outcomes of triggers the simulator does not model are not used, and listed
+        if "trigger" not in ds or "thermal_runaway" not in ds:
+            from risk.errors import DataError
+
+            raise DataError(f"data.runaway_triggers is set but the {s.data.kind} data have no trigger and runaway "
+                            f"columns", path=s.data_path(), field="runaway_triggers")
+        other = ~ds["trigger"].isin(s.data.runaway_triggers).values & np.isfinite(ds["thermal_runaway"].values)
+        if other.any():
+            ds["thermal_runaway"] = ds["thermal_runaway"].where(~xr.DataArray(other, dims="test"))
+            summary["outcome_not_used"] = {
+                "reason": f"runaway of a trigger {s.simulator.name} does not model "
+                          f"(data.runaway_triggers: {', '.join(s.data.runaway_triggers)}); observables kept",
+                "tests": [str(t) for t in ds["test"].values[other]]}
     write_real(ds, ctx.path("real.nc"))
-    return {"tests": int(ds.sizes.get("test", 0)), "kind": s.data.kind}
+    return {"tests": int(ds.sizes.get("test", 0)), "kind": s.data.kind, **summary}
 
 
 def _real(ctx: RunContext):

@@ -181,6 +181,9 @@ class DataSpec(_Section):
     kind: Literal["indentation", "ftrc"]
     path: str
     families: list[str] | None = Field(None, description="keep only these cell families")
+    runaway_triggers: list[str] | None = Field(
+        None, description="trigger mechanisms whose runaway outcome the simulator models: other tests keep their "
+                          "observables, their outcome is not used (listed by the ingest stage)")
     rename: dict[str, str] = Field(default_factory=dict, description="real variable → simulator variable name")
     conditions: dict[str, float | str] = Field(default_factory=dict,
                                                description="known test conditions not in the data (quantities)")

@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".pytest_cache" / "trisk-quick-runs"
 SOURCES = ("risk", "sim2real", "simulators", "abuse_fe")
 SUFFIXES = {".py", ".yaml", ".yml", ".json", ".j2", ".html", ".css", ".toml"}
+#: the studies ``make test`` builds in the background while the first test packages run
+STUDIES = ("indentation_pouch", "calorimetry_18650")
 #: the subprocess's hang guard: the quick default study takes ~19 min on 2 cores
 BUILD_TIMEOUT = 2700
 
@@ -69,3 +71,15 @@ def quick_run(stem: str) -> QuickRun:
             record.write_text(json.dumps(done))
         done = json.loads(record.read_text())
     return QuickRun(study, out, cmd, done["returncode"], done["stderr"])
+
+
+def main(stems: list[str]) -> None:
+    """Build the quick runs of ``stems`` (default `STUDIES`) in order. ``make test`` starts this in the
+    background before the first test package, so the builds overlap the packages that do not need them;
+    a test that needs a run waits on its lock, and a failed build is read from its record by the tests."""
+    for stem in stems or STUDIES:
+        quick_run(stem)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

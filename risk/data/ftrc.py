@@ -5,7 +5,7 @@ for the ``Test-ID`` (``Cell-Description``) cell, not by a fixed row number. Valu
 Excel errors (``#DIV/0!``, ``#N/A``, ``#VALUE!`` …) become missing; the count per source column is stored in
 the attr ``missing_counts`` (JSON). Units converted to SI: kJ → J, g → kg, °C → K, % → fraction.
 Failure mechanism is normalised (case, spaces, typo ``Bottum`` → ``Bottom``); ``bottom_rupture`` is True
-when it names a bottom rupture or breach.
+when it names a bottom rupture or breach; ``thermal_runaway`` is read from it (`RUNAWAY_RULE`).
 """
 from __future__ import annotations
 
@@ -89,6 +89,23 @@ def is_bottom_rupture(text: str) -> bool:
     return bool(re.search(r"(?i)bottom (rupture|breach)", normalise_failure(text)))
 
 
+#: how a databank test's runaway outcome is read (the workbook has no runaway column)
+RUNAWAY_RULE = ("ran away unless the failure mechanism is 'No Ejection': in this databank every test without "
+                "ejection (nail tests at SOC <= 60 %) released 1.4-16.7 kJ, below the cell's stored electrical "
+                "energy at its SOC (under 3 kJ at SOC 0 %), while every ejecting test at SOC >= 40 % released "
+                "19-111 kJ (Finegan et al., J. Power Sources 597 (2024) 234106: no ejection = no self-sustained "
+                "runaway)")
+
+
+def ran_away(failure_mechanism: str) -> float:
+    """1.0 when a normalised failure mechanism shows a runaway (any ejection), 0.0 for ``No Ejection``,
+    NaN when the mechanism is not recorded (`RUNAWAY_RULE`)."""
+    text = normalise_failure(failure_mechanism).lower()
+    if not text:
+        return float("nan")
+    return 0.0 if text == "no ejection" else 1.0
+
+
 def read_ftrc(path: str | Path) -> xr.Dataset:
     """Read the Battery Failure Databank workbook into a dataset with dim ``test`` (coord = Test-ID).
 
@@ -151,6 +168,9 @@ def read_ftrc(path: str | Path) -> xr.Dataset:
         out[name] = ("test", np.array(vals, dtype=str), {"units": "1", "long_name": long, "source_column": src})
     out["bottom_rupture"] = ("test", np.array([is_bottom_rupture(v) for v in out["failure_mechanism"][1]]),
                              {"units": "1", "long_name": "bottom rupture or breach"})
+    out["thermal_runaway"] = ("test", np.array([ran_away(v) for v in out["failure_mechanism"][1]]),
+                              {"units": "1", "long_name": "thermal runaway (material ejected)",
+                               "rule": RUNAWAY_RULE})
     # Cell-Characteristics join
     hc, ccols = _find_header(cells, "Cell-Description", path, "Cell-Characteristics")
     table = {}

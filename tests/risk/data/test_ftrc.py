@@ -34,6 +34,20 @@ def test_cleaning_and_joins(bfd):
     assert int((np.abs(frac - 1) < 0.01).sum()) == 291  # two published rows do not sum to 100 %
 
 
+def test_runaway_label_separates_heat_by_the_stored_electrical_energy(bfd):
+    """25 'No Ejection' tests (all nail, SOC <= 60 %) are no-runaway; each released less heat than the cell's
+    stored electrical energy at its SOC (the five SOC 0 % nail tests: under 3 kJ), and less than any ejecting
+    test at SOC >= 40 %."""
+    tr = bfd.thermal_runaway.values
+    assert int((tr == 0).sum()) == 25 and int((tr == 1).sum()) == 268 and "rule" in bfd.thermal_runaway.attrs
+    quiet = bfd.where(bfd.thermal_runaway == 0, drop=True)
+    assert set(quiet.trigger.values) == {"Nail"} and float(quiet.soc.max()) <= 0.6
+    stored = quiet.soc * quiet.energy_nominal  # [J]
+    assert bool((quiet.heat_total < np.maximum(stored, 3e3)).all())
+    ran = bfd.where((bfd.thermal_runaway == 1) & (bfd.soc >= 0.4), drop=True)
+    assert float(quiet.heat_total.max()) < float(ran.heat_total.min())
+
+
 def test_names():
     assert parse_test_name("OE-10AHr-NMC-40SOC-Cell4").cell_family == "NMC 10 Ah"
     assert parse_test_name("Soetria-Control-45SOC-cell1").cell_family == "Soteria control"
