@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "2.0.0"
 """Version of the export schema written by this code."""
 
 METADATA_KEY = b"trisk.schema_version"
@@ -45,7 +45,7 @@ class Column:
     dtype : pyarrow type.
     unit : unit string ("1" dimensionless, "currency" the study's currency, "1/yr" ...).
     description : meaning, shown in ``docs/exports.md``.
-    required : False if the column is present only when the study declares an exposure.
+    required : False if the column is present only when the study declares an exposure (risk table).
     ge, le : inclusive bounds checked on validation (None: unbounded).
     """
 
@@ -147,24 +147,35 @@ RISK_TABLE = Table(
                "Epistemic standard deviation: sqrt(Var_post[E_cell]) (parameter uncertainty).",
                required=False, ge=0.0),
         Column("n_draws", pa.int64(), "1", "Number of posterior draws behind the quantiles.", ge=1),
+        Column("fleet_share", pa.float64(), "1",
+               "Share of the fleet's cell-years in this scenario's state (cell family at this SOC): "
+               "Σ over `export.portfolio` entries of the family of weight × P(SOC).", required=False,
+               ge=0.0, le=1.0),
+        Column("abuse_events_per_cell_year", pa.float64(), "1/(cell yr)",
+               "Mean abuse events per fleet cell-year that strike a cell in this scenario's state at its "
+               "severity: fleet_share × Σ_k E[λ_k] × share of class k mapped to the severity "
+               "(`export.frequency`).", required=False, ge=0.0),
         Column("events_per_million_cell_years", pa.float64(), "1/(1e6 cell yr)",
-               "Expected runaway events per million cell-years: "
-               "abuse_events_per_cell_year × 1e6 × p_tr_mean.", required=False, ge=0.0),
+               "Expected runaway events per million cell-years of the fleet from this scenario: "
+               "1e6 × abuse_events_per_cell_year × p_tr_mean. The rows partition the fleet's events: "
+               "their sum is the portfolio total (no double counting).", required=False, ge=0.0),
         Column("events_per_million_cell_years_q05", pa.float64(), "1/(1e6 cell yr)",
-               "5 % posterior quantile of the above.", required=False, ge=0.0),
+               "5 % quantile of the above over joint draws of P(TR) (posterior) and the rates λ_k.",
+               required=False, ge=0.0),
         Column("events_per_million_cell_years_q95", pa.float64(), "1/(1e6 cell yr)",
-               "95 % posterior quantile of the above.", required=False, ge=0.0),
+               "95 % quantile of the above over joint draws of P(TR) and the rates λ_k.",
+               required=False, ge=0.0),
         Column("cost_per_event", pa.float64(), "currency",
                "Cost of one runaway event of this scenario (from "
                "`export.exposure.cost_per_event_by_severity`).", required=False, ge=0.0),
         Column("annual_expected_loss", pa.float64(), "currency/yr",
-               "Fleet annual expected loss: fleet_size × abuse_events_per_cell_year × p_tr_mean "
-               "× cost_per_event.", required=False, ge=0.0),
+               "Fleet annual expected loss from this scenario: fleet_size × 1e-6 × "
+               "events_per_million_cell_years × cost_per_event.", required=False, ge=0.0),
         Column("annual_expected_loss_q05", pa.float64(), "currency/yr",
-               "5 % posterior quantile of the annual expected loss (over p_tr_draws).",
+               "5 % quantile of the annual expected loss over joint draws of P(TR) and the rates.",
                required=False, ge=0.0),
         Column("annual_expected_loss_q95", pa.float64(), "currency/yr",
-               "95 % posterior quantile of the annual expected loss (over p_tr_draws).",
+               "95 % quantile of the annual expected loss over joint draws of P(TR) and the rates.",
                required=False, ge=0.0),
         Column("currency", pa.string(), "-", "Currency of the cost columns.", required=False),
     ),
@@ -172,13 +183,13 @@ RISK_TABLE = Table(
 
 EXCEEDANCE_TABLE = Table(
     "exceedance",
-    "Annual-loss exceedance-probability curve per scenario (Monte Carlo: posterior draw × "
-    "Poisson event count).",
+    "Annual-loss exceedance-probability curve per scenario and for the whole fleet (Monte Carlo: joint "
+    "draw of P(TR) and the rates × Poisson event counts).",
     (
         _VERSION,
         Column("study", pa.string(), "-", "Study name."),
-        Column("scenario", pa.string(), "-", "Scenario name, or `all` for the weighted portfolio "
-               "(only when `export.exposure.scenario_weights` is given)."),
+        Column("scenario", pa.string(), "-", "Scenario name (its share of the fleet's events only), or "
+               "`all` for the whole fleet (every scenario, shared draws)."),
         Column("exceedance_probability", pa.float64(), "1",
                "Probability that the annual loss exceeds `annual_loss`.", ge=0.0, le=1.0),
         Column("return_period", pa.float64(), "yr", "1 / exceedance_probability.", ge=1.0),
@@ -190,7 +201,95 @@ EXCEEDANCE_TABLE = Table(
     ),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (RISK_TABLE, EXCEEDANCE_TABLE)}
+_PORTFOLIO_MC = (
+    Column("n_epistemic", pa.int64(), "1", "Joint draws of P(TR) (posterior) and the rates λ_k "
+           "(`export.portfolio.n_epistemic`).", ge=1),
+    Column("n_aleatory", pa.int64(), "1", "Simulated years per epistemic draw "
+           "(`export.portfolio.n_aleatory`).", ge=1),
+    Column("seed", pa.int64(), "-", "Seed of the Monte Carlo generator (reproducible).", ge=0),
+)
+
+PORTFOLIO_TABLE = Table(
+    "portfolio",
+    "Annual runaway events and losses of the insured fleet per `export.portfolio` entry, and their total.",
+    (
+        _VERSION,
+        Column("study", pa.string(), "-", "Study name."),
+        Column("entry", pa.string(), "-", "Portfolio entry name, or `total` for the whole fleet."),
+        Column("cell_family", pa.string(), "-", "Cell family of the entry (`all` for the total)."),
+        Column("weight", pa.float64(), "1", "Share of the fleet's cells (1 for the total).", ge=0.0, le=1.0),
+        Column("cells", pa.float64(), "cell", "Cells of the entry: weight × `export.exposure.fleet_size` "
+               "(each in service for the year).", ge=0.0),
+        Column("soc_mean", pa.float64(), "1", "Mean SOC of the entry's SOC distribution.", ge=0.0, le=1.0),
+        Column("tr_per_million_cell_years", pa.float64(), "1/(1e6 cell yr)",
+               "Expected runaway events per million cell-years: 1e6 × Σ_k E[λ_k] Σ_σ m_kσ Σ_SOC "
+               "P(SOC) E[P(TR | family, SOC, σ)].", ge=0.0),
+        Column("tr_per_million_cell_years_q05", pa.float64(), "1/(1e6 cell yr)",
+               "5 % epistemic quantile of the above (joint draws of P(TR) and the rates).", ge=0.0),
+        Column("tr_per_million_cell_years_q50", pa.float64(), "1/(1e6 cell yr)",
+               "Epistemic median of the above.", ge=0.0),
+        Column("tr_per_million_cell_years_q95", pa.float64(), "1/(1e6 cell yr)",
+               "95 % epistemic quantile of the above.", ge=0.0),
+        Column("annual_events_mean", pa.float64(), "1/yr",
+               "Expected runaway events per year: cells × tr_per_million_cell_years / 1e6.", ge=0.0),
+        Column("annual_events_q05", pa.float64(), "1/yr",
+               "5 % quantile of the annual runaway count (epistemic and aleatory, incl. common cause).",
+               ge=0.0),
+        Column("annual_events_q95", pa.float64(), "1/yr",
+               "95 % quantile of the annual runaway count (epistemic and aleatory, incl. common cause).",
+               ge=0.0),
+        Column("p_any_event", pa.float64(), "1", "Probability of at least one runaway event in a year.",
+               ge=0.0, le=1.0),
+        Column("annual_loss_mean", pa.float64(), "currency/yr",
+               "Expected annual loss: Σ over scenarios of expected events × cost_per_event.", ge=0.0),
+        Column("annual_loss_q05", pa.float64(), "currency/yr", "5 % quantile of the annual loss.",
+               ge=0.0),
+        Column("annual_loss_q95", pa.float64(), "currency/yr", "95 % quantile of the annual loss.",
+               ge=0.0),
+        Column("currency", pa.string(), "-", "Currency of the loss columns."),
+        Column("batch_size", pa.int64(), "cell", "Cells per batch sharing a runaway-rate multiplier "
+               "(`export.portfolio.common_cause`; 0: cells independent).", ge=0),
+        Column("multiplier_cv", pa.float64(), "1", "Coefficient of variation of the batch multiplier "
+               "(0: cells independent).", ge=0.0),
+        *_PORTFOLIO_MC,
+    ),
+)
+
+PORTFOLIO_EXCEEDANCE_TABLE = Table(
+    "portfolio_exceedance",
+    "Exceedance-probability curves of the portfolio's annual runaway count and loss, with epistemic "
+    "bands (quantiles over the epistemic draws of the curve conditional on each draw).",
+    (
+        _VERSION,
+        Column("study", pa.string(), "-", "Study name."),
+        Column("entry", pa.string(), "-", "Portfolio entry name, or `total` for the whole fleet."),
+        Column("exceedance_probability", pa.float64(), "1",
+               "Probability that the annual count (loss) exceeds `annual_events` (`annual_loss`).",
+               ge=0.0, le=1.0),
+        Column("return_period", pa.float64(), "yr", "1 / exceedance_probability.", ge=1.0),
+        Column("annual_events", pa.float64(), "1/yr", "Annual runaway count at this exceedance "
+               "probability, epistemic and aleatory uncertainty pooled (mean curve).", ge=0.0),
+        Column("annual_events_q05", pa.float64(), "1/yr", "5 % epistemic band: 5 % quantile over the "
+               "epistemic draws of the count at this exceedance probability given the draw.", ge=0.0),
+        Column("annual_events_q50", pa.float64(), "1/yr", "Epistemic median of the conditional count.",
+               ge=0.0),
+        Column("annual_events_q95", pa.float64(), "1/yr", "95 % epistemic band of the conditional count.",
+               ge=0.0),
+        Column("annual_loss", pa.float64(), "currency/yr", "Annual loss at this exceedance probability, "
+               "uncertainties pooled (mean curve).", ge=0.0),
+        Column("annual_loss_q05", pa.float64(), "currency/yr", "5 % epistemic band of the conditional "
+               "annual loss.", ge=0.0),
+        Column("annual_loss_q50", pa.float64(), "currency/yr", "Epistemic median of the conditional "
+               "annual loss.", ge=0.0),
+        Column("annual_loss_q95", pa.float64(), "currency/yr", "95 % epistemic band of the conditional "
+               "annual loss.", ge=0.0),
+        Column("currency", pa.string(), "-", "Currency of the loss columns."),
+        *_PORTFOLIO_MC,
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (RISK_TABLE, EXCEEDANCE_TABLE, PORTFOLIO_TABLE,
+                                                 PORTFOLIO_EXCEEDANCE_TABLE)}
 
 
 def validate_frame(df: pd.DataFrame, table: Table) -> pd.DataFrame:
@@ -199,7 +298,7 @@ def validate_frame(df: pd.DataFrame, table: Table) -> pd.DataFrame:
     Parameters
     ----------
     df : the table as read back (Parquet, CSV or the rows of the JSON file).
-    table : :data:`RISK_TABLE` or :data:`EXCEEDANCE_TABLE`.
+    table : one of :data:`TABLES`.
 
     Raises
     ------

@@ -160,7 +160,7 @@ class Pipeline:
             summary = st.func(self.ctx) or {}
             output = hashlib.sha256(f"{h}:{time.time_ns()}".encode()).hexdigest()
             records[name] = {"hash": h, "output": output, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                             "seconds": round(time.time() - t0, 3), "summary": summary,
+                             "seconds": round(time.time() - t0, 3), "summary": summary, "quick": self.ctx.quick,
                              # what this run wrote (a stage with nothing to do, e.g. no scenarios, writes none)
                              "artefacts": [a for a in st.artefacts if (self.ctx.out / a).exists()]}
             self._save(records)

@@ -206,7 +206,7 @@ class Inference(_Section):
     tune: Annotated[int, Field(ge=0)] = 1000
     target_accept: Annotated[float, Field(gt=0, lt=1)] = 0.9
     allow_bad_diagnostics: bool = False
-    rare_event_check_runs: Annotated[int, Field(ge=0, description="failure-region samples re-run with the full simulator")] = 4
+    rare_event_check_runs: Annotated[int, Field(ge=0, description="failure-region samples re-run with the full simulator (≥ 50 in a full study; 0 turns the check off)")] = 50
     next_test_cells: Annotated[int, Field(ge=1, le=50, description="cells per candidate test in the next-test ranking")] = 1
     subspace_max_dim: Annotated[int, Field(ge=1, le=16, description="most directions of the physical-parameter "
                                            "space calibrated per family and cell (the data-informed subspace, "
@@ -238,23 +238,177 @@ class Report(_Section):
     title: str = "Thermal-runaway risk assessment"
     formats: list[Literal["html", "pdf"]] = ["html", "pdf"]
     limitations: list[str] = Field(default_factory=list, description="study-specific limitations to state")
+    use_history: list[str] = Field(default_factory=list, description=(
+        "documented earlier uses of this model for decisions (what, when, outcome): the credibility "
+        "assessment's use-history evidence"))
 
 
 class Exposure(_Section):
-    fleet_size: Annotated[int, Field(gt=0, description="cells in service")]
-    abuse_events_per_cell_year: Annotated[float, Field(ge=0)]
+    """``export.exposure`` — the insured fleet's size, the cost of a runaway event and the Monte Carlo settings.
+
+    Abuse-event rates live in ``export.frequency`` (with their sources) and the fleet mix in
+    ``export.portfolio``; the former ``abuse_events_per_cell_year`` / ``scenario_weights`` moved there.
+    """
+
+    fleet_size: Annotated[int, Field(gt=0, description="cells in service [cell]; one year of service each")]
     cost_per_event_by_severity: dict[str, Annotated[float, Field(ge=0)]] = Field(
-        default_factory=dict, description="severity (scenario severity or hazard level) or 'runaway' → cost per event")
+        default_factory=dict, description="severity (scenario severity or hazard level) or 'runaway' → cost per "
+                                          "runaway event [currency]")
     currency: str = "USD"
-    scenario_weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="share of the fleet's abuse events in each scenario (portfolio exceedance curve)")
-    n_monte_carlo: Annotated[int, Field(gt=0)] = 200_000
-    seed: Annotated[int, Field(ge=0)] | None = None
+    n_monte_carlo: Annotated[int, Field(gt=0, description="simulated years of the per-scenario exceedance curves")] = 200_000
+    seed: Annotated[int, Field(ge=0, description="seed of every export Monte Carlo (default: study.seed)")] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data):
+        moved = {"abuse_events_per_cell_year": "export.frequency.events.<class>.rate (a distribution with a "
+                                               "source: or assumption: true)",
+                 "scenario_weights": "export.portfolio.entries (cell family, SOC distribution, weight)"}
+        for key, where in moved.items():
+            if isinstance(data, dict) and key in data:
+                raise _FieldError(("export", "exposure", key), f"{key!r} moved to {where}; see docs/exports.md")
+        return data
+
+
+class _Provenance(_Section):
+    """Where a number comes from: a citation (``source``) or an explicit ``assumption: true``."""
+
+    assumption: bool = Field(False, description="true: the value is the user's assumption (no published source)")
+    source: Annotated[str | None, Field(validate_default=True, description="citation of the value (report, "
+                                                                             "table, year)")] = None
+    note: str = Field("", description="how the value was derived from the source, or why it is assumed")
+
+    @field_validator("source")
+    @classmethod
+    def _cited_or_assumed(cls, v, info):
+        text = (v or "").strip()
+        if not text and not info.data.get("assumption"):
+            raise ValueError("needs a `source:` (citation of the number) or `assumption: true` (with a `note:`)")
+        return text or None
+
+
+class RateSpec(_Provenance):
+    """Epistemic distribution of one abuse-event rate λ [1/(cell yr)] (risk.frequency.Rate)."""
+
+    distribution: Literal["lognormal", "gamma"] = Field(
+        description="lognormal: median × error_factor (95th/50th percentile, NUREG/CR-6823 §6.2.3); gamma: the "
+                    "Jeffreys posterior Gamma(events + 1/2, cell_years) of an observed count (NUREG/CR-6823 §6.2.1)")
+    median: Annotated[float, Field(gt=0, description="lognormal median [1/(cell yr)]")] | None = None
+    error_factor: Annotated[float, Field(ge=1, description="lognormal 95th/50th percentile ratio [1]")] | None = None
+    events: Annotated[float, Field(ge=0, description="gamma: events observed [1]")] | None = None
+    cell_years: Annotated[float, Field(gt=0, description="gamma: exposure of the count [cell yr]")] | None = None
+
+    @model_validator(mode="after")
+    def _parameters(self):
+        params = {"lognormal": ("median", "error_factor"), "gamma": ("events", "cell_years")}
+        need = params[self.distribution]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a {self.distribution} rate needs {' and '.join(need)} (missing {', '.join(missing)})")
+        other = [k for dist, keys in params.items() if dist != self.distribution for k in keys
+                 if getattr(self, k) is not None]
+        if other:
+            raise ValueError(f"{', '.join(other)} do not belong to a {self.distribution} rate")
+        return self
+
+
+class SeverityMapping(_Provenance):
+    """Field events of one class → the tested severities (scenario ``severity`` values), shares summing to 1."""
+
+    shares: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        description="scenario severity → share of this class's events that load a cell like that test; the key "
+                    "'below_tested' takes the share judged milder than every tested severity (P(TR) = 0)")
+
+    @field_validator("shares")
+    @classmethod
+    def _partition(cls, v):
+        total = sum(v.values())
+        if not v or abs(total - 1.0) > 1e-6:
+            raise ValueError(f"shares must sum to 1 (they partition the class's events), got {total:.6g}; put the "
+                             "share milder than every tested severity under 'below_tested'")
+        return v
+
+
+class EventClass(_Section):
+    """One class of field abuse events: its rate and its mapping onto the tested severities."""
+
+    description: str = ""
+    rate: RateSpec
+    severities: SeverityMapping
+
+
+class Frequency(_Section):
+    """``export.frequency`` — abuse-event rates per class with sources, mapped to the tested severities."""
+
+    events: dict[str, EventClass] = Field(min_length=1, description="event class name → rate and mapping")
+
+
+class PortfolioEntry(_Section):
+    """One part of the insured fleet: a cell family, its SOC distribution and its share of the fleet."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    cell_family: str
+    soc: float | dict[float, float] = Field(
+        description="SOC [1] of the cells when an abuse event strikes: one value or {soc: probability}")
+    weight: Annotated[float, Field(ge=0, le=1, description="share of the fleet's cells [1]; weights sum to 1")]
+
+    @field_validator("soc")
+    @classmethod
+    def _distribution(cls, v):
+        dist = v if isinstance(v, dict) else {v: 1.0}
+        bad = [s for s in dist if not 0 <= s <= 1]
+        if bad:
+            raise ValueError(f"SOC must lie in 0–1 (a fraction, not %), got {bad}")
+        if any(p < 0 for p in dist.values()):
+            raise ValueError(f"SOC probabilities must be >= 0, got {list(dist.values())}")
+        total = sum(dist.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"SOC probabilities must sum to 1, got {total:.6g}")
+        return v
+
+
+class CommonCause(_Provenance):
+    """Batch common cause: cells of a batch share a gamma-distributed multiplier (mean 1) of their runaway rate."""
+
+    batch_size: Annotated[int, Field(gt=0, description="cells per manufacturing batch [cell]")]
+    multiplier_cv: Annotated[float, Field(ge=0, description="coefficient of variation of the batch multiplier [1] "
+                                                             "(0: independent cells)")]
+
+
+class Portfolio(_Section):
+    """``export.portfolio`` — the insured fleet as a mix of entries whose weights sum to 1."""
+
+    entries: list[PortfolioEntry] = Field(min_length=1)
+    common_cause: CommonCause | None = None
+    n_epistemic: Annotated[int, Field(gt=0, description="joint draws of P(TR) and the rates")] = 200
+    n_aleatory: Annotated[int, Field(gt=0, description="simulated years per epistemic draw")] = 10_000
+
+    @field_validator("entries")
+    @classmethod
+    def _weights(cls, v):
+        total = sum(e.weight for e in v)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"the entries' weights must sum to 1 (shares of the fleet), got {total:.6g}")
+        names = [e.name for e in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"entry names must be unique, got {names}")
+        return v
 
 
 class Export(_Section):
     formats: list[Literal["parquet", "csv", "json"]] = ["parquet", "csv", "json"]
     exposure: Exposure | None = None
+    frequency: Frequency | None = None
+    portfolio: Portfolio | None = None
+
+    @model_validator(mode="after")
+    def _together(self):
+        given = {k: getattr(self, k) is not None for k in ("exposure", "frequency", "portfolio")}
+        if any(given.values()) and not all(given.values()):
+            missing = [k for k, v in given.items() if not v]
+            raise _FieldError(("export", missing[0]), f"export.{missing[0]} is missing: frequencies and losses need "
+                              "export.exposure, export.frequency and export.portfolio together (docs/exports.md)")
+        return self
 
 
 class Study(_Section):

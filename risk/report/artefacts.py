@@ -119,3 +119,44 @@ def load_artefacts(run_dir: str | Path) -> Artefacts:
         except Exception as err:  # noqa: BLE001 — any failure is shown in the report, not hidden
             art.problems[key] = f"{rel} could not be read: {type(err).__name__}: {err}"
     return art
+
+
+#: the project's recorded whole-pipeline SBC (benchmarks/sbc_pipeline.py), used when a run has no sbc.json
+PROJECT_SBC = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "sbc_pipeline.json"
+
+
+def sbc_record(art: Artefacts, project_record: Path = PROJECT_SBC) -> dict | None:
+    """The simulation-based-calibration evidence for the run's model, or None.
+
+    A run's own ``sbc.json`` is preferred; else the project's recorded SBC of the whole indentation pipeline
+    (``benchmarks/results/sbc_pipeline.json``). The record *applies* when the observables it calibrated are
+    among those the run's posterior was conditioned on (``posterior.nc``: the discrepancy's ``observable``
+    coordinate and the ``observed_data`` variables).
+
+    Returns
+    -------
+    ``{"source", "applies", "replicates", "m", "min_p_bonferroni", "verdict", "divergences", "bins",
+    "observables"}`` or None when no record exists.
+    """
+    own = art.run_dir / "sbc.json"
+    path, source = (own, "this run") if own.exists() else (project_record, "project benchmark "
+                                                           "benchmarks/results/sbc_pipeline.json, reduced design")
+    if not path.exists():
+        return None
+    try:
+        rec = _json(path)
+    except (OSError, ValueError) as err:
+        art.problems["sbc"] = f"{path.name} could not be read: {type(err).__name__}: {err}"
+        return None
+    observables = list((rec.get("design") or {}).get("observables") or [])
+    observed: set[str] = set()  # the calibrated observables (the discrepancy's coordinate) and observed variables
+    if art.posterior is not None:
+        for group, coord in (("posterior", "observable"), ("observed_data", None)):
+            if group in art.posterior:
+                ds = art.posterior[group].to_dataset()
+                observed |= ({str(v) for v in ds[coord].values} if coord and coord in ds.coords
+                             else {str(v) for v in ds.data_vars} if coord is None else set())
+    return {"source": source, "applies": bool(observables) and set(observables) <= observed,
+            "replicates": rec.get("replicates"), "m": rec.get("m"), "min_p_bonferroni": rec.get("min_p_bonferroni"),
+            "verdict": rec.get("verdict"), "divergences": rec.get("divergences"), "bins": rec.get("bins"),
+            "observables": observables}

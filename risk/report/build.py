@@ -22,8 +22,8 @@ import numpy as np
 import xarray as xr
 
 from risk.export import Exposure, read_export, study_name, write_exports
-from risk.report import figures, numbers
-from risk.report.artefacts import FILES, Artefacts, load_artefacts
+from risk.report import credibility, figures, numbers
+from risk.report.artefacts import FILES, Artefacts, load_artefacts, sbc_record
 from risk.report.pdf import html_to_pdf
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -300,17 +300,33 @@ def _decomposition(art: Artefacts) -> dict:
 
 
 def _sensitivity(art: Artefacts) -> dict:
+    """Ranking by Shapley effects over the posterior and the cell-to-cell distribution (`risk.predict.shapley`),
+    with the epistemic/aleatory grouped split; Sobol indices over a box where no Shapley effects were saved."""
     s = art.sensitivity
     if s is None:
         return {"computed": False, "why": art.problems.get("sensitivity", NOT_COMPUTED)}
-    order = np.argsort(-s["ST"].values)
-    rows = [{"rank": r + 1, "parameter": str(s["parameter"].values[i]),
-             "ST": float(s["ST"].values[i]),
-             "ST_conf": float(s["ST_conf"].values[i]) if "ST_conf" in s else math.nan,
-             "S1": float(s["S1"].values[i]) if "S1" in s else math.nan,
-             "S1_conf": float(s["S1_conf"].values[i]) if "S1_conf" in s else math.nan}
+
+    def val(name, i):
+        return float(s[name].values[i]) if name in s else math.nan
+
+    shapley = "shapley_effect" in s
+    order = np.argsort(-s["shapley_effect" if shapley else "ST"].values)
+    rows = [{"rank": r + 1, "parameter": str(s["parameter"].values[i]), "ST": val("ST", i),
+             "ST_conf": val("ST_conf", i), "S1": val("S1", i), "S1_conf": val("S1_conf", i),
+             "shapley": val("shapley_effect", i), "shapley_q05": val("shapley_effect_q05", i),
+             "shapley_q95": val("shapley_effect_q95", i)}
             for r, i in enumerate(order)]
-    return {"computed": True, "rows": rows, "figure": figures.sensitivity_ranking(s)}
+    groups = ([{"group": str(g), "shapley": float(s["group_shapley"].values[j])}
+               for j, g in enumerate(s["group"].values)] if "group_shapley" in s else [])
+    return {"computed": True, "shapley": shapley, "rows": rows, "groups": groups,
+            "scenario": str(s.attrs.get("scenario", "")), "figure": figures.sensitivity_ranking(s)}
+
+
+def _without_lists(obj: Any) -> Any:
+    """The rare-event record without its per-draw and per-sample lists (kept in rare_events.json)."""
+    if isinstance(obj, dict):
+        return {k: _without_lists(v) for k, v in obj.items() if k not in ("per_draw", "failed_runs", "failure_samples")}
+    return obj
 
 
 def _unit(var: xr.DataArray) -> str:
@@ -376,6 +392,46 @@ def _limitations(art: Artefacts, study: dict, ctx: dict) -> list[str]:
     return out
 
 
+def _evidence(art: Artefacts, ctx: dict, sbc: dict | None) -> list[str]:
+    """Page-one evidence lines: this model's validation, SBC, predictive checks and convergence, in words."""
+    out = []
+    cv = art.crossval or {}
+    lfo = cv.get("leave_family_out") or {}
+    if "physics" in lfo:
+        p = lfo["physics"].get("log_loss")
+        base = {m: (lfo.get(m) or {}).get("log_loss") for m in ("metadata", "family_frequency")}
+        better = [m for m, v in base.items() if v is not None and p is not None and p < v]
+        out.append(f"Whole cell families left out ({lfo.get('n_tests', '?')} tests, {lfo.get('n_folds', '?')} folds"
+                   f"{', quick: reduced draws' if cv.get('quick') else ''}): TR log loss of the physics model "
+                   f"{numbers.number(p, 3)} against metadata regression {numbers.number(base['metadata'], 3)} and "
+                   f"family frequency {numbers.number(base['family_frequency'], 3)} — "
+                   + ("physics better than both" if len(better) == 2 else
+                      "physics better than " + better[0].replace("_", " ") if better else "a baseline is better"))
+    for row in ctx["validation"]["heat_cv"]:
+        out.append(f"Heat, {row['scheme']} ({row['n_tests']} tests): the physics model's 90 % intervals cover "
+                   f"{numbers.percent(row['physics_coverage_90'])}, interval score {numbers.number(row['physics_interval_score_90'], 3)} kJ "
+                   f"against {numbers.number(row['group_normal_interval_score_90'], 3)} kJ for per-group normal intervals — "
+                   + ("physics better" if row["better"] else "the baseline is better"))
+    if not out:
+        out.append("No cross-validation on real tests in this run (crossval.json " + NOT_COMPUTED + ").")
+    if sbc and sbc["applies"]:
+        out.append(f"Simulation-based calibration of the whole inference ({sbc['source']}): {sbc['replicates']} "
+                   f"replicates, {sbc['m']} parameters, smallest Bonferroni-adjusted χ² p "
+                   f"{numbers.number(sbc['min_p_bonferroni'], 2)} — {sbc['verdict']}.")
+    else:
+        out.append("Simulation-based calibration: no record for this model's likelihood.")
+    ppc = credibility._ppc_coverages(art)
+    if ppc:
+        out.append("Posterior predictive 90 % intervals cover "
+                   + ", ".join(f"{numbers.percent(v)} of the real {k}" for k, v in ppc.items()) + ".")
+    diag = art.diagnostics or {}
+    if diag:
+        out.append("Convergence: " + ("passed" if diag.get("ok") else "FAILED")
+                   + "".join(f"; {k.replace('_', ' ')} {numbers.number(diag[k], 4)}"
+                             for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "divergences") if k in diag))
+    return out
+
+
 # --------------------------------------------------------------------------- entry point
 def render_html(run_dir: str | Path, study: dict, *, write_exports_too: bool = True) -> str:
     """Render the report HTML (a self-contained string) from the artefacts in ``run_dir``."""
@@ -403,11 +459,16 @@ def render_html(run_dir: str | Path, study: dict, *, write_exports_too: bool = T
         "decomposition": _decomposition(art),
         "sensitivity": _sensitivity(art),
         "next_test": _next_test(art),
-        "rare_events": None if art.rare_events is None else _table_rows(art.rare_events),
+        "rare_events": None if art.rare_events is None else _table_rows(_without_lists(art.rare_events)),
         "prior_sensitivity": art.prior_sensitivity,
         "not_computed": NOT_COMPUTED,
         "problems": art.problems,
     }
+    sbc = sbc_record(art)
+    ctx["sbc"] = sbc
+    ctx["evidence"] = _evidence(art, ctx, sbc)
+    ctx["credibility"] = credibility.assess(art, study, sbc)
+    ctx["quick"] = any(isinstance(r, dict) and r.get("quick") for r in (art.stages or {}).values())
     ctx["limitations"] = _limitations(art, study, ctx)
     return _env().get_template("report.html.j2").render(**ctx)
 

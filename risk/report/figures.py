@@ -110,20 +110,29 @@ def variance_decomposition(predictions: xr.Dataset) -> str:
 
 
 def sensitivity_ranking(sensitivity: xr.Dataset) -> str:
-    """Sobol total-order (``ST``) and first-order (``S1``) indices, ranked, with confidence bars."""
-    order = np.argsort(-sensitivity["ST"].values)
-    names = [str(p) for p in sensitivity["parameter"].values[order]]
-    fig = Figure(figsize=(6.5, 0.45 * len(names) + 1.4))
+    """Shapley effects of P(TR) (``shapley_effect`` with its 90 % band over posterior draws) when present, else
+    Sobol total-order (``ST``) and first-order (``S1``) indices, ranked, with confidence bars."""
+    fig = Figure(figsize=(6.5, 0.45 * sensitivity.sizes["parameter"] + 1.4))
     ax = fig.subplots()
-    y = np.arange(len(names))
-    for offset, var, color in ((-0.18, "ST", "#c44e52"), (0.18, "S1", "#8172b2")):
-        conf = sensitivity.get(f"{var}_conf")
-        ax.barh(y + offset, sensitivity[var].values[order], height=0.36, color=color,
-                xerr=None if conf is None else conf.values[order], capsize=2,
-                label=label(sensitivity[var], var))
-    ax.set_yticks(y, names, fontsize=8)
+    if "shapley_effect" in sensitivity:
+        v = sensitivity["shapley_effect"].values
+        order = np.argsort(-v)
+        y = np.arange(len(order))
+        lo, hi = (sensitivity[f"shapley_effect_{q}"].values[order] for q in ("q05", "q95"))
+        ax.barh(y, v[order], color="#c44e52", xerr=np.vstack([v[order] - lo, hi - v[order]]).clip(0), capsize=2,
+                label="Shapley effect (90 % over posterior draws)")
+        ax.set_xlabel("share of Var[P(TR)] over the cell-to-cell distribution [1]")
+    else:
+        order = np.argsort(-sensitivity["ST"].values)
+        y = np.arange(len(order))
+        for offset, var, color in ((-0.18, "ST", "#c44e52"), (0.18, "S1", "#8172b2")):
+            conf = sensitivity.get(f"{var}_conf")
+            ax.barh(y + offset, sensitivity[var].values[order], height=0.36, color=color,
+                    xerr=None if conf is None else conf.values[order], capsize=2,
+                    label=label(sensitivity[var], var))
+        ax.set_xlabel("Sobol index of P(TR) [1]")
+    ax.set_yticks(y, [str(p) for p in sensitivity["parameter"].values[order]], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("Sobol index of P(TR) [1]")
     ax.axvline(0, color="k", lw=0.5)
     ax.legend(fontsize=8)
     return to_data_uri(fig)

@@ -45,3 +45,31 @@ def test_pdf_pages_are_not_blank(built, tmp_path):
         assert img.shape[0] > 100
         ink = (img < 0.9).any(axis=-1).mean()
         assert ink > 0.005, f"{page.name} is blank"
+
+
+def test_page_one_gives_answer_verdict_validation_and_sbc(built):
+    """Page 1 of the PDF (issue 17): the scenarios' P(TR), the verdict, this model's leave-family-out log loss
+    against its baselines, the SBC summary and the credibility levels."""
+    import json
+
+    import xarray as xr
+
+    from risk.report.numbers import number
+
+    html, pdf = built
+    require("pdftotext", "poppler-utils")
+    page1 = subprocess.run(["pdftotext", "-l", "1", "-layout", str(pdf), "-"], check=True, capture_output=True,
+                           text=True, timeout=60).stdout
+    flat = " ".join(page1.split())
+    pred = xr.open_dataset(html.parent / "predictions.nc")
+    for i, scen in enumerate(pred["scenario"].values):
+        assert str(scen) in flat and number(float(pred["p_tr_mean"].values[i])) in flat
+    assert "Diagnostics passed" in flat and "INVALID" not in flat
+    lfo = json.loads((html.parent / "crossval.json").read_text())["leave_family_out"]
+    assert "Whole cell families left out" in flat
+    for model in ("physics", "metadata", "family_frequency"):
+        assert number(lfo[model]["log_loss"], 3) in flat
+    assert "Simulation-based calibration of the whole inference" in flat and "pass" in flat
+    for factor in ("Verification", "Validation", "Input pedigree", "Results uncertainty", "Use history"):
+        assert factor in flat
+    assert "1. Credibility assessment" not in flat  # the full section starts on page 2

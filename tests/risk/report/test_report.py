@@ -25,10 +25,13 @@ def test_full_report_is_self_contained_and_complete(run_copy):
     imgs = re.findall(r'<img src="([^"]+)"', html)
     assert len(imgs) >= 6 and all(s.startswith("data:image/png;base64,") for s in imgs)
     text = _text(html)
-    for heading in ("Executive summary", "Data provenance", "Assumptions and priors", "Validation",
-                    "Inference diagnostics", "Aleatory vs epistemic", "Sensitivity ranking",
-                    "Limitations", "Prior sensitivity"):
-        assert heading in text
+    headings = ["Executive summary", "1. Credibility assessment", "2. Validation",
+                "Simulation-based calibration of the inference", "3. Probabilities by scenario",
+                "Aleatory vs epistemic", "Sensitivity ranking", "4. Prior sensitivity and what would change the conclusion",
+                "Which test to run next", "5. Assumptions and priors", "6. Insurer view", "7. Inference diagnostics",
+                "8. Limitations", "Appendix A. Data provenance and hashes"]
+    positions = [text.find(h) for h in headings]
+    assert -1 not in positions and positions == sorted(positions), dict(zip(headings, positions))
     pred = xr.open_dataset(run / "predictions.nc")
     for i in range(pred.sizes["scenario"]):
         words = probability_words(*(float(pred[v].values[i])

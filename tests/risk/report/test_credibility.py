@@ -1,0 +1,76 @@
+"""Credibility levels are computed from the run's artefacts: degrading the evidence lowers the level."""
+import copy
+import json
+
+import pytest
+
+from risk.report import credibility
+from risk.report.artefacts import Artefacts, load_artefacts, sbc_record
+from risk.report.build import render_html
+
+
+def _cv(physics: float, metadata: float, family: float, quick: bool = False) -> dict:
+    entry = {"physics": {"log_loss": physics, "brier": 0.1}, "metadata": {"log_loss": metadata, "brier": 0.1},
+             "family_frequency": {"log_loss": family, "brier": 0.1}, "n_tests": 40, "n_folds": 8}
+    return {"quick": quick, **{s: copy.deepcopy(entry) for s in credibility.CV_SCHEMES}}
+
+
+def _factor(result: dict, name: str) -> dict:
+    return next(f for f in result["factors"] if f["factor"] == name)
+
+
+@pytest.mark.parametrize(("physics", "metadata", "family", "level"), [
+    (0.30, 0.40, 0.50, 3),  # beats both on leave-family-out (4 needs predictive coverage, absent here)
+    (0.45, 0.40, 0.50, 2),  # beats family frequency only
+    (0.60, 0.40, 0.50, 1),  # beats neither: cross-validation recorded, nothing more
+])
+def test_validation_level_follows_the_leave_family_out_scores(tmp_path, physics, metadata, family, level):
+    art = Artefacts(run_dir=tmp_path, crossval=_cv(physics, metadata, family))
+    assert _factor(credibility.assess(art, {}, None), "Validation")["level"] == level
+    assert _factor(credibility.assess(Artefacts(run_dir=tmp_path), {}, None), "Validation")["level"] == 0
+
+
+def test_heat_intervals_need_calibrated_coverage_and_a_better_score(tmp_path):
+    good = {"physics": {"coverage_90": 0.9, "interval_score_90": 80.0}, "group_normal": {"interval_score_90": 100.0}}
+    bad = {"physics": {"coverage_90": 0.6, "interval_score_90": 80.0}, "group_normal": {"interval_score_90": 100.0}}
+    levels = [_factor(credibility.assess(Artefacts(run_dir=tmp_path, crossval={"heat": heat}), {}, None),
+                      "Validation")["level"]
+              for heat in ({"a": good, "b": good}, {"a": good, "b": bad}, {"a": bad, "b": bad})]
+    assert levels == [3, 2, 1]
+
+
+def test_uncertainty_and_verification_levels(tmp_path):
+    sbc = {"applies": True, "verdict": "pass", "source": "test", "replicates": 100, "m": 3, "min_p_bonferroni": 0.3}
+    metrics = {"decoder": {"coverage90": {"force": 0.9}, "auc": 0.95}}
+    art = Artefacts(run_dir=tmp_path, metrics=metrics, diagnostics={"ok": True})
+    res = credibility.assess(art, {}, sbc)
+    assert _factor(res, "Verification")["level"] == 3
+    assert _factor(res, "Results uncertainty")["level"] == 2
+    assert _factor(credibility.assess(art, {}, {**sbc, "verdict": "fail"}), "Verification")["level"] == 2
+    art.metrics = {"decoder": {"coverage90": {"force": 0.5}, "auc": 0.95}}  # surrogate intervals too narrow
+    assert _factor(credibility.assess(art, {}, sbc), "Verification")["level"] == 1
+    art.diagnostics = {"ok": False}
+    assert _factor(credibility.assess(art, {}, sbc), "Results uncertainty")["level"] == 1
+    uses = {"report": {"use_history": ["2026 pack design review", "2026 shipping classification"]}}
+    assert _factor(credibility.assess(art, uses, sbc), "Use history")["level"] == 2
+    assert _factor(credibility.assess(art, {}, sbc), "Use history")["level"] == 0
+
+
+def test_degraded_crossval_lowers_the_level_in_the_real_report(run_copy):
+    """On the real quick run: the computed validation level and the SBC record as the report shows them; a
+    crossval.json in which the physics model loses to its baselines drops the validation level."""
+    run, study = run_copy
+    art = load_artefacts(run)
+    sbc = sbc_record(art)
+    assert sbc is not None and sbc["applies"] and sbc["verdict"] == "pass"
+    before = _factor(credibility.assess(art, study, sbc), "Validation")["level"]
+    html = render_html(run, study, write_exports_too=False)
+    assert f'Validation</td><td class="level level-{before}">{before} ·' in html
+    cv = json.loads((run / "crossval.json").read_text())
+    for entry in cv.values():
+        if isinstance(entry, dict) and "physics" in entry:
+            entry["physics"]["log_loss"] = 10.0
+    (run / "crossval.json").write_text(json.dumps(cv))
+    after = _factor(credibility.assess(load_artefacts(run), study, sbc), "Validation")["level"]
+    assert after == 1 < before
+    assert 'Validation</td><td class="level level-1">1 ·' in render_html(run, study, write_exports_too=False)
