@@ -34,7 +34,9 @@ def test_new_test_intervals_cover_at_the_nominal_rate():
     setup = PhysicsSetup(np.zeros(2), np.ones(2), InformedSubspace.full(("k1", "k2"), np.zeros(2)), None)
     model = build_hierarchical_model(data, linear_surrogate, parameter_names=["k1", "k2"], prior_mean=np.zeros(2),
                                      prior_sd=np.ones(2))
-    tree, diag = sample(model, seed=3, draws=1000, tune=1000, target_accept=0.95, attrs=setup.attrs(),
+    # the true discrepancy is zero, so its posterior sits at the boundary and mixes slowly: 1000 + 1000 draws on 4
+    # chains gave R-hat 1.013 / bulk ESS 382 on a clean clone; longer adaptation and 6 chains meet the gate
+    tree, diag = sample(model, seed=3, draws=1500, tune=2500, target_accept=0.95, chains=6, attrs=setup.attrs(),
                         posterior_predictive=False)
     assert diag.ok, diag.messages
     # fresh tests: 300 of a calibrated family, 300 of a new family (each its own location from the truth)
