@@ -458,6 +458,31 @@ class Study(_Section):
                                       f"unit {unit!r} is not compatible with {cond_units[name]!r}")
         return self
 
+    @model_validator(mode="after")
+    def _export_against_scenarios(self):
+        """The frequency mapping, the costs and the portfolio must refer to scenarios that exist (checked at
+        `risk validate`, not first at export time): every mapped severity has a scenario and a cost, every
+        portfolio entry's family and SOC states have one scenario per mapped severity."""
+        if not self.scenarios or not (self.export.frequency and self.export.portfolio):
+            return self
+        from risk.errors import StudyError
+        from risk.export import Exposure, _severity_text
+        from risk.frequency import ScenarioState, state_weights
+
+        try:
+            exposure = Exposure.from_study(self.model_dump(mode="json"))
+            if exposure is None:
+                return self
+            states = [ScenarioState(sc.name, sc.cell_family, float(sc.soc), _severity_text(sc.severity))
+                      for sc in self.scenarios]
+            state_weights(exposure.frequency, exposure.portfolio, states)
+            for sev in {st.severity for st in states} & set(exposure.frequency.severities()):
+                exposure.cost_for(sev)
+        except StudyError as err:
+            raise _FieldError(tuple(int(k) if k.isdigit() else k for k in (err.field or "export").split(".")),
+                              err.problem) from None
+        return self
+
     # ---- derived views -------------------------------------------------------------------------
     def priors(self) -> dict[str, Prior]:
         """θ name → Prior in SI: the simulator's defaults, overridden by the study."""

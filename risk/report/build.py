@@ -138,6 +138,9 @@ def _exports(art: Artefacts, study: dict, write: bool) -> dict:
                            "currency": exposure.currency, "seed": exposure.seed,
                            "n_monte_carlo": exposure.n_monte_carlo,
                            "weights": exposure.scenario_weights}
+        res["frequency"] = [_frequency_row(ev) for ev in exposure.frequency.describe()]
+    if (out / "portfolio.parquet").exists():
+        res["portfolio_rows"] = read_export(out / "portfolio.parquet").to_dict(orient="records")
     if (out / "exceedance.parquet").exists():
         curve = read_export(out / "exceedance.parquet")
         res["exceedance_figure"] = figures.exceedance_curve(curve, exposure.currency
@@ -145,6 +148,21 @@ def _exports(art: Artefacts, study: dict, write: bool) -> dict:
         res["exceedance_rows"] = curve[curve["exceedance_probability"].isin([0.1, 0.01, 0.001])
                                        ].to_dict(orient="records")
     return res
+
+
+def _frequency_row(ev: dict) -> dict:
+    """One abuse-event class for the report: rate mean and 90 % interval [1/(cell yr)], the tested
+    severities it maps onto, and where the rate and the mapping come from (a source or "assumption")."""
+    def origin(prov: dict) -> str:
+        if prov.get("source"):
+            return str(prov["source"])
+        return "user assumption" + (f": {prov['note']}" if prov.get("note") else "")
+
+    rate, sev = ev["rate"], ev["severities"]
+    return {"event_class": ev["event_class"], "description": ev.get("description") or "",
+            "distribution": rate["distribution"], "mean": rate["mean"], "q05": rate["q05"], "q95": rate["q95"],
+            "rate_source": origin(rate), "rate_assumption": bool(rate.get("assumption")),
+            "shares": sev["shares"], "mapping_source": origin(sev), "mapping_assumption": bool(sev.get("assumption"))}
 
 
 def _provenance(art: Artefacts, study: dict) -> dict:

@@ -125,3 +125,27 @@ def test_posterior_table_lists_hierarchical_hyperparameters(tmp_path):
                          "tau_family[r_short]", "discrepancy[force_peak]"}
     assert rows["mu_pop[r_short]"]["unit"] == "1 (u space)"
     np.testing.assert_allclose(rows["tau_family[k_short]"]["mean"], post["tau_family"][..., 0].mean())
+
+
+def test_insurer_section_shows_every_rate_source_and_the_portfolio_export(run_copy):
+    """Every abuse-event rate and severity mapping is shown with its source or as a user assumption, and the
+    portfolio table is exports/portfolio.parquet of this run (its total row included)."""
+    from risk.export import read_export
+
+    run, study = run_copy
+    html = render_html(run, study)
+    text = _text(html)
+    section = text[text.find("6. Insurer view"):text.find("7. Inference diagnostics")]
+    events = study["export"]["frequency"]["events"]
+    assert events and "Abuse-event frequencies and their sources" in section
+    for name, ev in events.items():
+        assert name in section
+        rate, sev = ev["rate"], ev["severities"]
+        assert (_text(rate["source"]).strip() in section) if rate.get("source") else "user assumption" in section
+        assert (_text(sev["source"]).strip() in section) if sev.get("source") else "user assumption" in section
+    portfolio = read_export(run / "exports" / "portfolio.parquet")
+    assert "Portfolio: annual runaway events and losses" in section
+    for row in portfolio.to_dict(orient="records"):
+        assert f"{row['entry']} {row['cell_family']} {number(row['cells'])} {number(row['soc_mean'])} " \
+               f"{number(row['tr_per_million_cell_years'])} (" in section, row["entry"]
+    assert "total" in set(portfolio["entry"])
