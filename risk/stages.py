@@ -185,7 +185,8 @@ def calibrate(ctx: RunContext) -> dict:
         return {"note": "no real tests: the prior predictive is used downstream"}
     decoder, data, priors = inputs
     seed = ctx.stage_seed("calibrate")
-    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=inf.subspace_max_dim)
+    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=inf.subspace_max_dim,
+                          family_discrepancy=inf.family_discrepancy_scale)
     ctx.path("subspace.json").write_text(json.dumps({"eigenvalues": setup.subspace.eigenvalues.tolist(),
                                                      "directions": setup.subspace.table(),
                                                      "n_tests": setup.subspace.n_tests}, indent=2))
@@ -220,6 +221,7 @@ def crossvalidate(ctx: RunContext) -> dict:
     result = crossvalidate_study(ctx.study, *inputs, decoder_dir=ctx.path("model"), table=_metadata_table(ctx),
                                  seed=ctx.stage_seed("crossvalidate"), draws=draws, tune=tune, chains=inf.chains,
                                  target_accept=inf.target_accept, max_dim=inf.subspace_max_dim, quick=ctx.quick,
+                                 family_discrepancy=inf.family_discrepancy_scale,
                                  workers=min(len(os.sched_getaffinity(0)), 4))
     from risk.predict.realcv import write_crossval
 

@@ -36,12 +36,14 @@ COVARIATE_CONDITION = "capacity_nominal"
 class PhysicsSetup:
     """Prior moments of ``u`` (``(n_param,)`` each), the data-informed subspace and the family covariate
     (``{"condition", "index", "centre", "direction"}``: x = log(condition) − centre, regressed along the
-    unit ``direction`` ``(k,)`` of the subspace; or None)."""
+    unit ``direction`` ``(k,)`` of the subspace; or None); ``family_discrepancy``: HalfNormal scale of the
+    family-level observable discrepancy [normalised] (`risk.bayes.model.build_hierarchical_model`), or None."""
 
     prior_mean: np.ndarray
     prior_sd: np.ndarray
     subspace: InformedSubspace
     covariate: dict | None = None
+    family_discrepancy: float | None = None
 
     def attrs(self) -> dict[str, str]:
         """Posterior attrs that `predict_levels` and `risk.predict.scenarios` read back."""
@@ -49,14 +51,17 @@ class PhysicsSetup:
                "prior_sd": json.dumps(self.prior_sd.tolist())}
         if self.covariate is not None:
             out["family_covariate"] = json.dumps(self.covariate)
+        if self.family_discrepancy is not None:
+            out["family_discrepancy_scale"] = json.dumps(float(self.family_discrepancy))
         return out
 
     @classmethod
     def from_attrs(cls, attrs) -> "PhysicsSetup":
         """The setup a physics posterior was sampled with (its attrs, `attrs`)."""
-        cov = attrs.get("family_covariate")
+        cov, fd = attrs.get("family_covariate"), attrs.get("family_discrepancy_scale")
         return cls(np.asarray(json.loads(attrs["prior_mean"]), float), np.asarray(json.loads(attrs["prior_sd"]), float),
-                   InformedSubspace.from_json(attrs["subspace"]), None if cov is None else json.loads(cov))
+                   InformedSubspace.from_json(attrs["subspace"]), None if cov is None else json.loads(cov),
+                   None if fd is None else float(json.loads(fd)))
 
     def family_covariate(self, data: CalibrationData) -> np.ndarray | None:
         """``(n_families,)`` covariate of ``data.families``: log of the family's mean condition − centre."""
@@ -104,9 +109,10 @@ def runaway_direction(jax_apply, sub: InformedSubspace, conditions: np.ndarray) 
 
 
 def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int, max_dim: int = 3,
-                  n_prior: int = 256) -> PhysicsSetup:
+                  n_prior: int = 256, family_discrepancy: float | None = None) -> PhysicsSetup:
     """Prior moments and informed subspace for ``data`` (its conditions, observed channels and which
-    tests have an outcome — never the observed values or outcomes themselves)."""
+    tests have an outcome — never the observed values or outcomes themselves); ``family_discrepancy`` is
+    passed through (`PhysicsSetup`, the study's ``inference.family_discrepancy_scale``)."""
     import jax
 
     mean, sd = prior_moments_u(list(priors), decoder.to_unconstrained, seed=seed)
@@ -121,7 +127,7 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
         sub = informed_subspace(decoder.jax_apply, decoder.parameter_names, u, data.conditions,
                                 np.isfinite(data.observables), has_outcome, anchor=mean, max_dim=max_dim)
         direction = runaway_direction(decoder.jax_apply, sub, data.conditions)
-    return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction))
+    return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction), family_discrepancy)
 
 
 def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup):
@@ -130,7 +136,8 @@ def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup):
                                     prior_mean=setup.prior_mean, prior_sd=setup.prior_sd,
                                     basis=setup.subspace.basis, anchor=setup.subspace.anchor,
                                     family_covariate=setup.family_covariate(data),
-                                    covariate_direction=(setup.covariate or {}).get("direction"))
+                                    covariate_direction=(setup.covariate or {}).get("direction"),
+                                    family_discrepancy_scale=setup.family_discrepancy)
 
 
 def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: int, draws: int, tune: int,
@@ -223,8 +230,10 @@ def predict_observables(tree: xr.DataTree, observable_fn, families: Sequence[str
     ``(n_draw · n_cells, n_tests, n_obs)`` [normalised, ``decoder.layout.denormalise`` gives SI].
 
     Each draw: a new cell (as `predict_levels`), the decoder's mean and its aleatory scale, plus the
-    model discrepancy ``δ`` of the calibration likelihood — ``y ~ Normal(mean, sqrt(exp(2 log_scale) + δ²))``
-    (`risk.bayes.model`), so the spread is what a new test of that cell family would show.
+    model discrepancy ``δ`` of the calibration likelihood — ``y ~ Normal(mean + b_f, sqrt(exp(2 log_scale) + δ²))``
+    (`risk.bayes.model`), so the spread is what a new test of that cell family would show. ``b_f`` is the
+    family-level discrepancy when the model has one: a known family's posterior offset, for an unseen family
+    one draw ``τ_b · N(0, 1)`` per posterior draw, shared by that family's tests.
 
     observable_fn : ``(u (..., n_param), c (..., n_cond)) -> (mean (..., n_obs), log_scale (..., n_obs))``.
     """
@@ -234,9 +243,30 @@ def predict_observables(tree: xr.DataTree, observable_fn, families: Sequence[str
     c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
     mean, log_scale = (np.asarray(x, float) for x in observable_fn(u, c))  # (S, n, cells, n_obs)
     delta = _draws(post, "discrepancy")[keep] if "discrepancy" in post else np.zeros((keep.size, mean.shape[-1]))
+    if "family_offset" in post:
+        mean = mean + _family_offsets(post, keep, families, rng)[:, :, None, :]
     sd = np.sqrt(np.exp(2 * log_scale) + delta[:, None, None, :] ** 2)
     y = mean + sd * rng.standard_normal(mean.shape)
     return np.moveaxis(y, 2, 1).reshape(-1, conditions.shape[0], mean.shape[-1])
+
+
+def _family_offsets(post: xr.Dataset, keep: np.ndarray, families: Sequence[str],
+                    rng: np.random.Generator) -> np.ndarray:
+    """Family-level observable discrepancy ``(S, n_tests, n_obs)`` per retained draw: a known family's
+    posterior ``family_offset``, an unseen family's draw from ``N(0, family_discrepancy²)`` (one per family
+    and draw)."""
+    known = [str(f) for f in post["family"].values]
+    offset, tau = _draws(post, "family_offset")[keep], _draws(post, "family_discrepancy")[keep]  # (S, F, o), (S, o)
+    new: dict[str, np.ndarray] = {}
+    out = np.empty((keep.size, len(families), tau.shape[-1]))
+    for i, f in enumerate(families):
+        if f in known:
+            out[:, i] = offset[:, known.index(f)]
+        else:
+            if f not in new:
+                new[f] = tau * rng.standard_normal(tau.shape)
+            out[:, i] = new[f]
+    return out
 
 
 def p_tr_from_levels(p_level: np.ndarray, tr_level: int = 6) -> np.ndarray:

@@ -66,7 +66,8 @@ def group_normal_intervals(train: pd.DataFrame, test: pd.DataFrame, value: str =
 
 def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None, seed: int, draws: int, tune: int,
                        chains: int = 4, target_accept: float = 0.9, max_dim: int = 3, quick: bool = False,
-                       n_replicate_folds: int = 3, workers: int = 1) -> dict | None:
+                       n_replicate_folds: int = 3, workers: int = 1, family_discrepancy: float | None = None
+                       ) -> dict | None:
     """The ``"heat"`` entry of ``crossval.json`` (module doc); None when the decoder has no heat observable.
 
     Parameters
@@ -100,7 +101,7 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
         trigger = np.array([lookup.get(t, "") for t in tests])
     df = pd.DataFrame({"row": rows, "family": np.asarray(data.family)[rows], "soc": np.round(soc, 3),
                        "trigger": trigger, "heat_kj": heat_kj})
-    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim)
+    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim, family_discrepancy=family_discrepancy)
     apply = jax.jit(decoder.jax_apply)
 
     def observable_fn(u, c):

@@ -182,7 +182,8 @@ def _worst(per_fold: list[dict]) -> dict:
 
 def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None, seed: int, draws: int = 500,
                         tune: int = 500, chains: int = 4, target_accept: float = 0.9, max_dim: int = 3,
-                        quick: bool = False, n_replicate_folds: int = 3, workers: int = 1) -> dict:
+                        quick: bool = False, n_replicate_folds: int = 3, workers: int = 1,
+                        family_discrepancy: float | None = None) -> dict:
     """Grouped CV of the physics model, the metadata regression and the family-frequency baseline.
 
     Parameters
@@ -197,6 +198,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
         Without hazard levels the physics model's heat intervals are cross-validated instead
         (`risk.predict.heatcv`, the ``"heat"`` entry).
     quick : leave-family-out only (the scheme where physics must earn its place).
+    family_discrepancy : the study's ``inference.family_discrepancy_scale`` (`risk.bayes.physics.PhysicsSetup`).
     """
     from risk.bayes.physics import p_tr_from_levels, physics_setup, predict_levels
 
@@ -206,7 +208,8 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
         calorimetry = table is not None and is_calorimetry(Path(table))
         heat = crossvalidate_heat(decoder, data, priors, decoder_dir=decoder_dir, table=table if calorimetry else None,
                                   seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
-                                  max_dim=max_dim, quick=quick, n_replicate_folds=n_replicate_folds, workers=workers)
+                                  max_dim=max_dim, quick=quick, n_replicate_folds=n_replicate_folds, workers=workers,
+                                  family_discrepancy=family_discrepancy)
         out = {"quick": bool(quick)} if heat is None else {"quick": bool(quick), "heat": heat}
         if calorimetry and not quick:  # the metadata heat/bottom-rupture model's own CV, as a baseline
             out["metadata_only"] = crossvalidate_real(table, seed=seed, draws=draws, tune=tune)
@@ -225,7 +228,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     # SOC levels left out in three bands (≤ 30 %, 30–70 %, > 70 %): every band holds several levels of
     # several families, so each fold extrapolates in SOC; one fold per level (11 here) would cost 11 fits
     df["soc_band"] = np.digitize(df["soc"], [0.3 + 1e-9, 0.7 + 1e-9])
-    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim)
+    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim, family_discrepancy=family_discrepancy)
     import jax
 
     apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])

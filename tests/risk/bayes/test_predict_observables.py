@@ -53,3 +53,40 @@ def test_new_test_intervals_cover_at_the_nominal_rate():
     width = {f: np.diff(np.quantile(predict_observables(tree, _observable_fn, [f], np.zeros((1, 1)), seed=5)[:, 0],
                                     [0.05, 0.95], axis=0), axis=0) for f in ("f2", "new")}
     assert np.all(width["f2"] < width["new"])
+
+
+def test_family_discrepancy_carries_design_offsets_to_an_unseen_family():
+    """Families whose observables sit off the simulator by a family offset (b_f ~ N(0, 0.5²) per observable,
+    what a lumped simulator misses about a cell design): with ``family_discrepancy_scale`` the model learns
+    the offsets' scale, and its intervals for a new family's tests cover at about the nominal rate."""
+    rng = np.random.default_rng(21)
+    tau_true = 0.5
+    families = [f"f{k}" for k in range(8)]
+    locs = {f: FAMILY_SD * rng.standard_normal(2) for f in families}
+    offsets = {f: tau_true * rng.standard_normal(3) for f in families}
+    y = np.concatenate([_tests(rng, locs[f], 6) + offsets[f] for f in families])
+    fam = np.repeat(families, 6)
+    data = CalibrationData(test=np.arange(fam.size), family=fam, conditions=np.zeros((fam.size, 1)), observables=y,
+                           condition_names=("dummy",))
+    setup = PhysicsSetup(np.zeros(2), np.ones(2), InformedSubspace.full(("k1", "k2"), np.zeros(2)), None,
+                         family_discrepancy=0.5)
+    model = build_hierarchical_model(data, linear_surrogate, parameter_names=["k1", "k2"], prior_mean=np.zeros(2),
+                                     prior_sd=np.ones(2), family_discrepancy_scale=setup.family_discrepancy)
+    # cell_sd and the per-test discrepancy are confounded (both per-test spread): 6 chains, long adaptation, as above
+    tree, diag = sample(model, seed=5, draws=1500, tune=2500, target_accept=0.95, chains=6, attrs=setup.attrs(),
+                        posterior_predictive=False)
+    assert diag.ok, diag.messages
+    assert PhysicsSetup.from_attrs(tree.attrs).family_discrepancy == 0.5
+    tau = tree["posterior"]["family_discrepancy"].values.reshape(-1, 3)
+    lo, hi = np.quantile(tau, [0.02, 0.98], axis=0)
+    assert np.all((lo < tau_true) & (tau_true < hi + 0.3)), (lo, hi)
+    # 300 new families, one test each: location and offset drawn from the truth
+    obs = np.stack([_tests(rng, FAMILY_SD * rng.standard_normal(2), 1)[0] + tau_true * rng.standard_normal(3)
+                    for _ in range(300)])
+    draws = predict_observables(tree, _observable_fn, ["new"], np.zeros((1, 1)), seed=6)
+    lo, hi = np.quantile(draws[:, 0], [0.05, 0.95], axis=0)
+    cover = ((obs > lo) & (obs < hi)).mean(axis=0)
+    assert np.all((cover > 0.82) & (cover < 0.97)), cover
+    # a known family's offset is its posterior one: its tests are centred on it, not on the simulator
+    known = predict_observables(tree, _observable_fn, ["f3"], np.zeros((1, 1)), seed=7)[:, 0].mean(axis=0)
+    np.testing.assert_allclose(known, locs["f3"] @ A.T + offsets["f3"], atol=0.35)
