@@ -98,6 +98,15 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
     rare = json.loads((out / "rare_events.json").read_text())
     k = int(p.argmin())
     assert rare["scenario"] == str(pred["scenario"].values[k]) and 0 <= rare["subset_simulation"]["p"] <= 1
+    if (out / "posterior.nc").exists():  # epistemic uncertainty of the rare-event probability: one subset
+        post_p = rare["posterior"]       # simulation per posterior draw
+        assert post_p["n_draws"] == len(post_p["per_draw"]["p"]) >= 20
+        assert 0 <= post_p["p_q05"] <= post_p["p_median"] <= post_p["p_q95"] <= 1
+    check = rare.get("full_simulator_check")
+    if check is not None:  # failure-region samples re-run with the full simulator: 8 in --quick, labelled
+        assert check["quick"] and check["n"] == 8 and check["n_completed"] + check["n_failed_runs"] == check["n"]
+        lo, hi = check["wilson95"]
+        assert 0 <= lo <= check["fraction"] <= hi <= 1 and check["fraction"] == check["confirmed"] / max(check["n_completed"], 1)
     if (out / "posterior.nc").exists():
         from risk.bayes.sampling import load_posterior
 
