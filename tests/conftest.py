@@ -35,3 +35,19 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261122)
+
+
+#: per-test hang guard of each test package [s] (pytest-timeout; pyproject's 1800 s is the fallback): several
+#: times the slowest test of the package on a loaded 2-core machine. A test's own ``timeout`` marker wins (the
+#: quick-run readers in tests/risk/report and tests/integration wait for a whole study build).
+PACKAGE_TIMEOUT = {"abuse_fe": 600, "simulators": 900, "sim2real": 900, "risk": 1200, "integration": 1800}
+
+
+@pytest.hookimpl(trylast=True)  # after the packages' own hooks, which may set a longer timeout
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("timeout") is not None:
+            continue
+        parts = Path(str(item.fspath)).resolve().relative_to(REPO / "tests").parts
+        if len(parts) > 1 and parts[0] in PACKAGE_TIMEOUT:
+            item.add_marker(pytest.mark.timeout(PACKAGE_TIMEOUT[parts[0]]))

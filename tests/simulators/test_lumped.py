@@ -8,7 +8,7 @@ import pytest
 from simulators import load
 from simulators.lumped import LumpedThermal
 
-BFD = Path("/work/shared/data/bfd/BatteryFailureDatabankV2_train.xlsx")
+BFD = Path("bfd") / "BatteryFailureDatabankV2_train.xlsx"  # under the shared data folder (conftest.shared_data)
 
 
 def _conditions(sim, **kw):
@@ -82,8 +82,8 @@ def test_oven_threshold_against_hatchard2001():
 
 
 @pytest.fixture(scope="module")
-def bfd_18650():
-    df = pd.read_excel(BFD, sheet_name="Fractional-Calorimetry-Data", header=2, engine="openpyxl")
+def bfd_18650(shared_data):
+    df = pd.read_excel(shared_data / BFD, sheet_name="Fractional-Calorimetry-Data", header=2, engine="openpyxl")
     df = df[df["Cell-Description"].astype(str).str.contains("18650")]
     df = df[pd.to_numeric(df["Pre-Test-State-of-Charge-%"], errors="coerce") == 100]
     df = df.assign(E=pd.to_numeric(df["Corrected-Total-Energy-Yield-kJ"], errors="coerce") * 1e3,
