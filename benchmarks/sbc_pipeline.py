@@ -52,7 +52,8 @@ def load_inputs(run: Path, seed: int, max_dim: int | None = None):
         sys.exit(f"{run}: no real tests (real.nc) to shape the design")
     decoder, data, priors = inputs
     dim = ctx.study.inference.subspace_max_dim if max_dim is None else max_dim
-    return decoder, data, physics_setup(decoder, data, priors, seed=seed, max_dim=dim)
+    return decoder, data, physics_setup(decoder, data, priors, seed=seed, max_dim=dim,
+                                       family_discrepancy=ctx.study.inference.family_discrepancy_scale)
 
 
 def main(argv=None) -> dict:

@@ -111,7 +111,8 @@ def _model_kwargs(design: CalibrationData, decoder, setup: PhysicsSetup) -> dict
     return dict(parameter_names=decoder.parameter_names, prior_mean=setup.prior_mean, prior_sd=setup.prior_sd,
                 basis=setup.subspace.basis, anchor=setup.subspace.anchor,
                 family_covariate=setup.family_covariate(design),
-                covariate_direction=(setup.covariate or {}).get("direction"))
+                covariate_direction=(setup.covariate or {}).get("direction"),
+                family_discrepancy_scale=setup.family_discrepancy)
 
 
 def _stacked(design: CalibrationData, y: np.ndarray, levels: np.ndarray) -> tuple[CalibrationData, np.ndarray]:
