@@ -212,7 +212,7 @@ class Inference(_Section):
                                            "space calibrated per family and cell (the data-informed subspace, "
                                            "risk.bayes.subspace); the others stay at the prior")] = 3
     family_discrepancy_scale: Annotated[float | None, Field(gt=0, description=(
-        "HalfNormal scale [normalised observable units] of a family-level discrepancy of the observables "
+        "half-t(3) scale [normalised observable units] of a family-level discrepancy of the observables "
         "(what the simulator misses about a cell design; risk.bayes.model): null = none"))] = None
     crossval_draws: Annotated[int, Field(gt=0, description="draws per chain of each cross-validation fit")] = 300
     crossval_tune: Annotated[int, Field(ge=0, description="warm-up draws per chain of each cross-validation fit")] = 300

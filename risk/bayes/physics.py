@@ -36,7 +36,7 @@ COVARIATE_CONDITION = "capacity_nominal"
 class PhysicsSetup:
     """Prior moments of ``u`` (``(n_param,)`` each), the data-informed subspace and the family covariate
     (``{"condition", "index", "centre", "direction"}``: x = log(condition) − centre, regressed along the
-    unit ``direction`` ``(k,)`` of the subspace; or None); ``family_discrepancy``: HalfNormal scale of the
+    unit ``direction`` ``(k,)`` of the subspace; or None); ``family_discrepancy``: half-t(3) scale of the
     family-level observable discrepancy [normalised] (`risk.bayes.model.build_hierarchical_model`), or None."""
 
     prior_mean: np.ndarray
