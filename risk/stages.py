@@ -23,10 +23,11 @@ def progress_bar(ctx: RunContext) -> Progress:
 
 def simulate(ctx: RunContext) -> dict:
     """Ensemble over the priors on Dask → ``ensemble.zarr`` (+ ``failures.jsonl``)."""
-    from simulators.ensemble import DesignMismatch, design, run_ensemble
+    from simulators.ensemble import DesignMismatch, design_sets, run_ensemble
 
     s = ctx.study
-    plan = design(s.priors(), s.condition_values(), s.ensemble.size, s.ensemble.design, ctx.stage_seed("simulate"))
+    plan = design_sets(s.priors(), s.condition_values(), s.condition_sets(), s.ensemble.size, s.ensemble.design,
+                       ctx.stage_seed("simulate"))
     with progress_bar(ctx) as bar:
         task = bar.add_task(f"simulating {s.simulator.name}", total=len(plan))
         try:
@@ -192,11 +193,13 @@ def calibrate(ctx: RunContext) -> dict:
                                                      "n_tests": setup.subspace.n_tests}, indent=2))
     # keep going on bad diagnostics: the report shows the failure banner, and `risk run` exits 3 at the
     # end (from diagnostics.json) unless inference.allow_bad_diagnostics
-    _, diag = fit_physics(data, decoder, setup, seed=seed, draws=inf.draws, tune=inf.tune, chains=inf.chains,
-                          target_accept=inf.target_accept, out_dir=ctx.out, allow_bad_diagnostics=True, force=True,
-                          provenance={"study_hash": s.hash, "data_notes": list(data.notes)})
+    tree, diag = fit_physics(data, decoder, setup, seed=seed, draws=inf.draws, tune=inf.tune, chains=inf.chains,
+                             target_accept=inf.target_accept, out_dir=ctx.out, allow_bad_diagnostics=True, force=True,
+                             provenance={"study_hash": s.hash, "data_notes": list(data.notes)})
+    mis = _misspecification(ctx, tree, data, decoder)
     summary = {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok),
-               "subspace_dim": setup.subspace.dim, "data_notes": list(data.notes)}
+               "subspace_dim": setup.subspace.dim, "data_notes": list(data.notes),
+               "misspecification_flag": mis["flag"]}
     table = _metadata_table(ctx)
     if table is not None:  # the metadata baseline behind `risk predict --model metadata`, on the study's families
         from risk.bayes.baselines import calibrate_metadata
@@ -205,6 +208,25 @@ def calibrate(ctx: RunContext) -> dict:
                            families=s.data.families or None, allow_bad_diagnostics=True)
         summary["metadata_model"] = s.data.kind
     return summary
+
+
+def _misspecification(ctx: RunContext, tree, data, decoder) -> dict:
+    """Posterior predictive p-values, simulated-range and design checks of the calibrated model →
+    ``misspecification.json`` (`risk.bayes.misspecification`)."""
+    from risk.bayes.misspecification import misspecification_report, write
+    from risk.bayes.model import DISCREPANCY_SCALE
+    from simulators.ensemble import open_ensemble
+
+    ens_path = ctx.path("ensemble.zarr")
+    ens = open_ensemble(ens_path).load() if ens_path.exists() else None
+    entry = np.asarray(json.loads(tree.attrs["observed_entry_observable"]), int)
+    result = misspecification_report(tree, data, decoder, ens, entry_observable=entry,
+                                     discrepancy_scale=DISCREPANCY_SCALE,
+                                     declared_conditions=ctx.study.condition_bounds())
+    write(result, ctx.path("misspecification.json"))
+    if result["flag"]:
+        ctx.console.print("[yellow]misspecification flagged:[/] " + "; ".join(result["reasons"]))
+    return result
 
 
 def crossvalidate(ctx: RunContext) -> dict:
@@ -582,7 +604,7 @@ STAGES: list[Stage] = [
     Stage("train", train, sections=("simulator", "parameters", "sim2real"), upstream=("simulate", "ingest"),
           artefacts=("model",), description="sim2real decoder (frozen) + encoder"),
     Stage("calibrate", calibrate, sections=("parameters", "inference"), upstream=("train", "ingest"),
-          description="hierarchical Bayesian calibration (NumPyro NUTS)"),
+          artefacts=("misspecification.json",), description="hierarchical Bayesian calibration (NumPyro NUTS)"),
     Stage("crossvalidate", crossvalidate, sections=("parameters", "inference", "data"), upstream=("train", "ingest"),
           artefacts=("crossval.json",), description="grouped cross-validation of the physics model and its baselines"),
     Stage("predict", predict, sections=("scenarios", "inference"), upstream=("calibrate",),

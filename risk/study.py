@@ -151,9 +151,24 @@ class ConditionRange(_Section):
         return self
 
 
+def _condition_values(conditions: dict) -> dict[str, float | tuple[float, float]]:
+    return {name: (_quantity_si(v.low), _quantity_si(v.high)) if isinstance(v, ConditionRange) else _quantity_si(v)
+            for name, v in conditions.items()}
+
+
 def _quantity_si(v: float | str) -> float:
     value, unit = units.parse_quantity(v, "1")
     return units.to_si(value, unit)
+
+
+class ConditionSet(_Section):
+    """One block of the design: a share of the samples with some conditions overridden (e.g. the nail-triggered
+    tests: no heater, an internal short)."""
+
+    name: str
+    share: Annotated[float, Field(gt=0, le=1)]
+    conditions: dict[str, float | str | ConditionRange] = Field(
+        default_factory=dict, description="conditions that differ in this set (each also in the study's conditions)")
 
 
 class Ensemble(_Section):
@@ -161,11 +176,24 @@ class Ensemble(_Section):
 
     size: Annotated[int, Field(gt=0, le=1_000_000)]
     design: Literal["sobol", "lhs"] = "sobol"
+    condition_sets: list[ConditionSet] = Field(
+        default_factory=list, description="split the design between condition sets whose shares sum to 1 "
+                                          "(simulators.ensemble.design_sets); default one set, the study's conditions")
     cluster: str = Field("local", description="'local' or a Dask scheduler address tcp://host:port")
     workers: Annotated[int, Field(gt=0)] = 2
     threads_per_worker: Annotated[int, Field(gt=0)] = 1
     timeout: Annotated[float, Field(gt=0, description="seconds per simulation before it is recorded as failed")] = 600.0
     mpi_ranks: Annotated[int, Field(ge=1, description="MPI processes per simulation (mpiexec -n); workers × mpi_ranks ≤ cores")] = 1
+
+    @field_validator("condition_sets")
+    @classmethod
+    def _shares(cls, v):
+        if v and abs(sum(s.share for s in v) - 1.0) > 1e-9:
+            raise ValueError(f"condition_sets shares must sum to 1, got {sum(s.share for s in v):g}")
+        names = [s.name for s in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"condition set names must be unique, got {names}")
+        return v
 
     @field_validator("cluster")
     @classmethod
@@ -459,6 +487,17 @@ class Study(_Section):
                 if not units.compatible(unit, cond_units[name]):
                     raise _FieldError(("conditions", name),
                                       f"unit {unit!r} is not compatible with {cond_units[name]!r}")
+        for k, cs in enumerate(self.ensemble.condition_sets):
+            for name, value in cs.conditions.items():
+                if name not in self.conditions:
+                    raise _FieldError(("ensemble", "condition_sets", k, "conditions", name),
+                                      f"condition set {cs.name!r} overrides {name!r}, which the study's conditions do "
+                                      f"not set (declare its value for the other sets there)")
+                for v in ([value.low, value.high] if isinstance(value, ConditionRange) else [value]):
+                    _, unit = units.parse_quantity(v, cond_units[name])
+                    if not units.compatible(unit, cond_units[name]):
+                        raise _FieldError(("ensemble", "condition_sets", k, "conditions", name),
+                                          f"unit {unit!r} is not compatible with {cond_units[name]!r}")
         return self
 
     @model_validator(mode="after")
@@ -499,9 +538,19 @@ class Study(_Section):
 
     def condition_values(self) -> dict[str, float | tuple[float, float]]:
         """Condition name → SI value, or (low, high) for ranges sampled in the design."""
-        out: dict[str, float | tuple[float, float]] = {}
-        for name, v in self.conditions.items():
-            out[name] = (_quantity_si(v.low), _quantity_si(v.high)) if isinstance(v, ConditionRange) else _quantity_si(v)
+        return _condition_values(self.conditions)
+
+    def condition_sets(self) -> list[tuple[float, dict[str, float | tuple[float, float]]]]:
+        """``(share, overrides in SI)`` per ``ensemble.condition_sets`` (`simulators.ensemble.design_sets`)."""
+        return [(cs.share, _condition_values(cs.conditions)) for cs in self.ensemble.condition_sets]
+
+    def condition_bounds(self) -> dict[str, tuple[float, float]]:
+        """(low, high) [SI] of every study condition over all condition sets: the simulated design's extent."""
+        out: dict[str, tuple[float, float]] = {}
+        for _, over in self.condition_sets() or [(1.0, {})]:
+            for k, v in {**self.condition_values(), **over}.items():
+                lo, hi = v if isinstance(v, tuple) else (v, v)
+                out[k] = (min(out[k][0], lo), max(out[k][1], hi)) if k in out else (lo, hi)
         return out
 
     @property

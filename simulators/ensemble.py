@@ -5,6 +5,8 @@ Design
     the unit cube (scipy.stats.qmc) and maps it through each prior's quantile function; conditions
     given as ``(low, high)`` ranges are sampled uniformly in the same design, fixed ones are constant.
     The design is a pure function of its arguments, so sample ``i`` is the same on every rerun.
+    `design_sets(...)` splits the samples between condition sets (e.g. heater- and nail-triggered tests),
+    each its own design with some conditions overridden.
 
 Runner
     `run_ensemble(...)` submits every not-yet-finished sample to a Dask cluster (a `LocalCluster` by
@@ -27,7 +29,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +95,35 @@ def design(priors: Mapping[str, Prior], conditions: Mapping[str, float | tuple[f
             cols.append(np.full(n, float(v)))
     cond = np.column_stack(cols) if cols else np.zeros((n, 0))
     return Design(theta, tuple(names), cond, tuple(conditions))
+
+
+def design_sets(priors: Mapping[str, Prior], conditions: Mapping[str, float | tuple[float, float]],
+                sets: Sequence[tuple[float, Mapping[str, float | tuple[float, float]]]], n: int,
+                kind: str = "sobol", seed: int = 0) -> Design:
+    """A design split between condition sets, e.g. tests triggered by a heater and by a nail.
+
+    sets : ``(share, overrides)`` pairs; set k gets round(share·n) samples (largest remainder, shares sum
+    to 1) drawn by `design` over ``priors`` and ``conditions`` updated by its ``overrides`` (every
+    overridden name must be one of ``conditions``, which keep one column order), with seed ``seed + k``.
+    Without sets this is `design`. Samples are ordered set by set.
+    """
+    if not sets:
+        return design(priors, conditions, n, kind, seed)
+    shares = np.array([float(s) for s, _ in sets])
+    if np.any(shares <= 0) or not np.isclose(shares.sum(), 1.0):
+        raise ValueError(f"condition set shares must be positive and sum to 1, got {shares.tolist()}")
+    exact = shares * n
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(counts - exact)[: n - counts.sum()]] += 1
+    blocks = []
+    for k, ((_, over), m) in enumerate(zip(sets, counts)):
+        unknown = set(over) - set(conditions)
+        if unknown:
+            raise ValueError(f"condition set {k} overrides {sorted(unknown)}, not among the conditions {list(conditions)}")
+        if m:
+            blocks.append(design(priors, {**conditions, **over}, int(m), kind, seed + k))
+    return Design(np.concatenate([b.theta for b in blocks]), blocks[0].parameter_names,
+                  np.concatenate([b.condition for b in blocks]), blocks[0].condition_names)
 
 
 # ------------------------------------------------------------------------------------------- worker

@@ -214,10 +214,14 @@ class CalibrationData:
         return np.array([lookup[str(f)] for f in self.family], dtype=int)
 
 
+#: prior mean of the model-discrepancy sd per observable [normalised units] (`build_hierarchical_model`)
+DISCREPANCY_SCALE = 0.2
+
+
 def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, parameter_names: Sequence[str],
                              prior_mean: np.ndarray, prior_sd: np.ndarray, basis: np.ndarray | None = None,
                              anchor: np.ndarray | None = None, family_scale: float = 0.5, cell_scale: float = 0.3,
-                             discrepancy_scale: float = 0.2, link_scale_sd: float = 0.5,
+                             discrepancy_scale: float = DISCREPANCY_SCALE, link_scale_sd: float = 0.5,
                              censored: np.ndarray | None = None, train_mask: np.ndarray | None = None,
                              family_covariate: np.ndarray | None = None, covariate_direction: np.ndarray | None = None,
                              slope_scale: float = 0.5, family_discrepancy_scale: float | None = None,

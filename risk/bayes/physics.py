@@ -145,14 +145,16 @@ def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: in
     """Sample the physics model (`risk.bayes.sampling.sample`, chains started from ADVI draws:
     `risk.bayes.sampling.advi_initial_points`); returns ``(tree, diagnostics)``.
 
-    The tree's attrs carry ``setup.attrs()`` (subspace and prior moments) for prediction.
+    The tree's attrs carry ``setup.attrs()`` (subspace and prior moments) for prediction and
+    ``observed_entry_observable`` (JSON list: the observable index of each ``observed_entry``).
     """
     from risk.bayes.sampling import advi_initial_points, sample
 
     model = build_physics_model(data, decoder, setup)
     init = advi_initial_points(model, chains, seed=seed)
     return sample(model, seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
-                  attrs=setup.attrs(), initvals=init, **sample_kw)
+                  attrs=setup.attrs() | {"observed_entry_observable": json.dumps(model.observed_index[1].tolist())},
+                  initvals=init, **sample_kw)
 
 
 def _draws(post: xr.Dataset, var: str) -> np.ndarray:

@@ -215,6 +215,30 @@ def _priors(study: dict) -> list[dict]:
     return rows
 
 
+def _misspecification(art: Artefacts) -> dict | None:
+    """``misspecification.json`` as table rows: one per observable/outcome with its posterior predictive
+    p-values, outside-interval share, outside-simulated-range share and discrepancy check; the design rows."""
+    m = art.misspecification
+    if m is None:
+        return None
+    rows = []
+    for name in dict.fromkeys([*m.get("observables", {}), *m.get("simulated_range", {}), *m.get("discrepancy", {})]):
+        ppc, rng, disc = (m.get(k, {}).get(name) for k in ("observables", "simulated_range", "discrepancy"))
+        rows.append({"name": name, "p_values": (ppc or {}).get("p_values", {}),
+                     "outside_interval": None if ppc is None else ppc["interval"]["share_outside"],
+                     "outside_range": None if rng is None else rng["share_outside"],
+                     "discrepancy": None if disc is None else disc["posterior_median"],
+                     "discrepancy_prior": None if disc is None else disc["prior_quantile"],
+                     "flag": bool((ppc or {}).get("extreme") or (ppc or {}).get("interval", {}).get("extreme")
+                                  or (rng or {}).get("extreme") or (disc or {}).get("extreme"))})
+    for name, r in m.get("outcome", {}).items():
+        rows.append({"name": name, "p_values": r["p_values"], "outside_interval": None, "outside_range": None,
+                     "discrepancy": None, "discrepancy_prior": None, "flag": bool(r["extreme"])})
+    design = [{"name": k, **v} for k, v in m.get("design", {}).items()]
+    return {"flag": bool(m.get("flag")), "reasons": m.get("reasons", []), "rows": rows, "design": design,
+            "alpha": m.get("alpha")}
+
+
 def _validation(art: Artefacts) -> dict:
     res: dict[str, Any] = {
         "metrics": None if art.metrics is None else _table_rows(art.metrics),
@@ -235,6 +259,8 @@ def _validation(art: Artefacts) -> dict:
                                "n_obs": int(np.isfinite(obs.astype(float).values).sum())})
     elif post is not None:
         res["ppc_why"] = "posterior.nc has no posterior_predictive/observed_data groups"
+    res["misspecification"] = _misspecification(art)
+    res["misspecification_why"] = art.problems.get("misspecification", NOT_COMPUTED)
     if art.crossval is not None:
         rows = []
         for scheme, entry in art.crossval.items():

@@ -95,7 +95,7 @@ def _validation(art: Artefacts) -> dict:
                 "a full (not quick) cross-validation, with posterior predictive coverage ≥ 80 %. Calorimetry (heat "
                 "intervals): 2 one grouped scheme's 90 % intervals cover 85–95 % with a lower interval score than "
                 "per-group normal intervals; 3 every scheme; 4 ≥ 2 schemes of a full cross-validation and posterior "
-                "predictive coverage ≥ 80 %")
+                "predictive coverage ≥ 80 %. A misspecification flag (misspecification.json) caps the level at 2")
     if cv is None:
         return {"factor": "Validation", "level": 0, "criteria": criteria,
                 "evidence": ["no cross-validation on real tests (crossval.json absent)"]}
@@ -133,6 +133,12 @@ def _validation(art: Artefacts) -> dict:
         if passed == len(heat_entries) >= 2 and not quick and min(_ppc_coverages(art).values(), default=0) >= PPC_COVERAGE_MIN:
             heat_level = 4
         level = heat_level if "physics" not in lfo else min(level, heat_level)
+    mis = art.misspecification
+    if mis is not None and mis.get("flag"):  # a model the data question is not validated beyond level 2
+        level = min(level, 2)
+        ev.append("misspecification flagged (misspecification.json): " + "; ".join(mis.get("reasons", [])[:3]))
+    elif mis is not None:
+        ev.append("no misspecification flagged (posterior predictive p-values, simulated range, design)")
     if quick:
         ev.append("quick run: reduced cross-validation (leave-family-out only, reduced draws)")
     return {"factor": "Validation", "level": level, "evidence": ev, "criteria": criteria}

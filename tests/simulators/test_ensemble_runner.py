@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from simulators import Prior
-from simulators.ensemble import _committed, design, open_ensemble, repair_store, run_ensemble
+from simulators.ensemble import _committed, design, design_sets, open_ensemble, repair_store, run_ensemble
 
 SIM = "tests.helpers_sims:NewtonCooling"
 
@@ -32,6 +32,25 @@ def test_design_maps_unit_cube_through_priors_and_is_reproducible():
     # Latin hypercube: exactly one point per 1/50 stratum of each margin
     strata = np.floor(priors["a"].frozen.cdf(lhs.theta[:, 0]) * 50).astype(int)
     assert sorted(strata) == list(range(50))
+
+
+def test_design_sets_split_the_samples_between_condition_blocks():
+    priors = {"a": Prior("uniform", low=1.0, high=3.0)}
+    base = {"soc": (0.0, 1.0), "heater_power": (300.0, 1200.0), "short_resistance": 1e6}
+    nail = {"heater_power": 0.0, "short_resistance": (0.005, 0.1)}
+    d = design_sets(priors, base, [(0.6, {}), (0.4, nail)], 101, "sobol", seed=2)
+    assert len(d) == 101 and d.condition_names == ("soc", "heater_power", "short_resistance")
+    heater, short = d.condition[:61], d.condition[61:]  # 0.6·101 = 60.6 → 61 (largest remainder)
+    assert heater[:, 1].min() >= 300.0 and np.all(heater[:, 2] == 1e6)
+    assert np.all(short[:, 1] == 0.0) and 0.005 <= short[:, 2].min() and short[:, 2].max() <= 0.1
+    # each block is its own space-filling design: the prior is covered in both
+    assert np.ptp(d.theta[:61, 0]) > 1.8 and np.ptp(d.theta[61:, 0]) > 1.8
+    np.testing.assert_array_equal(design_sets(priors, base, [], 16, "sobol", seed=2).theta,
+                                  design(priors, base, 16, "sobol", seed=2).theta)
+    with pytest.raises(ValueError, match="sum to 1"):
+        design_sets(priors, base, [(0.5, {}), (0.4, nail)], 10)
+    with pytest.raises(ValueError, match="not among the conditions"):
+        design_sets(priors, base, [(1.0, {"oven": 400.0})], 10)
 
 
 def test_failures_are_recorded_and_run_continues(tmp_path):

@@ -1,0 +1,84 @@
+"""Misspecification checks (risk.bayes.misspecification) on posterior predictive draws with a known answer."""
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats
+
+from risk.bayes import misspecification as ms
+
+
+def _tree(y: np.ndarray, y_rep: np.ndarray, *, discrepancy=None, hazard=None, hazard_rep=None) -> xr.DataTree:
+    """A calibrate-stage tree: ``observables`` entries (chain, draw, observed_entry) and their observed values."""
+    S, n = y_rep.shape
+    pp = {"observables": (("chain", "draw", "observed_entry"), y_rep.reshape(4, S // 4, n))}
+    obs = {"observables": (("observed_entry",), y)}
+    post = {"discrepancy": (("chain", "draw", "observable"),
+                            np.broadcast_to(np.asarray(discrepancy if discrepancy is not None else [0.2, 0.2]),
+                                            (4, S // 4, 2)))}
+    if hazard is not None:
+        pp["hazard_level"] = (("chain", "draw", "test"), hazard_rep.reshape(4, S // 4, -1))
+        obs["hazard_level"] = (("test",), hazard)
+    return xr.DataTree.from_dict({"posterior": xr.Dataset(post, coords={"observable": ["a", "b"]}),
+                                  "posterior_predictive": xr.Dataset(pp), "observed_data": xr.Dataset(obs)})
+
+
+def test_ppp_values_are_central_for_the_right_model_and_extreme_for_a_shifted_one():
+    rng = np.random.default_rng(0)
+    y_rep = rng.normal(size=(2000, 60))
+    right, shifted = rng.normal(size=60), rng.normal(size=60) + 1.0
+    p_right, p_shift = ms.ppp_values(right, y_rep), ms.ppp_values(shifted, y_rep)
+    assert all(0.01 < p < 0.99 for p in p_right.values())
+    assert p_shift["mean"] < 1e-3 and p_shift["min"] < 0.05  # T(y_rep) rarely reaches the shifted data's T
+    # the p-value of the mean is the normal tail of the standardised sample mean
+    z = (shifted.mean() - 0.0) / (1 / np.sqrt(60))
+    assert p_shift["mean"] == pytest.approx(stats.norm.sf(z), abs=2e-3)
+
+
+def test_observable_checks_flag_only_the_observable_the_model_misses():
+    rng = np.random.default_rng(1)
+    n = 40
+    entry = np.repeat([0, 1], n)  # entries of observable "a" then "b"
+    y_rep = rng.normal(size=(2000, 2 * n))
+    y = rng.normal(size=2 * n)
+    y[n:] = 2.5 * y[n:]  # "b" is 2.5× more spread than the model predicts
+    res = ms.observable_checks(_tree(y, y_rep), ["a", "b"], entry)
+    assert res["a"]["extreme"] == [] and not res["a"]["interval"]["extreme"]
+    assert "sd" in res["b"]["extreme"]
+    assert res["b"]["interval"]["extreme"] and res["b"]["interval"]["share_outside"] > 0.2
+
+
+def test_outcome_check_counts_thermal_runaway_as_level_6_or_more():
+    rng = np.random.default_rng(2)
+    rep = rng.choice([0, 6], size=(2000, 30), p=[0.9, 0.1])  # 0-based levels: index 5 is level 6
+    observed = np.array([6] * 20 + [0] * 10)  # 67 % runaway where the model predicts 10 %
+    tree = _tree(np.zeros(4), np.zeros((2000, 4)), hazard=observed, hazard_rep=rep)
+    res = ms.outcome_checks(tree)["hazard_level"]
+    assert res["p_values"]["share_tr"] < 1e-3 and "share_tr" in res["extreme"]
+
+
+def test_simulated_range_treats_censored_values_as_lower_bounds():
+    sim = np.array([[0.0], [1.0], [2.0]])
+    real = np.array([[-1.0], [-1.0], [3.0], [1.5]])
+    cens = np.array([[False], [True], [True], [False]])
+    res = ms.simulated_range_checks(real, cens, sim, np.ones_like(sim, bool), ["x"])["x"]
+    # -1 exact is below the range; -1 censored (≥ -1) is compatible; 3 censored (≥ 3) is above it
+    assert res["n_outside"] == 2 and res["share_outside"] == 0.5 and res["extreme"]
+
+
+def test_design_check_names_the_tests_outside_the_simulated_conditions():
+    sampled = np.array([[0.53, 310.0, 0.05], [0.99, 1190.0, 0.05]])  # a Sobol design rarely reaches its bounds
+    bounds = ms.design_bounds({"soc": (0.5, 1.0), "heater_power": (300.0, 1200.0)}, sampled,
+                              ["soc", "heater_power", "h_conv"])
+    assert bounds == {"soc": (0.5, 1.0), "heater_power": (300.0, 1200.0), "h_conv": (0.05, 0.05)}
+    real = np.array([[1.0, 900.0, 0.05], [1.0, 1500.0, 0.05], [0.2, 600.0, 0.07]])
+    res = ms.design_checks(real, bounds, ["soc", "heater_power", "h_conv"], ["t1", "t2", "t3"])
+    assert res["soc"]["tests"] == ["t3"] and res["heater_power"]["tests"] == ["t2"] and res["h_conv"]["tests"] == ["t3"]
+    assert res["soc"]["design_min"] == 0.5 and res["heater_power"]["n_outside"] == 1
+
+
+def test_discrepancy_beyond_its_prior_is_flagged():
+    tree = _tree(np.zeros(4), np.zeros((8, 4)), discrepancy=[0.2, 0.9])
+    res = ms.discrepancy_checks(tree, discrepancy_scale=0.2)
+    q99 = stats.gamma(a=4, scale=0.05).ppf(0.99)
+    assert res["b"]["prior_quantile"] == pytest.approx(q99)
+    assert not res["a"]["extreme"] and res["b"]["extreme"]
