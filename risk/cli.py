@@ -168,6 +168,41 @@ def predict(target: Annotated[Path, typer.Argument(help="a study YAML (runs the 
         console.print(f"[green]wrote[/green] {output} ({len(table)} tests)")
 
 
+@app.command()
+def sample(run: Annotated[Path, typer.Argument(help="a calibrated run directory (runs/<study>/)")],
+           family: Annotated[str, typer.Option("--family", help="cell family (one the run does not know: a new family)")],
+           soc: Annotated[float, typer.Option("--soc", help="state of charge, fraction 0-1")],
+           n: Annotated[int, typer.Option("-n", help="number of synthetic tests")] = 100,
+           output: Annotated[Path | None, typer.Option("--output", help="CSV to write (default: stdout)")] = None,
+           condition: Annotated[list[str] | None, typer.Option("--condition", help="other condition name=quantity, e.g. "
+                                                               "heater_power='900 W'; repeatable")] = None,
+           seed: Annotated[int, typer.Option("--seed")] = 0):
+    """Draw synthetic tests from the calibrated model (conditions, observables, hazard level, runaway) for
+    what-if studies: one posterior draw and one new cell of the family per test."""
+    from risk.study import _quantity_si
+
+    try:
+        given = {}
+        for item in condition or []:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise InputError(f"--condition takes name=quantity, got {item!r}", field="condition")
+            try:
+                given[name.strip()] = _quantity_si(value.strip())
+            except ValueError as err:
+                raise InputError(str(err), field=f"condition {name.strip()}") from None
+        from risk.predict.synthetic import synthetic_tests
+
+        table = synthetic_tests(run, family, soc, n, conditions=given, seed=seed)
+    except InputError as err:
+        _fail(err)
+    if output is None:
+        sys.stdout.write(table.to_csv(index=False))
+    else:
+        table.to_csv(output, index=False)
+        console.print(f"[green]wrote[/green] {output} ({len(table)} synthetic tests of {family})")
+
+
 @app.command("simulate-one")
 def simulate_one(name: Annotated[str, typer.Argument(help="registered simulator name (e.g. fe_thermal_18650)")],
                  output: Annotated[Path, typer.Option("--output", "-o", help="result NetCDF")],

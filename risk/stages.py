@@ -72,6 +72,15 @@ def ingest(ctx: RunContext) -> dict:
         keep = ds["cell_family"].isin(s.data.families)
         ds = ds.sel(test=keep.values)
     summary: dict = {}
+    if s.data.trigger_conditions:  # the simulator conditions that stand for each trigger mechanism
+        from risk.data.ftrc import apply_trigger_conditions
+        from risk.errors import DataError
+
+        fixed = {k: v for k, v in s.condition_values().items() if not isinstance(v, tuple)}
+        try:
+            ds, summary["trigger_conditions"] = apply_trigger_conditions(ds, s.trigger_conditions(), fixed)
+        except DataError as err:
+            raise DataError(err.problem, path=s.data_path(), field="trigger_conditions") from None
     if s.data.runaway_triggers:  # outcomes of triggers the simulator does not model are not used, and listed
         if "trigger" not in ds or "thermal_runaway" not in ds:
             from risk.errors import DataError
@@ -132,26 +141,17 @@ def _scenarios(ctx: RunContext, decoder):
     from risk.predict.scenarios import Scenario
     from risk.study import _quantity_si
 
-    layout = decoder.layout
+    from risk.predict.scenarios import family_conditions
+
     real = _real(ctx)
     out = []
     for sc in ctx.study.scenarios:
         given = {"soc": sc.soc, **{k: _quantity_si(v) for k, v in sc.conditions.items()}}
-        family = {}
-        if real is not None and "cell_family" in real:
-            rows = real.sel(test=(real["cell_family"] == sc.cell_family).values)
-            family = {n: float(np.nanmedian(rows[n].values)) for n in layout.condition_names
-                      if n in rows and rows.sizes["test"] and np.isfinite(rows[n].values).any()}
-        if "capacity_nominal" in layout.condition_names and "capacity_nominal" not in given | family:
-            from risk.data.families import FAMILY_NOMINAL_AH, parse_test_name
-
-            cap = FAMILY_NOMINAL_AH.get(sc.cell_family, parse_test_name(sc.cell_family.replace(" ", "")).capacity_name_ah)
-            if not np.isfinite(cap):
-                raise StudyError(f"scenario {sc.name!r}: family {sc.cell_family!r} has no real tests and no capacity; "
-                                 "set conditions: {capacity_nominal: ...}", field="scenarios")
-            family["capacity_nominal"] = cap * 3600.0
-        c = [given.get(n, family.get(n, layout.condition_default[j])) for j, n in enumerate(layout.condition_names)]
-        out.append(Scenario(sc.name, sc.cell_family, sc.soc, sc.severity, tuple(map(float, c))))
+        try:
+            c = family_conditions(decoder.layout, real, sc.cell_family, given)
+        except ValueError as err:
+            raise StudyError(f"scenario {sc.name!r}: {err}", field="scenarios") from None
+        out.append(Scenario(sc.name, sc.cell_family, sc.soc, sc.severity, c))
     return out
 
 

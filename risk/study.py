@@ -215,6 +215,10 @@ class DataSpec(_Section):
     rename: dict[str, str] = Field(default_factory=dict, description="real variable → simulator variable name")
     conditions: dict[str, float | str] = Field(default_factory=dict,
                                                description="known test conditions not in the data (quantities)")
+    trigger_conditions: dict[str, dict[str, float | str]] = Field(
+        default_factory=dict, description="trigger mechanism → the simulator conditions that represent it, set on "
+                                          "that trigger's tests (e.g. Nail: {heater_power: 0 W, short_resistance: "
+                                          "20 mOhm}); needs a trigger column in the data")
 
 
 class Sim2Real(_Section):
@@ -487,6 +491,15 @@ class Study(_Section):
                 if not units.compatible(unit, cond_units[name]):
                     raise _FieldError(("conditions", name),
                                       f"unit {unit!r} is not compatible with {cond_units[name]!r}")
+        for trig, conds in (self.data.trigger_conditions if self.data else {}).items():
+            for name, v in conds.items():
+                if name not in cond_units:
+                    raise _FieldError(("data", "trigger_conditions", trig, name),
+                                      f"simulator {sim.name!r} has no condition {name!r}")
+                _, unit = units.parse_quantity(v, cond_units[name])
+                if not units.compatible(unit, cond_units[name]):
+                    raise _FieldError(("data", "trigger_conditions", trig, name),
+                                      f"unit {unit!r} is not compatible with {cond_units[name]!r}")
         for k, cs in enumerate(self.ensemble.condition_sets):
             for name, value in cs.conditions.items():
                 if name not in self.conditions:
@@ -518,7 +531,7 @@ class Study(_Section):
             states = [ScenarioState(sc.name, sc.cell_family, float(sc.soc), _severity_text(sc.severity))
                       for sc in self.scenarios]
             state_weights(exposure.frequency, exposure.portfolio, states)
-            for sev in {st.severity for st in states} & set(exposure.frequency.severities()):
+            for sev in {st.severity for st in states}:  # the export prices every scenario's runaway
                 exposure.cost_for(sev)
         except StudyError as err:
             raise _FieldError(tuple(int(k) if k.isdigit() else k for k in (err.field or "export").split(".")),
@@ -539,6 +552,10 @@ class Study(_Section):
     def condition_values(self) -> dict[str, float | tuple[float, float]]:
         """Condition name → SI value, or (low, high) for ranges sampled in the design."""
         return _condition_values(self.conditions)
+
+    def trigger_conditions(self) -> dict[str, dict[str, float]]:
+        """``data.trigger_conditions`` in SI (trigger → {condition: value})."""
+        return {t: {k: _quantity_si(v) for k, v in c.items()} for t, c in (self.data.trigger_conditions if self.data else {}).items()}
 
     def condition_sets(self) -> list[tuple[float, dict[str, float | tuple[float, float]]]]:
         """``(share, overrides in SI)`` per ``ensemble.condition_sets`` (`simulators.ensemble.design_sets`)."""

@@ -24,10 +24,10 @@ def registry() -> pint.UnitRegistry:
 
 
 def _normalise(unit: str) -> str:
-    """Accept the common compact spellings: ``m2`` → ``m**2``, ``m-2 K-1`` → ``m**-2 K**-1``, ``Ohm``."""
+    """Accept the common compact spellings: ``m2`` → ``m**2``, ``m-2 K-1`` → ``m**-2 K**-1``, ``Ohm``, ``mOhm``, ``MOhm``."""
     text = _ALIASES.get(unit.strip(), unit.strip())
     text = re.sub(r"(?<=[A-Za-z])(-?\d+)(?![\d.])", r"**\1", text)
-    return re.sub(r"\bOhm\b", "ohm", text)
+    return re.sub(r"(?<![A-Za-z])([mkMGuµ]?)Ohm\b", r"\1ohm", text)
 
 
 def parse_unit(unit: str) -> pint.Unit:
@@ -64,8 +64,9 @@ def parse_quantity(text: str | float | int, default_unit: str = "1") -> tuple[fl
     """``"155 degC"`` → ``(155.0, "degC")``; a bare number takes ``default_unit``."""
     if isinstance(text, (int, float)):
         return float(text), default_unit
+    m = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*", str(text))
     try:
-        q = registry().Quantity(str(text))
+        q = registry().Quantity(float(m[1]), parse_unit(m[2])) if m and m[2] else registry().Quantity(str(text))
     except Exception as err:
         raise ValueError(f"cannot read quantity {text!r} ({type(err).__name__})") from None
     if isinstance(q, (int, float)):

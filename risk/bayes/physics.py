@@ -271,6 +271,48 @@ def _family_offsets(post: xr.Dataset, keep: np.ndarray, families: Sequence[str],
     return out
 
 
+def sample_tests(tree: xr.DataTree, apply_fn, family: str, conditions: np.ndarray, n: int, *,
+                 seed: int) -> dict[str, np.ndarray]:
+    """Synthetic tests of new cells of ``family`` under ``conditions`` ``(n_cond,)`` [SI]: the calibrated model
+    as a stochastic simulator (what-if studies).
+
+    Each test is one posterior draw (epistemic) and one new cell of the family (cell-to-cell), as in
+    `predict_levels`; its observables are drawn as in `predict_observables` and its outcome from the same
+    cell's runaway logit — the ordinal hazard level when the posterior has cutpoints (TR ≡ level ≥ 6), else
+    the runaway flag — so observables and outcome are jointly distributed.
+
+    apply_fn : ``(u (m, n_param), c (m, n_cond)) -> {"mean", "log_scale" (m, n_obs), "logit_runaway" (m,)}``.
+    Returns ``{"observables" (n, n_obs) [normalised], "hazard_level" (n,) 1–7 or NaN, "runaway" (n,) 0/1,
+    "draw" (n,)}``.
+    """
+    rng = np.random.default_rng(seed)
+    conditions = np.asarray(conditions, float)[None, :]
+    total = tree["posterior"].sizes["chain"] * tree["posterior"].sizes["draw"]
+    n_cells = max(1, int(np.ceil(n / total)))
+    u, keep, post = _new_cells(tree, [family], conditions, rng=rng, n_cells=n_cells, max_draws=None)
+    S = keep.size
+    pick = rng.choice(S * n_cells, size=n, replace=False)
+    d, cell = pick // n_cells, pick % n_cells
+    uu = u[d, 0, cell]  # (n, P)
+    out = apply_fn(uu, np.repeat(conditions, n, axis=0))
+    mean, log_scale = np.asarray(out["mean"], float), np.asarray(out["log_scale"], float)
+    delta = _draws(post, "discrepancy")[keep][d] if "discrepancy" in post else np.zeros_like(mean)
+    if "family_offset" in post:
+        mean = mean + _family_offsets(post, keep, [family], rng)[d, 0]
+    y = mean + np.sqrt(np.exp(2 * log_scale) + delta ** 2) * rng.standard_normal(mean.shape)
+    scale = _draws(post, "link_scale")[keep][d] if "link_scale" in post else np.ones(n)
+    eta = scale * np.asarray(out["logit_runaway"], float)
+    if "cutpoints" in post:
+        cut = _draws(post, "cutpoints")[keep][d]  # (n, 6): P(level ≤ j) = expit(c_j − η)
+        level = 1 + (rng.random(n)[:, None] > special.expit(cut - eta[:, None])).sum(axis=1)
+        runaway = (level >= 6).astype(float)
+        level = level.astype(float)
+    else:
+        runaway = (rng.random(n) < special.expit(eta)).astype(float)
+        level = np.full(n, np.nan)
+    return {"observables": y, "hazard_level": level, "runaway": runaway, "draw": keep[d]}
+
+
 def p_tr_from_levels(p_level: np.ndarray, tr_level: int = 6) -> np.ndarray:
     """P(level ≥ ``tr_level``) from ``(..., 7)`` level probabilities."""
     return np.asarray(p_level)[..., tr_level - 1:].sum(axis=-1)

@@ -213,3 +213,28 @@ def read_ftrc(path: str | Path) -> xr.Dataset:
     ds.attrs.update({"kind": "ftrc", "source": str(path), "missing_counts": json.dumps(missing),
                      "cells_without_characteristics": json.dumps(unknown), "skipped": json.dumps([])})
     return ds
+
+
+def apply_trigger_conditions(ds: xr.Dataset, trigger_conditions: dict[str, dict[str, float]],
+                             fixed: dict[str, float] | None = None) -> tuple[xr.Dataset, dict[str, int]]:
+    """Set the simulator conditions that represent each trigger mechanism on that trigger's tests.
+
+    ds : tests (dim ``test``) with a ``trigger`` variable; trigger_conditions : trigger → {condition: SI value}
+    (a study's ``data.trigger_conditions``); fixed : the study's fixed condition values, given to the other
+    tests of a condition the data lack (else NaN: unknown). Returns the updated dataset and the number of
+    tests per trigger.
+    """
+    if trigger_conditions and "trigger" not in ds:
+        raise DataError("data.trigger_conditions is set but the data have no trigger column",
+                        field="trigger_conditions")
+    counts = {}
+    for trig, conds in trigger_conditions.items():
+        rows = xr.DataArray((ds["trigger"] == trig).values, dims="test")
+        for name, value in conds.items():
+            if name not in ds:
+                other = (fixed or {}).get(name, np.nan)
+                ds[name] = ("test", np.full(ds.sizes["test"], float(other)), {"units": "SI", "long_name": name})
+            ds[name] = ds[name].where(~rows, float(value))
+        counts[trig] = int(rows.sum())
+    return ds, counts
+

@@ -192,21 +192,28 @@ def _calorimetry_conditions(run_dir: Path, tests_file: Path):
     """The databank rows as the ingest stage reads them (the run study's renames), in workbook order."""
     from risk.data.ftrc import read_ftrc
 
+    from risk.data.ftrc import apply_trigger_conditions
+    from risk.study import _quantity_si
+
     ds = read_ftrc(tests_file)
-    rename = (_run_study(run_dir).get("data") or {}).get("rename") or {}
-    return ds.rename({k: v for k, v in rename.items() if k in ds})
+    data = _run_study(run_dir).get("data") or {}
+    ds = ds.rename({k: v for k, v in (data.get("rename") or {}).items() if k in ds})
+    triggers = {t: {k: _quantity_si(v) for k, v in c.items()} for t, c in (data.get("trigger_conditions") or {}).items()}
+    fixed = {k: _quantity_si(v) for k, v in (_run_study(run_dir).get("conditions") or {}).items() if not isinstance(v, dict)}
+    return apply_trigger_conditions(ds, triggers, fixed)[0] if triggers and "trigger" in ds else ds
 
 
 def _calorimetry_covered(run_dir: Path, df: pd.DataFrame, ds) -> np.ndarray:
-    """Rows the physics model answers: a heater-triggered test of a calibrated cell type or of the study's
-    cell format (the lumped heater simulator has no nail or other trigger)."""
+    """Rows the physics model answers: a test of a calibrated cell type or of the study's cell format whose
+    trigger the simulator represents (a heater, or a trigger of the study's ``data.trigger_conditions``)."""
     if not (run_dir / "posterior.nc").exists():
         raise DataError("no physics posterior in the run directory; run calibrate first (or --model metadata)",
                         path=run_dir / "posterior.nc")
     calibrated = set(map(str, load_posterior(run_dir / "posterior.nc")["posterior"]["family"].values))
     fmt = str((_run_study(run_dir).get("cell") or {}).get("format") or "")
     cell_format = ds["cell_format"].values.astype(str) if "cell_format" in ds else np.full(len(df), "")
-    heater = df["trigger"].str.contains("heater", case=False).to_numpy()
+    modelled = set((_run_study(run_dir).get("data") or {}).get("trigger_conditions") or {})
+    heater = (df["trigger"].str.contains("heater", case=False) | df["trigger"].isin(modelled)).to_numpy()
     return heater & (df["cell_type"].isin(calibrated).to_numpy() | (cell_format == fmt))
 
 

@@ -179,6 +179,27 @@ def write_predictions(ds: xr.Dataset, path: str | Path) -> None:
 #: observables reported per scenario: a study's product (the heat a calorimetry test releases). The indentation
 #: features (force at short onset, voltage drop, log rise rate) are calibration inputs, not reported: their
 #: Gaussian discrepancy on the linear scale puts the predictive tails below zero force.
+def family_conditions(layout, real, family: str, given: dict[str, float]) -> tuple[float, ...]:
+    """Decoder condition vector [SI] of a test of ``family``: a condition ``given`` sets, else the median over
+    the family's real tests (``real``: dim ``test`` with ``cell_family``, or None), else the family's nominal
+    capacity (`risk.data.families`) for ``capacity_nominal``, else the simulator's default — never the
+    ensemble. `ValueError` when the family has no tests and no known capacity but the decoder needs one."""
+    fam = {}
+    if real is not None and "cell_family" in real:
+        rows = real.sel(test=(real["cell_family"] == family).values)
+        fam = {n: float(np.nanmedian(rows[n].values)) for n in layout.condition_names
+               if n in rows and rows.sizes["test"] and np.isfinite(rows[n].values).any()}
+    if "capacity_nominal" in layout.condition_names and "capacity_nominal" not in given | fam:
+        from risk.data.families import FAMILY_NOMINAL_AH, parse_test_name
+
+        cap = FAMILY_NOMINAL_AH.get(family, parse_test_name(family.replace(" ", "")).capacity_name_ah)
+        if not np.isfinite(cap):
+            raise ValueError(f"family {family!r} has no real tests and no capacity; set conditions: {{capacity_nominal: ...}}")
+        fam["capacity_nominal"] = cap * 3600.0
+    return tuple(float(given.get(n, fam.get(n, layout.condition_default[j])))
+                 for j, n in enumerate(layout.condition_names))
+
+
 REPORTED_OBSERVABLES = ("heat_released_total",)
 
 
