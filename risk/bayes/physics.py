@@ -226,6 +226,19 @@ def predict_levels(tree: xr.DataTree, logit_fn, families: Sequence[str], conditi
     return np.diff(cdf, axis=-1).mean(axis=2)  # (S, n, 7)
 
 
+def predict_p_tr(tree: xr.DataTree, logit_fn, families: Sequence[str], conditions: np.ndarray, *, seed: int,
+                 n_cells: int = 32, max_draws: int | None = 1000) -> np.ndarray:
+    """P(TR) of a new cell per test ``(n_draw, n_tests)`` [1]: expit(link_scale · decoder logit) averaged over
+    new cells drawn as in `predict_levels` — its P(level ≥ 6) (the cutpoint c_5 ≡ 0), and defined for a
+    posterior calibrated on runaway outcomes only (no cutpoints)."""
+    rng = np.random.default_rng(seed)
+    conditions = np.asarray(conditions, float)
+    u, keep, post = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws)
+    scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
+    c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
+    return special.expit(scale[:, None, None] * np.asarray(logit_fn(u, c), dtype=float)).mean(axis=2)
+
+
 def predict_observables(tree: xr.DataTree, observable_fn, families: Sequence[str], conditions: np.ndarray, *,
                         seed: int, n_cells: int = 8, max_draws: int | None = 1000) -> np.ndarray:
     """Posterior predictive of the normalised observables of a new test per row:

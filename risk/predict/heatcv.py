@@ -17,7 +17,12 @@ interval score (Gneiting & Raftery, JASA 102 (2007) 359, eq. 43; lower is better
     {"heat": {"leave_replicates_out" | "leave_family_out":
                  {"physics" | "group_normal": {"coverage_90", "width_90", "interval_score_90"},
                   "n_tests", "n_folds", "fold_diagnostics": {"physics": {...worst fold..., "folds": [...]}}},
+              "runaway": {scheme: {"physics" | "family_frequency" | "soc_trigger_frequency":
+                                    {"log_loss", "brier", "reliability"}, "n_tests", "n_folds"}},
               "observable": "heat_released_total", "units": "kJ"}}
+
+The ``runaway`` entry (when the held-out tests' runaway outcomes vary) scores the same folds' physics P(TR)
+of each held-out test (`risk.bayes.physics.predict_p_tr`) against `RUNAWAY_BASELINES`.
 """
 from __future__ import annotations
 
@@ -30,6 +35,9 @@ from scipy import stats
 from risk.predict.crossval import leave_groups_out, leave_replicates_out
 
 HEAT = "heat_released_total"
+#: runaway baselines a test engineer would use: the training frequency of runaway per cell type, and per
+#: SOC × trigger (add-½ smoothed; an unseen group gets the overall frequency)
+RUNAWAY_BASELINES = {"family_frequency": "family", "soc_trigger_frequency": "soc_trigger"}
 ALPHA = 0.1  # 90 % central intervals
 Z = float(stats.norm.ppf(1 - ALPHA / 2))
 
@@ -79,7 +87,9 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     """
     import jax
 
-    from risk.bayes.physics import physics_setup, predict_observables
+    from risk.bayes.physics import physics_setup, predict_observables, predict_p_tr
+    from risk.predict.crossval import frequency_baseline
+    from risk.predict.realcv import _scores
     from risk.predict.realcv import _diag, _worst, fit_folds
 
     names = decoder.layout.observable_names
@@ -99,14 +109,19 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
 
         lookup = dict(zip(*(read_calorimetry_tests(table)[c] for c in ("Test-ID", "trigger"))))
         trigger = np.array([lookup.get(t, "") for t in tests])
+    tr = np.asarray(data.runaway, float)[rows] if data.runaway is not None else np.full(rows.size, np.nan)
     df = pd.DataFrame({"row": rows, "family": np.asarray(data.family)[rows], "soc": np.round(soc, 3),
-                       "trigger": trigger, "heat_kj": heat_kj})
+                       "trigger": trigger, "heat_kj": heat_kj, "tr": tr})
+    df["soc_trigger"] = df["soc"].astype(str) + " " + df["trigger"]
     setup = physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim, family_discrepancy=family_discrepancy)
     apply = jax.jit(decoder.jax_apply)
 
     def observable_fn(u, c):
         res = apply(np.asarray(u, np.float32), np.asarray(c, np.float32))
         return np.asarray(res["mean"], float), np.asarray(res["log_scale"], float)
+
+    def logit_fn(u, c):
+        return np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32))["logit_runaway"], float)
 
     schemes = {"leave_family_out": lambda: leave_groups_out(df, "family")}
     if not quick:
@@ -120,14 +135,20 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
         subsets = [data.subset(np.setdiff1d(every, df["row"].to_numpy()[te])) for _, te in folds]
         fitted = fit_folds(decoder_dir, subsets, setup, seeds=[seed + k for k in range(len(folds))], workers=workers,
                            chains=chains, target_accept=target_accept, draws=draws, tune=tune)
-        lo_p, hi_p, lo_b, hi_b = (np.empty(len(df)) for _ in range(4))
+        lo_p, hi_p, lo_b, hi_b, p_tr = (np.empty(len(df)) for _ in range(5))
+        p_base = {name: np.empty(len(df)) for name in RUNAWAY_BASELINES}
         for (tr, te), (tree, _) in zip(folds, fitted):
             test = df.iloc[te]
-            y = predict_observables(tree, observable_fn, list(test["family"]), cond[test["row"].to_numpy()],
-                                    seed=seed)
+            c_test = cond[test["row"].to_numpy()]
+            y = predict_observables(tree, observable_fn, list(test["family"]), c_test, seed=seed)
             q = np.quantile(decoder.layout.denormalise(y)[..., j] / 1e3, [ALPHA / 2, 1 - ALPHA / 2], axis=0)
             lo_p[te], hi_p[te] = q
             lo_b[te], hi_b[te] = group_normal_intervals(df.iloc[tr], test)
+            p_tr[te] = predict_p_tr(tree, logit_fn, list(test["family"]), c_test, seed=seed).mean(axis=0)
+            train = df.iloc[tr][df.iloc[tr]["tr"].notna()]
+            for name, group in RUNAWAY_BASELINES.items():
+                fit, predict = frequency_baseline(group, "tr")
+                p_base[name][te] = predict(fit(train), test)["p"].to_numpy()
         held = np.concatenate([te for _, te in folds])
         y = df["heat_kj"].to_numpy()[held]
         per_fold = [_diag(d) for _, d in fitted]
@@ -135,4 +156,10 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
                        "group_normal": interval_scores(y, lo_b[held], hi_b[held]),
                        "n_tests": int(held.size), "n_folds": len(folds),
                        "fold_diagnostics": {"physics": _worst(per_fold) | {"folds": per_fold}}}
+        known = held[np.isfinite(df["tr"].to_numpy()[held])]
+        if known.size and 0 < df["tr"].to_numpy()[known].sum() < known.size:  # runaway outcomes that vary
+            res = {"physics": p_tr, **p_base}
+            out.setdefault("runaway", {})[scheme] = {
+                m: _scores(pd.DataFrame({"tr": df["tr"].to_numpy()[known], "pred_p": p[known]})) for m, p in res.items()
+            } | {"n_tests": int(known.size), "n_folds": len(folds)}
     return out

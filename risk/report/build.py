@@ -244,6 +244,7 @@ def _validation(art: Artefacts) -> dict:
         "metrics": None if art.metrics is None else _table_rows(art.metrics),
         "metrics_why": art.problems.get("metrics", NOT_COMPUTED),
         "ppc": [], "ppc_why": art.problems.get("posterior", NOT_COMPUTED), "crossval": None, "heat_cv": [],
+        "runaway_cv": [],
         "crossval_why": art.problems.get("crossval", NOT_COMPUTED)}
     post = art.posterior
     if post is not None and "posterior_predictive" in post and "observed_data" in post:
@@ -286,7 +287,17 @@ def _validation(art: Artefacts) -> dict:
              "n_tests": entry.get("n_tests"), "n_folds": entry.get("n_folds"),
              "fold_ok": (entry.get("fold_diagnostics", {}).get("physics") or {}).get("ok")}
             for scheme, entry in (art.crossval.get("heat") or {}).items() if isinstance(entry, dict) and "physics" in entry]
+        res["runaway_cv"] = [  # calorimetry: out-of-fold P(TR) of the same folds against frequency baselines
+            {"scheme": scheme, **{m: entry[m]["log_loss"] for m in ("physics", *RUNAWAY_BASELINES) if m in entry},
+             **{f"{m}_brier": entry[m]["brier"] for m in ("physics", *RUNAWAY_BASELINES) if m in entry},
+             "better": all(entry["physics"]["log_loss"] < entry[m]["log_loss"] for m in RUNAWAY_BASELINES if m in entry),
+             "n_tests": entry.get("n_tests"), "n_folds": entry.get("n_folds")}
+            for scheme, entry in ((art.crossval.get("heat") or {}).get("runaway") or {}).items() if "physics" in entry]
     return res
+
+
+#: calorimetry runaway baselines (risk.predict.heatcv.RUNAWAY_BASELINES)
+RUNAWAY_BASELINES = ("family_frequency", "soc_trigger_frequency")
 
 
 #: the models the reported physics model is validated against (crossval.json, risk.predict.realcv)

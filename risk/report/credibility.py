@@ -133,6 +133,11 @@ def _validation(art: Artefacts) -> dict:
         if passed == len(heat_entries) >= 2 and not quick and min(_ppc_coverages(art).values(), default=0) >= PPC_COVERAGE_MIN:
             heat_level = 4
         level = heat_level if "physics" not in lfo else min(level, heat_level)
+    for scheme, e in (heat.get("runaway") or {}).items():  # calorimetry: out-of-fold P(TR) of the same folds
+        if isinstance(e, dict) and "physics" in e:
+            ev.append(f"runaway {scheme}: physics log loss {numbers.number(_f(e['physics'].get('log_loss')), 3)}"
+                      + "".join(f", {m} {numbers.number(_f(e[m].get('log_loss')), 3)}"
+                                for m in ("family_frequency", "soc_trigger_frequency") if m in e))
     mis = art.misspecification
     if mis is not None and mis.get("flag"):  # a model the data question is not validated beyond level 2
         level = min(level, 2)
