@@ -77,6 +77,12 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
             assert entry["n_folds"] == len(set(real["cell_family"].values)) and entry["n_tests"] == real.sizes["test"]
             assert entry["physics"]["interval_score_90"] < entry["group_normal"]["interval_score_90"]
             assert "Cross-validation of the heat predictive intervals" in html
+            # the same folds' runaway probability for cell types the fold never saw (the nail tests' outcomes vary
+            # with SOC): physics against the cell-type and SOC × trigger frequencies
+            tr = cv["heat"]["runaway"]["leave_family_out"]
+            assert tr["n_tests"] == real.sizes["test"] and tr["n_folds"] == entry["n_folds"]
+            assert tr["physics"]["log_loss"] < tr["family_frequency"]["log_loss"]
+            assert "Cross-validation of the runaway probability" in html
     pred = xr.open_dataset(out / "predictions.nc")
     p = pred["p_tr_mean"].values
     assert ((0 <= p) & (p <= 1)).all() and (pred["p_tr_q05"].values <= pred["p_tr_q95"].values).all()

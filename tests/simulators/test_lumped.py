@@ -51,6 +51,24 @@ def test_energy_conservation(condition):
     assert abs(gained - budget) <= 5e-3 * scale
 
 
+def test_enthalpy_factor_scales_the_chemical_heat_and_keeps_the_energy_balance():
+    """``enthalpy_factor`` multiplies every exothermic reaction heat: a full runaway's chemical heat scales with it
+    (the endothermic separator melting does not, hence ~1 % off proportional), the first law still closes, and
+    the default θ carries the nominal factor 1."""
+    sim = LumpedThermal(cell="18650_nmc_lg_mj1", t_end=1800.0, n_time=61)
+    th = sim.default_theta()
+    assert th["enthalpy_factor"] == 1.0
+    cond = _conditions(sim, heater_power=900.0, heater_duration=94.0, soc=1.0)
+    base, double = sim.simulate(th, cond), sim.simulate(th | {"enthalpy_factor": 2.0}, cond)
+    assert base.thermal_runaway and double.thermal_runaway
+    assert double.heat_chemical / base.heat_chemical == pytest.approx(2.0, rel=0.02)
+    assert double.energy_short == pytest.approx(base.energy_short, rel=1e-3)  # the electrical energy is not scaled
+    gained = sim._cell.heat_capacity * (double.temperature_final - 298.15)
+    budget = double.heat_chemical_quadrature + double.energy_short_quadrature + double.energy_heater - double.energy_lost
+    assert abs(gained - budget) <= 5e-3 * (double.heat_chemical_quadrature + double.energy_short_quadrature
+                                           + double.energy_heater)
+
+
 def _oven(sim, T_celsius):
     return sim.run(sim.default_theta(), {"temperature_oven": 273.15 + T_celsius, "oven_ramp_rate": 1.0})
 
