@@ -114,7 +114,9 @@ def train(ctx: RunContext) -> dict:
     from simulators.ensemble import open_ensemble
 
     s, cfg = ctx.study, ctx.study.sim2real
-    torch.set_num_threads(2)
+    # tiny networks: one thread is as fast, and two spin-wait under contention (calorimetry quick train 33 s alone,
+    # 261 s beside a running test suite with 2 threads)
+    torch.set_num_threads(1)
     names = [p.name for p in load(s.simulator.name).parameters]
     priors = s.priors()
     ens = open_ensemble(ctx.path("ensemble.zarr")).load()
@@ -175,6 +177,10 @@ def _metadata_table(ctx: RunContext):
     return table if table.exists() else None
 
 
+#: --quick draws (and warm-up draws) per chain of the metadata baseline fitted beside the physics model
+QUICK_METADATA_DRAWS = 500
+
+
 def calibrate(ctx: RunContext) -> dict:
     """The physics model (frozen decoder as likelihood, data-informed subspace) with NumPyro NUTS →
     ``posterior.nc`` + ``diagnostics.json``; the metadata baseline → ``posterior_<kind>.nc``."""
@@ -204,7 +210,11 @@ def calibrate(ctx: RunContext) -> dict:
     if table is not None:  # the metadata baseline behind `risk predict --model metadata`, on the study's families
         from risk.bayes.baselines import calibrate_metadata
 
-        calibrate_metadata(ctx.out, table, seed=seed, draws=inf.draws, tune=inf.tune,
+        # --quick: at most QUICK_METADATA_DRAWS + as many warm-up draws per chain (the baseline is not gated
+        # here; its own diagnostics are written beside it)
+        draws, tune = (min(inf.draws, QUICK_METADATA_DRAWS), min(inf.tune, QUICK_METADATA_DRAWS)) if ctx.quick else \
+            (inf.draws, inf.tune)
+        calibrate_metadata(ctx.out, table, seed=seed, draws=draws, tune=tune,
                            families=s.data.families or None, allow_bad_diagnostics=True)
         summary["metadata_model"] = s.data.kind
     return summary

@@ -19,11 +19,27 @@ Fit = Callable[[pd.DataFrame], object]
 Predict = Callable[[object, pd.DataFrame], pd.DataFrame]
 
 
-def leave_groups_out(df: pd.DataFrame, by: str | list[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Folds leaving out one value of ``by`` at a time: yields ``(train_idx, test_idx)`` positions."""
-    keys = df[by].astype(str).agg("|".join, axis=1) if isinstance(by, list) else df[by].astype(str)
-    for value in pd.unique(keys):
-        test = np.flatnonzero(keys.to_numpy() == value)
+def leave_groups_out(df: pd.DataFrame, by: str | list[str], n_folds: int | None = None
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Folds leaving out whole values of ``by``: yields ``(train_idx, test_idx)`` positions.
+
+    ``n_folds`` None: one fold per value. Otherwise the values are dealt into ``n_folds`` folds (grouped
+    K-fold, as scikit-learn's ``GroupKFold``: largest group first, each to the fold with the fewest tests so
+    far), so every fold still leaves whole groups out while K fits replace one per group.
+    """
+    keys = (df[by].astype(str).agg("|".join, axis=1) if isinstance(by, list) else df[by].astype(str)).to_numpy()
+    values = list(pd.unique(keys))
+    if n_folds is None or n_folds >= len(values):
+        folds = [[v] for v in values]
+    else:
+        sizes = {v: int((keys == v).sum()) for v in values}
+        folds, load = [[] for _ in range(n_folds)], np.zeros(n_folds, int)
+        for v in sorted(values, key=lambda v: (-sizes[v], values.index(v))):
+            k = int(np.argmin(load))
+            folds[k].append(v)
+            load[k] += sizes[v]
+    for group in folds:
+        test = np.flatnonzero(np.isin(keys, group))
         yield np.setdiff1d(np.arange(len(df)), test), test
 
 

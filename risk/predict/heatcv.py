@@ -83,7 +83,7 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     decoder, data, priors : the frozen decoder, `CalibrationData` of the study's tests, the priors in decoder
         order (as the calibrate stage builds them).
     table : the databank workbook (the trigger of each test, for the baseline's groups); None: one trigger.
-    quick : leave cell types out only, at the draws given.
+    quick : leave cell types out only (in `QUICK_FAMILY_FOLDS` grouped folds), at the draws given.
     """
     import jax
 
@@ -123,7 +123,9 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     def logit_fn(u, c):
         return np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32))["logit_runaway"], float)
 
-    schemes = {"leave_family_out": lambda: leave_groups_out(df, "family")}
+    from risk.predict.realcv import QUICK_FAMILY_FOLDS
+
+    schemes = {"leave_family_out": lambda: leave_groups_out(df, "family", QUICK_FAMILY_FOLDS if quick else None)}
     if not quick:
         schemes = {"leave_replicates_out": lambda: leave_replicates_out(df, ["family", "soc", "trigger"],
                                                                         n_replicate_folds, seed), **schemes}

@@ -2,6 +2,7 @@
 calorimetry heat quantiles of ``risk predict --tests``): on a linear model with a known answer, its 90 %
 intervals cover fresh tests of a calibrated family and of an unseen one at about the nominal rate."""
 import numpy as np
+import pytest
 
 from risk.bayes import CalibrationData, build_hierarchical_model, sample
 from risk.bayes.physics import PhysicsSetup, predict_observables
@@ -55,6 +56,7 @@ def test_new_test_intervals_cover_at_the_nominal_rate():
     assert np.all(width["f2"] < width["new"])
 
 
+@pytest.mark.slow  # 6 chains × 4000 iterations (~90 s): the calorimetry quick study exercises the term under its gate
 def test_family_discrepancy_carries_design_offsets_to_an_unseen_family():
     """Families whose observables sit off the simulator by a family offset (b_f ~ N(0, 0.5²) per observable,
     what a lumped simulator misses about a cell design): with ``family_discrepancy_scale`` the model learns

@@ -60,3 +60,20 @@ def test_model_beats_family_frequency_baseline_under_grouped_cv():
         base = cross_validate(df, folds(), *frequency_baseline("family", "tr"), outcome="tr")
         assert model.log_loss < base.log_loss - 0.1 and model.brier < base.brier - 0.03
     assert 0.8 <= model.coverage <= 0.97  # 90 % intervals of a correct model
+
+
+def test_grouped_k_fold_leaves_whole_groups_out_in_balanced_folds():
+    """``n_folds``: every group lands in exactly one test fold, whole; the folds' sizes differ by at most the
+    largest group; more folds than groups falls back to one fold per group."""
+    sizes = {"a": 7, "b": 5, "c": 4, "d": 3, "e": 2, "f": 1, "g": 1}
+    df = pd.DataFrame({"family": [f for f, n in sizes.items() for _ in range(n)]})
+    folds = list(leave_groups_out(df, "family", n_folds=3))
+    assert len(folds) == 3
+    seen = [set(df["family"].iloc[te]) for _, te in folds]
+    assert sorted(f for s in seen for f in s) == sorted(sizes)  # each group in one fold only
+    for (tr, te), groups in zip(folds, seen):
+        assert set(df["family"].iloc[tr]).isdisjoint(groups)  # held out whole: no test of it trains
+        assert len(tr) + len(te) == len(df)
+    n = sorted(len(te) for _, te in folds)
+    assert n == [7, 8, 8]  # greedy, largest first to the lightest fold: a+f | b+e+g | c+d
+    assert len(list(leave_groups_out(df, "family", n_folds=10))) == len(sizes)
