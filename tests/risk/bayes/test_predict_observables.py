@@ -24,6 +24,7 @@ def _observable_fn(u, c):
     return mean, np.full_like(mean, np.log(NOISE))
 
 
+@pytest.mark.slow  # 6 chains × 4000 iterations (~50 s); the calorimetry quick study's CV checks its heat intervals
 def test_new_test_intervals_cover_at_the_nominal_rate():
     rng = np.random.default_rng(11)
     families = [f"f{k}" for k in range(6)]

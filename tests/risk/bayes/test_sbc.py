@@ -51,6 +51,7 @@ def _uniform_pvalue(ranks, n_draws, bins=5):
     return stats.chisquare(counts).pvalue
 
 
+@pytest.mark.slow  # ~95 s of NUTS on 2 cores; CI checks the rank-uniformity test itself (test_sbc_pipeline.py)
 def test_sbc_reduced():
     ranks, n = _sbc_ranks(R=12, seed=5)
     assert _uniform_pvalue(ranks, n) > 1e-3
