@@ -73,7 +73,7 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
         cv = json.loads((out / "crossval.json").read_text())
         if "leave_family_out" in cv:
             entry = cv["leave_family_out"]
-            assert {"physics", "metadata", "family_frequency"} <= set(entry) and entry["n_folds"] >= 3
+            assert {"physics", "metadata", "family_frequency"} <= set(entry) and entry["n_folds"] >= QUICK_FAMILY_FOLDS
             for model in ("physics", "metadata", "family_frequency"):
                 assert 0 <= entry[model]["brier"] <= 1 and sum(b["n"] for b in entry[model]["reliability"]) == entry["n_tests"]
         if "heat" in cv:  # calorimetry: the physics heat intervals on cell types the fold never saw
