@@ -12,10 +12,10 @@ from sim2real.decoder import DecoderConfig, FrozenDecoder, FrozenDecoderCVAE
 from sim2real.discrepancy import misspecification_check
 from sim2real.encoder import EncoderConfig, EncoderFit, fit_encoder
 from sim2real.export import jax_decoder, load_decoder, pytensor_decoder
-from sim2real.io import load_model, save_model
+from sim2real.io import load_encoder, load_model, save_model
 
 __all__ = [
     "DecoderConfig", "EncoderConfig", "EncoderFit", "FrozenDecoder", "FrozenDecoderCVAE", "ObservableLayout",
     "ThetaTransform", "build_layout", "ensemble_to_batch", "fit_encoder", "jax_decoder", "load_decoder",
-    "load_model", "misspecification_check", "pytensor_decoder", "real_to_batch", "save_model",
+    "load_encoder", "load_model", "misspecification_check", "pytensor_decoder", "real_to_batch", "save_model",
 ]

@@ -13,7 +13,10 @@ discrepancy σ_d per observable channel (half-normal prior of scale
 ``discrepancy_prior_scale`` in normalised units; reported in SI units). Training: (1) an amortised
 initialisation on data drawn from the frozen decoder (u ~ prior, c and masks resampled from the real
 tests; maximise log q(u | x)), then (2) the ELBO on the real tests; ``restarts`` times from different
-seeds, keeping the best final ELBO (estimated with ``eval_samples`` draws). The reverse-KL Gaussian is
+seeds, keeping the best final ELBO (estimated with ``eval_samples`` draws). A share ``outcome_dropout`` of
+the decoder draws hides the outcome, and in (2) every real test also enters once with its outcome hidden, so
+the same network infers a newly measured test from its curves before anyone scored it (`load_encoder`,
+``risk predict --raw``). The reverse-KL Gaussian is
 too narrow where the posterior is curved or truncated; `EncoderFit.posterior` therefore corrects it by
 importance sampling against the same (decoder) posterior by default.
 
@@ -58,6 +61,7 @@ class EncoderConfig:
     ridge: float = 1e-2
     eval_samples: int = 256
     likelihood: str = "composite"
+    outcome_dropout: float = 0.5
     seed: int = 0
 
     def __post_init__(self):
@@ -105,13 +109,16 @@ class Summary:
 
 
 class EncoderFit:
-    """A trained encoder with its frozen decoder: posteriors q(θ | x, c) for the real tests.
+    """A trained encoder with its frozen decoder: posteriors q(θ | x, c) for the real tests or new ones.
 
     Attributes
     ----------
-    loc : (n_test, n_par) posterior means in u; scale_tril : (n_test, n_par, n_par).
+    batch : the tests it was trained on (None when loaded from a model directory, `load_encoder`).
+    loc : (n_test, n_par) posterior means in u of ``batch``; scale_tril : (n_test, n_par, n_par).
     log_sd_discrepancy : (n_chan,) log σ_d in normalised units; `discrepancy` gives σ_d in SI units.
     elbo : best mean ELBO per test (nats); restarts_elbo : all restarts.
+
+    Every method taking ``real`` accepts a real-data dataset, a `Batch`, or None (the training tests).
     """
 
     def __init__(self, decoder, net, summary, batch, log_sd, config, elbos, real_hash):
@@ -119,12 +126,13 @@ class EncoderFit:
         self.log_sd_discrepancy = log_sd.detach().clone()
         self.summary_dim = int(net.body[0].in_features)
         self.restarts_elbo = list(map(float, elbos))
-        self.elbo = max(self.restarts_elbo)
-        with torch.no_grad():
-            self.loc, self.scale_tril = (t.detach() for t in net(summary(batch.x, batch.mask, batch.y, batch.y_mask, batch.c)))
+        self.elbo = max(self.restarts_elbo) if self.restarts_elbo else math.nan
+        self.loc = self.scale_tril = None
+        if batch is not None:
+            self.loc, self.scale_tril = self._q(batch)
         self.hashes = {"real": real_hash}
         self.metrics = {"elbo": self.elbo, "restarts_elbo": self.restarts_elbo,
-                        "discrepancy_sd": self.discrepancy, "n_tests": len(batch)}
+                        "discrepancy_sd": self.discrepancy, "n_tests": 0 if batch is None else len(batch)}
 
     @property
     def parameter_names(self) -> list[str]:
@@ -137,70 +145,100 @@ class EncoderFit:
         sd = torch.exp(self.log_sd_discrepancy).numpy()
         return {ch.name: float(sd[j] * lay.scale[sl.start]) for j, (ch, sl) in enumerate(zip(lay.channels, lay.slices().values()))}
 
-    def encode(self, real: xr.Dataset | Batch) -> tuple[np.ndarray, np.ndarray]:
-        """Amortised posterior of other tests: (loc (n, n_par), scale_tril (n, n_par, n_par)) in u."""
-        b = real if isinstance(real, Batch) else real_to_batch(real, self.decoder.layout)
+    def batch_of(self, real: xr.Dataset | Batch | None = None) -> Batch:
+        """``real`` as a `Batch` in the decoder's layout (None: the training tests)."""
+        if real is None:
+            if self.batch is None:
+                raise ValueError("this encoder was loaded without its training tests: pass the tests to infer")
+            return self.batch
+        return real if isinstance(real, Batch) else real_to_batch(real, self.decoder.layout)
+
+    def _q(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             loc, L = self.net(self.summary(b.x, b.mask, b.y, b.y_mask, b.c))
+        return loc.detach(), L.detach()
+
+    def encode(self, real: xr.Dataset | Batch | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Amortised posterior q(u | x, c): (loc (n, n_par), scale_tril (n, n_par, n_par)) in u."""
+        loc, L = self._q(self.batch_of(real))
         return loc.numpy(), L.numpy()
 
-    def sample_u(self, n_draws: int, generator: torch.Generator) -> np.ndarray:
-        """Posterior draws in u, (n_test, n_draws, n_par)."""
-        eps = torch.randn(self.loc.shape[0], n_draws, self.loc.shape[1], generator=generator, dtype=DT)
-        return (self.loc.unsqueeze(1) + torch.einsum("npq,ndq->ndp", self.scale_tril, eps)).numpy()
+    def sample_u(self, n_draws: int, generator: torch.Generator, real: xr.Dataset | Batch | None = None) -> np.ndarray:
+        """Draws of the (uncorrected) Gaussian q in u, (n_test, n_draws, n_par)."""
+        loc, L = self._q(self.batch_of(real))
+        eps = torch.randn(loc.shape[0], n_draws, loc.shape[1], generator=generator, dtype=DT)
+        return (loc.unsqueeze(1) + torch.einsum("npq,ndq->ndp", L, eps)).numpy()
 
-    def log_target(self, u: torch.Tensor, i: int) -> torch.Tensor:
-        """Unnormalised log posterior of test ``i`` under the frozen decoder (+ discrepancy), u (S, n_par) → (S,)."""
-        b = self.batch.subset([i])
-        S = u.shape[0]
-        bi = Batch(b.x.expand(S, -1), b.mask.expand(S, -1), b.c.expand(S, -1), b.y.expand(S), b.y_mask.expand(S), None, b.ids)
+    def log_target(self, u: torch.Tensor, rows, real: xr.Dataset | Batch | None = None) -> torch.Tensor:
+        """Unnormalised log posterior under the frozen decoder (+ discrepancy) of the tests ``rows`` (an index or
+        a list of m indices), u (S, n_par) or (m, S, n_par) → (S,) or (m, S)."""
+        b = self.batch_of(real).subset(np.atleast_1d(rows))
+        m = len(b)
+        uu = u.reshape(m, -1, u.shape[-1])
+        S = uu.shape[1]
+
+        def rep(t):  # one row per draw: (m, ...) → (m·S, ...)
+            return t.repeat_interleave(S, dim=0)
+
+        bi = Batch(rep(b.x), rep(b.mask), rep(b.c), rep(b.y), rep(b.y_mask), None, b.ids)
+        flat = uu.reshape(m * S, -1)
         extra = torch.exp(2 * self.log_sd_discrepancy)[torch.as_tensor(self.decoder.layout.channel_index())]
-        out = self.decoder.torch_module(u, bi.c.to(DT))
+        out = self.decoder.torch_module(flat, bi.c.to(DT))
         ll = log_likelihood(self.decoder, out, bi, extra, self.config.likelihood)
         ll = ll - bernoulli_nll(bi.y.to(DT), bi.y_mask.to(DT), out["logit_runaway"])
-        return ll + self.decoder.transform.log_prior_u(u)
+        return (ll + self.decoder.transform.log_prior_u(flat)).reshape(u.shape[:-1])
 
     def importance_sample_u(self, n_draws: int, generator: torch.Generator, n_proposal: int = 4000,
-                            inflate: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+                            inflate: float = 1.5, real: xr.Dataset | Batch | None = None,
+                            chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """Posterior draws corrected by self-normalised importance sampling, and the effective sample sizes.
 
         The encoder's Gaussian (reverse-KL fit, so too narrow where the posterior is curved or truncated)
         serves as a defensive proposal ½ q + ½ q_inflated (scale × ``inflate``); draws are resampled
-        with weights ∝ p(x | u, c) p(u) / proposal(u). Returns ``(draws (n_test, n_draws, n_par), ess (n_test,))``.
+        with weights ∝ p(x | u, c) p(u) / proposal(u), ``chunk`` tests at a time in one decoder call.
+        Returns ``(draws (n_test, n_draws, n_par), ess (n_test,))``.
         """
-        n, p = self.loc.shape
+        b = self.batch_of(real)
+        loc, L = self._q(b)
+        n, p = loc.shape
         draws, ess = np.empty((n, n_draws, p)), np.empty(n)
         half = n_proposal // 2
         with torch.no_grad():
-            for i in range(n):
-                q1 = torch.distributions.MultivariateNormal(self.loc[i], scale_tril=self.scale_tril[i])
-                q2 = torch.distributions.MultivariateNormal(self.loc[i], scale_tril=inflate * self.scale_tril[i])
-                eps = torch.randn(n_proposal, p, generator=generator, dtype=DT)
-                u = self.loc[i] + torch.cat([eps[:half] @ self.scale_tril[i].T, inflate * eps[half:] @ self.scale_tril[i].T])
+            for start in range(0, n, chunk):
+                rows = np.arange(start, min(start + chunk, n))
+                lo, Lr = loc[rows], L[rows]  # (m, p), (m, p, p)
+                eps = torch.randn(len(rows), n_proposal, p, generator=generator, dtype=DT)
+                scale = torch.cat([torch.ones(half, dtype=DT), torch.full((n_proposal - half,), inflate, dtype=DT)])
+                u = lo[:, None, :] + scale[None, :, None] * torch.einsum("mpq,msq->msp", Lr, eps)
+                q1 = torch.distributions.MultivariateNormal(lo[:, None, :], scale_tril=Lr[:, None])
+                q2 = torch.distributions.MultivariateNormal(lo[:, None, :], scale_tril=inflate * Lr[:, None])
                 log_q = torch.logsumexp(torch.stack([q1.log_prob(u), q2.log_prob(u)]), 0) - math.log(2)
-                w = torch.softmax(self.log_target(u, i) - log_q, 0)
-                ess[i] = float(1 / (w**2).sum())
-                idx = torch.multinomial(w, n_draws, replacement=True, generator=generator)
-                draws[i] = u[idx].numpy()
+                w = torch.softmax(self.log_target(u, rows, b) - log_q, dim=1)  # (m, n_proposal)
+                ess[rows] = (1 / (w**2).sum(1)).numpy()
+                for k, i in enumerate(rows):
+                    idx = torch.multinomial(w[k], n_draws, replacement=True, generator=generator)
+                    draws[i] = u[k, idx].numpy()
         return draws, ess
 
     def posterior(self, n_draws: int = 1000, generator: torch.Generator | None = None,
-                  importance: bool = True) -> xr.Dataset:
+                  importance: bool = True, real: xr.Dataset | Batch | None = None) -> xr.Dataset:
         """Posterior draws of θ in SI units: ``theta`` (test, draw, parameter), u-space mean and sd, ESS.
 
         ``importance=True`` corrects the encoder's Gaussian by importance sampling (`importance_sample_u`).
         """
         g = generator if generator is not None else torch.Generator().manual_seed(self.config.seed)
+        b = self.batch_of(real)
         if importance:
-            u, ess = self.importance_sample_u(n_draws, g)
+            u, ess = self.importance_sample_u(n_draws, g, real=b)
         else:
-            u, ess = self.sample_u(n_draws, g), np.full(len(self.batch), float(n_draws))
+            u, ess = self.sample_u(n_draws, g, b), np.full(len(b), float(n_draws))
         return xr.Dataset(
             {"theta": (("test", "draw", "parameter"), self.decoder.from_unconstrained(u), {"long_name": "posterior draws of θ (SI)"}),
+             "u": (("test", "draw", "parameter"), u, {"units": "1", "long_name": "posterior draws of u"}),
              "u_mean": (("test", "parameter"), u.mean(1), {"units": "1", "long_name": "posterior mean of u"}),
              "u_sd": (("test", "parameter"), u.std(1), {"units": "1", "long_name": "posterior sd of u"}),
              "ess": ("test", ess, {"units": "1", "long_name": "effective sample size of the importance weights"})},
-            coords={"test": self.batch.ids, "parameter": self.parameter_names, "draw": np.arange(n_draws)})
+            coords={"test": b.ids, "parameter": self.parameter_names, "draw": np.arange(n_draws)})
 
     def misspecification(self, ensemble: xr.Dataset | None = None, **kw) -> xr.Dataset:
         """Per-test misspecification check (`sim2real.discrepancy.misspecification_check`)."""
@@ -255,11 +293,13 @@ def elbo_terms(decoder: FrozenDecoder, transform, loc, L, b: Batch, log_sd, K: i
     return (ll + lp).mean(0) + entropy
 
 
-def _decoder_draws(decoder, transform, b: Batch, n: int, log_sd, rng: np.random.Generator):
-    """Simulated (u, x, mask, y, y_mask, c) from the frozen decoder with masks/conditions of real tests."""
+def decoder_draws(decoder, transform, b: Batch, n: int, log_sd, rng: np.random.Generator, outcome_dropout: float = 0.0):
+    """Simulated (u, x, mask, y, y_mask, c) from the frozen decoder with masks/conditions of real tests
+    (the outcome hidden in a share ``outcome_dropout`` of the draws)."""
     u = torch.as_tensor(transform.sample_u(n, rng), dtype=DT)
     idx = torch.as_tensor(rng.integers(0, len(b), n))
     c, mask, y_mask = b.c[idx].to(DT), b.mask[idx].to(DT), b.y_mask[idx].to(DT)
+    y_mask = y_mask * torch.as_tensor(rng.uniform(size=n) >= outcome_dropout, dtype=DT)
     with torch.no_grad():
         out = decoder.torch_module(u, c)
         var = torch.exp(2 * out["log_scale"]) + torch.exp(2 * log_sd)[torch.as_tensor(decoder.layout.channel_index())]
@@ -284,6 +324,9 @@ def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: Encode
     transform = decoder.transform
     summary = Summary(decoder, cfg.ridge)
     s_real = summary(b.x, b.mask, b.y, b.y_mask, b.c)
+    # the real tests once more with their outcome hidden (a new test is inferred before it is scored)
+    b_fit = _with_hidden_outcomes(b) if cfg.outcome_dropout > 0 and bool((b.y_mask > 0).any()) else b
+    s_fit = summary(b_fit.x, b_fit.mask, b_fit.y, b_fit.y_mask, b_fit.c)
     n_chan = len(decoder.layout.channels)
     best = None
     elbos = []
@@ -296,7 +339,8 @@ def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: Encode
         # (1) amortised initialisation on decoder draws (no discrepancy yet)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         for step in range(cfg.pretrain_steps):
-            u, x, m, y, ym, c = _decoder_draws(decoder, transform, b, cfg.pretrain_batch, log_sd.detach(), rng)
+            u, x, m, y, ym, c = decoder_draws(decoder, transform, b, cfg.pretrain_batch, log_sd.detach(), rng,
+                                               cfg.outcome_dropout)
             loc, L = net(summary(x, m, y, ym, c))
             loss = -torch.distributions.MultivariateNormal(loc, scale_tril=L).log_prob(u).mean()
             opt.zero_grad()
@@ -306,11 +350,11 @@ def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: Encode
         params = list(net.parameters()) + ([log_sd] if cfg.discrepancy else [])
         opt = torch.optim.Adam(params, lr=cfg.lr / 2)
         for step in range(cfg.steps):
-            loc, L = net(s_real)
-            elbo = elbo_terms(decoder, transform, loc, L, b, log_sd, cfg.mc_samples, gr, cfg.likelihood)
+            loc, L = net(s_fit)
+            elbo = elbo_terms(decoder, transform, loc, L, b_fit, log_sd, cfg.mc_samples, gr, cfg.likelihood)
             sd = torch.exp(log_sd)
             log_prior_sd = (-0.5 * (sd / cfg.discrepancy_prior_scale) ** 2 + log_sd).sum()  # half-normal, log-param
-            loss = -(elbo.mean() + log_prior_sd / len(b))
+            loss = -(elbo.mean() + log_prior_sd / len(b))  # the mean over both copies counts each test once
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -324,3 +368,9 @@ def fit_encoder(decoder: FrozenDecoder, real: xr.Dataset | Batch, config: Encode
         if best is None or e > best[0]:
             best = (e, copy.deepcopy(net), log_sd.detach().clone())
     return EncoderFit(decoder, best[1], summary, b, best[2], cfg, elbos, real_hash)
+
+
+def _with_hidden_outcomes(b: Batch) -> Batch:
+    """``b`` followed by a copy of its tests with the outcome masked: (2n) rows."""
+    return Batch(torch.cat([b.x, b.x]), torch.cat([b.mask, b.mask]), torch.cat([b.c, b.c]), torch.cat([b.y, b.y]),
+                 torch.cat([b.y_mask, torch.zeros_like(b.y_mask)]), None, np.concatenate([b.ids, b.ids]))

@@ -112,3 +112,28 @@ def load_model(model_dir):
     if (d / "error_factor.npy").exists():
         dec.error_factor = np.load(d / "error_factor.npy")
     return dec
+
+
+def load_encoder(model_dir, decoder=None):
+    """The `EncoderFit` saved in ``model_dir`` (amortised q(θ | x, c) for newly measured tests), on ``decoder``
+    (default: `load_model` of the same directory); None when the model was trained without real tests.
+
+    The loaded fit carries no training tests: pass the tests to infer (``fit.posterior(real=...)``).
+    """
+    from sim2real.encoder import EncoderConfig, EncoderFit, Summary
+    from sim2real.networks import EncoderNet
+
+    d = Path(model_dir)
+    if not (d / "encoder.pt").exists():
+        return None
+    decoder = decoder if decoder is not None else load_model(d)
+    saved = torch.load(d / "encoder.pt", weights_only=True)
+    known = set(EncoderConfig.__dataclass_fields__)
+    cfg = EncoderConfig(**{k: v for k, v in saved["config"].items() if k in known})
+    net = EncoderNet(int(saved["summary_dim"]), len(decoder.parameter_names), cfg.width, cfg.depth,
+                     torch.Generator().manual_seed(0)).to(torch.float64)
+    net.load_state_dict(saved["state_dict"])
+    metrics = json.loads((d / "metrics.json").read_text()).get("encoder", {}) if (d / "metrics.json").exists() else {}
+    hashes = json.loads((d / "hashes.json").read_text()) if (d / "hashes.json").exists() else {}
+    return EncoderFit(decoder, net, Summary(decoder, cfg.ridge), None, saved["log_sd_discrepancy"], cfg,
+                      metrics.get("restarts_elbo", []), hashes.get("real"))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy import special
+from scipy import special, stats
 
 from risk.bayes.model import CalibrationData, build_hierarchical_model, prior_moments_u
 from risk.bayes.subspace import InformedSubspace, informed_subspace
@@ -224,6 +224,57 @@ def predict_levels(tree: xr.DataTree, logit_fn, families: Sequence[str], conditi
     cdf = special.expit(cut[:, None, None, :] - eta[..., None])  # P(level ≤ j), j = 1..6
     cdf = np.concatenate([np.zeros((*cdf.shape[:-1], 1)), cdf, np.ones((*cdf.shape[:-1], 1))], axis=-1)
     return np.diff(cdf, axis=-1).mean(axis=2)  # (S, n, 7)
+
+
+def predict_levels_given_observables(tree: xr.DataTree, apply_fn, families: Sequence[str], conditions: np.ndarray,
+                                     observables: np.ndarray, censored: np.ndarray, *, seed: int, n_cells: int = 64,
+                                     max_draws: int | None = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hazard-level probabilities of new tests *given their measured observables*: the calibrated model's new
+    cell (`predict_levels`) updated by the test's own likelihood.
+
+    Each retained posterior draw s proposes ``n_cells`` new cells u_sc of the test's family; each is weighted by
+    the calibration likelihood of the test's observables, ``Normal(mean + b_f, sqrt(exp(2 log_scale) + δ²))``
+    (``P(Y > y)`` for censored values; `risk.bayes.model`), i.e. likelihood weighting of the posterior
+    predictive — exact as ``n_cells`` grows.
+
+    Parameters
+    ----------
+    apply_fn : ``(u (..., n_param), c (..., n_cond)) -> dict(mean, log_scale (..., n_obs), logit_runaway (...))``.
+    observables : ``(n_tests, n_obs)`` normalised, NaN where not measured; censored : same shape, lower bounds.
+
+    Returns
+    -------
+    p_level : ``(S, n_tests, 7)`` per draw, given the observables; weight : ``(S, n_tests)`` posterior weight of
+    each draw given the observables (sums to 1 per test); ess : ``(n_tests,)`` effective sample size of the
+    ``S · n_cells`` likelihood weights.
+    """
+    rng = np.random.default_rng(seed)
+    conditions = np.asarray(conditions, float)
+    u, keep, post = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws)
+    c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
+    out = apply_fn(u, c)
+    mean, log_scale, g = (np.asarray(out[k], float) for k in ("mean", "log_scale", "logit_runaway"))
+    delta = _draws(post, "discrepancy")[keep] if "discrepancy" in post else np.zeros((keep.size, mean.shape[-1]))
+    if "family_offset" in post:
+        mean = mean + _family_offsets(post, keep, families, rng)[:, :, None, :]
+    sd = np.sqrt(np.exp(2 * log_scale) + delta[:, None, None, :] ** 2)
+    y = np.asarray(observables, float)[None, :, None, :]
+    z = (np.nan_to_num(y) - mean) / sd
+    exact = np.isfinite(y) & ~np.asarray(censored, bool)[None, :, None, :]
+    lower = np.isfinite(y) & np.asarray(censored, bool)[None, :, None, :]
+    loglik = (np.where(exact, stats.norm.logpdf(z) - np.log(sd), 0.0)
+              + np.where(lower, stats.norm.logsf(z), 0.0)).sum(-1)  # (S, n, cells)
+    w = np.exp(loglik - loglik.max(axis=(0, 2), keepdims=True))
+    w = w / w.sum(axis=(0, 2), keepdims=True)
+    ess = 1.0 / (w**2).sum(axis=(0, 2))
+    scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
+    cut = _draws(post, "cutpoints")[keep]
+    cdf = special.expit(cut[:, None, None, :] - scale[:, None, None, None] * g[..., None])
+    cdf = np.concatenate([np.zeros((*cdf.shape[:-1], 1)), cdf, np.ones((*cdf.shape[:-1], 1))], axis=-1)
+    p_cell = np.diff(cdf, axis=-1)  # (S, n, cells, 7)
+    weight = w.sum(-1)  # (S, n)
+    p_level = (w[..., None] * p_cell).sum(2) / np.maximum(weight, 1e-300)[..., None]
+    return p_level, weight, ess
 
 
 def predict_p_tr(tree: xr.DataTree, logit_fn, families: Sequence[str], conditions: np.ndarray, *, seed: int,

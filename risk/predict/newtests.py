@@ -10,8 +10,11 @@ answered by the metadata baseline (`risk.bayes.baselines`, ``model = metadata``)
 never by silent extrapolation; ``model="metadata"`` asks the baseline for every row.
 
 Indentation output columns: ``FileName, p_tr, p_tr_q05, p_tr_q95, p_level_1..p_level_7, model`` with
-TR = hazard level ≥ 6. Calorimetry (databank ``.xlsx``): ``Test-ID, heat_q05, heat_q50, heat_q95``
-[kJ], ``p_bottom_rupture``, ``model``, ``bottom_rupture_model``: heat from the physics model
+TR = hazard level ≥ 6. With ``raw_dir`` (``--raw``) the physics rows are inferred from the tests' measured
+curves by the run's amortised encoder (`risk.predict.curves`), adding ``<parameter>_q05/_q50/_q95``,
+``encoder_ess`` and ``evidence`` (``curves``, or ``conditions`` for metadata rows).
+
+Calorimetry (databank ``.xlsx``): ``Test-ID, heat_q05, heat_q50, heat_q95`` [kJ], ``p_bottom_rupture``, ``model``, ``bottom_rupture_model``: heat from the physics model
 (`risk.bayes.physics.predict_observables`: decoder mean and scale plus the calibrated discrepancy) for
 heater-triggered tests of a calibrated cell type or of the study's cell format, else from the metadata heat
 model; bottom rupture always from the metadata model (no simulator outputs a casing breach).
@@ -128,8 +131,10 @@ def predict_tests(run_dir: str | Path, tests_file: str | Path, raw_dir: str | Pa
     run_dir : a calibrated run directory (``posterior.nc``, ``model/``, ``study.yaml``,
         ``posterior_indentation.nc`` / ``posterior_calorimetry.nc``).
     tests_file : indentation ``tests.csv`` (outcome columns ignored) or a databank workbook.
-    raw_dir : raw indentation files (not needed: predictions are for a new cell under the test's
-        conditions, before its curves are seen).
+    raw_dir : the tests' raw indentation workbooks (``<FileName>.xlsx``). Given, the physics rows are
+        inferred from their curves by the run's encoder (`risk.predict.curves`: parameter quantiles, hazard
+        level given the curves); without it, a test is a new cell under its conditions, before its curves
+        are seen.
     model : ``"physics"`` (default; uncovered rows fall back to the metadata baseline) or ``"metadata"``.
 
     Returns
@@ -151,14 +156,23 @@ def predict_tests(run_dir: str | Path, tests_file: str | Path, raw_dir: str | Pa
                           f"cover are predicted by the metadata baseline: "
                           f"{', '.join(sorted(set(df.loc[~physics, 'family'])))}", stacklevel=2)
     parts = []
-    if physics.any():
+    if physics.any() and raw_dir is not None:
+        from risk.predict.curves import predict_from_curves
+
+        parts.append(predict_from_curves(run_dir, df[physics], raw_dir, tests_file, _run_study(run_dir), seed=seed)
+                     .assign(model="physics", evidence="curves"))
+    elif physics.any():
         parts.append(_predict_physics(run_dir, df[physics], seed=seed).assign(model="physics"))
     if (~physics).any():
         from risk.bayes.baselines import predict_indentation
 
         parts.append(predict_indentation(_metadata_posterior(run_dir, kind), df[~physics], seed=seed)
                      .set_axis(df.index[~physics]).assign(model="metadata"))
-    return pd.concat(parts).loc[df.index].reset_index(drop=True)
+    table = pd.concat(parts).loc[df.index].reset_index(drop=True)
+    if raw_dir is not None:  # which rows saw their curves; the model column stays last
+        table["evidence"] = table.get("evidence", pd.Series(index=table.index, dtype=object)).fillna("conditions")
+        table = table[[c for c in table.columns if c != "model"] + ["model"]]
+    return table
 
 
 def _predict_calorimetry(run_dir: Path, tests_file: Path, *, model: str, seed: int) -> pd.DataFrame:

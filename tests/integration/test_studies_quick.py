@@ -106,6 +106,7 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
         assert by["LCO-2Ah-SOC20"] < by["LCO-2Ah-SOC100"]  # stored energy drives runaway
         assert by["LCO-2Ah-SOC100"] < by["LCO-6.4Ah-SOC100"]  # 2 A h pouches never ran away, 6.4 A h ones did
         _check_predict_new_tests(out, tmp_path)
+        _check_predict_from_curves(out, tmp_path)
     if study.stem == "calorimetry_18650":
         # every one of the 44 heater-triggered tests of these families ran away (the databank's runaway outcome
         # in the likelihood): a heater scenario's P(TR) follows them; the nail tests ran away above ~40 % SOC only
@@ -173,6 +174,51 @@ def _check_predict_new_tests(run: Path, tmp_path: Path) -> None:
     assert model["LCO-Pouch-3000mAh-100SOC-cell1"] == "physics"
     assert p["LCO-Pouch-3000mAh-0SOC-cell1"] < p["LCO-Pouch-3000mAh-100SOC-cell1"]
     assert ((out["p_tr_q05"] <= out["p_tr"]) & (out["p_tr"] <= out["p_tr_q95"])).all()
+
+
+def _check_predict_from_curves(run: Path, tmp_path: Path) -> None:
+    """``risk predict RUN --tests F --raw DIR``: newly measured tests inferred from their workbooks — hazard level
+    through the calibrated model updated by the curves, each cell's parameters by the run's encoder; the
+    tests' own hazard levels never read; a test without a workbook names the file and line."""
+    import pandas as pd
+
+    data = REPO.parent / "shared" / "data" / "indentation"
+    tests = pd.read_csv(data / "tests.csv")
+    names = ["Sorteria-Control-100SOC-cell2", "Sorteria-control-20SOC-cell1", "OE-LCO-6470mAh-60SOC",
+             "OE-LFP10Ah-100SOC-cell2"]
+    new = tests.set_index("FileName").loc[names].reset_index()
+    new.to_csv(tmp_path / "measured.csv", index=False)
+
+    def predict(tests_csv: str, output: str):
+        return subprocess.run([sys.executable, "-m", "risk.cli", "predict", str(run), "--tests", str(tmp_path / tests_csv),
+                               "--raw", str(data), "--output", str(tmp_path / output)],
+                              capture_output=True, text=True, cwd=REPO, timeout=600)
+
+    res = predict("measured.csv", "curves.csv")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = pd.read_csv(tmp_path / "curves.csv").set_index("FileName").loc[names]
+    physics = out["model"] == "physics"
+    assert list(physics) == [True, True, True, False] and list(out["evidence"]) == ["curves"] * 3 + ["conditions"]
+    levels = out[[f"p_level_{j}" for j in range(1, 8)]]
+    np.testing.assert_allclose(levels.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(out["p_tr"], levels[["p_level_6", "p_level_7"]].sum(axis=1), atol=1e-9)
+    assert ((out["p_tr_q05"] <= out["p_tr"]) & (out["p_tr"] <= out["p_tr_q95"])).all()
+    post = out[physics]
+    assert (post["likelihood_ess"] > 100).all() and (post["encoder_ess"] > 30).all()
+    for name, lo, hi in (("short_resistance", 1e-3, 3.0), ("strain_critical", 0.1, 0.9)):  # the study's priors
+        q = post[[f"{name}_q05", f"{name}_q50", f"{name}_q95"]].to_numpy()
+        assert (lo <= q[:, 0]).all() and (q[:, 0] <= q[:, 1]).all() and (q[:, 1] <= q[:, 2]).all() and (q[:, 2] <= hi).all()
+    assert out.loc[names[:3], "short_resistance_q50"].notna().all() and np.isnan(out.loc[names[3], "short_resistance_q50"])
+    # outcomes in the tests file are not read: changing them changes nothing
+    new.assign(ObservedScore=1.0).to_csv(tmp_path / "relabelled.csv", index=False)
+    again = predict("relabelled.csv", "again.csv")
+    assert again.returncode == 0, again.stderr[-3000:]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again.csv").set_index("FileName").loc[names], out)
+    # a test without a workbook: exit 2 naming the tests file, its line and the field
+    pd.concat([new, pd.DataFrame({"FileName": ["LCO-Pouch-3000mAh-100SOC-cell9"], "Capacity_mAh": [3000],
+                                  "SOC_pct": [100]})]).to_csv(tmp_path / "missing.csv", index=False)
+    bad = predict("missing.csv", "none.csv")
+    assert bad.returncode == 2 and "missing.csv:6" in bad.stderr and "LCO-Pouch-3000mAh-100SOC-cell9" in bad.stderr, bad.stderr
 
 
 def _check_predict_new_calorimetry(run: Path, tmp_path: Path) -> None:

@@ -82,3 +82,36 @@ def test_calibration_of_intervals_on_simulated_real_tests(decoder, real):
     # SBC ranks are not grossly non-uniform (pooled over parameters)
     ranks = sbc_ranks(ut, draws[:, ::10])
     assert sbc_uniformity_pvalue(ranks.reshape(-1, 1), 100)[0] > 1e-4
+
+
+def test_saved_encoder_reloads_and_infers_new_tests(fitted, real, decoder, tmp_path):
+    """The encoder on the user's path: saved with the model, loaded without its training tests, it gives the
+    same amortised posterior of any tests, with their outcome hidden as for a newly measured test."""
+    from sim2real import load_encoder
+
+    fit, _ = fitted
+    decoder.save(tmp_path, fit)
+    loaded = load_encoder(tmp_path)
+    new = real.isel(test=slice(0, 5))
+    for a, b in zip(fit.encode(new), loaded.encode(new)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="pass the tests"):
+        loaded.posterior(10)
+    unscored = new.drop_vars([v for v in ("thermal_runaway", "hazard_level") if v in new])
+    post = loaded.posterior(300, torch.Generator().manual_seed(1), real=unscored)
+    assert post["theta"].shape == (5, 300, 3) and np.all(post["ess"].values > 30)
+
+
+def test_encoder_matches_nuts_of_the_same_posterior(fitted, real):
+    """Importance-corrected encoder vs NumPyro NUTS on the encoder's own target (prior × decoder likelihood with
+    the learned discrepancy), per test and parameter in units of the NUTS sd."""
+    from sim2real.reference import nuts_reference, posterior_distance
+
+    fit, _ = fitted
+    tests = real.isel(test=slice(0, 8))
+    ref, diag = nuts_reference(fit, tests, draws=400, warmup=400, chains=2, seed=3)
+    assert diag["divergences"] == 0 and diag["rhat_max"] < 1.05, diag
+    enc = fit.posterior(2000, torch.Generator().manual_seed(4), real=tests)["u"].values
+    d = posterior_distance(enc, ref)
+    assert np.median(d["mean_shift"]) < 0.15 and np.median(d["w1"]) < 0.2, d
+    assert 0.75 < np.median(d["sd_ratio"]) < 1.3, d
