@@ -57,7 +57,14 @@ test: venv sysdeps
 schema: venv
 	$(VENV)/bin/risk schema -o risk/schema/study.schema.json
 
-benchmarks: venv
+# The benchmarks' extra dependencies (the `bench` extra: sbi), installed once per pyproject.toml like the venv.
+BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	rm -f $(VENV)/.bench-*; touch $@
+
+benchmarks: venv $(BENCH_STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

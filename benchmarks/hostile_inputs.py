@@ -1,6 +1,6 @@
 """Time to reject each hostile input (issue 18) with the real CLI: ``python -m risk.cli`` in a subprocess.
 
-The cases are those of the tests (tests/risk/hostile_cases.py), generated in a temporary folder. Each row
+The cases are the corpus the tests check (risk/schema/hostile_corpus.py), generated in a temporary folder. Each row
 is the wall time of one CLI process, interpreter start and imports included (``risk --help`` alone is
 printed for reference); the acceptance is exit code 2, the file and field named, in < 5 s.
 Prints a table and writes benchmarks/results/hostile_inputs.json.
@@ -18,10 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from risk.schema.hostile_corpus import CASES
 
-from tests.risk.hostile_cases import CASES  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 LIMIT_S = 5.0
 

@@ -1,5 +1,5 @@
 """Hostile inputs (issue 18) through the real CLI: exit 2, one line naming the file and the field or limit,
-nothing written outside the run directory. The cases live in tests/risk/hostile_cases.py (the benchmark
+nothing written outside the run directory. The cases live in risk/schema/hostile_corpus.py (the benchmark
 benchmarks/hostile_inputs.py times the same cases); hostile study files are also in tests/risk/studies/bad/.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from risk.cli import app
-from tests.risk import hostile_cases
-from tests.risk.hostile_cases import CASES
+from risk.schema import hostile_corpus
+from risk.schema.hostile_corpus import CASES
 
 runner = CliRunner()
 
@@ -52,7 +52,7 @@ def test_hostile_input_exit_2_naming_file_and_field(case, tmp_path, monkeypatch)
 
 def test_a_real_subprocess_rejects_a_yaml_bomb(tmp_path):
     """The same through `python -m risk.cli` (no CliRunner): exit 2, stderr names the file."""
-    argv, fragments = hostile_cases.case_validate_yaml_bomb(tmp_path)
+    argv, fragments = hostile_corpus.case_validate_yaml_bomb(tmp_path)
     res = subprocess.run([sys.executable, "-m", "risk.cli", *argv], capture_output=True, text=True,
                          cwd=tmp_path / "work", timeout=120)
     assert res.returncode == 2, res.stderr
@@ -64,7 +64,7 @@ def test_existing_run_directory_and_empty_folder_are_accepted(tmp_path, monkeypa
     from risk.rundir import RUN_MARKERS, run_dir
     from risk.study import load_study
 
-    study = load_study(hostile_cases._study(tmp_path))
+    study = load_study(hostile_corpus._study(tmp_path))
     monkeypatch.chdir(tmp_path / "work")
     for marker in RUN_MARKERS:
         d = tmp_path / "work" / f"run-{marker}"
@@ -81,8 +81,8 @@ def test_data_folder_may_be_a_link_outside_the_project(tmp_path):
     """A data.path outside the project (here a link to it) is legitimate; links inside that stay inside too."""
     from risk.data.limits import check_data_folder
 
-    root = hostile_cases._folder(tmp_path / "elsewhere")
-    hostile_cases.workbook(root / "raw" / "LCO-2Ah-1-100SOC.xlsx")
+    root = hostile_corpus._folder(tmp_path / "elsewhere")
+    hostile_corpus.workbook(root / "raw" / "LCO-2Ah-1-100SOC.xlsx")
     os.symlink(root / "raw" / "LCO-2Ah-1-100SOC.xlsx", root / "raw" / "LCO-2Ah-1-100SOC-copy.xlsx")
     os.symlink(root, tmp_path / "data-link")
     check_data_folder(tmp_path / "data-link")
@@ -93,14 +93,14 @@ def test_copy_marker_duplicates_of_raw_files_still_load(tmp_path):
     """A raw workbook and its 'Copy of' twin: the copy is skipped with a reason, as before."""
     from risk.data.indentation import read_folder
 
-    root = hostile_cases._folder(tmp_path)
+    root = hostile_corpus._folder(tmp_path)
     rows = "".join(f"<row r='{i}'><c r='A{i}'><v>{i}</v></c><c r='B{i}'><v>{i}</v></c><c r='C{i}'><v>4</v></c></row>"
                    for i in range(2, 40))
     head = ("<row r='1'><c r='A1' t='inlineStr'><is><t>Time (second)</t></is></c><c r='B1' t='inlineStr'><is>"
             "<t>Load (lb)</t></is></c><c r='C1' t='inlineStr'><is><t>Voltage (V)</t></is></c></row>")
-    sheet = hostile_cases._sheet(head + rows)
-    hostile_cases.workbook(root / "raw" / "LCO-2Ah-1-100SOC.xlsx", [sheet])
-    hostile_cases.workbook(root / "raw" / "Copy of LCO-2Ah-1-100SOC.xlsx", [sheet])
+    sheet = hostile_corpus._sheet(head + rows)
+    hostile_corpus.workbook(root / "raw" / "LCO-2Ah-1-100SOC.xlsx", [sheet])
+    hostile_corpus.workbook(root / "raw" / "Copy of LCO-2Ah-1-100SOC.xlsx", [sheet])
     got = read_folder(root, on_error="skip")
     assert len(got.tests) == 1
     assert [s["file"] for s in got.skipped] == ["Copy of LCO-2Ah-1-100SOC.xlsx"]

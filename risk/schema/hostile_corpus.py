@@ -1,9 +1,10 @@
-"""Hostile inputs (issue 18), generated in a folder: shared by tests/risk/test_hostile_inputs.py and
-benchmarks/hostile_inputs.py.
+"""The corpus of hostile inputs (issue 18) that the study validator and the data readers are checked against:
+used by the tests (tests/risk/test_hostile_inputs.py) and the benchmark (benchmarks/hostile_inputs.py).
 
-Each case is a function ``case(tmp) -> (argv, fragments)``: the ``risk`` command line that must exit 2
-with one line containing every fragment (file name and field or limit), run with the working directory
-``tmp / "work"``. Nothing may be written anywhere (the inputs are the only files in ``tmp``).
+Each case is a function ``case(tmp) -> (argv, fragments)`` that writes its inputs into the folder ``tmp``:
+the ``risk`` command line that must exit 2 with one line containing every fragment (file name and field
+or limit), run with the working directory ``tmp / "work"``. Nothing may be written anywhere (the inputs
+are the only files in ``tmp``). `CASES` lists every case, sorted by name.
 """
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import os
 import zipfile
 from pathlib import Path
 
-GOOD = Path(__file__).parent / "studies" / "good.yaml"
 NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def workbook(path: Path, sheets: list[str] | None = None, n_sheets: int = 1, big_member: int = 0) -> Path:
@@ -195,7 +194,12 @@ def case_fifo_in_data_folder(tmp):
 
 
 def _study(tmp: Path, name: str = "hostile", data: Path | None = None) -> Path:
-    text = GOOD.read_text().replace("name: tiny-cooling", f"name: {name}")
+    """A small valid study (the project's lumped oven simulator) in ``tmp / "study"``, optionally with data."""
+    text = (f"study: {{name: {name}, seed: 7}}\n"
+            "cell: {chemistry: LCO, format: '18650', capacity: 2.6 A h}\n"
+            "simulator: {name: lumped_thermal, options: {t_end: 600.0, n_time: 11}}\n"
+            "conditions: {temperature_oven: {low: 130 degC, high: 175 degC}, soc: {low: 0.5, high: 1.0}}\n"
+            "ensemble: {size: 8, design: sobol, workers: 1}\n")
     if data is not None:
         text += f"data: {{kind: indentation, path: {str(data)!r}}}\n"
     p = _prepare(tmp) / "study" / "study.yaml"
@@ -206,8 +210,8 @@ def _study(tmp: Path, name: str = "hostile", data: Path | None = None) -> Path:
 
 def case_ingest_link_out_of_data_folder(tmp):
     root = _with_workbook(_folder(tmp))
-    os.symlink(GOOD, root / "raw" / "LCO-2Ah-2-100SOC.xlsx")
     study = _study(tmp, data=root)
+    os.symlink(study, root / "raw" / "LCO-2Ah-2-100SOC.xlsx")
     return ["ingest", str(study), "--out", str(tmp / "work" / "run")], ["LCO-2Ah-2-100SOC.xlsx", "link"]
 
 
