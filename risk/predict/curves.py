@@ -102,12 +102,12 @@ def predict_from_curves(run_dir: Path, df: pd.DataFrame, raw_dir: str | Path, te
     from risk.bayes.sampling import load_posterior
     from sim2real import load_decoder, load_encoder
 
+    real = read_raw_tests(df, raw_dir, tests_file, study)  # first: a missing workbook fails before the models load
     decoder = load_decoder(run_dir / "model")
     fit = load_encoder(run_dir / "model", decoder)
     if fit is None:
         raise DataError("the run's model has no encoder (trained without real tests): predict without --raw",
                         path=run_dir / "model" / "encoder.pt")
-    real = read_raw_tests(df, raw_dir, tests_file, study)
     real["cell_family"] = ("test", df["family"].to_numpy(str), {"units": "1", "long_name": "cell family"})
     data = calibration_data(real, decoder)  # observables, censoring and exclusions exactly as in calibrate
     p_level, weight, ess = predict_levels_given_observables(

@@ -209,16 +209,19 @@ def _check_predict_from_curves(run: Path, tmp_path: Path) -> None:
         q = post[[f"{name}_q05", f"{name}_q50", f"{name}_q95"]].to_numpy()
         assert (lo <= q[:, 0]).all() and (q[:, 0] <= q[:, 1]).all() and (q[:, 1] <= q[:, 2]).all() and (q[:, 2] <= hi).all()
     assert out.loc[names[:3], "short_resistance_q50"].notna().all() and np.isnan(out.loc[names[3], "short_resistance_q50"])
-    # outcomes in the tests file are not read: changing them changes nothing
+    # outcomes in the tests file are not read: changing them changes nothing (in process: the CLI path ran above)
+    from risk.errors import DataError
+    from risk.predict.newtests import predict_tests
+
     new.assign(ObservedScore=1.0).to_csv(tmp_path / "relabelled.csv", index=False)
-    again = predict("relabelled.csv", "again.csv")
-    assert again.returncode == 0, again.stderr[-3000:]
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again.csv").set_index("FileName").loc[names], out)
-    # a test without a workbook: exit 2 naming the tests file, its line and the field
+    again = predict_tests(run, tmp_path / "relabelled.csv", data).set_index("FileName").loc[names]
+    pd.testing.assert_frame_equal(again, out, check_dtype=False)
+    # a test without a workbook: an error naming the tests file, its line and the field (exit 2 in the CLI)
     pd.concat([new, pd.DataFrame({"FileName": ["LCO-Pouch-3000mAh-100SOC-cell9"], "Capacity_mAh": [3000],
                                   "SOC_pct": [100]})]).to_csv(tmp_path / "missing.csv", index=False)
-    bad = predict("missing.csv", "none.csv")
-    assert bad.returncode == 2 and "missing.csv:6" in bad.stderr and "LCO-Pouch-3000mAh-100SOC-cell9" in bad.stderr, bad.stderr
+    with pytest.raises(DataError) as err:
+        predict_tests(run, tmp_path / "missing.csv", data)
+    assert err.value.line == 6 and err.value.field == "FileName" and "LCO-Pouch-3000mAh-100SOC-cell9" in str(err.value)
 
 
 def _check_predict_new_calorimetry(run: Path, tmp_path: Path) -> None:
