@@ -288,8 +288,8 @@ def predict(ctx: RunContext) -> dict:
 
     from risk.bayes.sampling import load_posterior, stack_draws
     from risk.predict.rare_events import crude_monte_carlo, subset_simulation, tr_limit_state
-    from risk.predict.scenarios import (decompose, family_slope_draws, link_draws, new_cell_p_tr, population_shift,
-                                        write_predictions)
+    from risk.predict.scenarios import (clip_to_design, decompose, family_slope_draws, link_draws, new_cell_p_tr,
+                                        population_shift, write_predictions)
     from risk.predict.sensitivity import sobol_indices
     from sim2real import load_decoder
 
@@ -300,15 +300,17 @@ def predict(ctx: RunContext) -> dict:
     scenarios = _scenarios(ctx, decoder)
     apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])
 
-    def logit_fn(u, c):
+    tree = load_posterior(ctx.path("posterior.nc")) if ctx.path("posterior.nc").exists() else None
+
+    def logit_fn(u, c):  # never beyond the decoder's design region (`clip_to_design`)
+        u = u if tree is None else clip_to_design(tree, np.asarray(u, float))
         return np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32)), dtype=float)
 
     seed = ctx.stage_seed("predict")
     names = list(decoder.parameter_names)
     candidates, cand_labels = _candidate_tests(ctx, decoder)
     scenario_diag = None
-    if ctx.path("posterior.nc").exists():
-        tree = load_posterior(ctx.path("posterior.nc"))
+    if tree is not None:
         # every draw for the scenarios (their P(TR) is diagnosed like a free variable), thinned for candidates
         p_cells = new_cell_p_tr(tree, logit_fn, scenarios, n_cells=64 if ctx.quick else 128, seed=seed)
         p_cand = new_cell_p_tr(tree, logit_fn, candidates, n_cells=64 if ctx.quick else 256, seed=seed + 1,

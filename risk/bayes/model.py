@@ -216,6 +216,30 @@ class CalibrationData:
 
 #: prior mean of the model-discrepancy sd per observable [normalised units] (`build_hierarchical_model`)
 DISCREPANCY_SCALE = 0.2
+#: width [u] of the soft wall at the edge of the decoder's design region (`design_penalty`): 0.25 prior sd
+#: beyond the edge costs ½ nat per test and parameter, 0.75 costs 4.5
+DESIGN_WALL = 0.25
+#: the design region is the prior's central 1 − 2 · DESIGN_TAIL of each parameter (`design_region_u`)
+DESIGN_TAIL = 0.005
+
+
+def design_region_u(priors: Sequence[Prior], to_unconstrained: Callable[[np.ndarray], np.ndarray],
+                    n: int = 8192, seed: int = 0, tail: float = DESIGN_TAIL) -> tuple[np.ndarray, np.ndarray]:
+    """Per parameter, the ``tail`` and ``1 − tail`` quantiles of ``u`` under the study priors: ``(lower, upper)``,
+    each ``(n_param,)`` [u]. The ensemble is drawn from these priors, so the decoder has seen simulations across
+    this box and ~``tail`` of them beyond each face (about one of the default study's 192)."""
+    rng = np.random.default_rng(seed)
+    theta = np.column_stack([p.sample(rng, n) for p in priors])
+    u = np.asarray(to_unconstrained(theta), dtype=float)
+    return np.quantile(u, tail, axis=0), np.quantile(u, 1.0 - tail, axis=0)
+
+
+def design_penalty(u, bounds: tuple[np.ndarray, np.ndarray], wall: float = DESIGN_WALL, xp=np):
+    """Log penalty ``−½ Σ_p (excess_p / wall)²`` of ``u`` ``(..., n_param)`` beyond ``bounds`` → ``(...)``;
+    0 inside. ``xp``: ``numpy`` or ``pytensor.tensor``."""
+    lo, hi = (np.asarray(b, dtype=float) for b in bounds)
+    excess = xp.maximum(u - hi, 0.0) + xp.maximum(lo - u, 0.0)
+    return -0.5 * ((excess / wall) ** 2).sum(axis=-1)
 
 
 def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, parameter_names: Sequence[str],
@@ -225,7 +249,8 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                              censored: np.ndarray | None = None, train_mask: np.ndarray | None = None,
                              family_covariate: np.ndarray | None = None, covariate_direction: np.ndarray | None = None,
                              slope_scale: float = 0.5, family_discrepancy_scale: float | None = None,
-                             name: str = "") -> pm.Model:
+                             design_bounds: tuple[np.ndarray, np.ndarray] | None = None,
+                             design_wall: float = DESIGN_WALL, name: str = "") -> pm.Model:
     """Hierarchical calibration model with the frozen decoder as surrogate likelihood.
 
     Parameters
@@ -270,6 +295,14 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         what the simulator misses about a cell design — e.g. the databank's 18650 types differ in heat
         released by more than a lumped heater model moves within the family spread — so that a family the
         data never saw gets that spread in its predictive. None: no such term.
+    design_bounds : ``(lower, upper)``, each ``(n_param,)`` [u]: the region of ``u`` the decoder was trained on
+        (`design_region_u`: the central 99 % of the prior the ensemble was drawn from). Every ``u`` the decoder
+        sees (``u_test`` of the tests a copy sees) pays ``−½ (excess / design_wall)²`` beyond it (`design_penalty`): a surrogate is a
+        model of the simulator only where it has seen simulations (Kennedy & O'Hagan 2001 §2.3; Gramacy,
+        *Surrogates* 2020 ch. 5). Without it the default study's families ran to |u| ≈ 6–8, where the
+        decoder's onset force turns back up, and the posterior split into two modes (R-hat 1.13; measured).
+        None: no wall.
+    design_wall : width of the soft wall [u].
     train_mask : ``(n_folds, n_tests)`` bool: fit ``n_folds`` independent copies in one model, copy k
         seeing only the tests where ``train_mask[k]`` (cross-validation in one JAX compilation); every
         variable then leads with a ``fold`` dim.
@@ -348,6 +381,9 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         pm.Deterministic("cell_chol", W * sd[..., None, :], dims=dims("parameter", "direction"))
         pm.Deterministic("family_chol", W * tau[..., None, :], dims=dims("parameter", "direction"))
         u = pm.Deterministic("u_test", to_u(a_t), dims=dims("test", "parameter"))
+        if design_bounds is not None:  # the tests each copy sees (a held-out test's cell would tilt the hyperprior)
+            wall = design_penalty(u, design_bounds, design_wall, xp=pt)
+            pm.Potential("design_region", (wall * (seen if batch else seen[0])).sum())
         # static shapes throughout: JAX post-processing of deterministics cannot reshape to a traced shape
         out = surrogate(pt.reshape(u, (batch[0] * n, n_param)) if batch else u, c)
         g = pt.reshape(out["logit_runaway"], (batch[0], n)) if batch else out["logit_runaway"]

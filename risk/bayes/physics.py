@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 from scipy import special, stats
 
-from risk.bayes.model import CalibrationData, build_hierarchical_model, prior_moments_u
+from risk.bayes.model import CalibrationData, build_hierarchical_model, design_region_u, prior_moments_u
 from risk.bayes.subspace import InformedSubspace, informed_subspace
 
 
@@ -37,13 +37,16 @@ class PhysicsSetup:
     """Prior moments of ``u`` (``(n_param,)`` each), the data-informed subspace and the family covariate
     (``{"condition", "index", "centre", "direction"}``: x = log(condition) − centre, regressed along the
     unit ``direction`` ``(k,)`` of the subspace; or None); ``family_discrepancy``: half-t(3) scale of the
-    family-level observable discrepancy [normalised] (`risk.bayes.model.build_hierarchical_model`), or None."""
+    family-level observable discrepancy [normalised] (`risk.bayes.model.build_hierarchical_model`), or None;
+    ``design_bounds``: ``(lower, upper)`` ``(n_param,)`` each [u], the decoder's design region
+    (`risk.bayes.model.design_region_u`), or None."""
 
     prior_mean: np.ndarray
     prior_sd: np.ndarray
     subspace: InformedSubspace
     covariate: dict | None = None
     family_discrepancy: float | None = None
+    design_bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     def attrs(self) -> dict[str, str]:
         """Posterior attrs that `predict_levels` and `risk.predict.scenarios` read back."""
@@ -53,15 +56,18 @@ class PhysicsSetup:
             out["family_covariate"] = json.dumps(self.covariate)
         if self.family_discrepancy is not None:
             out["family_discrepancy_scale"] = json.dumps(float(self.family_discrepancy))
+        if self.design_bounds is not None:
+            out["design_bounds"] = json.dumps([np.asarray(b, float).tolist() for b in self.design_bounds])
         return out
 
     @classmethod
     def from_attrs(cls, attrs) -> "PhysicsSetup":
         """The setup a physics posterior was sampled with (its attrs, `attrs`)."""
-        cov, fd = attrs.get("family_covariate"), attrs.get("family_discrepancy_scale")
+        cov, fd, db = attrs.get("family_covariate"), attrs.get("family_discrepancy_scale"), attrs.get("design_bounds")
         return cls(np.asarray(json.loads(attrs["prior_mean"]), float), np.asarray(json.loads(attrs["prior_sd"]), float),
                    InformedSubspace.from_json(attrs["subspace"]), None if cov is None else json.loads(cov),
-                   None if fd is None else float(json.loads(fd)))
+                   None if fd is None else float(json.loads(fd)),
+                   None if db is None else tuple(np.asarray(b, float) for b in json.loads(db)))
 
     def family_covariate(self, data: CalibrationData) -> np.ndarray | None:
         """``(n_families,)`` covariate of ``data.families``: log of the family's mean condition − centre."""
@@ -116,6 +122,7 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
     import jax
 
     mean, sd = prior_moments_u(list(priors), decoder.to_unconstrained, seed=seed)
+    bounds = design_region_u(list(priors), decoder.to_unconstrained, seed=seed)
     rng = np.random.default_rng(seed)
     theta = np.column_stack([p.sample(rng, n_prior) for p in priors])
     u = decoder.to_unconstrained(theta)
@@ -127,7 +134,7 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
         sub = informed_subspace(decoder.jax_apply, decoder.parameter_names, u, data.conditions,
                                 np.isfinite(data.observables), has_outcome, anchor=mean, max_dim=max_dim)
         direction = runaway_direction(decoder.jax_apply, sub, data.conditions)
-    return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction), family_discrepancy)
+    return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction), family_discrepancy, bounds)
 
 
 def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup):
@@ -137,7 +144,8 @@ def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup):
                                     basis=setup.subspace.basis, anchor=setup.subspace.anchor,
                                     family_covariate=setup.family_covariate(data),
                                     covariate_direction=(setup.covariate or {}).get("direction"),
-                                    family_discrepancy_scale=setup.family_discrepancy)
+                                    family_discrepancy_scale=setup.family_discrepancy,
+                                    design_bounds=setup.design_bounds)
 
 
 def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: int, draws: int, tune: int,
@@ -169,9 +177,10 @@ def _new_cells(tree: xr.DataTree, families: Sequence[str], conditions: np.ndarra
 
     A known family sits at its posterior location; an unseen one is drawn once per draw from the population
     over families (at each test's capacity when the posterior has a family covariate); the cell is drawn
-    from the cell-to-cell distribution; the directions the data do not inform from the prior.
+    from the cell-to-cell distribution; the directions the data do not inform from the prior. A cell beyond
+    the decoder's design region (`PhysicsSetup.design_bounds`) is evaluated on its boundary.
     """
-    from risk.predict.scenarios import _uninformed_draws, family_slope_draws, population_shift
+    from risk.predict.scenarios import _uninformed_draws, clip_to_design, family_slope_draws, population_shift
 
     post = tree["posterior"].to_dataset()
     total = post.sizes["chain"] * post.sizes["draw"]
@@ -197,7 +206,7 @@ def _new_cells(tree: xr.DataTree, families: Sequence[str], conditions: np.ndarra
             loc[:, i] = new_family_loc[f] + shift[:, i]
     z = rng.standard_normal((S, n, n_cells, k))
     u = (loc + rest[:, None, :])[:, :, None, :] + np.einsum("spq,sncq->sncp", chol, z)
-    return u, keep, post
+    return clip_to_design(tree, u), keep, post
 
 
 def predict_levels(tree: xr.DataTree, logit_fn, families: Sequence[str], conditions: np.ndarray, *, seed: int,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from risk.bayes.model import N_LEVELS, CalibrationData, build_hierarchical_model
+from risk.bayes.model import N_LEVELS, CalibrationData, build_hierarchical_model, design_penalty
 from risk.bayes.physics import COVARIATE_CONDITION, PhysicsSetup
 
 #: the hyperparameters / population quantities whose ranks are checked (``cutpoints`` without the one
@@ -112,7 +112,7 @@ def _model_kwargs(design: CalibrationData, decoder, setup: PhysicsSetup) -> dict
                 basis=setup.subspace.basis, anchor=setup.subspace.anchor,
                 family_covariate=setup.family_covariate(design),
                 covariate_direction=(setup.covariate or {}).get("direction"),
-                family_discrepancy_scale=setup.family_discrepancy)
+                family_discrepancy_scale=setup.family_discrepancy, design_bounds=setup.design_bounds)
 
 
 def _stacked(design: CalibrationData, y: np.ndarray, levels: np.ndarray) -> tuple[CalibrationData, np.ndarray]:
@@ -154,13 +154,25 @@ def prior_replicates(design: CalibrationData, decoder, setup: PhysicsSetup, n_re
     import pymc as pm
     import pytensor
 
+    kw = _model_kwargs(design, decoder, setup)
+    # prior predictive draws ignore Potentials: the design-region wall (`design_penalty` ≤ 0) is applied by
+    # rejection, accepting a draw with probability exp(penalty) — exact draws from the model's prior
+    n_draw = n_replicates if setup.design_bounds is None else 4 * n_replicates + 16
     with pytensor.config.change_flags(blas__ldflags=""):
-        gen = build_hierarchical_model(design, decoder.pytensor_apply, **_model_kwargs(design, decoder, setup))
-        prior = pm.sample_prior_predictive(draws=n_replicates, model=gen, random_seed=seed)
+        gen = build_hierarchical_model(design, decoder.pytensor_apply, **kw)
+        prior = pm.sample_prior_predictive(draws=n_draw, model=gen, random_seed=seed)
+    keep = np.arange(n_draw)
+    if setup.design_bounds is not None:
+        log_accept = design_penalty(prior["prior"]["u_test"].values[0], setup.design_bounds).sum(axis=-1)
+        accept = np.log(np.random.default_rng(seed).random(n_draw)) < log_accept
+        if accept.sum() < n_replicates:
+            raise RuntimeError(f"SBC: {accept.sum()} of {n_draw} prior draws inside the design region, "
+                               f"{n_replicates} needed")
+        keep = np.flatnonzero(accept)[:n_replicates]
     n, n_obs = np.asarray(design.observables).shape
-    y = prior["prior_predictive"]["observables"].values[0].reshape(n_replicates, n, n_obs)
-    levels = prior["prior_predictive"]["hazard_level"].values[0].reshape(n_replicates, n) + 1
-    truth = {v: prior["prior"][v].values[0] for v in SBC_VARIABLES if v in prior["prior"]}
+    y = prior["prior_predictive"]["observables"].values[0][keep].reshape(n_replicates, n, n_obs)
+    levels = prior["prior_predictive"]["hazard_level"].values[0][keep].reshape(n_replicates, n) + 1
+    truth = {v: prior["prior"][v].values[0][keep] for v in SBC_VARIABLES if v in prior["prior"]}
     return truth, y, levels
 
 

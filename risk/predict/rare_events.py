@@ -313,7 +313,8 @@ def new_cell_limit_states(tree, logit_fn: Callable[[np.ndarray, np.ndarray], np.
     seed : seed of the uninformed-direction draws.
     """
     from risk.bayes.sampling import stack_draws
-    from risk.predict.scenarios import _uninformed_draws, family_slope_draws, link_draws, population_shift
+    from risk.predict.scenarios import (_uninformed_draws, clip_to_design, family_slope_draws, link_draws,
+                                        population_shift)
 
     mu_f, mu_pop, chol = stack_draws(tree, "mu_family"), stack_draws(tree, "mu_pop"), stack_draws(tree, "cell_chol")
     fam_chol = (stack_draws(tree, "family_chol") if "family_chol" in tree["posterior"]
@@ -334,6 +335,7 @@ def new_cell_limit_states(tree, logit_fn: Callable[[np.ndarray, np.ndarray], np.
         a, b = float(shift[s]), float(scale[s])
 
         def logit(u, a=a, b=b):
+            u = clip_to_design(tree, np.asarray(u, float))
             return a + b * np.asarray(logit_fn(u, np.broadcast_to(c, (len(u), len(c)))), dtype=float)
 
         location = loc[j] + rest[j]

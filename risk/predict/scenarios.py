@@ -88,7 +88,7 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
             loc = (mu_pop + population_shift(tree, slope, np.asarray(sc.conditions, float)[None])[:, 0]
                    + np.einsum("spq,sq->sp", fam_chol, rng.standard_normal((S, fam_chol.shape[2]))))
         z = rng.standard_normal((S, n_cells, chol.shape[2]))
-        u = (loc + rest)[:, None, :] + np.einsum("spq,scq->scp", chol, z)
+        u = clip_to_design(tree, (loc + rest)[:, None, :] + np.einsum("spq,scq->scp", chol, z))
         c = np.broadcast_to(np.asarray(sc.conditions, dtype=float), (S, n_cells, len(sc.conditions)))
         out[k] = special.expit(shift[:, None] + scale[:, None] * np.asarray(logit_fn(u, c), dtype=float))
     return out
@@ -112,6 +112,16 @@ def population_shift(tree: xr.DataTree, slope: np.ndarray, conditions: np.ndarra
         return np.zeros((slope.shape[0], conditions.shape[0], slope.shape[1]))
     x = np.log(conditions[:, spec["index"]]) - spec["centre"]
     return slope[:, None, :] * x[None, :, None]
+
+
+def clip_to_design(tree: xr.DataTree, u: np.ndarray) -> np.ndarray:
+    """``u`` ``(..., n_param)`` clipped to the decoder's design region of the posterior's attrs
+    (``design_bounds``, `risk.bayes.physics.PhysicsSetup`): the fit keeps cells inside it by a soft wall
+    (`risk.bayes.model.design_penalty`), prediction never evaluates the decoder beyond it. Unchanged without."""
+    if "design_bounds" not in tree.attrs:
+        return u
+    lower, upper = (np.asarray(b, float) for b in json.loads(tree.attrs["design_bounds"]))
+    return np.clip(u, lower, upper)
 
 
 def _uninformed_draws(tree: xr.DataTree, n: int, rng: np.random.Generator) -> np.ndarray:
