@@ -30,6 +30,13 @@ def default_run_dir(study, quick: bool = False) -> Path:
     return Path("runs") / (study.study.name + ("-quick" if quick else ""))
 
 
+def decoder_dir(run: Path) -> Path:
+    """The decoder behind a run's calibrated posterior: ``model_refined/`` after simulation rounds
+    (`risk.rounds`, ``sim2real.rounds``), else ``model/`` (the train stage's; it also holds the encoder)."""
+    refined = Path(run) / "model_refined"
+    return refined if refined.exists() else Path(run) / "model"
+
+
 def is_run_dir(path: Path) -> bool:
     """True if ``path`` holds a run marker (`RUN_MARKERS`)."""
     return any((path / m).exists() for m in RUN_MARKERS)

@@ -14,6 +14,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from risk.pipeline import RunContext, Stage
+from risk.rundir import decoder_dir
 
 
 def progress_bar(ctx: RunContext) -> Progress:
@@ -109,22 +110,16 @@ def train(ctx: RunContext) -> dict:
     """sim2real: decoder p(x | θ, c) on the ensemble, frozen; encoder q(θ | x, c) on real tests → ``model/``."""
     import torch
 
-    from sim2real import DecoderConfig, EncoderConfig, FrozenDecoderCVAE
-    from simulators import load
+    from sim2real import EncoderConfig
     from simulators.ensemble import open_ensemble
 
     s, cfg = ctx.study, ctx.study.sim2real
     # tiny networks: one thread is as fast, and two spin-wait under contention (calorimetry quick train 33 s alone,
     # 261 s beside a running test suite with 2 threads)
     torch.set_num_threads(1)
-    names = [p.name for p in load(s.simulator.name).parameters]
-    priors = s.priors()
     ens = open_ensemble(ctx.path("ensemble.zarr")).load()
     seed = ctx.stage_seed("train")
-    dcfg = DecoderConfig(width=cfg.hidden, depth=cfg.layers, epochs=cfg.epochs_decoder, lr=cfg.learning_rate,
-                         val_fraction=cfg.holdout_fraction, seed=seed)
-    decoder = FrozenDecoderCVAE((names, [priors[n] for n in names]), observables=cfg.observables,
-                                config=dcfg).append_simulations(ens).train()
+    decoder = _decoder_builder(ctx).append_simulations(ens).train()
     real = _real(ctx)
     fit = None
     if real is not None and real.sizes.get("test", 0):
@@ -133,6 +128,19 @@ def train(ctx: RunContext) -> dict:
     metrics = json.loads(ctx.path("model/metrics.json").read_text()) if ctx.path("model/metrics.json").exists() else {}
     return {"simulations": int(ens.sizes["sample"]), "encoder": fit is not None,
             "metrics": {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}}
+
+
+def _decoder_builder(ctx: RunContext):
+    """An untrained `FrozenDecoderCVAE` with the study's simulator parameters, priors and sim2real settings."""
+    from sim2real import DecoderConfig, FrozenDecoderCVAE
+    from simulators import load
+
+    s, cfg = ctx.study, ctx.study.sim2real
+    names = [p.name for p in load(s.simulator.name).parameters]
+    priors = s.priors()
+    dcfg = DecoderConfig(width=cfg.hidden, depth=cfg.layers, epochs=cfg.epochs_decoder, lr=cfg.learning_rate,
+                         val_fraction=cfg.holdout_fraction, seed=ctx.stage_seed("train"))
+    return FrozenDecoderCVAE((names, [priors[n] for n in names]), observables=cfg.observables, config=dcfg)
 
 
 def _scenarios(ctx: RunContext, decoder):
@@ -165,7 +173,7 @@ def _physics_inputs(ctx: RunContext):
     real = _real(ctx)
     if real is None or not real.sizes.get("test", 0):
         return None
-    decoder = load_decoder(ctx.path("model"))
+    decoder = load_decoder(decoder_dir(ctx.out))
     priors = ctx.study.priors()
     return decoder, calibration_data(real, decoder), [priors[n] for n in decoder.parameter_names]
 
@@ -186,7 +194,10 @@ def calibrate(ctx: RunContext) -> dict:
     ``posterior.nc`` + ``diagnostics.json``; the metadata baseline → ``posterior_<kind>.nc``."""
     from risk.bayes.physics import fit_physics, physics_setup
 
+    import shutil
+
     s, inf = ctx.study, ctx.study.inference
+    shutil.rmtree(ctx.path("model_refined"), ignore_errors=True)  # round 0 starts from the train stage's decoder
     inputs = _physics_inputs(ctx)
     if inputs is None:
         return {"note": "no real tests: the prior predictive is used downstream"}
@@ -194,18 +205,22 @@ def calibrate(ctx: RunContext) -> dict:
     seed = ctx.stage_seed("calibrate")
     setup = physics_setup(decoder, data, priors, seed=seed, max_dim=inf.subspace_max_dim,
                           family_discrepancy=inf.family_discrepancy_scale)
-    ctx.path("subspace.json").write_text(json.dumps({"eigenvalues": setup.subspace.eigenvalues.tolist(),
-                                                     "directions": setup.subspace.table(),
-                                                     "n_tests": setup.subspace.n_tests}, indent=2))
     # keep going on bad diagnostics: the report shows the failure banner, and `risk run` exits 3 at the
     # end (from diagnostics.json) unless inference.allow_bad_diagnostics
     tree, diag = fit_physics(data, decoder, setup, seed=seed, draws=inf.draws, tune=inf.tune, chains=inf.chains,
                              target_accept=inf.target_accept, out_dir=ctx.out, allow_bad_diagnostics=True, force=True,
                              provenance={"study_hash": s.hash, "data_notes": list(data.notes)})
+    summary: dict = {}
+    if s.sim2real.rounds:
+        decoder, data, setup, tree, diag, summary["rounds"] = _simulation_rounds(ctx, decoder, data, priors, tree,
+                                                                                diag, seed=seed)
+    ctx.path("subspace.json").write_text(json.dumps({"eigenvalues": setup.subspace.eigenvalues.tolist(),
+                                                     "directions": setup.subspace.table(),
+                                                     "n_tests": setup.subspace.n_tests}, indent=2))
     mis = _misspecification(ctx, tree, data, decoder)
-    summary = {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok),
-               "subspace_dim": setup.subspace.dim, "data_notes": list(data.notes),
-               "misspecification_flag": mis["flag"]}
+    summary |= {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok),
+                "subspace_dim": setup.subspace.dim, "data_notes": list(data.notes),
+                "misspecification_flag": mis["flag"]}
     table = _metadata_table(ctx)
     if table is not None:  # the metadata baseline behind `risk predict --model metadata`, on the study's families
         from risk.bayes.baselines import calibrate_metadata
@@ -218,6 +233,86 @@ def calibrate(ctx: RunContext) -> dict:
                            families=s.data.families or None, allow_bad_diagnostics=True)
         summary["metadata_model"] = s.data.kind
     return summary
+
+
+def _simulation_rounds(ctx: RunContext, decoder, data, priors, tree, diag, *, seed: int):
+    """``sim2real.rounds`` rounds of `risk.rounds`: simulate new cells drawn from the posterior, retrain the
+    decoder on every simulation so far, recalibrate. Each round in ``rounds/round<r>/`` (``ensemble.zarr``,
+    ``model/``, ``posterior.nc``, ``diagnostics.json``; round 0's posterior copied to ``rounds/round0/``); the
+    last round's decoder → ``model_refined/`` (`risk.rundir.decoder_dir`) and its posterior and diagnostics
+    replace the top-level ones; ``rounds.json`` (`risk.rounds.round_record`). Returns the last round's
+    ``(decoder, data, setup, tree, diagnostics, summary)``."""
+    import shutil
+
+    import torch
+
+    from risk.bayes.data import calibration_data
+    from risk.bayes.physics import fit_physics, physics_setup
+    from risk.rounds import decoder_error, posterior_design, round_record, scenario_p_tr
+    from simulators.ensemble import open_ensemble, run_ensemble
+
+    s, cfg, inf = ctx.study, ctx.study.sim2real, ctx.study.inference
+    torch.set_num_threads(1)
+    base = ctx.path("rounds")
+    (base / "round0").mkdir(parents=True, exist_ok=True)
+    for name in ("posterior.nc", "diagnostics.json"):
+        shutil.copy2(ctx.path(name), base / "round0" / name)
+    scenarios = _scenarios(ctx, decoder)
+
+    def simulate(plan, store, r):
+        with progress_bar(ctx) as bar:
+            task = bar.add_task(f"round {r}: simulating {s.simulator.name} at the posterior", total=len(plan))
+            # a rerun of an interrupted round resumes its store; a store of another posterior is set aside
+            res = run_ensemble(s.simulator.name, dict(s.simulator.options), plan, store,
+                               cluster=ctx.cluster or s.ensemble.cluster, workers=s.ensemble.workers,
+                               threads_per_worker=s.ensemble.threads_per_worker, timeout=s.ensemble.timeout,
+                               mpi_ranks=s.ensemble.mpi_ranks, retry_failed=True, attrs={"study_hash": s.hash, "round": r},
+                               progress=lambda done, total: bar.update(task, completed=done))
+        return res.n_done_before + len(res.computed), len(res.failed)
+
+    def record(r, n_sim, n_failed):
+        return {"round": r, "simulations": n_sim, "failed": n_failed, "diagnostics_ok": bool(diag.ok),
+                "rhat_max": float(diag.rhat_max), "ess_bulk_min": float(diag.ess_bulk_min),
+                "p_tr": scenario_p_tr(tree, decoder, scenarios, seed=seed)}
+
+    stores = [ctx.path("ensemble.zarr")]
+    records, decoders = [record(0, int(open_ensemble(stores[0]).sizes["sample"]), 0)], [decoder]
+    setup = None
+    for r in range(1, cfg.rounds + 1):
+        d = base / f"round{r}"
+        plan = posterior_design(tree, decoder, data, s.condition_values(), cfg.round_size, seed=seed + r)
+        n_ok, n_failed = simulate(plan, d / "ensemble.zarr", r)
+        if n_ok == 0:
+            ctx.console.print(f"[yellow]round {r}: every simulation failed; see {d / 'failures.jsonl'}[/yellow]")
+        else:
+            stores.append(d / "ensemble.zarr")
+        builder = _decoder_builder(ctx)
+        for store in stores:
+            builder.append_simulations(open_ensemble(store).load())
+        decoder = builder.train()
+        decoder.save(d / "model")
+        data = calibration_data(_real(ctx), decoder)
+        setup = physics_setup(decoder, data, priors, seed=seed + r, max_dim=inf.subspace_max_dim,
+                              family_discrepancy=inf.family_discrepancy_scale)
+        tree, diag = fit_physics(data, decoder, setup, seed=seed + r, draws=inf.draws, tune=inf.tune,
+                                 chains=inf.chains, target_accept=inf.target_accept, out_dir=d,
+                                 allow_bad_diagnostics=True, force=True,
+                                 provenance={"study_hash": s.hash, "data_notes": list(data.notes), "round": r})
+        records.append(record(r, sum(int(open_ensemble(x).sizes["sample"]) for x in stores), n_failed))
+        decoders.append(decoder)
+    # one evaluation set from the final posterior scores every round's decoder
+    plan = posterior_design(tree, decoder, data, s.condition_values(), cfg.round_size, seed=seed + 1000)
+    n_ok, _ = simulate(plan, base / "evaluation" / "ensemble.zarr", "evaluation")
+    errors = [decoder_error(dec, open_ensemble(base / "evaluation" / "ensemble.zarr").load()) if n_ok else {}
+              for dec in decoders]
+    result = round_record(records, errors, {"simulations": n_ok, "drawn_from": f"round {cfg.rounds} posterior"})
+    ctx.path("rounds.json").write_text(json.dumps(result, indent=2))
+    shutil.copytree(base / f"round{cfg.rounds}" / "model", ctx.path("model_refined"))
+    for name in ("posterior.nc", "diagnostics.json"):
+        shutil.copy2(base / f"round{cfg.rounds}" / name, ctx.path(name))
+    summary = [{"round": x["round"], "simulations": x["simulations"], "diagnostics_ok": x["diagnostics_ok"],
+                "nrmse": x["decoder_error_posterior_region"].get("nrmse")} for x in result["rounds"]]
+    return decoder, data, setup, tree, diag, summary
 
 
 def _misspecification(ctx: RunContext, tree, data, decoder) -> dict:
@@ -250,7 +345,7 @@ def crossvalidate(ctx: RunContext) -> dict:
     inf = ctx.study.inference
     draws, tune = (min(inf.crossval_draws, 250), min(inf.crossval_tune, 250)) if ctx.quick else \
         (inf.crossval_draws, inf.crossval_tune)
-    result = crossvalidate_study(ctx.study, *inputs, decoder_dir=ctx.path("model"), table=_metadata_table(ctx),
+    result = crossvalidate_study(ctx.study, *inputs, decoder_dir=decoder_dir(ctx.out), table=_metadata_table(ctx),
                                  seed=ctx.stage_seed("crossvalidate"), draws=draws, tune=tune, chains=inf.chains,
                                  target_accept=inf.target_accept, max_dim=inf.subspace_max_dim, quick=ctx.quick,
                                  family_discrepancy=inf.family_discrepancy_scale,
@@ -296,7 +391,7 @@ def predict(ctx: RunContext) -> dict:
     s = ctx.study
     if not s.scenarios:
         return {"note": "study has no scenarios"}
-    decoder = load_decoder(ctx.path("model"))
+    decoder = load_decoder(decoder_dir(ctx.out))
     scenarios = _scenarios(ctx, decoder)
     apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])
 
@@ -615,9 +710,10 @@ STAGES: list[Stage] = [
           description="real tests → real.nc"),
     Stage("train", train, sections=("simulator", "parameters", "sim2real"), upstream=("simulate", "ingest"),
           artefacts=("model",), description="sim2real decoder (frozen) + encoder"),
-    Stage("calibrate", calibrate, sections=("parameters", "inference"), upstream=("train", "ingest"),
+    Stage("calibrate", calibrate, sections=("parameters", "inference", "sim2real"), upstream=("train", "ingest"),
           artefacts=("misspecification.json",), description="hierarchical Bayesian calibration (NumPyro NUTS)"),
-    Stage("crossvalidate", crossvalidate, sections=("parameters", "inference", "data"), upstream=("train", "ingest"),
+    Stage("crossvalidate", crossvalidate, sections=("parameters", "inference", "data"),
+          upstream=("train", "ingest", "calibrate"),
           artefacts=("crossval.json",), description="grouped cross-validation of the physics model and its baselines"),
     Stage("predict", predict, sections=("scenarios", "inference"), upstream=("calibrate",),
           artefacts=("predictions.nc",), description="P(TR | scenario), sensitivity, rare events, next-test ranking"),

@@ -230,6 +230,10 @@ class Sim2Real(_Section):
     encoder_steps: Annotated[int, Field(gt=0)] = 800
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+    rounds: Annotated[int, Field(ge=0, le=5, description=(
+        "simulation rounds after calibration: simulate new cells drawn from the posterior, retrain the decoder "
+        "on every simulation so far, recalibrate (risk.rounds); the reported numbers come from the last round"))] = 0
+    round_size: Annotated[int, Field(gt=0, description="simulations per round (and of the evaluation set)")] = 64
 
 
 class Inference(_Section):

@@ -103,8 +103,11 @@ def predict_from_curves(run_dir: Path, df: pd.DataFrame, raw_dir: str | Path, te
     from sim2real import load_decoder, load_encoder
 
     real = read_raw_tests(df, raw_dir, tests_file, study)  # first: a missing workbook fails before the models load
-    decoder = load_decoder(run_dir / "model")
-    fit = load_encoder(run_dir / "model", decoder)
+    from risk.rundir import decoder_dir
+
+    decoder = load_decoder(decoder_dir(run_dir))  # the calibrated posterior's decoder
+    encoder_decoder = decoder if decoder_dir(run_dir) == run_dir / "model" else load_decoder(run_dir / "model")
+    fit = load_encoder(run_dir / "model", encoder_decoder)  # the encoder is trained with the train stage's decoder
     if fit is None:
         raise DataError("the run's model has no encoder (trained without real tests): predict without --raw",
                         path=run_dir / "model" / "encoder.pt")
@@ -122,7 +125,7 @@ def predict_from_curves(run_dir: Path, df: pd.DataFrame, raw_dir: str | Path, te
     out["likelihood_ess"] = ess
     post = fit.posterior(N_DRAWS, torch.Generator().manual_seed(seed), real=real)
     theta = post["theta"].values  # (n, S, P) [SI]
-    for k, name in enumerate(decoder.parameter_names):
+    for k, name in enumerate(encoder_decoder.parameter_names):
         for q in (5, 50, 95):
             out[f"{name}_q{q:02d}"] = np.quantile(theta[:, :, k], q / 100, axis=1)
     out["encoder_ess"] = post["ess"].values

@@ -236,9 +236,10 @@ def _physics_heat(run_dir: Path, df: pd.DataFrame, ds, *, seed: int) -> pd.DataF
     import jax
 
     from risk.bayes.physics import predict_observables
+    from risk.rundir import decoder_dir
     from sim2real import load_decoder
 
-    decoder = load_decoder(run_dir / "model")
+    decoder = load_decoder(decoder_dir(run_dir))
     layout = decoder.layout
     names = list(decoder.condition_names)
     cond = np.tile(np.asarray(layout.condition_default, float), (len(df), 1))
@@ -296,9 +297,10 @@ def _predict_physics(run_dir: Path, df: pd.DataFrame, *, seed: int) -> pd.DataFr
     import jax
 
     from risk.bayes.physics import p_tr_from_levels, predict_levels
+    from risk.rundir import decoder_dir
     from sim2real import load_decoder
 
-    decoder = load_decoder(run_dir / "model")
+    decoder = load_decoder(decoder_dir(run_dir))
     tree = load_posterior(run_dir / "posterior.nc")
     names = list(decoder.condition_names)
     cond = np.tile(np.asarray(decoder.layout.condition_default, float), (len(df), 1))

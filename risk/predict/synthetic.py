@@ -34,6 +34,7 @@ def synthetic_tests(run_dir: str | Path, family: str, soc: float, n: int, *, con
     from risk.bayes.sampling import load_posterior
     from risk.data.registry import read_real
     from risk.predict.scenarios import family_conditions
+    from risk.rundir import decoder_dir
     from sim2real import load_decoder
 
     run_dir = Path(run_dir)
@@ -44,7 +45,7 @@ def synthetic_tests(run_dir: str | Path, family: str, soc: float, n: int, *, con
     for need in ("posterior.nc", "model", "study.yaml"):
         if not (run_dir / need).exists():
             raise InputError(f"not a calibrated run directory: {need} missing (run calibrate first)", path=run_dir / need)
-    decoder = load_decoder(run_dir / "model")
+    decoder = load_decoder(decoder_dir(run_dir))
     layout = decoder.layout
     unknown = set(conditions or {}) - set(layout.condition_names)
     if unknown:

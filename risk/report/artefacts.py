@@ -22,7 +22,7 @@ FILES = {
     "sensitivity": "sensitivity.nc", "rare_events": "rare_events.json",
     "crossval": "crossval.json", "mesh_convergence": "mesh_convergence.json",
     "next_test": "next_test.nc", "prior_sensitivity": "prior_sensitivity.json",
-    "misspecification": "misspecification.json",
+    "misspecification": "misspecification.json", "rounds": "rounds.json",
 }
 """Artefact key → path relative to ``runs/<study>/``."""
 
@@ -49,6 +49,7 @@ class Artefacts:
     next_test: xr.Dataset | None = None
     prior_sensitivity: dict | None = None
     misspecification: dict | None = None
+    rounds: dict | None = None
     problems: dict[str, str] = field(default_factory=dict)
 
     def path(self, key: str) -> Path:
@@ -96,6 +97,7 @@ _READERS = {
     "posterior": _datatree, "diagnostics": _json, "predictions": _netcdf,
     "sensitivity": _netcdf, "rare_events": _json, "crossval": _json, "mesh_convergence": _json,
     "next_test": _netcdf, "prior_sensitivity": _json, "misspecification": _json,
+    "rounds": _json,
 }
 
 

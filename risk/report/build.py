@@ -239,6 +239,20 @@ def _misspecification(art: Artefacts) -> dict | None:
             "alpha": m.get("alpha")}
 
 
+def _rounds(art: Artefacts) -> dict | None:
+    """``rounds.json`` (`risk.rounds`) as rows: per round its simulations, diagnostics, decoder NRMSE per
+    observable and runaway Brier score on the evaluation set drawn from the final posterior, and P(TR) per
+    scenario; None without simulation rounds."""
+    r = art.rounds
+    if not r:
+        return None
+    rows = [{"round": x["round"], "simulations": x["simulations"], "ok": x["diagnostics_ok"],
+             "nrmse": x["decoder_error_posterior_region"].get("nrmse", {}),
+             "brier": x["decoder_error_posterior_region"].get("brier"), "p_tr": x["p_tr"]} for x in r["rounds"]]
+    return {"rows": rows, "observables": list(rows[0]["nrmse"]), "scenarios": list(rows[0]["p_tr"]),
+            "evaluation": r.get("evaluation", {})}
+
+
 def _validation(art: Artefacts) -> dict:
     res: dict[str, Any] = {
         "metrics": None if art.metrics is None else _table_rows(art.metrics),
@@ -261,6 +275,7 @@ def _validation(art: Artefacts) -> dict:
     elif post is not None:
         res["ppc_why"] = "posterior.nc has no posterior_predictive/observed_data groups"
     res["misspecification"] = _misspecification(art)
+    res["rounds"] = _rounds(art)
     res["misspecification_why"] = art.problems.get("misspecification", NOT_COMPUTED)
     if art.crossval is not None:
         rows = []
