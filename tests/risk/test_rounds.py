@@ -36,7 +36,7 @@ def quick_indentation(tmp_path_factory):
     study = load_study(REPO / "studies" / "indentation_pouch.yaml", quick=True)
     study = study.model_copy(update={
         "sim2real": study.sim2real.model_copy(update={"rounds": 1, "round_size": ROUND}),
-        "inference": study.inference.model_copy(update={"draws": 150, "tune": 150})})
+        "inference": study.inference.model_copy(update={"draws": 100, "tune": 100})})
     return RunContext(study=study, out=out, quick=True)
 
 
