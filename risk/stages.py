@@ -245,67 +245,63 @@ def _simulation_rounds(ctx: RunContext, decoder, data, priors, tree, diag, *, se
     import shutil
 
     import torch
+    from distributed import Client
 
-    from risk.bayes.data import calibration_data
-    from risk.bayes.physics import fit_physics, physics_setup
     from risk.rounds import decoder_error, posterior_design, round_record, scenario_p_tr
-    from simulators.ensemble import open_ensemble, run_ensemble
+    from simulators.ensemble import local_cluster, open_ensemble, run_ensemble
 
-    s, cfg, inf = ctx.study, ctx.study.sim2real, ctx.study.inference
+    s, cfg = ctx.study, ctx.study.sim2real
     torch.set_num_threads(1)
     base = ctx.path("rounds")
     (base / "round0").mkdir(parents=True, exist_ok=True)
     for name in ("posterior.nc", "diagnostics.json"):
         shutil.copy2(ctx.path(name), base / "round0" / name)
     scenarios = _scenarios(ctx, decoder)
+    cluster = ctx.cluster or s.ensemble.cluster
+    own = local_cluster(s.ensemble.workers, s.ensemble.threads_per_worker) if cluster == "local" else None
+    client = Client(own if own is not None else cluster, set_as_default=False)  # one cluster for every round
 
     def simulate(plan, store, r):
         with progress_bar(ctx) as bar:
             task = bar.add_task(f"round {r}: simulating {s.simulator.name} at the posterior", total=len(plan))
             # a rerun of an interrupted round resumes its store; a store of another posterior is set aside
-            res = run_ensemble(s.simulator.name, dict(s.simulator.options), plan, store,
-                               cluster=ctx.cluster or s.ensemble.cluster, workers=s.ensemble.workers,
-                               threads_per_worker=s.ensemble.threads_per_worker, timeout=s.ensemble.timeout,
-                               mpi_ranks=s.ensemble.mpi_ranks, retry_failed=True, attrs={"study_hash": s.hash, "round": r},
+            res = run_ensemble(s.simulator.name, dict(s.simulator.options), plan, store, client=client,
+                               timeout=s.ensemble.timeout, mpi_ranks=s.ensemble.mpi_ranks, retry_failed=True,
+                               attrs={"study_hash": s.hash, "round": r},
                                progress=lambda done, total: bar.update(task, completed=done))
-        return res.n_done_before + len(res.computed), len(res.failed)
+        n_ok = res.n_done_before + len(res.computed)
+        return (open_ensemble(store).load() if n_ok else None), len(res.failed)
 
     def record(r, n_sim, n_failed):
         return {"round": r, "simulations": n_sim, "failed": n_failed, "diagnostics_ok": bool(diag.ok),
                 "rhat_max": float(diag.rhat_max), "ess_bulk_min": float(diag.ess_bulk_min),
                 "p_tr": scenario_p_tr(tree, decoder, scenarios, seed=seed)}
 
-    stores = [ctx.path("ensemble.zarr")]
-    records, decoders = [record(0, int(open_ensemble(stores[0]).sizes["sample"]), 0)], [decoder]
+    ensembles = [open_ensemble(ctx.path("ensemble.zarr")).load()]
+    records, decoders = [record(0, int(ensembles[0].sizes["sample"]), 0)], [decoder]
     setup = None
-    for r in range(1, cfg.rounds + 1):
-        d = base / f"round{r}"
-        plan = posterior_design(tree, decoder, data, s.condition_values(), cfg.round_size, seed=seed + r)
-        n_ok, n_failed = simulate(plan, d / "ensemble.zarr", r)
-        if n_ok == 0:
-            ctx.console.print(f"[yellow]round {r}: every simulation failed; see {d / 'failures.jsonl'}[/yellow]")
-        else:
-            stores.append(d / "ensemble.zarr")
-        builder = _decoder_builder(ctx)
-        for store in stores:
-            builder.append_simulations(open_ensemble(store).load())
-        decoder = builder.train()
-        decoder.save(d / "model")
-        data = calibration_data(_real(ctx), decoder)
-        setup = physics_setup(decoder, data, priors, seed=seed + r, max_dim=inf.subspace_max_dim,
-                              family_discrepancy=inf.family_discrepancy_scale)
-        tree, diag = fit_physics(data, decoder, setup, seed=seed + r, draws=inf.draws, tune=inf.tune,
-                                 chains=inf.chains, target_accept=inf.target_accept, out_dir=d,
-                                 allow_bad_diagnostics=True, force=True,
-                                 provenance={"study_hash": s.hash, "data_notes": list(data.notes), "round": r})
-        records.append(record(r, sum(int(open_ensemble(x).sizes["sample"]) for x in stores), n_failed))
-        decoders.append(decoder)
-    # one evaluation set from the final posterior scores every round's decoder
-    plan = posterior_design(tree, decoder, data, s.condition_values(), cfg.round_size, seed=seed + 1000)
-    n_ok, _ = simulate(plan, base / "evaluation" / "ensemble.zarr", "evaluation")
-    errors = [decoder_error(dec, open_ensemble(base / "evaluation" / "ensemble.zarr").load()) if n_ok else {}
-              for dec in decoders]
-    result = round_record(records, errors, {"simulations": n_ok, "drawn_from": f"round {cfg.rounds} posterior"})
+    try:
+        for r in range(1, cfg.rounds + 1):
+            d = base / f"round{r}"
+            plan = posterior_design(tree, decoder, data, s.condition_values(), cfg.round_size, seed=seed + r)
+            new, n_failed = simulate(plan, d / "ensemble.zarr", r)
+            if new is None:
+                ctx.console.print(f"[yellow]round {r}: every simulation failed; see {d / 'failures.jsonl'}[/yellow]")
+            else:
+                ensembles.append(new)
+            decoder, data, setup, tree, diag = _refit_round(ctx, ensembles, priors, d, seed + r)
+            records.append(record(r, sum(int(e.sizes["sample"]) for e in ensembles), n_failed))
+            decoders.append(decoder)
+        # one evaluation set from the final posterior scores every round's decoder
+        plan = posterior_design(tree, decoder, data, s.condition_values(), cfg.round_size, seed=seed + 1000)
+        evaluation, _ = simulate(plan, base / "evaluation" / "ensemble.zarr", "evaluation")
+    finally:
+        client.close()
+        if own is not None:
+            own.close()
+    n_eval = 0 if evaluation is None else int(evaluation.sizes["sample"])
+    errors = [decoder_error(dec, evaluation) if n_eval else {} for dec in decoders]
+    result = round_record(records, errors, {"simulations": n_eval, "drawn_from": f"round {cfg.rounds} posterior"})
     ctx.path("rounds.json").write_text(json.dumps(result, indent=2))
     shutil.copytree(base / f"round{cfg.rounds}" / "model", ctx.path("model_refined"))
     for name in ("posterior.nc", "diagnostics.json"):
@@ -313,6 +309,27 @@ def _simulation_rounds(ctx: RunContext, decoder, data, priors, tree, diag, *, se
     summary = [{"round": x["round"], "simulations": x["simulations"], "diagnostics_ok": x["diagnostics_ok"],
                 "nrmse": x["decoder_error_posterior_region"].get("nrmse")} for x in result["rounds"]]
     return decoder, data, setup, tree, diag, summary
+
+
+def _refit_round(ctx: RunContext, ensembles: list, priors, out, seed: int):
+    """One round's decoder (trained on ``ensembles``, saved in ``out/model``) and its recalibration (``out/``):
+    returns ``(decoder, data, setup, tree, diagnostics)``."""
+    from risk.bayes.data import calibration_data
+    from risk.bayes.physics import fit_physics, physics_setup
+
+    s, inf = ctx.study, ctx.study.inference
+    builder = _decoder_builder(ctx)
+    for ens in ensembles:
+        builder.append_simulations(ens)
+    decoder = builder.train()
+    decoder.save(out / "model")
+    data = calibration_data(_real(ctx), decoder)
+    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=inf.subspace_max_dim,
+                          family_discrepancy=inf.family_discrepancy_scale)
+    tree, diag = fit_physics(data, decoder, setup, seed=seed, draws=inf.draws, tune=inf.tune, chains=inf.chains,
+                             target_accept=inf.target_accept, out_dir=out, allow_bad_diagnostics=True, force=True,
+                             provenance={"study_hash": s.hash, "data_notes": list(data.notes), "round": out.name})
+    return decoder, data, setup, tree, diag
 
 
 def _misspecification(ctx: RunContext, tree, data, decoder) -> dict:
