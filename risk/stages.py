@@ -198,6 +198,7 @@ def calibrate(ctx: RunContext) -> dict:
 
     s, inf = ctx.study, ctx.study.inference
     shutil.rmtree(ctx.path("model_refined"), ignore_errors=True)  # round 0 starts from the train stage's decoder
+    ctx.path("rounds.json").unlink(missing_ok=True)  # a run without rounds shows none (round stores stay, to resume)
     inputs = _physics_inputs(ctx)
     if inputs is None:
         return {"note": "no real tests: the prior predictive is used downstream"}
