@@ -12,8 +12,8 @@ numbers come from the last round.
 What a round buys is measured on one set of fresh simulations drawn from the *final* posterior, the same
 for every round's decoder (`decoder_error`): its NRMSE per observable and Brier score of runaway there,
 and the scenarios' P(TR) per round (→ ``rounds.json``, `round_record`). Active learning of emulators
-where the posterior concentrates: Rasmussen, Bayesian Statistics 7 (2003) 651; Wang & Li, SIAM/ASA
-JUQ 6 (2018) 1370; the sequential sbi rounds of Greenberg, Nonnenmacher & Macke, ICML 2019.
+where the posterior concentrates: Rasmussen, Bayesian Statistics 7 (2003) 651; Wang & Li, Neural
+Computation 30 (2018) 3072; the sequential sbi rounds of Greenberg, Nonnenmacher & Macke, ICML 2019.
 """
 from __future__ import annotations
 
