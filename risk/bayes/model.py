@@ -300,8 +300,9 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         (`design_region_u`: the central 99 % of the prior the ensemble was drawn from). Every ``u`` the decoder
         sees (``u_test`` of the tests a copy sees) pays ``−½ (excess / design_wall)²`` beyond it
         (`design_penalty`): a surrogate is a model of the simulator only where it has seen simulations
-        (Kennedy & O'Hagan, JRSS B 63 (2001) 425; Gramacy, *Surrogates*, 2020). Without it the default study's families ran to |u| ≈ 6–8, where the
-        decoder's onset force turns back up, and the posterior split into two modes (R-hat 1.13; measured).
+        (Kennedy & O'Hagan, JRSS B 63 (2001) 425; Gramacy, *Surrogates*, 2020). Without it the default study's
+        families ran to |u| ≈ 6–8, where the decoder's onset force turns back up, and the posterior split into
+        two modes (R-hat 1.13; measured).
         None: no wall.
     design_wall : width of the soft wall [u].
     train_mask : ``(n_folds, n_tests)`` bool: fit ``n_folds`` independent copies in one model, copy k
