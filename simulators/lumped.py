@@ -22,14 +22,25 @@ A the outer surface. Triggers, matching real abuse tests:
   (``resistance_collapse``, 1 mΩ); this is how the stored electrical energy ends up in the runaway heat
   that calorimeters measure.
 
+Venting, ejecta and casing breach (what fractional calorimetry measures, Finegan et al., J. Power Sources 597
+(2024) 234106): the safety vent opens when the cell reaches ``temperature_vent`` (a temperature criterion: the
+lumped model carries no gas pressure). Once the cell is vented *and* in runaway, a fraction
+``ejecta_fraction`` φ of the jelly roll is ejected at once. The ejected material leaves at the cell temperature
+with its sensible heat, its unreacted decomposition heat and its stored electrical energy, all released in the
+ejecta (assumption: the ejecta react completely in the calorimeter's ejecta chambers); the body keeps the
+fraction 1 - φ of every jelly-roll content and of the jelly roll's heat capacity (the can stays).
+``heat_fraction_ejecta`` is the ejecta's share of the heat released; the ejected mass is φ × the jelly-roll mass fraction (volume fraction
+as a proxy). The casing breaches (bottom rupture) when the peak chemical self-heating rate exceeds
+``breach_heating_rate``: gas generation, proportional to the reaction rate, then outruns the vent.
+
 Runaway criterion: the chemical self-heating rate V_jr q_chem / (m c_p) exceeds 1 K/s — the T2 "onset of
 thermal runaway" definition of Feng et al., Energy Storage Materials 10 (2018) 246 (dT/dt ≥ 1 °C/s). It is
 defined on the self-heating part only, so a strong heater (≈2 K/s for 100 W on an 18650) is not mistaken
 for runaway; below this rate the reactions can still be quenched by the heat losses.
 
 Integration: scipy ``solve_ivp`` (LSODA: stiff/non-stiff switching, 4–8× faster than Radau/BDF here with
-the same runaway times to 1e-3 min; settings in `NUMERICS`), in segments split at the
-separator-collapse event; the runaway event is located by root finding on the dense output.
+the same runaway times to 1e-3 min; settings in `NUMERICS`), in segments split at the heater switch-off,
+the separator-collapse and the ejection events; events are located by root finding on the dense output.
 """
 from __future__ import annotations
 
@@ -95,14 +106,23 @@ class LumpedResult:
     thermal_runaway: bool
     time_to_runaway: float
     temperature_peak: float
-    heat_chemical: float  # J, from the kinetic states (heat_remaining difference × V_jr)
-    heat_chemical_quadrature: float  # J, ∫ V q dt integrated along with the ODE
-    energy_short: float  # J, stored electrical energy converted to heat (from the SOC change)
-    energy_short_quadrature: float  # J, ∫ P_short dt
+    heat_chemical: float  # J, from the kinetic states (heat_remaining difference × V_jr), ejecta included
+    heat_chemical_quadrature: float  # J, ∫ b V q dt integrated along with the ODE (the body only)
+    energy_short: float  # J, stored electrical energy converted to heat (from the SOC change), ejecta included
+    energy_short_quadrature: float  # J, ∫ P_short dt (the body only)
     energy_heater: float  # J
     energy_lost: float  # J, to the surroundings
     temperature_final: float
     separator_collapse_time: float
+    time_vent: float = np.nan  # s, vent opening (NaN if never)
+    time_ejection: float = np.nan  # s, ejection of the jelly roll (NaN if none)
+    heat_ejecta: float = 0.0  # J, heat released in the ejecta (sensible + chemical + electrical)
+    heat_ejecta_sensible: float = 0.0  # J, sensible heat the ejecta carried out of the body
+    heat_ejecta_chemical: float = 0.0  # J, unreacted decomposition heat released in the ejecta
+    energy_ejecta_electrical: float = 0.0  # J, stored electrical energy released in the ejecta
+    mass_fraction_ejected: float = 0.0  # 1, ejected mass / cell mass
+    heating_rate_peak: float = 0.0  # K/s, largest chemical self-heating rate of the body
+    casing_breach: bool = False
 
 
 def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature_ambient: float,
@@ -111,29 +131,35 @@ def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature
                     temperature_separator_collapse: float = np.inf, resistance_collapse: float = 1e-3,
                     time_grid: np.ndarray, runaway_rate: float = RUNAWAY_RATE,
                     energy_stored: Callable[[float], float] | None = None,
-                    collapse_short: ShortModel | None = None) -> LumpedResult:
+                    collapse_short: ShortModel | None = None, temperature_vent: float = np.inf,
+                    ejecta_fraction: float = 0.0, breach_heating_rate: float = np.inf) -> LumpedResult:
     """Integrate the lumped energy balance (module docstring) on ``time_grid`` [s].
 
     ``ks`` is already at the cell's SOC (`KineticSet.at_soc`); ``energy_stored(soc)`` [J] defaults to the
-    cell's linear-OCV energy and must match the OCV used by ``short``. Returns a `LumpedResult`.
+    cell's linear-OCV energy and must match the OCV used by ``short``. ``temperature_vent`` [K],
+    ``ejecta_fraction`` φ [1] of the jelly roll and ``breach_heating_rate`` [K/s]: venting, ejection and
+    breach (module docstring; the defaults switch them off). Returns a `LumpedResult`.
     """
+    if not 0.0 <= ejecta_fraction < 1.0:
+        raise ValueError(f"ejecta_fraction must lie in [0, 1), got {ejecta_fraction}")
     names = ks.state_names
     n_k = len(names)
     V, A, mcp = cell.jelly_roll_volume, cell.surface_area, heat_capacity
     iT, isoc, iEc, iEe, iEh, iEl = range(6)
     collapse_short = collapse_short or linear_ocv_short(cell, resistance_collapse)
     energy_stored = energy_stored or cell.energy_stored
+    w_jr = cell.jelly_roll_fraction  # jelly-roll mass fraction (volume fraction as a proxy)
 
     def ambient(t):
         if temperature_oven <= temperature_ambient:
             return temperature_ambient
         return temperature_ambient + min(oven_ramp_rate * t, temperature_oven - temperature_ambient)
 
-    def parts(t, y, collapsed):
+    def parts(t, y, collapsed, b):
         T = y[iT]
         state = dict(zip(names, y[6:]))
         d, q = ks.rates(T, state)
-        Q_chem = V * float(q)
+        Q_chem = b * V * float(q)
         sh = collapse_short if collapsed else short
         current, P_short = sh(y[isoc], T) if sh is not None else (0.0, 0.0)
         P_heat = heater_power if t < heater_duration else 0.0
@@ -141,55 +167,105 @@ def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature
         loss = h_conv * A * (T - Ta) + cell.emissivity * SIGMA_SB * A * (T**4 - Ta**4)
         return d, Q_chem, current, P_short, P_heat, loss
 
-    def rhs(t, y, collapsed):
-        d, Q_chem, current, P_short, P_heat, loss = parts(t, y, collapsed)
+    def body_mcp(b):
+        return mcp * (1.0 - (1.0 - b) * w_jr)
+
+    def rhs(t, y, collapsed, b):
+        d, Q_chem, current, P_short, P_heat, loss = parts(t, y, collapsed, b)
         dy = np.empty_like(y)
-        dy[iT] = (Q_chem + P_short + P_heat - loss) / mcp
-        dy[isoc] = -current / cell.capacity_nominal
+        dy[iT] = (Q_chem + P_short + P_heat - loss) / body_mcp(b)
+        dy[isoc] = -current / (b * cell.capacity_nominal)
         dy[iEc], dy[iEe], dy[iEh], dy[iEl] = Q_chem, P_short, P_heat, loss
         dy[6:] = [float(d[k]) for k in names]
         return dy
 
-    def collapse_event(t, y, collapsed):
+    def self_heating(t, y, collapsed, b):
+        return parts(t, y, collapsed, b)[1] / body_mcp(b)
+
+    def collapse_event(t, y, collapsed, b):
         return y[iT] - temperature_separator_collapse
 
     collapse_event.terminal, collapse_event.direction = True, 1
 
-    def runaway_event(t, y, collapsed):
-        return parts(t, y, collapsed)[1] / mcp - runaway_rate
+    def runaway_event(t, y, collapsed, b):
+        return self_heating(t, y, collapsed, b) - runaway_rate
 
     runaway_event.direction = 1
+
+    def ejection_time(sol, collapsed, b) -> float:
+        """First time the cell is vented and in runaway (both margins ≥ 0), NaN if never in this segment;
+        located on the steps, then by bisection on the dense output (robust to near-tangent approaches)."""
+        states = ks.clip(dict(zip(names, sol.y[6:])))
+        _, q = ks.rates(sol.y[iT], states)
+        margin = np.minimum(b * V * q / body_mcp(b) - runaway_rate, sol.y[iT] - temperature_vent)
+        hit = np.flatnonzero(margin >= 0)
+        if hit.size == 0:
+            return np.nan
+        k = int(hit[0])
+        if k == 0:
+            return float(sol.t[0])
+        lo, hi = float(sol.t[k - 1]), float(sol.t[k])
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            y = sol.sol(mid)
+            ok = min(self_heating(mid, y, collapsed, b) - runaway_rate, y[iT] - temperature_vent) >= 0
+            lo, hi = (lo, mid) if ok else (mid, hi)
+        return hi
 
     atol = np.r_[NUMERICS["atol_T"], NUMERICS["atol_soc"], [NUMERICS["atol_energy"]] * 4, [NUMERICS["atol_state"]] * n_k]
     y0 = np.r_[temperature_ambient, soc, 0.0, 0.0, 0.0, 0.0, [ks.initial_state[k] for k in names]]
     t0, t_end = 0.0, float(time_grid[-1])
-    collapsed = False
-    segments, t_runaway, t_collapse = [], np.nan, np.nan
+    collapsed, b = False, 1.0
+    segments, t_runaway, t_collapse, t_vent, t_eject = [], np.nan, np.nan, np.nan, np.nan
+    ejecta = {"sensible": 0.0, "chemical": 0.0, "electrical": 0.0, "soc": np.nan, "rem": np.nan}
+    rate_peak = 0.0
     # the heater switch-off is a discontinuity: start a new segment there
-    breaks = sorted({b for b in (heater_duration,) if 0 < b < t_end} | {t_end})
+    breaks = sorted({b_ for b_ in (heater_duration,) if 0 < b_ < t_end} | {t_end})
     while t0 < t_end:
-        t_stop = next(b for b in breaks if b > t0)
+        t_stop = next(b_ for b_ in breaks if b_ > t0)
         events = [runaway_event] + ([] if collapsed else [collapse_event])
         with np.errstate(over="ignore", invalid="ignore"):
             sol = solve_ivp(rhs, (t0, t_stop), y0, method=NUMERICS["method"], rtol=NUMERICS["rtol"], atol=atol,
-                            max_step=NUMERICS["max_step"], dense_output=True, events=events, args=(collapsed,))
+                            max_step=NUMERICS["max_step"], dense_output=True, events=events, args=(collapsed, b))
         if sol.status == -1:
             raise SimulationError(f"lumped integration failed at t = {sol.t[-1]:.3g} s: {sol.message}")
-        segments.append(sol)
-        if np.isnan(t_runaway) and sol.t_events[0].size:
+        t_hi = float(sol.t[-1])
+        t_e = ejection_time(sol, collapsed, b) if ejecta_fraction > 0 and np.isnan(t_eject) else np.nan
+        if np.isfinite(t_e) and t_e < t_hi:  # vented runaway: the segment ends at the ejection
+            t_hi = t_e
+        keep = sol.t <= t_hi
+        if np.isnan(t_runaway) and sol.t_events[0].size and sol.t_events[0][0] <= t_hi:
             t_runaway = float(sol.t_events[0][0])
-        y0, t0 = sol.y[:, -1].copy(), float(sol.t[-1])
-        if sol.status == 1 and not collapsed:  # separator collapse: latch the hard short
+        if np.isnan(t_vent):
+            t_vent = _first_crossing(sol, iT, temperature_vent, t_hi)
+        states = ks.clip(dict(zip(names, sol.y[6:, keep])))
+        _, q_steps = ks.rates(sol.y[iT, keep], states)
+        rate_peak = max(rate_peak, float(np.max(b * V * q_steps)) / body_mcp(b))
+        segments.append((sol, b, float(sol.t[0]), t_hi))
+        y0, t0 = (sol.sol(t_hi) if t_hi < sol.t[-1] else sol.y[:, -1]).copy(), t_hi
+        if np.isfinite(t_e) and t_e <= t_hi:  # eject φ of the jelly roll (module docstring)
+            t_eject = t_e
+            if np.isnan(t_runaway):  # the ejection margin includes the runaway's: it has begun (root-finding ties)
+                t_runaway = t_e
+            state_e = ks.clip(dict(zip(names, y0[6:])))
+            ejecta["rem"], ejecta["soc"] = float(ks.heat_remaining(state_e)), max(float(y0[isoc]), 0.0)
+            ejecta["sensible"] = ejecta_fraction * w_jr * mcp * (y0[iT] - temperature_ambient)
+            ejecta["chemical"] = ejecta_fraction * V * ejecta["rem"]
+            ejecta["electrical"] = ejecta_fraction * energy_stored(ejecta["soc"])
+            b = 1.0 - ejecta_fraction
+            breaks = sorted(set(breaks) | {t0})
+        elif sol.status == 1 and not collapsed:  # separator collapse: latch the hard short
             collapsed, t_collapse = True, t0
             breaks = sorted(set(breaks) | {t0})
 
     # observables on the fixed grid: evaluate each segment's dense output on its own interval
     Y = np.empty((y0.size, time_grid.size))
-    for i, sol in enumerate(segments):
-        lo, hi = sol.t[0], sol.t[-1]
+    b_grid = np.ones(time_grid.size)
+    for i, (sol, b_seg, lo, hi) in enumerate(segments):
         mask = (time_grid >= lo) & ((time_grid <= hi) if i == len(segments) - 1 else (time_grid < hi))
         if mask.any():
             Y[:, mask] = sol.sol(time_grid[mask])
+            b_grid[mask] = b_seg
     state_grid = ks.clip(dict(zip(names, Y[6:])))
     _, q_grid = ks.rates(Y[iT], state_grid)
     short_grid = np.zeros(time_grid.size)
@@ -198,17 +274,48 @@ def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature
         sh = collapse_short if coll else short
         if sh is not None:
             short_grid[j] = sh(Y[isoc, j], Y[iT, j])[1]
-    T_peak = max(float(np.max(s.y[iT])) for s in segments)
+    T_peak = max(float(np.max(s.y[iT][s.t <= hi])) for s, _, _, hi in segments)
     final = ks.clip(dict(zip(names, y0[6:])))
-    heat_chem = V * float(ks.heat_remaining(ks.initial()) - ks.heat_remaining(final))
+    rem0, rem_f, soc_f = float(ks.heat_remaining(ks.initial())), float(ks.heat_remaining(final)), max(y0[isoc], 0.0)
+    if np.isnan(t_eject):
+        heat_chem = V * (rem0 - rem_f)
+        energy_short = float(energy_stored(soc) - energy_stored(soc_f))
+    else:  # before ejection the whole roll; after it the body's share b; the ejecta react completely
+        rem_e, soc_e = ejecta["rem"], ejecta["soc"]
+        heat_chem = V * (rem0 - rem_e) + b * V * (rem_e - rem_f) + ejecta["chemical"]
+        energy_short = float(energy_stored(soc) - energy_stored(soc_e)
+                             + b * (energy_stored(soc_e) - energy_stored(soc_f))) + ejecta["electrical"]
     return LumpedResult(
-        time=time_grid, temperature=Y[iT], heat_rate=V * q_grid + short_grid, soc=Y[isoc],
+        time=time_grid, temperature=Y[iT], heat_rate=b_grid * V * q_grid + short_grid, soc=Y[isoc],
         thermal_runaway=bool(np.isfinite(t_runaway)), time_to_runaway=t_runaway, temperature_peak=T_peak,
         heat_chemical=heat_chem, heat_chemical_quadrature=float(y0[iEc]),
-        energy_short=float(energy_stored(soc) - energy_stored(max(y0[isoc], 0.0))),
+        energy_short=energy_short,
         energy_short_quadrature=float(y0[iEe]), energy_heater=float(y0[iEh]), energy_lost=float(y0[iEl]), temperature_final=float(y0[iT]),
-        separator_collapse_time=t_collapse,
+        separator_collapse_time=t_collapse, time_vent=t_vent, time_ejection=t_eject,
+        heat_ejecta=ejecta["sensible"] + ejecta["chemical"] + ejecta["electrical"],
+        heat_ejecta_sensible=ejecta["sensible"],
+        heat_ejecta_chemical=ejecta["chemical"], energy_ejecta_electrical=ejecta["electrical"],
+        mass_fraction_ejected=0.0 if np.isnan(t_eject) else ejecta_fraction * w_jr,
+        heating_rate_peak=rate_peak, casing_breach=bool(rate_peak > breach_heating_rate),
     )
+
+
+def _first_crossing(sol, index: int, level: float, t_max: float) -> float:
+    """First time ≤ ``t_max`` component ``index`` of a dense `solve_ivp` solution reaches ``level`` (else NaN).
+
+    Bisection on the dense output between the solver's steps: unlike solve_ivp's event location it tolerates
+    a near-tangent approach (an oven holding the cell just at the vent temperature)."""
+    above = np.flatnonzero((sol.y[index] >= level) & (sol.t <= t_max))
+    if above.size == 0:
+        return np.nan
+    k = int(above[0])
+    if k == 0:
+        return float(sol.t[0])
+    lo, hi = float(sol.t[k - 1]), float(sol.t[k])
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if sol.sol(mid)[index] >= level else (mid, hi)
+    return hi
 
 
 META = {
@@ -219,6 +326,12 @@ META = {
     "energy_electrical_short": ("J", "stored electrical energy dissipated by short circuits"),
     "energy_heater": ("J", "energy supplied by the heater trigger"),
     "time_separator_collapse": ("s", "time of separator collapse (NaN if none)"),
+    "time_vent": ("s", "time the safety vent opens (NaN if never)"),
+    "heat_ejecta": ("J", "heat released in the ejecta (sensible + unreacted chemical + stored electrical)"),
+    "heat_fraction_ejecta": ("1", "ejecta share of the heat released (fractional calorimetry: 1 - body share)"),
+    "mass_fraction_ejected": ("1", "ejected mass / cell mass"),
+    "heating_rate_peak": ("K/s", "largest chemical self-heating rate of the cell body"),
+    "casing_breach": ("1", "casing breach (bottom rupture): peak self-heating rate above breach_heating_rate"),
     "time": ("s", "time since trigger start"),
 }
 
@@ -239,6 +352,22 @@ LUMPED_PARAMETERS = (
               "multiplier of the cell heat capacity m c_p", "spread of measured 18650 c_p"),
     Parameter("temperature_separator_collapse", "K", Prior("uniform", low=423.0, high=493.0),
               "separator collapse (hard internal short) temperature", "PE/PP meltdown 150–220 °C"),
+)
+
+# Venting, ejection and breach (module docstring). The lumped model has no gas pressure, so the vent opens at a
+# temperature; the priors are wide assumptions, to be informed by the calorimetry data (ejecta heat share).
+VENT_PARAMETERS = (
+    Parameter("temperature_vent", "K", Prior("uniform", low=383.0, high=473.0),
+              "cell temperature at which the safety vent opens",
+              "assumption: 110–200 °C, where the electrolyte's vapour pressure opens 18650 vents before runaway "
+              "(venting model: Coman et al., J. Power Sources 307 (2016) 56)"),
+    Parameter("ejecta_fraction", "1", Prior("uniform", low=0.0, high=0.95),
+              "fraction of the jelly roll ejected at a vented runaway",
+              "assumption, uninformative: from none to nearly all of the jelly roll (the databank measures ejected "
+              "mass and ejecta heat: Finegan et al., J. Power Sources 597 (2024) 234106)"),
+    Parameter("breach_heating_rate", "K/s", Prior("loguniform", low=10.0, high=10000.0),
+              "peak chemical self-heating rate above which gas generation outruns the vent and the casing breaches",
+              "assumption: 10–1e4 K/s spans the peak rates of 18650 runaway in accelerating-rate calorimetry"),
 )
 
 LUMPED_CONDITIONS = (
@@ -277,7 +406,7 @@ class LumpedThermal(Simulator):
         Parameter("enthalpy_factor", "1", Prior("loguniform", low=1 / 3, high=3.0),
                   "multiplier of every exothermic reaction enthalpy of the kinetic set",
                   "assumption; scatter of published reaction heats, Wang et al. 2012"),
-    )
+    ) + VENT_PARAMETERS
     conditions = LUMPED_CONDITIONS
 
     cell: str = "18650_nmc_lg_mj1"
@@ -302,7 +431,8 @@ class LumpedThermal(Simulator):
         parameters this simulator declares)."""
         nominal = {"log_A_sei": 0.0, "log_A_anode": 0.0, "log_A_cathode": 0.0, "log_A_electrolyte": 0.0,
                    "c_sei0": self._kinetics.initial_state.get("c_sei", 0.15), "h_conv": self._cell.h_conv,
-                   "heat_capacity_factor": 1.0, "temperature_separator_collapse": 458.0, "enthalpy_factor": 1.0}
+                   "heat_capacity_factor": 1.0, "temperature_separator_collapse": 458.0, "enthalpy_factor": 1.0,
+                   "temperature_vent": 423.0, "ejecta_fraction": 0.5, "breach_heating_rate": 1000.0}
         return {p.name: nominal[p.name] for p in type(self).parameters if p.name in nominal}
 
     def short_model(self, theta: dict, condition: dict) -> ShortModel | None:
@@ -320,10 +450,19 @@ class LumpedThermal(Simulator):
             short=self.short_model(theta, condition), h_conv=theta["h_conv"],
             heat_capacity=self._cell.heat_capacity * theta["heat_capacity_factor"],
             temperature_separator_collapse=theta["temperature_separator_collapse"] if self.separator_short else np.inf,
-            time_grid=self.time_grid)
+            time_grid=self.time_grid, temperature_vent=theta.get("temperature_vent", np.inf),
+            ejecta_fraction=theta.get("ejecta_fraction", 0.0),
+            breach_heating_rate=theta.get("breach_heating_rate", np.inf))
 
     def _run(self, theta: dict, condition: dict) -> xr.Dataset:
         return to_dataset(self.simulate(theta, condition))
+
+
+def ejecta_share(r: LumpedResult) -> float:
+    """The ejecta's share of the heat released [1], clipped to [0, 1] (their sensible heat may include heater
+    energy, which the databank's corrected total excludes); 0 when no heat was released."""
+    total = r.heat_chemical + r.energy_short
+    return min(max(r.heat_ejecta / total, 0.0), 1.0) if total > 0 else 0.0
 
 
 def to_dataset(r: LumpedResult) -> xr.Dataset:
@@ -341,6 +480,12 @@ def to_dataset(r: LumpedResult) -> xr.Dataset:
             "energy_electrical_short": r.energy_short,
             "energy_heater": r.energy_heater,
             "time_separator_collapse": r.separator_collapse_time,
+            "time_vent": r.time_vent,
+            "heat_ejecta": r.heat_ejecta,
+            "heat_fraction_ejecta": ejecta_share(r),
+            "mass_fraction_ejected": r.mass_fraction_ejected,
+            "heating_rate_peak": r.heating_rate_peak,
+            "casing_breach": r.casing_breach,
         },
         coords={"time": r.time},
     )

@@ -19,7 +19,13 @@ interval score (Gneiting & Raftery, JASA 102 (2007) 359, eq. 43; lower is better
                   "n_tests", "n_folds", "fold_diagnostics": {"physics": {...worst fold..., "folds": [...]}}},
               "runaway": {scheme: {"physics" | "family_frequency" | "soc_trigger_frequency":
                                     {"log_loss", "brier", "reliability"}, "n_tests", "n_folds"}},
-              "observable": "heat_released_total", "units": "kJ"}}
+              "observable": "heat_released_total", "units": "kJ",
+              "observables": {name: {"units", scheme: {"physics" | "group_normal": {...scores...},
+                                                     "by_family": {family: {"n", "coverage_90", "median_abs_error",
+                                                                            "observed_mean", "predicted_median"}}}}}}}
+
+``observables`` scores every calibrated observable of the held-out tests the same way (e.g. the databank's
+ejecta share of the heat, ``heat_fraction_ejecta``), per scheme and, out of sample, per cell type.
 
 The ``runaway`` entry (when the held-out tests' runaway outcomes vary) scores the same folds' physics P(TR)
 of each held-out test (`risk.bayes.physics.predict_p_tr`) against `RUNAWAY_BASELINES`.
@@ -129,8 +135,11 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     if not quick:
         schemes = {"leave_replicates_out": lambda: leave_replicates_out(df, ["family", "soc", "trigger"],
                                                                         n_replicate_folds, seed), **schemes}
-    out: dict = {"observable": HEAT, "units": "kJ"}
+    out: dict = {"observable": HEAT, "units": "kJ", "observables": {}}
     every = np.arange(len(obs))
+    values = decoder.layout.denormalise(obs[rows])  # (n, n_obs), SI; NaN where a test lacks an observable
+    scale = np.array([1e-3 if n == HEAT else 1.0 for n in names])  # heat in kJ, shares as they are
+    values = values * scale
     for scheme, make in schemes.items():
         folds = list(make())
         # a fold's fit sees its training tests only: held-out tests give neither observables nor outcome
@@ -138,13 +147,14 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
         fitted = fit_folds(decoder_dir, subsets, setup, seeds=[seed + k for k in range(len(folds))], workers=workers,
                            chains=chains, target_accept=target_accept, draws=draws, tune=tune)
         lo_p, hi_p, lo_b, hi_b, p_tr = (np.empty(len(df)) for _ in range(5))
+        q_all = np.full((3, len(df), len(names)), np.nan)  # physics 5 / 50 / 95 % per observable
         p_base = {name: np.empty(len(df)) for name in RUNAWAY_BASELINES}
         for (tr, te), (tree, _) in zip(folds, fitted):
             test = df.iloc[te]
             c_test = cond[test["row"].to_numpy()]
             y = predict_observables(tree, observable_fn, list(test["family"]), c_test, seed=seed)
-            q = np.quantile(decoder.layout.denormalise(y)[..., j] / 1e3, [ALPHA / 2, 1 - ALPHA / 2], axis=0)
-            lo_p[te], hi_p[te] = q
+            q_all[:, te] = np.quantile(decoder.layout.denormalise(y) * scale, [ALPHA / 2, 0.5, 1 - ALPHA / 2], axis=0)
+            lo_p[te], hi_p[te] = q_all[0, te, j], q_all[2, te, j]
             lo_b[te], hi_b[te] = group_normal_intervals(df.iloc[tr], test)
             p_tr[te] = predict_p_tr(tree, logit_fn, list(test["family"]), c_test, seed=seed).mean(axis=0)
             train = df.iloc[tr][df.iloc[tr]["tr"].notna()]
@@ -158,6 +168,9 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
                        "group_normal": interval_scores(y, lo_b[held], hi_b[held]),
                        "n_tests": int(held.size), "n_folds": len(folds),
                        "fold_diagnostics": {"physics": _worst(per_fold) | {"folds": per_fold}}}
+        for k, name in enumerate(names):
+            _score_observable(out["observables"].setdefault(name, {"units": "kJ" if name == HEAT else "1"}), scheme,
+                              df, held, folds, values[:, k], q_all[..., k])
         known = held[np.isfinite(df["tr"].to_numpy()[held])]
         if known.size and 0 < df["tr"].to_numpy()[known].sum() < known.size:  # runaway outcomes that vary
             res = {"physics": p_tr, **p_base}
@@ -165,3 +178,30 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
                 m: _scores(pd.DataFrame({"tr": df["tr"].to_numpy()[known], "pred_p": p[known]})) for m, p in res.items()
             } | {"n_tests": int(known.size), "n_folds": len(folds)}
     return out
+
+
+def _score_observable(entry: dict, scheme: str, df: pd.DataFrame, held: np.ndarray, folds, y_all: np.ndarray,
+                      q: np.ndarray) -> None:
+    """Fill ``entry[scheme]`` with the physics and baseline interval scores of one observable on the held-out
+    tests that have it, and the physics model's out-of-sample scores per cell type (module doc)."""
+    lo_b, hi_b = np.full(len(df), np.nan), np.full(len(df), np.nan)
+    dfv = df.assign(value=y_all)
+    for tr, te in folds:
+        train = dfv.iloc[tr][np.isfinite(y_all[tr])]
+        if len(train) >= 2:
+            lo_b[te], hi_b[te] = group_normal_intervals(train, dfv.iloc[te], value="value")
+    rows = held[np.isfinite(y_all[held]) & np.isfinite(q[0, held])]
+    if rows.size == 0:
+        return
+    y = y_all[rows]
+    res = {"physics": interval_scores(y, q[0, rows], q[2, rows]), "n_tests": int(rows.size)}
+    base = rows[np.isfinite(lo_b[rows])]
+    if base.size:
+        res["group_normal"] = interval_scores(y_all[base], lo_b[base], hi_b[base])
+    fam = df["family"].to_numpy()[rows]
+    res["by_family"] = {
+        str(f): {"n": int(m.sum()), "coverage_90": float(np.mean((q[0, rows][m] <= y[m]) & (y[m] <= q[2, rows][m]))),
+                 "median_abs_error": float(np.median(np.abs(q[1, rows][m] - y[m]))),
+                 "observed_mean": float(np.mean(y[m])), "predicted_median": float(np.median(q[1, rows][m]))}
+        for f in sorted(set(fam)) for m in [fam == f]}
+    entry[scheme] = res

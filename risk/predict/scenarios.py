@@ -210,14 +210,14 @@ def family_conditions(layout, real, family: str, given: dict[str, float]) -> tup
                  for j, n in enumerate(layout.condition_names))
 
 
-REPORTED_OBSERVABLES = ("heat_released_total",)
+REPORTED_OBSERVABLES = ("heat_released_total", "heat_fraction_ejecta")  # where the decoder has them
 
 
 def observable_quantiles(tree: xr.DataTree, decoder, scenarios: Sequence[Scenario], *, seed: int,
                          max_draws: int | None = 1000, names: Sequence[str] = REPORTED_OBSERVABLES) -> dict[str, tuple]:
     """Posterior predictive quantiles of the scalar observables ``names`` of a new test per scenario (the total
-    heat of a calorimetry test): ``{"<observable>_q05" | "_q50" | "_q95" | "_mean": ("scenario", values, attrs)}``
-    in the observable's SI unit (`risk.bayes.physics.predict_observables`: a new cell of the scenario's
+    heat of a calorimetry test and its ejecta share):
+    ``{"<observable>_q05" | "_q50" | "_q95" | "_mean": ("scenario", values, attrs)}`` in the observable's SI unit (`risk.bayes.physics.predict_observables`: a new cell of the scenario's
     family, or of a new family, under its conditions; decoder scale plus the calibrated discrepancy)."""
     import jax
 

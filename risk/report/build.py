@@ -258,7 +258,7 @@ def _validation(art: Artefacts) -> dict:
         "metrics": None if art.metrics is None else _table_rows(art.metrics),
         "metrics_why": art.problems.get("metrics", NOT_COMPUTED),
         "ppc": [], "ppc_why": art.problems.get("posterior", NOT_COMPUTED), "crossval": None, "heat_cv": [],
-        "runaway_cv": [],
+        "runaway_cv": [], "observable_cv": [],
         "crossval_why": art.problems.get("crossval", NOT_COMPUTED)}
     post = art.posterior
     if post is not None and "posterior_predictive" in post and "observed_data" in post:
@@ -302,6 +302,11 @@ def _validation(art: Artefacts) -> dict:
              "n_tests": entry.get("n_tests"), "n_folds": entry.get("n_folds"),
              "fold_ok": (entry.get("fold_diagnostics", {}).get("physics") or {}).get("ok")}
             for scheme, entry in (art.crossval.get("heat") or {}).items() if isinstance(entry, dict) and "physics" in entry]
+        res["observable_cv"] = [  # calorimetry: every calibrated observable out of sample, per held-out cell type
+            {"observable": name, "units": entry.get("units", ""), "scheme": scheme, "family": family, **scores}
+            for name, entry in ((art.crossval.get("heat") or {}).get("observables") or {}).items()
+            for scheme, by in entry.items() if isinstance(by, dict)
+            for family, scores in (by.get("by_family") or {}).items()]
         res["runaway_cv"] = [  # calorimetry: out-of-fold P(TR) of the same folds against frequency baselines
             {"scheme": scheme, **{m: entry[m]["log_loss"] for m in ("physics", *RUNAWAY_BASELINES) if m in entry},
              **{f"{m}_brier": entry[m]["brier"] for m in ("physics", *RUNAWAY_BASELINES) if m in entry},

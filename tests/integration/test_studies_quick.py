@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 from risk.predict.realcv import QUICK_FAMILY_FOLDS
+from risk.study import load_study
 from tests.quick_runs import STUDIES as PREBUILT
 from tests.quick_runs import quick_run
 
@@ -90,6 +91,13 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
             assert tr["n_tests"] == real.sizes["test"] and tr["n_folds"] == entry["n_folds"]
             assert tr["physics"]["log_loss"] < tr["family_frequency"]["log_loss"]
             assert "Cross-validation of the runaway probability" in html
+            # every calibrated observable (total heat and the ejecta's share of it), per cell type out of sample
+            for name in load_study(study, quick=True).sim2real.observables:
+                by = cv["heat"]["observables"][name]["leave_family_out"]["by_family"]
+                observed = real[name].to_series().groupby(real["cell_family"].to_series()).count()
+                assert {f: r["n"] for f, r in by.items()} == {f: int(n) for f, n in observed.items() if n}
+                assert all(0 <= r["coverage_90"] <= 1 and r["median_abs_error"] >= 0 for r in by.values())
+            assert "Every calibrated observable out of sample, per cell type" in html
     pred = xr.open_dataset(out / "predictions.nc")
     p = pred["p_tr_mean"].values
     assert ((0 <= p) & (p <= 1)).all() and (pred["p_tr_q05"].values <= pred["p_tr_q95"].values).all()

@@ -1,4 +1,4 @@
-"""Lumped thermal-runaway simulator: energy conservation, Hatchard oven behaviour, BFD total heat."""
+"""Lumped thermal-runaway simulator: energy conservation, venting and ejecta, Hatchard oven behaviour, BFD heat."""
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +42,64 @@ def test_energy_conservation(condition):
     th = sim.default_theta()
     r = sim.simulate(th, _conditions(sim, **condition))
     assert r.heat_chemical > 0
-    assert r.heat_chemical_quadrature == pytest.approx(r.heat_chemical, rel=5e-3)
+    assert r.heat_chemical_quadrature + r.heat_ejecta_chemical == pytest.approx(r.heat_chemical, rel=5e-3)
     if r.energy_short > 0:
-        assert r.energy_short_quadrature == pytest.approx(r.energy_short, rel=5e-3)
-    gained = sim._cell.heat_capacity * th["heat_capacity_factor"] * (r.temperature_final - 298.15)
-    budget = r.heat_chemical_quadrature + r.energy_short_quadrature + r.energy_heater - r.energy_lost
-    scale = r.heat_chemical_quadrature + r.energy_short_quadrature + r.energy_heater
-    assert abs(gained - budget) <= 5e-3 * scale
+        assert r.energy_short_quadrature + r.energy_ejecta_electrical == pytest.approx(r.energy_short, rel=5e-3)
+    assert abs(_first_law_residual(sim, th, r)) <= 5e-3
+
+
+def _first_law_residual(sim, th, r):
+    """(body's heat gain - (inputs - losses - ejecta's sensible heat)) / inputs: the first law of the body,
+    whose heat capacity loses the ejected share of the jelly roll."""
+    mcp = sim._cell.heat_capacity * th["heat_capacity_factor"]
+    if np.isfinite(r.time_ejection):
+        mcp *= 1.0 - th["ejecta_fraction"] * sim._cell.jelly_roll_fraction
+    gained = mcp * (r.temperature_final - 298.15)
+    budget = r.heat_chemical_quadrature + r.energy_short_quadrature + r.energy_heater - r.energy_lost - r.heat_ejecta_sensible
+    return (gained - budget) / (r.heat_chemical_quadrature + r.energy_short_quadrature + r.energy_heater)
+
+
+@pytest.mark.parametrize("condition", [{"heater_power": 900.0, "heater_duration": 94.0, "soc": 1.0},
+                                       {"short_resistance": 0.02, "soc": 0.3}])
+def test_venting_and_ejection(condition):
+    """A vented runaway ejects φ of the jelly roll: ejection after both the vent and the runaway, the ejected
+    mass φ × jelly-roll fraction, the ejecta's heat share rising with φ, the body's first law closing to 1e-6
+    with the ejecta's sensible heat leaving it, and no ejection (share 0) when the vent never opens; φ = 0
+    reproduces the vent-less heat exactly."""
+    sim = LumpedThermal(cell="18650_nmc_lg_mj1", t_end=1800.0, n_time=61)
+    cond = _conditions(sim, **condition)
+    base = sim.default_theta()
+    shares = []
+    for phi in (0.0, 0.3, 0.6, 0.9):
+        th = base | {"ejecta_fraction": phi}
+        r = sim.simulate(th, cond)
+        ds = sim.run(th, cond)
+        assert r.thermal_runaway and np.isfinite(r.time_vent)
+        assert abs(_first_law_residual(sim, th, r)) < 1e-6
+        if phi == 0.0:
+            assert np.isnan(r.time_ejection) and r.heat_ejecta == 0.0 and float(ds.heat_fraction_ejecta) == 0.0
+            none = sim.simulate(th | {"temperature_vent": 2000.0}, cond)
+            assert r.heat_chemical == pytest.approx(none.heat_chemical, rel=1e-9)
+        else:
+            assert r.time_ejection >= max(r.time_vent, r.time_to_runaway) - 1e-6
+            assert r.mass_fraction_ejected == pytest.approx(phi * sim._cell.jelly_roll_fraction)
+            assert float(ds.mass_fraction_ejected) == pytest.approx(r.mass_fraction_ejected)
+        assert ds.heat_fraction_ejecta.attrs["units"] == "1"
+        shares.append(float(ds.heat_fraction_ejecta))
+    assert np.all(np.diff(shares) > 0), shares
+    sealed = sim.simulate(base | {"temperature_vent": 2000.0}, cond)  # the vent never opens: nothing ejected
+    assert np.isnan(sealed.time_vent) and np.isnan(sealed.time_ejection) and sealed.heat_ejecta == 0.0
+
+
+def test_casing_breach_criterion():
+    """The casing breaches exactly when the peak self-heating rate exceeds ``breach_heating_rate``."""
+    sim = LumpedThermal(cell="18650_nmc_lg_mj1", t_end=1800.0, n_time=61)
+    cond = _conditions(sim, short_resistance=0.02, soc=1.0)
+    th = sim.default_theta() | {"ejecta_fraction": 0.0}
+    peak = sim.simulate(th, cond).heating_rate_peak
+    assert peak > 10.0  # a full-SOC hard short runs away violently
+    assert sim.simulate(th | {"breach_heating_rate": 0.5 * peak}, cond).casing_breach
+    assert not sim.simulate(th | {"breach_heating_rate": 2.0 * peak}, cond).casing_breach
 
 
 def test_enthalpy_factor_scales_the_chemical_heat_and_keeps_the_energy_balance():
@@ -63,10 +114,7 @@ def test_enthalpy_factor_scales_the_chemical_heat_and_keeps_the_energy_balance()
     assert base.thermal_runaway and double.thermal_runaway
     assert double.heat_chemical / base.heat_chemical == pytest.approx(2.0, rel=0.02)
     assert double.energy_short == pytest.approx(base.energy_short, rel=1e-3)  # the electrical energy is not scaled
-    gained = sim._cell.heat_capacity * (double.temperature_final - 298.15)
-    budget = double.heat_chemical_quadrature + double.energy_short_quadrature + double.energy_heater - double.energy_lost
-    assert abs(gained - budget) <= 5e-3 * (double.heat_chemical_quadrature + double.energy_short_quadrature
-                                           + double.energy_heater)
+    assert abs(_first_law_residual(sim, th | {"enthalpy_factor": 2.0}, double)) <= 5e-3
 
 
 def _oven(sim, T_celsius):

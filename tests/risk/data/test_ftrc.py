@@ -72,3 +72,17 @@ def test_cli_summary_json(bfd_path, tmp_path):
     assert out["skipped"] == []
     res = runner.invoke(data_app, ["summary", str(tmp_path / "missing.xlsx")])
     assert res.exit_code == 2 and "missing.xlsx" in res.output
+
+
+def test_ejecta_heat_share(bfd):
+    """``heat_fraction_ejecta`` = positive + negative ejecta shares (else 1 - body share), within [0, 1]; the
+    Samsung 30Q ejects most of its heat (mean 0.90 over its 8 tests, as the workbook's percentages give)."""
+    ej = bfd["heat_fraction_ejecta"].values
+    assert bfd["heat_fraction_ejecta"].attrs["units"] == "1"
+    ok = np.isfinite(ej)
+    assert ok.sum() > 200 and np.all((ej[ok] >= 0) & (ej[ok] <= 1))
+    both = np.isfinite(bfd["fraction_positive_ejecta"].values) & np.isfinite(bfd["fraction_negative_ejecta"].values)
+    np.testing.assert_allclose(ej[both], np.clip(bfd["fraction_positive_ejecta"].values[both]
+                                                 + bfd["fraction_negative_ejecta"].values[both], 0, 1))
+    q30 = bfd["cell_type"].values == "Samsung 18650-30Q"
+    assert np.nanmean(ej[q30]) == pytest.approx(0.904, abs=0.01)

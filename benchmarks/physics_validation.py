@@ -1,0 +1,136 @@
+"""Physics validation against real data and published cases (writes ``benchmarks/results/physics_validation.json``).
+
+1. **Databank heat and ejecta share, out of sample.** The calorimetry study (`studies/calorimetry_18650.yaml`,
+   lumped simulator with venting and ejection) is run to its cross-validation; per cell type, the physics model
+   refitted *without that type* predicts its tests' total heat and the ejecta's share of it
+   (``crossval.json`` → ``heat.observables.*.leave_family_out.by_family``): observed mean, predicted median,
+   median absolute error and coverage of the 90 % predictive interval, next to the per-group baseline's scores.
+2. **Hatchard et al. (2001) oven case** with the model the oven and calorimetry studies use (`lumped_thermal`,
+   LiCoO2 18650, Kim et al. 2007 kinetics, nominal θ, oven step): the lowest oven temperature that runs away
+   (bisection to 0.25 K) against the published bracket (survives 150 °C, runs away at 155 °C).
+3. **Energy balance of the venting model**: the body's first law with the ejecta's sensible heat leaving it,
+   worst relative residual over prior draws of the calorimetry study's heater and nail conditions.
+
+    python benchmarks/physics_validation.py [--full] [--run DIR]
+
+``--full`` runs the study's full mode (ensemble 256, full cross-validation; ~1 h on 2 cores); the default is its
+``--quick`` mode (~10 min), whose numbers are labelled quick in the result.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.record import write_result  # noqa: E402
+
+STUDY = REPO / "studies" / "calorimetry_18650.yaml"
+HATCHARD_BRACKET = (150.0, 155.0)  # °C: survives / runs away (Hatchard et al., J. Electrochem. Soc. 148 (2001) A755)
+
+
+def calorimetry_out_of_sample(run: Path, quick: bool) -> dict:
+    """Run the calorimetry study to its cross-validation (stage cache reused) and return the per-cell-type
+    out-of-sample scores of every calibrated observable (module doc, item 1)."""
+    cmd = [sys.executable, "-m", "risk.cli", "crossvalidate", str(STUDY), "--out", str(run)] + (["--quick"] if quick else [])
+    subprocess.run(cmd, check=True, cwd=REPO)
+    cv = json.loads((run / "crossval.json").read_text())
+    heat = cv.get("heat") or {}
+    out = {"quick": bool(cv.get("quick", quick)), "observables": {}}
+    for name, entry in (heat.get("observables") or {}).items():
+        lfo = entry.get("leave_family_out") or {}
+        out["observables"][name] = {"units": entry.get("units"), "physics": lfo.get("physics"),
+                                    "group_normal": lfo.get("group_normal"), "by_family": lfo.get("by_family", {})}
+    return out
+
+
+def hatchard_oven() -> dict:
+    """Runaway threshold of the studies' lumped LiCoO2 18650 at nominal θ (module doc, item 2)."""
+    from simulators.lumped import LumpedThermal
+
+    sim = LumpedThermal(cell="18650_lco_hatchard2001", kinetics="hatchard2001", t_end=10800.0, n_time=181)
+    theta = sim.default_theta()
+
+    def runs_away(celsius: float) -> bool:
+        return bool(sim.run(theta, {"temperature_oven": 273.15 + celsius, "oven_ramp_rate": 100.0}).thermal_runaway)
+
+    lo, hi = 120.0, 180.0
+    assert not runs_away(lo) and runs_away(hi)
+    while hi - lo > 0.25:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if runs_away(mid) else (mid, hi)
+    threshold = 0.5 * (lo + hi)
+    survives, runs = (not runs_away(HATCHARD_BRACKET[0])), runs_away(HATCHARD_BRACKET[1])
+    return {"threshold_celsius": threshold, "published_bracket_celsius": list(HATCHARD_BRACKET),
+            "survives_150": survives, "runs_away_155": runs, "agrees": survives and runs,
+            "offset_from_bracket_K": 0.0 if HATCHARD_BRACKET[0] <= threshold <= HATCHARD_BRACKET[1]
+            else float(min(abs(threshold - b) for b in HATCHARD_BRACKET))}
+
+
+def energy_balance(n: int = 40, seed: int = 0) -> dict:
+    """Worst first-law residual of the venting lumped model over prior draws (module doc, item 3)."""
+    from simulators.lumped import LumpedThermal
+
+    sim = LumpedThermal(cell="18650_nmc_lg_mj1", t_end=1800.0, n_time=61)
+    rng = np.random.default_rng(seed)
+    defaults = {c.name: c.default for c in sim.conditions}
+    worst, ejected, runaway = 0.0, 0, 0
+    for k in range(n):
+        theta = {p.name: float(p.prior.ppf(rng.uniform())) for p in sim.parameters}
+        soc = float(rng.uniform(0.2, 1.0))
+        cond = defaults | ({"heater_power": 900.0, "heater_duration": 94.0, "soc": soc} if k % 2 == 0
+                           else {"short_resistance": float(rng.uniform(0.005, 0.1)), "soc": soc})
+        r = sim.simulate(theta, cond)
+        mcp = sim._cell.heat_capacity * theta["heat_capacity_factor"]
+        if np.isfinite(r.time_ejection):
+            mcp *= 1.0 - theta["ejecta_fraction"] * sim._cell.jelly_roll_fraction
+            ejected += 1
+        runaway += r.thermal_runaway
+        inputs = r.heat_chemical_quadrature + r.energy_short_quadrature + r.energy_heater
+        budget = inputs - r.energy_lost - r.heat_ejecta_sensible
+        worst = max(worst, abs(mcp * (r.temperature_final - cond["temperature_ambient"]) - budget) / inputs)
+    return {"draws": n, "runaway": int(runaway), "ejected": int(ejected), "first_law_residual_max": worst}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="the study's full mode (default: --quick)")
+    ap.add_argument("--run", type=Path, default=None, help="run directory (default runs/physics_validation[_quick])")
+    args = ap.parse_args()
+    quick = not args.full
+    run = args.run or REPO / "runs" / ("physics_validation_quick" if quick else "physics_validation")
+    t0 = time.perf_counter()
+    calorimetry = calorimetry_out_of_sample(run, quick)
+    t_cal = time.perf_counter() - t0
+    oven = hatchard_oven()
+    balance = energy_balance()
+
+    print(f"\nDatabank, leave-cell-type-out ({'quick' if quick else 'full'} calorimetry study)")
+    print(f"{'observable':22s} {'cell type':28s} {'n':>3s} {'observed':>9s} {'predicted':>9s} {'|err| med':>9s} {'cov90':>6s}")
+    for name, entry in calorimetry["observables"].items():
+        for fam, r in entry["by_family"].items():
+            print(f"{name:22s} {fam:28s} {r['n']:3d} {r['observed_mean']:9.3f} {r['predicted_median']:9.3f} "
+                  f"{r['median_abs_error']:9.3f} {r['coverage_90']:6.2f}")
+        if entry.get("physics"):
+            base = entry.get("group_normal") or {}
+            print(f"{name:22s} {'all: physics / group normal':28s} coverage {entry['physics']['coverage_90']:.2f} / "
+                  f"{base.get('coverage_90', float('nan')):.2f}, interval score {entry['physics']['interval_score_90']:.3g}"
+                  f" / {base.get('interval_score_90', float('nan')):.3g}")
+    print(f"\nHatchard oven (lumped LiCoO2 18650, nominal θ): threshold {oven['threshold_celsius']:.2f} °C; "
+          f"survives 150 °C: {oven['survives_150']}, runs away at 155 °C: {oven['runs_away_155']}")
+    print(f"First law with ejection: worst residual {balance['first_law_residual_max']:.1e} over {balance['draws']} "
+          f"prior draws ({balance['ejected']} ejected, {balance['runaway']} ran away)")
+    path = write_result("physics_validation", {"calorimetry": calorimetry, "hatchard_oven": oven,
+                                               "energy_balance": balance, "seconds_calorimetry": t_cal})
+    print(f"wrote {path.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
