@@ -29,7 +29,7 @@ lumped model carries no gas pressure). Once the cell is vented *and* in runaway,
 with its sensible heat, its unreacted decomposition heat and its stored electrical energy, all released in the
 ejecta (assumption: the ejecta react completely in the calorimeter's ejecta chambers); the body keeps the
 fraction 1 - φ of every jelly-roll content and of the jelly roll's heat capacity (the can stays).
-``heat_fraction_ejecta`` is the ejecta's share of the heat released; the ejected mass is φ × the jelly-roll mass fraction (volume fraction
+``heat_fraction_ejecta`` is the ejecta's share of the heat released (NaN without ejection); the ejected mass is φ × the jelly-roll mass fraction (volume fraction
 as a proxy). The casing breaches (bottom rupture) when the peak chemical self-heating rate exceeds
 ``breach_heating_rate``: gas generation, proportional to the reaction rate, then outruns the vent.
 
@@ -192,13 +192,22 @@ def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature
 
     runaway_event.direction = 1
 
-    def ejection_time(sol, collapsed, b) -> float:
-        """First time the cell is vented and in runaway (both margins ≥ 0), NaN if never in this segment;
-        located on the steps, then by bisection on the dense output (robust to near-tangent approaches)."""
-        states = ks.clip(dict(zip(names, sol.y[6:])))
-        _, q = ks.rates(sol.y[iT], states)
-        margin = np.minimum(b * V * q / body_mcp(b) - runaway_rate, sol.y[iT] - temperature_vent)
-        hit = np.flatnonzero(margin >= 0)
+    def heating_margin(y, b):  # self-heating rate above the runaway rate, at states y (n_state, k) [K/s]
+        _, q = ks.rates(y[iT], ks.clip(dict(zip(names, y[6:]))))
+        return b * V * q / body_mcp(b) - runaway_rate
+
+    margins = {  # (y (n_state, k), b) -> (k,): ≥ 0 once the event has happened
+        "runaway": heating_margin,
+        "collapse": lambda y, b: y[iT] - temperature_separator_collapse,
+        "vent": lambda y, b: y[iT] - temperature_vent,
+        "ejection": lambda y, b: np.minimum(heating_margin(y, b), y[iT] - temperature_vent),  # vented runaway
+    }
+
+    def first_time(sol, margin, b, t_max) -> float:
+        """First time ≤ ``t_max`` the ``margin`` reaches 0 in a dense segment (NaN if never): on the solver's
+        steps, then by bisection on the dense output — robust where solve_ivp's event location fails (a margin
+        that only touches 0)."""
+        hit = np.flatnonzero((margin(sol.y, b) >= 0) & (sol.t <= t_max))
         if hit.size == 0:
             return np.nan
         k = int(hit[0])
@@ -207,9 +216,7 @@ def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature
         lo, hi = float(sol.t[k - 1]), float(sol.t[k])
         for _ in range(60):
             mid = 0.5 * (lo + hi)
-            y = sol.sol(mid)
-            ok = min(self_heating(mid, y, collapsed, b) - runaway_rate, y[iT] - temperature_vent) >= 0
-            lo, hi = (lo, mid) if ok else (mid, hi)
+            lo, hi = (lo, mid) if margin(sol.sol(mid)[:, None], b)[0] >= 0 else (mid, hi)
         return hi
 
     atol = np.r_[NUMERICS["atol_T"], NUMERICS["atol_soc"], [NUMERICS["atol_energy"]] * 4, [NUMERICS["atol_state"]] * n_k]
@@ -224,20 +231,34 @@ def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature
     while t0 < t_end:
         t_stop = next(b_ for b_ in breaks if b_ > t0)
         events = [runaway_event] + ([] if collapsed else [collapse_event])
+        kw = dict(method=NUMERICS["method"], rtol=NUMERICS["rtol"], atol=atol, max_step=NUMERICS["max_step"],
+                  dense_output=True, args=(collapsed, b))
         with np.errstate(over="ignore", invalid="ignore"):
-            sol = solve_ivp(rhs, (t0, t_stop), y0, method=NUMERICS["method"], rtol=NUMERICS["rtol"], atol=atol,
-                            max_step=NUMERICS["max_step"], dense_output=True, events=events, args=(collapsed, b))
+            try:
+                sol = solve_ivp(rhs, (t0, t_stop), y0, events=events, **kw)
+                located = True
+            except ValueError:  # scipy's event location needs a sign change it did not find: locate on the steps
+                sol = solve_ivp(rhs, (t0, t_stop), y0, **kw)
+                located = False
         if sol.status == -1:
             raise SimulationError(f"lumped integration failed at t = {sol.t[-1]:.3g} s: {sol.message}")
         t_hi = float(sol.t[-1])
-        t_e = ejection_time(sol, collapsed, b) if ejecta_fraction > 0 and np.isnan(t_eject) else np.nan
+        if located:
+            t_r = float(sol.t_events[0][0]) if sol.t_events[0].size else np.nan
+            collapse_hit = sol.status == 1
+        else:
+            t_c = np.nan if collapsed else first_time(sol, margins["collapse"], b, t_hi)
+            collapse_hit = bool(np.isfinite(t_c))
+            t_hi = t_c if collapse_hit else t_hi
+            t_r = first_time(sol, margins["runaway"], b, t_hi)
+        t_e = first_time(sol, margins["ejection"], b, t_hi) if ejecta_fraction > 0 and np.isnan(t_eject) else np.nan
         if np.isfinite(t_e) and t_e < t_hi:  # vented runaway: the segment ends at the ejection
-            t_hi = t_e
+            t_hi, collapse_hit = t_e, False
         keep = sol.t <= t_hi
-        if np.isnan(t_runaway) and sol.t_events[0].size and sol.t_events[0][0] <= t_hi:
-            t_runaway = float(sol.t_events[0][0])
+        if np.isnan(t_runaway) and t_r <= t_hi:
+            t_runaway = t_r
         if np.isnan(t_vent):
-            t_vent = _first_crossing(sol, iT, temperature_vent, t_hi)
+            t_vent = first_time(sol, margins["vent"], b, t_hi)
         states = ks.clip(dict(zip(names, sol.y[6:, keep])))
         _, q_steps = ks.rates(sol.y[iT, keep], states)
         rate_peak = max(rate_peak, float(np.max(b * V * q_steps)) / body_mcp(b))
@@ -254,7 +275,7 @@ def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature
             ejecta["electrical"] = ejecta_fraction * energy_stored(ejecta["soc"])
             b = 1.0 - ejecta_fraction
             breaks = sorted(set(breaks) | {t0})
-        elif sol.status == 1 and not collapsed:  # separator collapse: latch the hard short
+        elif collapse_hit and not collapsed:  # separator collapse: latch the hard short
             collapsed, t_collapse = True, t0
             breaks = sorted(set(breaks) | {t0})
 
@@ -300,24 +321,6 @@ def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature
     )
 
 
-def _first_crossing(sol, index: int, level: float, t_max: float) -> float:
-    """First time ≤ ``t_max`` component ``index`` of a dense `solve_ivp` solution reaches ``level`` (else NaN).
-
-    Bisection on the dense output between the solver's steps: unlike solve_ivp's event location it tolerates
-    a near-tangent approach (an oven holding the cell just at the vent temperature)."""
-    above = np.flatnonzero((sol.y[index] >= level) & (sol.t <= t_max))
-    if above.size == 0:
-        return np.nan
-    k = int(above[0])
-    if k == 0:
-        return float(sol.t[0])
-    lo, hi = float(sol.t[k - 1]), float(sol.t[k])
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (lo, mid) if sol.sol(mid)[index] >= level else (mid, hi)
-    return hi
-
-
 META = {
     "temperature": ("K", "cell temperature (lumped)"),
     "heat_rate": ("W", "internal heat generation rate (decomposition reactions + short circuit)"),
@@ -328,7 +331,7 @@ META = {
     "time_separator_collapse": ("s", "time of separator collapse (NaN if none)"),
     "time_vent": ("s", "time the safety vent opens (NaN if never)"),
     "heat_ejecta": ("J", "heat released in the ejecta (sensible + unreacted chemical + stored electrical)"),
-    "heat_fraction_ejecta": ("1", "ejecta share of the heat released (fractional calorimetry: 1 - body share)"),
+    "heat_fraction_ejecta": ("1", "ejecta share of the heat of an ejecting runaway (1 - body share; NaN: no ejection)"),
     "mass_fraction_ejected": ("1", "ejected mass / cell mass"),
     "heating_rate_peak": ("K/s", "largest chemical self-heating rate of the cell body"),
     "casing_breach": ("1", "casing breach (bottom rupture): peak self-heating rate above breach_heating_rate"),
@@ -459,10 +462,14 @@ class LumpedThermal(Simulator):
 
 
 def ejecta_share(r: LumpedResult) -> float:
-    """The ejecta's share of the heat released [1], clipped to [0, 1] (their sensible heat may include heater
-    energy, which the databank's corrected total excludes); 0 when no heat was released."""
+    """The ejecta's share of the heat released by a vented runaway [1], clipped to [0, 1] (their sensible heat
+    may include heater energy, which the databank's corrected total excludes); NaN when nothing was ejected:
+    the share is an observable of ejecting runaways only (the databank's few-kJ shares of tests without
+    runaway are vent gas, not ejecta)."""
     total = r.heat_chemical + r.energy_short
-    return min(max(r.heat_ejecta / total, 0.0), 1.0) if total > 0 else 0.0
+    if np.isnan(r.time_ejection) or total <= 0:
+        return np.nan
+    return min(max(r.heat_ejecta / total, 0.0), 1.0)
 
 
 def to_dataset(r: LumpedResult) -> xr.Dataset:

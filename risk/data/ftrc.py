@@ -6,7 +6,8 @@ Excel errors (``#DIV/0!``, ``#N/A``, ``#VALUE!`` …) become missing; the count 
 the attr ``missing_counts`` (JSON). Units converted to SI: kJ → J, g → kg, °C → K, % → fraction.
 Failure mechanism is normalised (case, spaces, typo ``Bottum`` → ``Bottom``); ``bottom_rupture`` is True
 when it names a bottom rupture or breach; ``thermal_runaway`` is read from it (`RUNAWAY_RULE`).
-``heat_fraction_ejecta`` is the ejecta's share of the heat (positive + negative ejecta, else 1 - body share).
+``heat_fraction_ejecta`` is the ejecta's share of a runaway's heat (positive + negative ejecta, else 1 - body
+share; NaN for tests without runaway, which eject nothing).
 """
 from __future__ import annotations
 
@@ -167,16 +168,18 @@ def read_ftrc(path: str | Path) -> xr.Dataset:
         if name == "failure_mechanism":
             vals = [normalise_failure(v) for v in vals]
         out[name] = ("test", np.array(vals, dtype=str), {"units": "1", "long_name": long, "source_column": src})
-    pos, neg, body = (out[k][1] for k in ("fraction_positive_ejecta", "fraction_negative_ejecta", "fraction_body"))
-    ejecta = np.where(np.isfinite(pos) & np.isfinite(neg), pos + neg, 1.0 - body)
-    out["heat_fraction_ejecta"] = ("test", np.clip(ejecta, 0.0, 1.0),
-                                   {"units": "1", "long_name": "ejecta share of the heat (positive + negative ejecta; "
-                                    "else 1 - body share)", "source_column": "Energy-Percent-*-%"})
     out["bottom_rupture"] = ("test", np.array([is_bottom_rupture(v) for v in out["failure_mechanism"][1]]),
                              {"units": "1", "long_name": "bottom rupture or breach"})
     out["thermal_runaway"] = ("test", np.array([ran_away(v) for v in out["failure_mechanism"][1]]),
                               {"units": "1", "long_name": "thermal runaway (material ejected)",
                                "rule": RUNAWAY_RULE})
+    # the ejecta's share of a runaway's heat; tests without runaway eject nothing (their few-kJ shares are vent gas)
+    pos, neg, body = (out[k][1] for k in ("fraction_positive_ejecta", "fraction_negative_ejecta", "fraction_body"))
+    ejecta = np.clip(np.where(np.isfinite(pos) & np.isfinite(neg), pos + neg, 1.0 - body), 0.0, 1.0)
+    out["heat_fraction_ejecta"] = ("test", np.where(out["thermal_runaway"][1], ejecta, np.nan),
+                                   {"units": "1", "long_name": "ejecta share of the heat of a runaway (positive + "
+                                    "negative ejecta, else 1 - body share; NaN without runaway)",
+                                    "source_column": "Energy-Percent-*-%"})
     # Cell-Characteristics join
     hc, ccols = _find_header(cells, "Cell-Description", path, "Cell-Characteristics")
     table = {}

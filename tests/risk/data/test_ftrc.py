@@ -75,13 +75,16 @@ def test_cli_summary_json(bfd_path, tmp_path):
 
 
 def test_ejecta_heat_share(bfd):
-    """``heat_fraction_ejecta`` = positive + negative ejecta shares (else 1 - body share), within [0, 1]; the
-    Samsung 30Q ejects most of its heat (mean 0.90 over its 8 tests, as the workbook's percentages give)."""
+    """``heat_fraction_ejecta`` = positive + negative ejecta shares (else 1 - body share) of runaway tests, within
+    [0, 1], NaN without runaway; the Samsung 30Q ejects most of its heat (mean 0.90 over its 8 tests, as the
+    workbook's percentages give)."""
     ej = bfd["heat_fraction_ejecta"].values
+    tr = bfd["thermal_runaway"].values.astype(bool)
     assert bfd["heat_fraction_ejecta"].attrs["units"] == "1"
     ok = np.isfinite(ej)
     assert ok.sum() > 200 and np.all((ej[ok] >= 0) & (ej[ok] <= 1))
-    both = np.isfinite(bfd["fraction_positive_ejecta"].values) & np.isfinite(bfd["fraction_negative_ejecta"].values)
+    assert not ok[~tr].any() and 0 < (~tr).sum()
+    both = tr & np.isfinite(bfd["fraction_positive_ejecta"].values) & np.isfinite(bfd["fraction_negative_ejecta"].values)
     np.testing.assert_allclose(ej[both], np.clip(bfd["fraction_positive_ejecta"].values[both]
                                                  + bfd["fraction_negative_ejecta"].values[both], 0, 1))
     q30 = bfd["cell_type"].values == "Samsung 18650-30Q"
