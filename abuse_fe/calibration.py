@@ -18,6 +18,8 @@ stated in `abuse_fe.indentation_lumped`), optionally refined with the FE model i
 `fe_check` re-evaluates a fit with the FE model. The
 critical strain ε_c of a family is the mean modelled strain at the measured onsets; onset displacements
 are compared leave-one-out (ε_c from the other tests of the family → predicted onset of the held-out test).
+`leave_family_out_onset` predicts a whole family's onset forces from mechanics (E, B, n, ε_c) pooled over the
+*other* families, each curve at its own family's thickness and punch: the out-of-sample check of the law.
 """
 from __future__ import annotations
 
@@ -222,4 +224,49 @@ def calibrate(folder: str | Path, families: tuple[str, ...] = tuple(FAMILIES), *
         curves = read_family(folder, fam, speed=speed)
         if curves:
             out[fam] = fit_family(curves, fam, speed=speed)
+    return out
+
+
+def fit_pooled(curves: list[RealCurve]) -> dict[str, float]:
+    """(E, B, n) pooled over curves of several families (each at its family's thickness and punch radius, as in
+    `fit_family`), and ε_c the mean modelled strain at their measured onsets; returns the θ dict of `FamilyFit`."""
+    geom = [FAMILIES[c.family][1:] for c in curves]
+    scale = [max(c.force.max(), 1.0) for c in curves]
+
+    def resid(x):
+        E, B, n = math.exp(x[0]), math.exp(x[1]), x[2]
+        return np.concatenate([(lumped_force(c.displacement, E, B, n, R, H) - c.force) / s
+                               for c, (H, R), s in zip(curves, geom, scale)])
+
+    lo = [math.log(_bounds("modulus_cell")[0]), math.log(_bounds("hardening_modulus")[0]), _bounds("hardening_exponent")[0]]
+    hi = [math.log(_bounds("modulus_cell")[1]), math.log(_bounds("hardening_modulus")[1]), _bounds("hardening_exponent")[1]]
+    best = min((least_squares(resid, x0, bounds=(lo, hi), x_scale=[1.0, 1.0, 0.5])
+                for x0 in ([math.log(3e7), math.log(3e8), 2.0], [math.log(1e8), math.log(1e8), 1.5],
+                           [math.log(1e7), math.log(1e9), 3.0])), key=lambda sol: sol.cost)
+    E, B, n = math.exp(best.x[0]), math.exp(best.x[1]), float(best.x[2])
+    strain_onset = [float(lumped_strain(np.array([c.displacement_short_onset]), E, B, R, H)[0])
+                    for c, (H, R) in zip(curves, geom)]
+    return {"modulus_cell": E, "hardening_modulus": B, "hardening_exponent": n,
+            "strain_critical": float(np.mean(strain_onset))}
+
+
+def leave_family_out_onset(curves_by_family: dict[str, list[RealCurve]]) -> dict[str, dict]:
+    """Each family's onset forces predicted from `fit_pooled` on the other families (module doc).
+
+    Returns {family: {"theta": pooled θ without it, "measured" (n,) [N], "predicted" (n,) [N],
+    "median_relative_error" [1]}}; the prediction is the same for every test of a family (one cell size).
+    """
+    out = {}
+    for fam, held in curves_by_family.items():
+        train = [c for f, cs in curves_by_family.items() if f != fam for c in cs]
+        theta = fit_pooled(train)
+        _, H, R = FAMILIES[fam]
+        grid = np.linspace(0.0, 0.8 * H, 801)
+        E, B, n = theta["modulus_cell"], theta["hardening_modulus"], theta["hardening_exponent"]
+        _, f_on = short_onset(grid, lumped_force(grid, E, B, n, R, H), lumped_strain(grid, E, B, R, H),
+                              theta["strain_critical"])
+        measured = np.array([c.force_short_onset for c in held])
+        predicted = np.full(measured.size, f_on)
+        out[fam] = {"theta": theta, "measured": measured, "predicted": predicted,
+                    "median_relative_error": float(np.median(np.abs(predicted - measured) / measured))}
     return out

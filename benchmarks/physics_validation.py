@@ -10,6 +10,10 @@
    (bisection to 0.25 K) against the published bracket (survives 150 °C, runs away at 155 °C).
 3. **Energy balance of the venting model**: the body's first law with the ejecta's sensible heat leaving it,
    worst relative residual over prior draws of the calorimetry study's heater and nail conditions.
+4. **Indentation mechanics on the real force curves** (four ORNL LCO pouch families, `abuse_fe.calibration`;
+   crosshead speed 1 mm/min and thicknesses assumed): each family's loading-branch fit (relative RMSE, in
+   sample) and its onset forces predicted from the punch law and critical strain pooled over the *other*
+   families (leave-one-family-out median relative error).
 
     python benchmarks/physics_validation.py [--full] [--run DIR]
 
@@ -99,6 +103,28 @@ def energy_balance(n: int = 40, seed: int = 0) -> dict:
     return {"draws": n, "runaway": int(runaway), "ejected": int(ejected), "first_law_residual_max": worst}
 
 
+def mechanics(data: Path) -> dict:
+    """Force-curve fit per family and leave-one-family-out onset force (module doc, item 4)."""
+    import warnings
+
+    from abuse_fe.calibration import FAMILIES, fit_family, leave_family_out_onset, read_family
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # openpyxl's workbook-style warnings
+        curves = {f: read_family(data, f) for f in FAMILIES}
+    curves = {f: c for f, c in curves.items() if c}
+    lfo = leave_family_out_onset(curves)
+    out = {}
+    for fam, cs in curves.items():
+        fit = fit_family(cs, fam)
+        out[fam] = {"tests": len(cs), "fit_rmse_relative": fit.rmse_relative,
+                    "onset_force_measured_mean": float(lfo[fam]["measured"].mean()),
+                    "onset_force_predicted_lfo": float(lfo[fam]["predicted"][0]),
+                    "onset_force_lfo_median_relative_error": lfo[fam]["median_relative_error"],
+                    "pooled_theta_without_family": lfo[fam]["theta"]}
+    return {"speed_assumed_m_per_s": 1.0e-3 / 60.0, "families": out}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="the study's full mode (default: --quick)")
@@ -111,6 +137,7 @@ def main() -> None:
     t_cal = time.perf_counter() - t0
     oven = hatchard_oven()
     balance = energy_balance()
+    mech = mechanics(REPO.parent / "shared" / "data" / "indentation" / "raw")
 
     print(f"\nDatabank, leave-cell-type-out ({'quick' if quick else 'full'} calorimetry study)")
     print(f"{'observable':22s} {'cell type':28s} {'n':>3s} {'observed':>9s} {'predicted':>9s} {'|err| med':>9s} {'cov90':>6s}")
@@ -127,8 +154,14 @@ def main() -> None:
           f"survives 150 °C: {oven['survives_150']}, runs away at 155 °C: {oven['runs_away_155']}")
     print(f"First law with ejection: worst residual {balance['first_law_residual_max']:.1e} over {balance['draws']} "
           f"prior draws ({balance['ejected']} ejected, {balance['runaway']} ran away)")
+    print("\nIndentation force curves (ORNL LCO pouch; speed and thickness assumed)")
+    print(f"{'family':10s} {'tests':>5s} {'fit rel. RMSE':>13s} {'onset F meas.':>13s} {'LFO pred.':>9s} {'LFO rel. err':>12s}")
+    for fam, r in mech["families"].items():
+        print(f"{fam:10s} {r['tests']:5d} {r['fit_rmse_relative']:13.3f} {r['onset_force_measured_mean']:13.0f} "
+              f"{r['onset_force_predicted_lfo']:9.0f} {r['onset_force_lfo_median_relative_error']:12.3f}")
     path = write_result("physics_validation", {"calorimetry": calorimetry, "hatchard_oven": oven,
-                                               "energy_balance": balance, "seconds_calorimetry": t_cal})
+                                               "energy_balance": balance, "mechanics": mech,
+                                               "seconds_calorimetry": t_cal})
     print(f"wrote {path.relative_to(REPO)}")
 
 

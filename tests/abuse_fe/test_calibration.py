@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-from abuse_fe.calibration import FAMILIES, RealCurve, fe_check, fit_family, read_family
-from abuse_fe.indentation_lumped import MECHANICAL_PARAMETERS, lumped_force
+from abuse_fe.calibration import FAMILIES, RealCurve, fe_check, fit_family, leave_family_out_onset, read_family
+from abuse_fe.indentation_lumped import MECHANICAL_PARAMETERS, lumped_force, lumped_strain, short_onset
 
 
 def test_indentation_fit_recovers_synthetic_curves():
@@ -49,3 +49,23 @@ def test_indentation_fit_to_real_lco_curves(shared_data, family, bound):
     measured = fit.onset_loo[:, 0]
     assert np.all(np.isfinite(fit.onset_loo))
     assert fit.onset_mae < 0.2 * measured.mean()
+
+
+def test_leave_family_out_onset_recovers_a_shared_law():
+    """Ground truth: three families of different thickness whose curves and onsets come from one punch law
+    and one critical strain; each family's onset force, predicted from the other two, is within 2 %."""
+    truth = dict(E=4e7, B=6e8, n=2.2, eps_c=0.35)
+    curves = {}
+    for fam in ("LCO-0.5Ah", "LCO-1.5Ah", "LCO-2.0Ah"):
+        _, H, R = FAMILIES[fam]
+        grid = np.linspace(0.0, 0.8 * H, 801)
+        f_grid = lumped_force(grid, truth["E"], truth["B"], truth["n"], R, H)
+        d_on, f_on = short_onset(grid, f_grid, lumped_strain(grid, truth["E"], truth["B"], R, H), truth["eps_c"])
+        d = np.linspace(0.0, d_on, 40)
+        f = lumped_force(d, truth["E"], truth["B"], truth["n"], R, H)
+        curves[fam] = [RealCurve(f"{fam}-{k}", fam, d, f * s, d_on, f_on * s, 1.0) for k, s in enumerate((0.99, 1.01))]
+    res = leave_family_out_onset(curves)
+    assert set(res) == set(curves)
+    for fam, r in res.items():
+        assert r["median_relative_error"] < 0.02, (fam, r)
+        assert r["theta"]["strain_critical"] == pytest.approx(truth["eps_c"], rel=0.05)
