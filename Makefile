@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 	if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$py"; $$py -m venv $(VENV) || exit 1; fi
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps 'dolfinx-external-operator==0.11.0'
 	rm -f $(VENV)/.installed-*; touch $@
 
 # Headless Chromium (HTML report check, PDF printing), pdftoppm, and OpenBLAS for PyTensor, from Debian.
