@@ -606,6 +606,10 @@ def _posterior_rare_event(ctx: RunContext, tree, logit_fn, scenario, seed: int) 
     return res, (np.concatenate(cells) if cells else None)
 
 
+#: decoder evaluations per posterior draw of the exact Shapley enumeration (n_outer 1000 × 3 inner × 510 subsets)
+SHAPLEY_CALLS_PER_DRAW = 1000 * 3 * 510
+
+
 def _shapley_sensitivity(ctx: RunContext, tree, logit_fn, real_logit_fn, scenario, mu, chol, names, seed: int):
     """Shapley effects of P(TR) of a new cell of ``scenario`` over each posterior draw's cell-to-cell
     distribution and grouped epistemic/aleatory indices (`risk.predict.shapley`) → the Shapley variables of
@@ -632,8 +636,12 @@ def _shapley_sensitivity(ctx: RunContext, tree, logit_fn, real_logit_fn, scenari
         return f
 
     # n_outer = 1000: the Monte Carlo s.e. of a share is ~0.001 (measured on the indentation quick run, 8
-    # parameters), far below its spread over posterior draws; the draws are what a full study adds
-    n_outer, n_var = (1000, 4000) if ctx.quick else (1000, 10000)
+    # parameters), far below its spread over posterior draws; the draws are what a full study adds. The exact
+    # enumeration visits 2^d subsets: beyond 9 parameters n_outer shrinks to keep SHAPLEY_CALLS_PER_DRAW (the
+    # cost at 9 parameters); the s.e. of every effect is stored with it (12 parameters: n_outer 124).
+    d = len(names)
+    n_outer = int(min(1000, max(100, SHAPLEY_CALLS_PER_DRAW // ((2**d - 2) * 3))))
+    n_var = 4000 if ctx.quick else 10000
     res = [gaussian_shapley_effects(p_of(st), st.location, st.factor @ st.factor.T, seed=seed + 8 + j, n_outer=n_outer,
                                     n_var=n_var) for j, st in enumerate(states)]
     if wide:  # crossed draws × cells table: the same standard normal cells under every draw
