@@ -10,7 +10,10 @@
    (bisection to 0.25 K) against the published bracket (survives 150 °C, runs away at 155 °C).
 3. **Energy balance of the venting model**: the body's first law with the ejecta's sensible heat leaving it,
    worst relative residual over prior draws of the calorimetry study's heater and nail conditions.
-4. **Indentation mechanics on the real force curves** (four ORNL LCO pouch families, `abuse_fe.calibration`;
+4. **Casing breach**: the databank's bottom ruptures among runaway tests per cell type against the simulator's
+   prior-predictive breach share among runaway simulations (the ensemble of the same run; the breach threshold
+   is not calibrated).
+5. **Indentation mechanics on the real force curves** (four ORNL LCO pouch families, `abuse_fe.calibration`;
    crosshead speed 1 mm/min and thicknesses assumed): each family's loading-branch fit (relative RMSE, in
    sample) and its onset forces predicted from the punch law and critical strain pooled over the *other*
    families (leave-one-family-out median relative error).
@@ -43,7 +46,8 @@ HATCHARD_BRACKET = (150.0, 155.0)  # °C: survives / runs away (Hatchard et al.,
 def calorimetry_out_of_sample(run: Path, quick: bool) -> dict:
     """Run the calorimetry study to its cross-validation (stage cache reused) and return the per-cell-type
     out-of-sample scores of every calibrated observable (module doc, item 1)."""
-    cmd = [sys.executable, "-m", "risk.cli", "crossvalidate", str(STUDY), "--out", str(run)] + (["--quick"] if quick else [])
+    cmd = [sys.executable, "-m", "risk.cli", "crossvalidate", str(STUDY), "--out", str(run)]
+    cmd += ["--quick"] if quick else []
     subprocess.run(cmd, check=True, cwd=REPO)
     cv = json.loads((run / "crossval.json").read_text())
     heat = cv.get("heat") or {}
@@ -53,6 +57,22 @@ def calorimetry_out_of_sample(run: Path, quick: bool) -> dict:
         out["observables"][name] = {"units": entry.get("units"), "physics": lfo.get("physics"),
                                     "group_normal": lfo.get("group_normal"), "by_family": lfo.get("by_family", {})}
     return out
+
+
+def casing_breach(run: Path) -> dict:
+    """Bottom ruptures of runaway tests per cell type (real.nc) and the ensemble's breach share among runaway
+    simulations (module doc, item 4)."""
+    import xarray as xr
+
+    real = xr.open_dataset(run / "real.nc")
+    ens = xr.open_zarr(run / "ensemble.zarr", consolidated=False)
+    tr, rupture = real["thermal_runaway"].values.astype(bool), real["bottom_rupture"].values.astype(bool)
+    fam = real["cell_family"].values.astype(str)
+    sim_tr, sim_breach = ens["thermal_runaway"].values.astype(bool), ens["casing_breach"].values.astype(bool)
+    return {"data": {f: {"runaway_tests": int((tr & (fam == f)).sum()),
+                         "bottom_ruptures": int((tr & rupture & (fam == f)).sum())} for f in sorted(set(fam))},
+            "data_share": float(rupture[tr].mean()), "simulated_share": float(sim_breach[sim_tr].mean()),
+            "simulated_runaways": int(sim_tr.sum())}
 
 
 def hatchard_oven() -> dict:
@@ -138,9 +158,11 @@ def main() -> None:
     oven = hatchard_oven()
     balance = energy_balance()
     mech = mechanics(REPO.parent / "shared" / "data" / "indentation" / "raw")
+    breach = casing_breach(run)
 
     print(f"\nDatabank, leave-cell-type-out ({'quick' if quick else 'full'} calorimetry study)")
-    print(f"{'observable':22s} {'cell type':28s} {'n':>3s} {'observed':>9s} {'predicted':>9s} {'|err| med':>9s} {'cov90':>6s}")
+    print(f"{'observable':22s} {'cell type':28s} {'n':>3s} {'observed':>9s} {'predicted':>9s} {'|err| med':>9s} "
+          f"{'cov90':>6s}")
     for name, entry in calorimetry["observables"].items():
         for fam, r in entry["by_family"].items():
             print(f"{name:22s} {fam:28s} {r['n']:3d} {r['observed_mean']:9.3f} {r['predicted_median']:9.3f} "
@@ -148,19 +170,23 @@ def main() -> None:
         if entry.get("physics"):
             base = entry.get("group_normal") or {}
             print(f"{name:22s} {'all: physics / group normal':28s} coverage {entry['physics']['coverage_90']:.2f} / "
-                  f"{base.get('coverage_90', float('nan')):.2f}, interval score {entry['physics']['interval_score_90']:.3g}"
+                  f"{base.get('coverage_90', float('nan')):.2f}, "
+                  f"interval score {entry['physics']['interval_score_90']:.3g}"
                   f" / {base.get('interval_score_90', float('nan')):.3g}")
     print(f"\nHatchard oven (lumped LiCoO2 18650, nominal θ): threshold {oven['threshold_celsius']:.2f} °C; "
           f"survives 150 °C: {oven['survives_150']}, runs away at 155 °C: {oven['runs_away_155']}")
     print(f"First law with ejection: worst residual {balance['first_law_residual_max']:.1e} over {balance['draws']} "
           f"prior draws ({balance['ejected']} ejected, {balance['runaway']} ran away)")
+    print(f"Casing breach among runaways: databank {breach['data_share']:.3f} (bottom ruptures), simulator prior "
+          f"predictive {breach['simulated_share']:.3f} of {breach['simulated_runaways']} runaway simulations")
     print("\nIndentation force curves (ORNL LCO pouch; speed and thickness assumed)")
-    print(f"{'family':10s} {'tests':>5s} {'fit rel. RMSE':>13s} {'onset F meas.':>13s} {'LFO pred.':>9s} {'LFO rel. err':>12s}")
+    print(f"{'family':10s} {'tests':>5s} {'fit rel. RMSE':>13s} {'onset F meas.':>13s} {'LFO pred.':>9s} "
+          f"{'LFO rel. err':>12s}")
     for fam, r in mech["families"].items():
         print(f"{fam:10s} {r['tests']:5d} {r['fit_rmse_relative']:13.3f} {r['onset_force_measured_mean']:13.0f} "
               f"{r['onset_force_predicted_lfo']:9.0f} {r['onset_force_lfo_median_relative_error']:12.3f}")
     path = write_result("physics_validation", {"calorimetry": calorimetry, "hatchard_oven": oven,
-                                               "energy_balance": balance, "mechanics": mech,
+                                               "energy_balance": balance, "mechanics": mech, "casing_breach": breach,
                                                "seconds_calorimetry": t_cal})
     print(f"wrote {path.relative_to(REPO)}")
 
