@@ -38,6 +38,10 @@ GRID_DIMS = ("time", "displacement")
 OUTCOME_NAME = "thermal_runaway"
 #: scalar variables never used as observables (outcomes with their own head, bookkeeping)
 EXCLUDED = ("thermal_runaway", "hazard_level", "wall_time", "theta", "condition")
+#: Observable scales (a simulator declares one in the variable's ``transform`` attr): a bounded share is
+#: modelled on the logit scale, clipped to [SHARE_EPS, 1 - SHARE_EPS], so every predictive quantile lies in (0, 1)
+TRANSFORMS = ("identity", "logit")
+SHARE_EPS = 0.005
 #: Observed hazard level at and above which a real test without a ``thermal_runaway`` flag counts as runaway
 RUNAWAY_HAZARD_LEVEL = 6  # TR = observed hazard level ≥ 6 (pouch rupture and beyond), as in risk.bayes
 
@@ -161,16 +165,44 @@ class ThetaTransform:
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Channel:
-    """One observable variable: a curve on ``grid`` (dim ``dim``) or a scalar (``dim is None``)."""
+    """One observable variable: a curve on ``grid`` (dim ``dim``) or a scalar (``dim is None``).
+
+    ``transform`` is the scale the decoder models it on (`TRANSFORMS`): ``"logit"`` for a share in (0, 1).
+    """
 
     name: str
     units: str
     dim: str | None = None
     grid: tuple[float, ...] = ()
+    transform: str = "identity"
+
+    def __post_init__(self):
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"observable {self.name!r}: transform {self.transform!r} is not one of {TRANSFORMS}")
 
     @property
     def size(self) -> int:
         return len(self.grid) if self.dim else 1
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Values in the observable's units → the modelled scale (NaN stays NaN)."""
+        x = np.asarray(x, dtype=float)
+        if self.transform == "logit":
+            return special.logit(np.clip(x, SHARE_EPS, 1 - SHARE_EPS))
+        return x
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        """The modelled scale → the observable's units."""
+        y = np.asarray(y, dtype=float)
+        return special.expit(y) if self.transform == "logit" else y
+
+    def inverse_slope(self, y: np.ndarray) -> np.ndarray:
+        """d inverse / dy at ``y`` (an sd on the modelled scale × this ≈ the sd in the observable's units)."""
+        y = np.asarray(y, dtype=float)
+        if self.transform == "logit":
+            p = special.expit(y)
+            return p * (1 - p)
+        return np.ones_like(y)
 
 
 @dataclass(frozen=True)
@@ -180,7 +212,7 @@ class ObservableLayout:
     Attributes
     ----------
     channels : the observables, in feature order.
-    offset, scale : ``(n_obs,)`` normalisers in the observables' SI units.
+    offset, scale : ``(n_obs,)`` normalisers on the modelled scale (SI units, or the channel's transform of them).
     condition_names, condition_loc, condition_scale : z-scoring of the conditions ``c``.
     """
 
@@ -212,24 +244,42 @@ class ObservableLayout:
         """``(n_obs,)`` int: the channel of each feature."""
         return np.concatenate([np.full(c.size, j) for j, c in enumerate(self.channels)])
 
+    def _per_channel(self, x: np.ndarray, fn: str) -> np.ndarray:
+        if all(c.transform == "identity" for c in self.channels):
+            return np.asarray(x, dtype=float)
+        out = np.array(x, dtype=float, copy=True)
+        for c, sl in zip(self.channels, self.slices().values()):
+            out[..., sl] = getattr(c, fn)(out[..., sl])
+        return out
+
     def normalise(self, x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, dtype=float) - np.asarray(self.offset)) / np.asarray(self.scale)
+        """``(..., n_obs)`` SI values → normalised features (each channel's transform, then z-scored)."""
+        return (self._per_channel(x, "forward") - np.asarray(self.offset)) / np.asarray(self.scale)
 
     def denormalise(self, x_n: np.ndarray) -> np.ndarray:
-        return np.asarray(x_n, dtype=float) * np.asarray(self.scale) + np.asarray(self.offset)
+        """Normalised features → SI values (inverse of `normalise`; a logit share lands in (0, 1))."""
+        return self._per_channel(np.asarray(x_n, dtype=float) * np.asarray(self.scale) + np.asarray(self.offset),
+                                 "inverse")
+
+    def sd_si(self, mean_n: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
+        """The decoder's sd in SI units at normalised mean ``mean_n`` (delta method through the transform)."""
+        y = np.asarray(mean_n, dtype=float) * np.asarray(self.scale) + np.asarray(self.offset)
+        return np.exp(log_scale) * np.asarray(self.scale) * self._per_channel(y, "inverse_slope")
 
     def normalise_conditions(self, c: np.ndarray) -> np.ndarray:
         return (np.asarray(c, dtype=float) - np.asarray(self.condition_loc)) / np.asarray(self.condition_scale)
 
     def to_json(self) -> dict:
-        return {"channels": [{"name": c.name, "units": c.units, "dim": c.dim, "grid": list(c.grid)} for c in self.channels],
+        return {"channels": [{"name": c.name, "units": c.units, "dim": c.dim, "grid": list(c.grid),
+                              "transform": c.transform} for c in self.channels],
                 "offset": list(self.offset), "scale": list(self.scale),
                 "condition_names": list(self.condition_names), "condition_loc": list(self.condition_loc),
                 "condition_scale": list(self.condition_scale), "condition_default": list(self.condition_default)}
 
     @classmethod
     def from_json(cls, d: Mapping) -> "ObservableLayout":
-        ch = tuple(Channel(c["name"], c["units"], c["dim"], tuple(c["grid"])) for c in d["channels"])
+        ch = tuple(Channel(c["name"], c["units"], c["dim"], tuple(c["grid"]), c.get("transform", "identity"))
+                   for c in d["channels"])
         return cls(ch, tuple(d["offset"]), tuple(d["scale"]), tuple(d["condition_names"]),
                    tuple(d["condition_loc"]), tuple(d["condition_scale"]), tuple(d["condition_default"]))
 
@@ -271,7 +321,7 @@ def _select_channels(ens: xr.Dataset, observables: Sequence[str] | None) -> list
     for v in names:
         da = ens[v]
         if da.dims == ("sample",):
-            chans.append(Channel(v, da.attrs.get("units", ""), None))
+            chans.append(Channel(v, da.attrs.get("units", ""), None, transform=da.attrs.get("transform", "identity")))
         elif da.ndim == 2 and da.dims[1] in GRID_DIMS:
             chans.append(Channel(v, da.attrs.get("units", ""), da.dims[1], tuple(map(float, ens[da.dims[1]].values))))
         else:
@@ -346,7 +396,7 @@ def build_layout(ens: xr.Dataset, observables: Sequence[str] | None = None,
     X = _features(ens, chans, "sample")
     offset, scale, k = [], [], 0
     for c in chans:
-        block = X[:, k:k + c.size]
+        block = c.forward(X[:, k:k + c.size])
         k += c.size
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

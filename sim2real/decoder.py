@@ -175,9 +175,8 @@ class FrozenDecoder:
     def predict(self, theta: np.ndarray, condition: np.ndarray) -> xr.Dataset:
         """Predictive mean/sd of every observable in SI units and P(runaway) for θ (n, n_par), c (n, n_cond)."""
         out = self.torch_apply(self.to_unconstrained(theta), condition)
-        scale = np.asarray(self.layout.scale)
         mean = self.layout.denormalise(out["mean"])
-        sd = np.exp(out["log_scale"]) * scale
+        sd = self.layout.sd_si(out["mean"], out["log_scale"])  # a logit share: delta method
         ds = xr.Dataset(coords={"case": np.arange(mean.shape[0])})
         for ch, sl in zip(self.layout.channels, self.layout.slices().values()):
             dims = ("case",) if ch.dim is None else ("case", ch.dim)

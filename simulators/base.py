@@ -112,10 +112,13 @@ class Simulator(ABC):
     def _run(self, theta: dict[str, float], condition: dict[str, float]) -> xr.Dataset: ...
 
 
-def attach_units(ds: xr.Dataset, meta: Mapping[str, tuple[str, str]]) -> xr.Dataset:
-    """Set ``units`` and ``long_name`` attrs from ``meta = {var: (units, long_name)}`` (OUTCOMES included)."""
+def attach_units(ds: xr.Dataset, meta: Mapping[str, tuple]) -> xr.Dataset:
+    """Set ``units`` and ``long_name`` attrs from ``meta = {var: (units, long_name[, extra attrs])}``
+    (OUTCOMES included); extra attrs such as ``{"transform": "logit"}`` (`sim2real.bridge.TRANSFORMS`)
+    tell the decoder the scale to model the variable on."""
     table = {**OUTCOMES, **meta}
     for name in list(ds.variables):
         if name in table:
-            ds[name].attrs.update(units=table[name][0], long_name=table[name][1])
+            units, long_name, *extra = table[name]
+            ds[name].attrs.update(units=units, long_name=long_name, **(extra[0] if extra else {}))
     return ds

@@ -44,6 +44,8 @@ the separator-collapse and the ejection events; events are located by root findi
 """
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -82,16 +84,21 @@ def linear_ocv_short(cell: CellFormat, resistance: float) -> ShortModel:
 KINETIC_GROUPS = ("sei", "anode", "cathode", "electrolyte")
 
 
-def perturbed_kinetics(ks: KineticSet, theta: dict, soc: float) -> KineticSet:
+def perturbed_kinetics(ks: KineticSet, theta: dict, soc: float, loading: float = 1.0) -> KineticSet:
     """Apply log-multipliers ``log_A_<group>``, ``c_sei0`` and the multiplier ``enthalpy_factor`` of every
-    exothermic reaction's enthalpy from θ (where given), then the SOC rule of the set."""
+    exothermic reaction's enthalpy from θ (where given), then the SOC rule of the set.
+
+    ``loading`` [1] multiplies every reaction's enthalpy per jelly-roll volume: the reactive mass of a cell of
+    the same format and a different capacity (`LumpedThermal.cell_at`)."""
     log_A = {}
     for r in ks.reactions:
         for g in KINETIC_GROUPS:
             if r.name.startswith(g) and f"log_A_{g}" in theta:
                 log_A[r.name] = theta[f"log_A_{g}"]
     init = {"c_sei": theta["c_sei0"]} if "c_sei0" in theta and "c_sei" in ks.state_names else {}
-    H = {r.name: theta["enthalpy_factor"] for r in ks.reactions if r.H > 0} if "enthalpy_factor" in theta else None
+    factor = theta.get("enthalpy_factor", 1.0)
+    H = {r.name: (factor if r.H > 0 else 1.0) * loading for r in ks.reactions} \
+        if "enthalpy_factor" in theta or loading != 1.0 else None
     return ks.with_(log_A=log_A, H=H, initial=init).at_soc(soc)
 
 
@@ -122,6 +129,7 @@ class LumpedResult:
     energy_ejecta_electrical: float = 0.0  # J, stored electrical energy released in the ejecta
     mass_fraction_ejected: float = 0.0  # 1, ejected mass / cell mass
     heating_rate_peak: float = 0.0  # K/s, largest chemical self-heating rate of the body
+    breach_heating_rate: float = np.inf  # K/s, the casing's breach criterion (inf: never)
     casing_breach: bool = False
 
 
@@ -318,6 +326,7 @@ def simulate_lumped(cell: CellFormat, ks: KineticSet, *, soc: float, temperature
         heat_ejecta_chemical=ejecta["chemical"], energy_ejecta_electrical=ejecta["electrical"],
         mass_fraction_ejected=0.0 if np.isnan(t_eject) else ejecta_fraction * w_jr,
         heating_rate_peak=rate_peak, casing_breach=bool(rate_peak > breach_heating_rate),
+        breach_heating_rate=float(breach_heating_rate),
     )
 
 
@@ -331,10 +340,13 @@ META = {
     "time_separator_collapse": ("s", "time of separator collapse (NaN if none)"),
     "time_vent": ("s", "time the safety vent opens (NaN if never)"),
     "heat_ejecta": ("J", "heat released in the ejecta (sensible + unreacted chemical + stored electrical)"),
-    "heat_fraction_ejecta": ("1", "ejecta share of the heat of an ejecting runaway (1 - body share; NaN: no ejection)"),
+    "heat_fraction_ejecta": ("1", "ejecta share of the heat of an ejecting runaway (1 - body share; NaN: no ejection)",
+                             {"transform": "logit"}),  # modelled on the logit scale (sim2real.bridge.Channel)
     "mass_fraction_ejected": ("1", "ejected mass / cell mass"),
     "heating_rate_peak": ("K/s", "largest chemical self-heating rate of the cell body"),
     "casing_breach": ("1", "casing breach (bottom rupture): peak self-heating rate above breach_heating_rate"),
+    "breach_margin_log": ("1", "ln(peak self-heating rate / breach_heating_rate), clipped to ±10: > 0 the casing "
+                               "breaches (the databank observes its sign as bottom rupture)"),
     "time": ("s", "time since trigger start"),
 }
 
@@ -381,6 +393,9 @@ LUMPED_CONDITIONS = (
     Condition("heater_power", "W", 0.0, "heater power into the cell", (0.0, 1e4)),
     Condition("heater_duration", "s", 0.0, "heater on-time", (0.0, 1e6)),
     Condition("short_resistance", "Ohm", 1e6, "internal short resistance (1e6: no short)", (1e-4, 1e6)),
+    Condition("capacity_nominal", "A s", 0.0,
+              "nominal capacity of the tested cell, same format (≤ 0: the cell format's own; `LumpedThermal.cell_at`)",
+              (0.0, 1e7)),
 )
 
 
@@ -438,16 +453,34 @@ class LumpedThermal(Simulator):
                    "temperature_vent": 423.0, "ejecta_fraction": 0.5, "breach_heating_rate": 1000.0}
         return {p.name: nominal[p.name] for p in type(self).parameters if p.name in nominal}
 
+    def cell_at(self, condition: dict) -> tuple[CellFormat, float]:
+        """The tested cell: the format's cell at the condition's ``capacity_nominal`` [A s], and its active-material
+        loading relative to the format's cell [1].
+
+        A cell of the same format and another capacity holds proportionally more active material in the same can
+        (capacity ∝ active mass at fixed specific capacity): its stored energy (linear OCV × capacity) and the
+        reactive content of every decomposition reaction scale with the capacity; the can, its heat capacity and
+        the jelly-roll volume stay the format's. Assumption, first order; the Battery Failure Databank's 18650
+        types at SOC 100 % release heat roughly in proportion to capacity (median 29 kJ for the 2.15 A h Sanyo
+        18650-A, 66 kJ for the 3.0 A h Samsung 30Q, 76 kJ for the 3.53 A h Sony VC7; NREL/NASA
+        Battery Failure Databank rev. 2, 2024; Finegan et al., J. Power Sources 597 (2024) 234106).
+        """
+        capacity = float(condition.get("capacity_nominal", 0.0))
+        if capacity <= 0.0:
+            return self._cell, 1.0
+        return dataclasses.replace(self._cell, capacity_nominal=capacity), capacity / self._cell.capacity_nominal
+
     def short_model(self, theta: dict, condition: dict) -> ShortModel | None:
         if condition["short_resistance"] >= 1e6:
             return None
-        return linear_ocv_short(self._cell, condition["short_resistance"])
+        return linear_ocv_short(self.cell_at(condition)[0], condition["short_resistance"])
 
     def simulate(self, theta: dict, condition: dict) -> LumpedResult:
         """The raw `LumpedResult` (energy bookkeeping included); `run` wraps it as a dataset."""
-        ks = perturbed_kinetics(self._kinetics, theta, condition["soc"])
+        cell, loading = self.cell_at(condition)
+        ks = perturbed_kinetics(self._kinetics, theta, condition["soc"], loading)
         return simulate_lumped(
-            self._cell, ks, soc=condition["soc"], temperature_ambient=condition["temperature_ambient"],
+            cell, ks, soc=condition["soc"], temperature_ambient=condition["temperature_ambient"],
             temperature_oven=condition["temperature_oven"], oven_ramp_rate=condition["oven_ramp_rate"],
             heater_power=condition["heater_power"], heater_duration=condition["heater_duration"],
             short=self.short_model(theta, condition), h_conv=theta["h_conv"],
@@ -472,6 +505,19 @@ def ejecta_share(r: LumpedResult) -> float:
     return min(max(r.heat_ejecta / total, 0.0), 1.0)
 
 
+BREACH_MARGIN_CLIP = 10.0  # |ln ratio| beyond e^10 carries no more information about the sign
+
+
+def breach_margin(r: LumpedResult) -> float:
+    """``ln(heating_rate_peak / breach_heating_rate)`` [1], clipped to ±`BREACH_MARGIN_CLIP` (a cell that never
+    self-heats sits at the floor): the casing breaches exactly when it is > 0. A continuous observable whose sign
+    the databank's bottom-rupture flag measures (a censored value in `risk.bayes.data`)."""
+    if not np.isfinite(r.breach_heating_rate):
+        return np.nan
+    ratio = r.heating_rate_peak / r.breach_heating_rate
+    return float(np.clip(np.log(max(ratio, 1e-300)), -BREACH_MARGIN_CLIP, BREACH_MARGIN_CLIP))
+
+
 def to_dataset(r: LumpedResult) -> xr.Dataset:
     """The contract dataset of a `LumpedResult`."""
     ds = xr.Dataset(
@@ -493,6 +539,7 @@ def to_dataset(r: LumpedResult) -> xr.Dataset:
             "mass_fraction_ejected": r.mass_fraction_ejected,
             "heating_rate_peak": r.heating_rate_peak,
             "casing_breach": r.casing_breach,
+            "breach_margin_log": breach_margin(r),
         },
         coords={"time": r.time},
     )

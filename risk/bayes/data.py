@@ -12,6 +12,9 @@ Censoring and exclusions (every one listed in ``CalibrationData.notes``, nothing
   e.g. klbf read as N) are excluded from the force observables, with that reason.
 - ``temperature_rise_rate_log`` at its ceiling (10 K/s, `simulators.features`: venting and flame, which no
   simulator here resolves) is a lower bound (``temperature_rise_rate_censored``).
+- ``breach_margin_log`` (the simulator's log ratio of peak self-heating rate to the casing's breach rate,
+  `simulators.lumped`) is never measured, only its sign: a test whose casing ruptured (``bottom_rupture``)
+  has a margin ≥ 0 (a lower bound at 0), every other test with a known outcome a margin ≤ 0 (an upper bound).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import xarray as xr
 from risk.bayes.model import CalibrationData
 
 FORCE_OBSERVABLES = ("force_short_onset", "force_peak")
+BREACH_MARGIN = "breach_margin_log"  # simulators.lumped: ln(peak self-heating rate / breach rate); its sign is observed
 
 
 def calibration_data(real: xr.Dataset, decoder) -> CalibrationData:
@@ -54,10 +58,16 @@ def calibration_data(real: xr.Dataset, decoder) -> CalibrationData:
                 real[name] = real[name].where(~xr.DataArray(bad, dims="test"))
         if bad.any() and any(n in FORCE_OBSERVABLES for n in names):
             notes.append(f"force observables excluded (peak force < 20 N: force unit suspect): {', '.join(tests[bad])}")
+    breach = None
+    if BREACH_MARGIN in names and "bottom_rupture" in real:
+        breach = np.asarray(real["bottom_rupture"].values, float)  # 1 / 0, NaN unknown
+        real[BREACH_MARGIN] = ("test", np.where(np.isfinite(breach), 0.0, np.nan), {"units": "1"})
+        notes.append(f"{BREACH_MARGIN} known by its sign only: ≥ 0 for the {int(np.nansum(breach))} tests whose casing "
+                     f"ruptured, ≤ 0 for the {int(np.sum(breach == 0))} others")
     b = real_to_batch(real, layout)
     x = b.x.numpy().astype(float)
     obs = np.where(b.mask.numpy() > 0, x, np.nan)
-    censored = np.zeros(obs.shape, bool)
+    censored = np.zeros(obs.shape, np.int8)  # risk.bayes.model.censor_sign: +1 lower bound, -1 upper bound
     sl = layout.slices()
     if "force_short_onset" in sl:
         censored[:, sl["force_short_onset"]] = censored_tests[:, None] & np.isfinite(obs[:, sl["force_short_onset"]])
@@ -67,6 +77,8 @@ def calibration_data(real: xr.Dataset, decoder) -> CalibrationData:
             censored[:, sl[name]] |= hit[:, None] & np.isfinite(obs[:, sl[name]])
             if hit.any():
                 notes.append(f"{name} censored at its ceiling (rise rate ≥ 10 K/s): {', '.join(tests[hit])}")
+    if breach is not None:
+        censored[:, sl[BREACH_MARGIN]] = np.where(breach == 1, 1, np.where(breach == 0, -1, 0))[:, None]
     y = np.where(b.y_mask.numpy() > 0, b.y.numpy().astype(float), np.nan)
     level = np.asarray(real["hazard_level"].values, dtype=float) if "hazard_level" in real else None
     family = (np.asarray(real["cell_family"].values).astype(str) if "cell_family" in real

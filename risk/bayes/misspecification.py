@@ -114,12 +114,15 @@ def simulated_range_checks(observables: np.ndarray, censored: np.ndarray | None,
                            simulated_mask: np.ndarray, observable_names) -> dict:
     """Share of real observations outside the range the ensemble simulated, per observable.
 
-    observables : (n_tests, n_obs) real values (normalised, NaN missing); censored : same shape, lower bounds;
-    simulated, simulated_mask : (n_sim, n_obs) ensemble values in the same units and where they exist.
-    A censored value is outside only above the simulated maximum.
+    observables : (n_tests, n_obs) real values (normalised, NaN missing); censored : same shape, signs
+    (`risk.bayes.model.censor_sign`); simulated, simulated_mask : (n_sim, n_obs) ensemble values in the same
+    units and where they exist. A lower bound is outside only above the simulated maximum, an upper bound only
+    below the minimum.
     """
     out = {}
-    cens = np.zeros(observables.shape, bool) if censored is None else np.asarray(censored, bool)
+    from risk.bayes.model import censor_sign
+
+    sign = censor_sign(censored, observables.shape)
     for j, name in enumerate(observable_names):
         s = simulated[np.asarray(simulated_mask[:, j], bool), j]
         y = observables[:, j]
@@ -127,7 +130,7 @@ def simulated_range_checks(observables: np.ndarray, censored: np.ndarray | None,
         if not ok.any() or not s.size:
             continue
         lo, hi = float(s.min()), float(s.max())
-        outside = ok & ((y > hi) | (~cens[:, j] & (y < lo)))
+        outside = ok & (((sign[:, j] >= 0) & (y > hi)) | ((sign[:, j] <= 0) & (y < lo)))
         share = float(outside.sum() / ok.sum())
         out[str(name)] = {"n": int(ok.sum()), "simulated_min": lo, "simulated_max": hi, "n_outside": int(outside.sum()),
                           "share_outside": share, "extreme": bool(share > OUT_OF_RANGE_MAX)}

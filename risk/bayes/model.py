@@ -81,6 +81,15 @@ def _cutpoints(name: str = "cutpoints", batch: tuple[int, ...] = ()) -> pt.Tenso
     return pm.Deterministic(name, pt.concatenate([lower, pt.zeros_like(upper), upper], axis=-1))
 
 
+def censor_sign(censored: np.ndarray | None, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Censoring as int8 signs: +1 the value is a lower bound (``P(Y > y)``: a saturated thermocouple, bool True),
+    -1 an upper bound (``P(Y < y)``: no casing breach, a margin below 0), 0 exact. ``None`` → zeros of ``shape``."""
+    if censored is None:
+        return np.zeros(shape, np.int8)
+    c = np.asarray(censored)
+    return c.astype(np.int8) if c.dtype == bool else np.sign(c).astype(np.int8)
+
+
 def _normal_logsf(z):
     """log P(Z > z) of a standard normal, finite with finite gradients for every z.
 
@@ -172,7 +181,8 @@ class CalibrationData:
     observables : ``(n_tests, n_obs)`` normalised observables, NaN where not observed.
     hazard_level : ``(n_tests,)`` observed hazard level 1–7 or NaN (optional).
     runaway : ``(n_tests,)`` 1/0 observed thermal runaway or NaN (optional).
-    censored : ``(n_tests, n_obs)`` bool, the value is a lower bound (optional).
+    censored : ``(n_tests, n_obs)`` int8 or bool, the value is a bound (optional; `censor_sign`: +1 / True a
+        lower bound, -1 an upper bound, 0 / False exact).
     notes : data-quality notes (censoring, exclusions and their reasons).
     """
 
@@ -276,8 +286,8 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         (Gamma(4, 4/scale): 90 % between 0.34 and 1.9 × scale, never 0).
     link_scale_sd : log-sd of the LogNormal(0, ·) prior of the sim-to-real scale of the runaway logit
         (centred on "the decoder is calibrated"; 0.5: 95 % in [0.38, 2.7]).
-    censored : ``(n_tests, n_obs)`` bool, the observed value is a lower bound (default
-        ``data.censored``): its likelihood is ``P(Y > value)``.
+    censored : ``(n_tests, n_obs)`` censoring signs (default ``data.censored``; `censor_sign`): a lower bound's
+        likelihood is ``P(Y > value)``, an upper bound's ``P(Y < value)``.
     family_covariate : ``(n_families,)`` centred family-level predictor (in ``data.families`` order; the
         log of the family's nominal capacity, `risk.bayes.physics.PhysicsSetup.family_covariate`): family
         locations regress on it along ``covariate_direction``, ``a_f = a_pop + β x_f d + τ ⊙ z_f``
@@ -342,11 +352,11 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
     seen = np.ones((1, n), bool) if train_mask is None else np.asarray(train_mask, bool)
     obs = np.asarray(data.observables, dtype=float)
     censored = data.censored if censored is None else censored
-    cens = np.zeros(obs.shape, bool) if censored is None else np.asarray(censored, bool) & np.isfinite(obs)
+    sign = censor_sign(censored, obs.shape) * np.isfinite(obs)
     # observed entries, per copy: (fold, test, observable) of finite values of tests the copy sees
     ent = np.argwhere(np.isfinite(obs)[None] & seen[:, :, None])
     ent_f, ent_t, ent_j = ent.T
-    exact = ~cens[ent_t, ent_j]
+    exact = sign[ent_t, ent_j] == 0
     coords = {"parameter": list(parameter_names), "direction": [f"d{j + 1}" for j in range(k)],
               "family": list(data.families), "test": [str(t) for t in data.test],
               "observable": list(data.observable_names) or [f"obs_{j}" for j in range(obs.shape[1])],
@@ -420,9 +430,10 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
             if exact.any():
                 pm.Normal("observables", mu=mean[np.flatnonzero(exact)], sigma=sd_obs[np.flatnonzero(exact)],
                           observed=y[exact], dims="observed_entry")
-            if (~exact).any():  # lower bounds: log P(Y > y)
+            if (~exact).any():  # lower bounds: log P(Y > y); upper bounds: log P(Y < y) = log P(-Y > -y)
                 lo = np.flatnonzero(~exact)
-                pm.Potential("observables_censored", _normal_logsf((y[~exact] - mean[lo]) / sd_obs[lo]).sum())
+                s = sign[ent_t, ent_j][~exact].astype(float)
+                pm.Potential("observables_censored", _normal_logsf(s * (y[~exact] - mean[lo]) / sd_obs[lo]).sum())
         _outcome_likelihoods(logit, data.hazard_level, data.runaway, train_mask)
     model.observed_index = (ent_t[exact], ent_j[exact])  # observed entries → (test, observable)
     return model

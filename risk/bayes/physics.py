@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 from scipy import special, stats
 
-from risk.bayes.model import CalibrationData, build_hierarchical_model, design_region_u, prior_moments_u
+from risk.bayes.model import CalibrationData, build_hierarchical_model, censor_sign, design_region_u, prior_moments_u
 from risk.bayes.subspace import InformedSubspace, informed_subspace
 
 
@@ -243,13 +243,14 @@ def predict_levels_given_observables(tree: xr.DataTree, apply_fn, families: Sequ
 
     Each retained posterior draw s proposes ``n_cells`` new cells u_sc of the test's family; each is weighted by
     the calibration likelihood of the test's observables, ``Normal(mean + b_f, sqrt(exp(2 log_scale) + δ²))``
-    (``P(Y > y)`` for censored values; `risk.bayes.model`), i.e. likelihood weighting of the posterior
+    (``P(Y > y)`` for lower and ``P(Y < y)`` for upper bounds; `risk.bayes.model`), i.e. likelihood weighting of the posterior
     predictive — exact as ``n_cells`` grows.
 
     Parameters
     ----------
     apply_fn : ``(u (..., n_param), c (..., n_cond)) -> dict(mean, log_scale (..., n_obs), logit_runaway (...))``.
-    observables : ``(n_tests, n_obs)`` normalised, NaN where not measured; censored : same shape, lower bounds.
+    observables : ``(n_tests, n_obs)`` normalised, NaN where not measured; censored : same shape, signs
+    (`risk.bayes.model.censor_sign`).
 
     Returns
     -------
@@ -269,10 +270,11 @@ def predict_levels_given_observables(tree: xr.DataTree, apply_fn, families: Sequ
     sd = np.sqrt(np.exp(2 * log_scale) + delta[:, None, None, :] ** 2)
     y = np.asarray(observables, float)[None, :, None, :]
     z = (np.nan_to_num(y) - mean) / sd
-    exact = np.isfinite(y) & ~np.asarray(censored, bool)[None, :, None, :]
-    lower = np.isfinite(y) & np.asarray(censored, bool)[None, :, None, :]
+    sign = censor_sign(censored, np.shape(observables))[None, :, None, :]
+    exact = np.isfinite(y) & (sign == 0)
+    bound = np.isfinite(y) & (sign != 0)
     loglik = (np.where(exact, stats.norm.logpdf(z) - np.log(sd), 0.0)
-              + np.where(lower, stats.norm.logsf(z), 0.0)).sum(-1)  # (S, n, cells)
+              + np.where(bound, stats.norm.logsf(sign * z), 0.0)).sum(-1)  # (S, n, cells)
     w = np.exp(loglik - loglik.max(axis=(0, 2), keepdims=True))
     w = w / w.sum(axis=(0, 2), keepdims=True)
     ess = 1.0 / (w**2).sum(axis=(0, 2))

@@ -28,7 +28,10 @@ interval score (Gneiting & Raftery, JASA 102 (2007) 359, eq. 43; lower is better
 ejecta share of the heat, ``heat_fraction_ejecta``), per scheme and, out of sample, per cell type.
 
 The ``runaway`` entry (when the held-out tests' runaway outcomes vary) scores the same folds' physics P(TR)
-of each held-out test (`risk.bayes.physics.predict_p_tr`) against `RUNAWAY_BASELINES`.
+of each held-out test (`risk.bayes.physics.predict_p_tr`) against `RUNAWAY_BASELINES`. Where the decoder models
+the casing's breach margin (`risk.bayes.data.BREACH_MARGIN`, observed by its sign only, hence not interval-scored),
+the ``bottom_rupture`` entry scores the physics P(margin > 0) of each held-out test the same way (layout of
+``runaway``; baselines: the training frequency of rupture per cell type and per SOC × trigger).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from risk.bayes.data import BREACH_MARGIN
 from risk.predict.crossval import leave_groups_out, leave_replicates_out
 
 HEAT = "heat_released_total"
@@ -116,8 +120,13 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
         lookup = dict(zip(*(read_calorimetry_tests(table)[c] for c in ("Test-ID", "trigger"))))
         trigger = np.array([lookup.get(t, "") for t in tests])
     tr = np.asarray(data.runaway, float)[rows] if data.runaway is not None else np.full(rows.size, np.nan)
+    breach = names.index(BREACH_MARGIN) if BREACH_MARGIN in names else None
+    rupture = np.full(rows.size, np.nan)
+    if breach is not None and data.censored is not None:  # the margin's sign: +1 ruptured, -1 did not
+        sign = np.asarray(data.censored)[rows, breach].astype(float)
+        rupture = np.where(np.isfinite(obs[rows, breach]) & (sign != 0), (sign > 0).astype(float), np.nan)
     df = pd.DataFrame({"row": rows, "family": np.asarray(data.family)[rows], "soc": np.round(soc, 3),
-                       "trigger": trigger, "heat_kj": heat_kj, "tr": tr})
+                       "trigger": trigger, "heat_kj": heat_kj, "tr": tr, "rupture": rupture})
     df["soc_trigger"] = df["soc"].astype(str) + " " + df["trigger"]
     setup = physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim, family_discrepancy=family_discrepancy)
     apply = jax.jit(decoder.jax_apply)
@@ -146,14 +155,18 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
         subsets = [data.subset(np.setdiff1d(every, df["row"].to_numpy()[te])) for _, te in folds]
         fitted = fit_folds(decoder_dir, subsets, setup, seeds=[seed + k for k in range(len(folds))], workers=workers,
                            chains=chains, target_accept=target_accept, draws=draws, tune=tune)
-        lo_p, hi_p, lo_b, hi_b, p_tr = (np.empty(len(df)) for _ in range(5))
+        lo_p, hi_p, lo_b, hi_b, p_tr, p_rupture = (np.empty(len(df)) for _ in range(6))
         q_all = np.full((3, len(df), len(names)), np.nan)  # physics 5 / 50 / 95 % per observable
         p_base = {name: np.empty(len(df)) for name in RUNAWAY_BASELINES}
+        p_base_rupture = {name: np.empty(len(df)) for name in RUNAWAY_BASELINES}
         for (tr, te), (tree, _) in zip(folds, fitted):
             test = df.iloc[te]
             c_test = cond[test["row"].to_numpy()]
-            y = predict_observables(tree, observable_fn, list(test["family"]), c_test, seed=seed)
-            q_all[:, te] = np.quantile(decoder.layout.denormalise(y) * scale, [ALPHA / 2, 0.5, 1 - ALPHA / 2], axis=0)
+            y = decoder.layout.denormalise(predict_observables(tree, observable_fn, list(test["family"]), c_test,
+                                                               seed=seed))
+            q_all[:, te] = np.quantile(y * scale, [ALPHA / 2, 0.5, 1 - ALPHA / 2], axis=0)
+            if breach is not None:
+                p_rupture[te] = (y[..., breach] > 0).mean(axis=0)
             lo_p[te], hi_p[te] = q_all[0, te, j], q_all[2, te, j]
             lo_b[te], hi_b[te] = group_normal_intervals(df.iloc[tr], test)
             p_tr[te] = predict_p_tr(tree, logit_fn, list(test["family"]), c_test, seed=seed).mean(axis=0)
@@ -161,6 +174,8 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
             for name, group in RUNAWAY_BASELINES.items():
                 fit, predict = frequency_baseline(group, "tr")
                 p_base[name][te] = predict(fit(train), test)["p"].to_numpy()
+                fit, predict = frequency_baseline(group, "rupture")
+                p_base_rupture[name][te] = predict(fit(df.iloc[tr][df.iloc[tr]["rupture"].notna()]), test)["p"].to_numpy()
         held = np.concatenate([te for _, te in folds])
         y = df["heat_kj"].to_numpy()[held]
         per_fold = [_diag(d) for _, d in fitted]
@@ -169,6 +184,8 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
                        "n_tests": int(held.size), "n_folds": len(folds),
                        "fold_diagnostics": {"physics": _worst(per_fold) | {"folds": per_fold}}}
         for k, name in enumerate(names):
+            if k == breach:  # observed by its sign only: scored as bottom_rupture below
+                continue
             _score_observable(out["observables"].setdefault(name, {"units": "kJ" if name == HEAT else "1"}), scheme,
                               df, held, folds, values[:, k], q_all[..., k])
         known = held[np.isfinite(df["tr"].to_numpy()[held])]
@@ -177,6 +194,13 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
             out.setdefault("runaway", {})[scheme] = {
                 m: _scores(pd.DataFrame({"tr": df["tr"].to_numpy()[known], "pred_p": p[known]})) for m, p in res.items()
             } | {"n_tests": int(known.size), "n_folds": len(folds)}
+        known = held[np.isfinite(df["rupture"].to_numpy()[held])]
+        if breach is not None and known.size:
+            res = {"physics": p_rupture, **p_base_rupture}
+            out.setdefault("bottom_rupture", {})[scheme] = {
+                m: _scores(pd.DataFrame({"tr": df["rupture"].to_numpy()[known], "pred_p": p[known]}))
+                for m, p in res.items()} | {"n_tests": int(known.size), "n_folds": len(folds),
+                                            "n_ruptures": int(df["rupture"].to_numpy()[known].sum())}
     return out
 
 

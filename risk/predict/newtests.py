@@ -25,12 +25,14 @@ outcomes.
 """
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from risk.bayes.data import BREACH_MARGIN
 from risk.bayes.model import N_LEVELS
 from risk.bayes.sampling import load_posterior
 from risk.data.limits import check_csv, check_unique_file_names, check_workbook
@@ -177,8 +179,8 @@ def predict_tests(run_dir: str | Path, tests_file: str | Path, raw_dir: str | Pa
 
 def _predict_calorimetry(run_dir: Path, tests_file: Path, *, model: str, seed: int) -> pd.DataFrame:
     """Heat quantiles [kJ] of new tests: the physics model for the cell types and format the study covers,
-    the metadata heat model for the others (warned); ``p_bottom_rupture`` from the metadata model for every
-    row (no simulator outputs a casing breach), named in ``bottom_rupture_model``."""
+    the metadata heat model for the others (warned); ``p_bottom_rupture`` from the physics model where its
+    decoder models the casing's breach margin, else from the metadata model, named in ``bottom_rupture_model``."""
     from risk.bayes.baselines import predict_calorimetry
 
     df = read_calorimetry_tests(tests_file).drop(columns=["heat_kj", "bottom_rupture"])
@@ -194,9 +196,15 @@ def _predict_calorimetry(run_dir: Path, tests_file: Path, *, model: str, seed: i
         warnings.warn(f"{int((~physics).sum())} calorimetry test(s) of a cell format or trigger the study's simulator "
                       f"does not cover are predicted by the metadata heat model: "
                       f"{', '.join(sorted(set(df.loc[~physics, 'cell_type'])))}", stacklevel=3)
+    outside = _outside_design(run_dir, ds) & physics
+    if outside.any():
+        warnings.warn(f"{int(outside.sum())} calorimetry test(s) with conditions outside the simulated design are "
+                      f"predicted by the metadata heat model (no extrapolation of the decoder): "
+                      f"{', '.join(df.loc[outside, 'Test-ID'].astype(str))}", stacklevel=3)
+        physics = physics & ~outside
     if physics.any():
         heat = _physics_heat(run_dir, df[physics], ds.isel(test=np.flatnonzero(physics)), seed=seed)
-        for col in ("heat_q05", "heat_q50", "heat_q95"):
+        for col in heat.columns:
             out.loc[physics, col] = heat[col].to_numpy()
         out.loc[physics, "model"] = "physics"
     return out
@@ -231,8 +239,26 @@ def _calorimetry_covered(run_dir: Path, df: pd.DataFrame, ds) -> np.ndarray:
     return heater & (df["cell_type"].isin(calibrated).to_numpy() | (cell_format == fmt))
 
 
+def _outside_design(run_dir: Path, ds) -> np.ndarray:
+    """Rows whose conditions (e.g. a cell's nominal capacity) lie outside the range the run simulated
+    (``misspecification.json`` ``design``, `risk.bayes.misspecification.design_checks`; tolerance as there)."""
+    path = run_dir / "misspecification.json"
+    out = np.zeros(ds.sizes["test"], bool)
+    if not path.exists():
+        return out
+    for name, b in (json.loads(path.read_text()).get("design") or {}).items():
+        if name in ds:
+            lo, hi = float(b["design_min"]), float(b["design_max"])
+            tol = 1e-6 * max(hi - lo, abs(hi), 1e-12)
+            v = np.asarray(ds[name].values, float)
+            out |= np.isfinite(v) & ((v < lo - tol) | (v > hi + tol))
+    return out
+
+
 def _physics_heat(run_dir: Path, df: pd.DataFrame, ds, *, seed: int) -> pd.DataFrame:
-    """``heat_q05/q50/q95`` [kJ]: the physics posterior predictive of total heat of a new test."""
+    """``heat_q05/q50/q95`` [kJ]: the physics posterior predictive of total heat of a new test, and
+    ``ejecta_share_q05/q50/q95`` [1] (the ejecta's share of that heat, should the test run away and eject) and
+    ``p_bottom_rupture`` (P(breach margin > 0), ``bottom_rupture_model = physics``) where the decoder models them."""
     import jax
 
     from risk.bayes.physics import predict_observables
@@ -259,9 +285,16 @@ def _physics_heat(run_dir: Path, df: pd.DataFrame, ds, *, seed: int) -> pd.DataF
 
     y = predict_observables(load_posterior(run_dir / "posterior.nc"), observable_fn, list(df["cell_type"]), cond,
                             seed=seed)
-    heat = layout.denormalise(y)[..., obs.index("heat_released_total")] / 1e3  # J → kJ, (S, n)
-    q = np.quantile(heat, [0.05, 0.5, 0.95], axis=0)
-    return pd.DataFrame({"heat_q05": q[0], "heat_q50": q[1], "heat_q95": q[2]}, index=df.index)
+    values = layout.denormalise(y)  # (S, n, n_obs) [SI]
+    q = np.quantile(values[..., obs.index("heat_released_total")] / 1e3, [0.05, 0.5, 0.95], axis=0)  # J → kJ
+    out = pd.DataFrame({"heat_q05": q[0], "heat_q50": q[1], "heat_q95": q[2]}, index=df.index)
+    if "heat_fraction_ejecta" in obs:
+        q = np.quantile(values[..., obs.index("heat_fraction_ejecta")], [0.05, 0.5, 0.95], axis=0)
+        out = out.assign(ejecta_share_q05=q[0], ejecta_share_q50=q[1], ejecta_share_q95=q[2])
+    if BREACH_MARGIN in obs:  # the casing breaches when the margin is > 0 (simulators.lumped)
+        out = out.assign(p_bottom_rupture=(values[..., obs.index(BREACH_MARGIN)] > 0).mean(axis=0),
+                         bottom_rupture_model="physics")
+    return out
 
 
 def _metadata_posterior(run_dir: Path, kind: str):

@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 from scipy import special
 
+from risk.bayes.data import BREACH_MARGIN
 from risk.bayes.sampling import stack_draws
 
 
@@ -218,7 +219,9 @@ def observable_quantiles(tree: xr.DataTree, decoder, scenarios: Sequence[Scenari
     """Posterior predictive quantiles of the scalar observables ``names`` of a new test per scenario (the total
     heat of a calorimetry test and its ejecta share):
     ``{"<observable>_q05" | "_q50" | "_q95" | "_mean": ("scenario", values, attrs)}`` in the observable's SI unit (`risk.bayes.physics.predict_observables`: a new cell of the scenario's
-    family, or of a new family, under its conditions; decoder scale plus the calibrated discrepancy)."""
+    family, or of a new family, under its conditions; decoder scale plus the calibrated discrepancy). Where the
+    decoder models the casing's breach margin, ``p_casing_breach_mean`` | ``_q05`` | ``_q50`` | ``_q95`` [1]: the
+    share of a posterior draw's new cells whose margin is > 0, and its spread over draws (epistemic)."""
     import jax
 
     from risk.bayes.physics import predict_observables
@@ -234,10 +237,21 @@ def observable_quantiles(tree: xr.DataTree, decoder, scenarios: Sequence[Scenari
         res = apply(np.asarray(u, np.float32), np.asarray(c, np.float32))
         return np.asarray(res["mean"], float), np.asarray(res["log_scale"], float)
 
-    y = predict_observables(tree, observable_fn, [sc.cell_family for sc in scenarios],
-                            np.array([sc.conditions for sc in scenarios], float), seed=seed, max_draws=max_draws)
+    families, conditions = [sc.cell_family for sc in scenarios], np.array([sc.conditions for sc in scenarios], float)
+    y = predict_observables(tree, observable_fn, families, conditions, seed=seed, max_draws=max_draws)
     values = layout.denormalise(y)  # (S·cells, n_scenarios, n_obs) [SI]
     out = {}
+    if BREACH_MARGIN in layout.observable_names:  # P(casing breach) per posterior draw: its epistemic interval
+        n_cells = 64
+        j = layout.observable_names.index(BREACH_MARGIN)
+        m = layout.denormalise(predict_observables(tree, observable_fn, families, conditions, seed=seed + 1,
+                                                   n_cells=n_cells, max_draws=max_draws))[..., j]  # [1]
+        p = (m.reshape(-1, n_cells, len(scenarios)) > 0).mean(axis=1)  # (S, n_scenarios): draws × cells
+        what = "probability that the casing of a new test breaches (bottom rupture; P(breach margin > 0))"
+        out["p_casing_breach_mean"] = ("scenario", p.mean(0), {"units": "1", "long_name": f"posterior mean {what}"})
+        for q in (0.05, 0.5, 0.95):
+            out[f"p_casing_breach_q{round(q * 100):02d}"] = (
+                "scenario", np.quantile(p, q, axis=0), {"units": "1", "long_name": f"posterior {q:.0%} quantile {what}"})
     for ch, j in scalar:
         v = values[..., j]
         what = f"of a new test: {ch.name}"

@@ -258,7 +258,7 @@ def _validation(art: Artefacts) -> dict:
         "metrics": None if art.metrics is None else _table_rows(art.metrics),
         "metrics_why": art.problems.get("metrics", NOT_COMPUTED),
         "ppc": [], "ppc_why": art.problems.get("posterior", NOT_COMPUTED), "crossval": None, "heat_cv": [],
-        "runaway_cv": [], "observable_cv": [],
+        "runaway_cv": [], "rupture_cv": [], "observable_cv": [],
         "crossval_why": art.problems.get("crossval", NOT_COMPUTED)}
     post = art.posterior
     if post is not None and "posterior_predictive" in post and "observed_data" in post:
@@ -307,12 +307,14 @@ def _validation(art: Artefacts) -> dict:
             for name, entry in ((art.crossval.get("heat") or {}).get("observables") or {}).items()
             for scheme, by in entry.items() if isinstance(by, dict)
             for family, scores in (by.get("by_family") or {}).items()]
-        res["runaway_cv"] = [  # calorimetry: out-of-fold P(TR) of the same folds against frequency baselines
-            {"scheme": scheme, **{m: entry[m]["log_loss"] for m in ("physics", *RUNAWAY_BASELINES) if m in entry},
-             **{f"{m}_brier": entry[m]["brier"] for m in ("physics", *RUNAWAY_BASELINES) if m in entry},
-             "better": all(entry["physics"]["log_loss"] < entry[m]["log_loss"] for m in RUNAWAY_BASELINES if m in entry),
-             "n_tests": entry.get("n_tests"), "n_folds": entry.get("n_folds")}
-            for scheme, entry in ((art.crossval.get("heat") or {}).get("runaway") or {}).items() if "physics" in entry]
+        for key, outcome in (("runaway_cv", "runaway"), ("rupture_cv", "bottom_rupture")):
+            # calorimetry: out-of-fold P(TR) and P(bottom rupture) of the same folds against frequency baselines
+            res[key] = [
+                {"scheme": scheme, **{m: entry[m]["log_loss"] for m in ("physics", *RUNAWAY_BASELINES) if m in entry},
+                 **{f"{m}_brier": entry[m]["brier"] for m in ("physics", *RUNAWAY_BASELINES) if m in entry},
+                 "better": all(entry["physics"]["log_loss"] < entry[m]["log_loss"] for m in RUNAWAY_BASELINES if m in entry),
+                 "n_tests": entry.get("n_tests"), "n_folds": entry.get("n_folds"), "n_events": entry.get("n_ruptures")}
+                for scheme, entry in ((art.crossval.get("heat") or {}).get(outcome) or {}).items() if "physics" in entry]
     return res
 
 

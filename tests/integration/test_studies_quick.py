@@ -92,7 +92,13 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
             assert tr["physics"]["log_loss"] < tr["family_frequency"]["log_loss"]
             assert "Cross-validation of the runaway probability" in html
             # every calibrated observable (total heat and the ejecta's share of it), per cell type out of sample
-            for name in load_study(study, quick=True).sim2real.observables:
+            observables = load_study(study, quick=True).sim2real.observables
+            if "breach_margin_log" in observables:  # observed by its sign: scored as the bottom-rupture probability
+                br = cv["heat"]["bottom_rupture"]["leave_family_out"]
+                assert br["n_tests"] == real.sizes["test"] and br["n_ruptures"] == int(real["bottom_rupture"].sum())
+                assert {"physics", "family_frequency", "soc_trigger_frequency"} <= set(br)
+                assert "Cross-validation of the bottom-rupture probability" in html
+            for name in (n for n in observables if n != "breach_margin_log"):
                 by = cv["heat"]["observables"][name]["leave_family_out"]["by_family"]
                 observed = real[name].to_series().groupby(real["cell_family"].to_series()).count()
                 assert {f: r["n"] for f, r in by.items()} == {f: int(n) for f, n in observed.items() if n}
@@ -252,13 +258,19 @@ def _check_predict_new_calorimetry(run: Path, tmp_path: Path) -> None:
     tests = read_calorimetry_tests(book)
     phys = out["physics"]
     assert len(phys) == len(tests) and set(phys["model"]) == {"physics", "metadata"}
-    assert (phys["bottom_rupture_model"] == "metadata").all()
+    # bottom rupture through the physics (the sign of the simulated breach margin, calibrated on the ruptures)
+    assert (phys["bottom_rupture_model"] == phys["model"]).all()
+    p_rupture = phys.loc[phys["model"] == "physics", "p_bottom_rupture"]
+    assert p_rupture.between(0, 1).all() and p_rupture.mean() < 0.5  # the databank's 18650 types: 7 % ruptured
     # the simulator represents the heater and, as an internal short, the nail (data.trigger_conditions)
     modelled = tests["trigger"].str.contains("heater", case=False) | (tests["trigger"] == "Nail")
     calibrated = tests["cell_type"].isin(_study_scenario_families(run)) & modelled
     assert (phys.loc[calibrated, "model"] == "physics").all()
     assert (phys.loc[~modelled | tests["cell_type"].str.contains("21700|D-Cell"), "model"] == "metadata").all()
     assert ((phys["heat_q05"] <= phys["heat_q50"]) & (phys["heat_q50"] <= phys["heat_q95"])).all()
+    share = phys.loc[phys["model"] == "physics", ["ejecta_share_q05", "ejecta_share_q50", "ejecta_share_q95"]].to_numpy()
+    assert (share > 0).all() and (share < 1).all() and (np.diff(share, axis=1) >= 0).all()  # a share, on the logit scale
+    assert phys.loc[phys["model"] == "metadata", "ejecta_share_q50"].isna().all()
     rows = (phys["model"] == "physics") & tests["heat_kj"].notna()
     y = tests.loc[rows, "heat_kj"].to_numpy()
 

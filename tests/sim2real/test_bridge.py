@@ -75,3 +75,41 @@ def test_real_without_any_observable_is_an_error(ensemble):
     lay = build_layout(ensemble)
     with pytest.raises(ValueError, match="none of the simulator's observables"):
         real_to_batch(xr.Dataset({"soc": ("test", [0.5])}, coords={"test": ["a"]}), lay)
+
+
+def test_logit_share_channel_roundtrips_and_keeps_predictions_in_the_unit_interval():
+    """A share declared ``transform: logit`` is z-scored on the logit scale; denormalising any normalised
+    value (a wide Gaussian predictive included) gives a share in (0, 1), and the layout survives JSON."""
+    from sim2real.bridge import SHARE_EPS, ObservableLayout
+
+    rng = np.random.default_rng(0)
+    n = 200
+    share = rng.beta(4, 2, n)
+    ens = xr.Dataset(
+        {"theta": (("sample", "parameter"), rng.random((n, 1))),
+         "condition": (("sample", "condition_name"), rng.random((n, 1))),
+         "heat": ("sample", rng.normal(5e4, 1e4, n), {"units": "J"}),
+         "share": ("sample", share, {"units": "1", "transform": "logit"})},
+        coords={"parameter": ["a"], "condition_name": ["soc"]})
+    layout = build_layout(ens)
+    assert [c.transform for c in layout.channels] == ["identity", "logit"]
+    logit = np.log(share / (1 - share))
+    assert np.isclose(layout.offset[1], logit.mean()) and np.isclose(layout.scale[1], logit.std(), rtol=1e-2)
+    x = np.column_stack([ens["heat"].values, share])
+    assert np.allclose(layout.denormalise(layout.normalise(x)), x)
+    wide = layout.denormalise(rng.normal(0, 10, (1000, 2)))
+    assert (wide[:, 1] > 0).all() and (wide[:, 1] < 1).all()
+    assert np.isclose(layout.normalise([[5e4, 1.0]])[0, 1], layout.normalise([[5e4, 1 - SHARE_EPS]])[0, 1])
+    again = ObservableLayout.from_json(layout.to_json())
+    assert again == layout
+    # sd in SI: the delta method through expit (p (1 - p) × sd on the logit scale)
+    sd = layout.sd_si(np.zeros((1, 2)), np.zeros((1, 2)))
+    p = 1 / (1 + np.exp(-layout.offset[1]))
+    assert np.isclose(sd[0, 0], layout.scale[0]) and np.isclose(sd[0, 1], layout.scale[1] * p * (1 - p))
+
+
+def test_unknown_transform_is_an_error():
+    from sim2real.bridge import Channel
+
+    with pytest.raises(ValueError, match="transform 'sqrt'"):
+        Channel("share", "1", transform="sqrt")

@@ -112,6 +112,13 @@ def test_casing_breach_criterion():
     assert peak > 10.0  # a full-SOC hard short runs away violently
     assert sim.simulate(th | {"breach_heating_rate": 0.5 * peak}, cond).casing_breach
     assert not sim.simulate(th | {"breach_heating_rate": 2.0 * peak}, cond).casing_breach
+    # the observable margin ln(peak / breach rate): its sign is the breach, its value the log ratio
+    for factor in (0.5, 2.0):
+        ds = sim.run(th | {"breach_heating_rate": factor * peak}, cond)
+        assert float(ds["breach_margin_log"]) == pytest.approx(-np.log(factor), abs=1e-9)
+        assert (float(ds["breach_margin_log"]) > 0) == bool(ds["casing_breach"])
+    cold = sim.run(th, _conditions(sim))  # no trigger: no self-heating to speak of, the margin at its floor
+    assert float(cold["breach_margin_log"]) == -10.0 and not bool(cold["casing_breach"])
 
 
 def test_enthalpy_factor_scales_the_chemical_heat_and_keeps_the_energy_balance():
@@ -127,6 +134,29 @@ def test_enthalpy_factor_scales_the_chemical_heat_and_keeps_the_energy_balance()
     assert double.heat_chemical / base.heat_chemical == pytest.approx(2.0, rel=0.02)
     assert double.energy_short == pytest.approx(base.energy_short, rel=1e-3)  # the electrical energy is not scaled
     assert abs(_first_law_residual(sim, th | {"enthalpy_factor": 2.0}, double)) <= 5e-3
+
+
+@pytest.mark.parametrize("trigger", [{"heater_power": 900.0, "heater_duration": 94.0}, {"short_resistance": 0.02}])
+def test_capacity_condition_scales_stored_energy_and_reactive_content(trigger):
+    """``capacity_nominal`` (same format, another capacity): 0 and the format's own capacity give the same run;
+    twice the capacity stores exactly twice the electrical energy (a full discharge) and about twice the chemical
+    heat of a complete runaway (the heat capacity is the can's, so the thermal history differs slightly), and the
+    first law still closes."""
+    sim = LumpedThermal(cell="18650_nmc_lg_mj1", t_end=1800.0, n_time=61)
+    th = sim.default_theta()
+    own = sim._cell.capacity_nominal
+    cond = _conditions(sim, soc=1.0, **trigger)
+    base = sim.simulate(th, cond)
+    same = sim.simulate(th, cond | {"capacity_nominal": own})
+    assert same.heat_chemical == base.heat_chemical and same.energy_short == base.energy_short
+    double = sim.simulate(th, cond | {"capacity_nominal": 2 * own})
+    assert base.thermal_runaway and double.thermal_runaway
+    assert double.energy_short == pytest.approx(2 * base.energy_short, rel=1e-6)
+    assert double.heat_chemical / base.heat_chemical == pytest.approx(2.0, rel=0.05)
+    small = sim.simulate(th, cond | {"capacity_nominal": 0.6 * own})
+    assert small.heat_chemical + small.energy_short < base.heat_chemical + base.energy_short
+    for r in (double, small):
+        assert abs(_first_law_residual(sim, th, r)) <= 5e-3
 
 
 def _oven(sim, T_celsius):

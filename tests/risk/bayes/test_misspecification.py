@@ -82,3 +82,12 @@ def test_discrepancy_beyond_its_prior_is_flagged():
     q99 = stats.gamma(a=4, scale=0.05).ppf(0.99)
     assert res["b"]["prior_quantile"] == pytest.approx(q99)
     assert not res["a"]["extreme"] and res["b"]["extreme"]
+
+
+def test_simulated_range_treats_upper_bounds_as_upper_bounds():
+    sim = np.array([[0.0], [1.0], [2.0]])
+    real = np.array([[-1.0], [3.0], [1.0]])
+    sign = np.array([[-1], [-1], [1]], np.int8)
+    res = ms.simulated_range_checks(real, sign, sim, np.ones_like(sim, bool), ["x"])["x"]
+    # ≤ -1 lies below every simulation; ≤ 3 and ≥ 1 are compatible with the simulated range
+    assert res["n_outside"] == 1

@@ -63,3 +63,21 @@ def test_chemistry_and_format_from_names_or_columns(tmp_path):
     assert list(df["chemistry"]) == ["LCO", "LFP", "NMC-LMO", "LCO"]  # the column overrides the name
     assert list(df["format"]) == ["pouch"] * 4
     assert df.loc[2, "capacity_ah"] == 26.0  # the family's nominal capacity when the table has none
+
+
+def test_conditions_outside_the_simulated_design_are_flagged(tmp_path):
+    """A new test whose condition (here the nominal capacity) lies outside the range the run simulated is
+    not answered by the decoder: `_outside_design` reads the run's recorded design bounds."""
+    import json
+
+    import xarray as xr
+
+    from risk.predict.newtests import _outside_design
+
+    ds = xr.Dataset({"capacity_nominal": ("test", [7200.0, 12960.0, 5400.0, np.nan, 12960.0 * (1 + 1e-9)]),
+                     "soc": ("test", [1.0, 1.0, 1.0, 0.5, 1.0])})
+    assert not _outside_design(tmp_path, ds).any()  # no record: nothing to check against
+    (tmp_path / "misspecification.json").write_text(json.dumps({"design": {
+        "capacity_nominal": {"design_min": 7200.0, "design_max": 12960.0, "n_outside": 0, "tests": []},
+        "soc": {"design_min": 0.0, "design_max": 1.0, "n_outside": 0, "tests": []}}}))
+    assert _outside_design(tmp_path, ds).tolist() == [False, False, True, False, False]
