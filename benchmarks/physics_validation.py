@@ -11,14 +11,16 @@
 3. **Energy balance of the venting model**: the body's first law with the ejecta's sensible heat leaving it,
    worst relative residual over prior draws of the calorimetry study's heater and nail conditions.
 4. **Casing breach**: the databank's bottom ruptures among runaway tests per cell type against the simulator's
-   prior-predictive breach share among runaway simulations (the ensemble of the same run; the breach threshold
-   is not calibrated).
+   prior-predictive breach share among runaway simulations (the ensemble of the same run), and — the breach
+   criterion calibrated on the ruptures through the sign of the breach margin — the out-of-sample P(bottom
+   rupture) of tests of a cell type the fold never saw (``crossval.json`` → ``heat.bottom_rupture``) against the
+   rupture frequency per cell type and per SOC × trigger.
 5. **Indentation mechanics on the real force curves** (four ORNL LCO pouch families, `abuse_fe.calibration`;
    crosshead speed 1 mm/min and thicknesses assumed): each family's loading-branch fit (relative RMSE, in
    sample) and its onset forces predicted from the punch law and critical strain pooled over the *other*
    families (leave-one-family-out median relative error).
 
-    python benchmarks/physics_validation.py [--full] [--run DIR]
+    python benchmarks/physics_validation.py [--full] [--run DIR] [--study YAML]
 
 ``--full`` runs the study's full mode (ensemble 256, full cross-validation; ~1 h on 2 cores); the default is its
 ``--quick`` mode (~10 min), whose numbers are labelled quick in the result.
@@ -43,10 +45,10 @@ STUDY = REPO / "studies" / "calorimetry_18650.yaml"
 HATCHARD_BRACKET = (150.0, 155.0)  # °C: survives / runs away (Hatchard et al., J. Electrochem. Soc. 148 (2001) A755)
 
 
-def calorimetry_out_of_sample(run: Path, quick: bool) -> dict:
+def calorimetry_out_of_sample(run: Path, quick: bool, study: Path = STUDY) -> dict:
     """Run the calorimetry study to its cross-validation (stage cache reused) and return the per-cell-type
     out-of-sample scores of every calibrated observable (module doc, item 1)."""
-    cmd = [sys.executable, "-m", "risk.cli", "crossvalidate", str(STUDY), "--out", str(run)]
+    cmd = [sys.executable, "-m", "risk.cli", "crossvalidate", str(study), "--out", str(run)]
     cmd += ["--quick"] if quick else []
     subprocess.run(cmd, check=True, cwd=REPO)
     cv = json.loads((run / "crossval.json").read_text())
@@ -56,6 +58,8 @@ def calorimetry_out_of_sample(run: Path, quick: bool) -> dict:
         lfo = entry.get("leave_family_out") or {}
         out["observables"][name] = {"units": entry.get("units"), "physics": lfo.get("physics"),
                                     "group_normal": lfo.get("group_normal"), "by_family": lfo.get("by_family", {})}
+    out["bottom_rupture"] = {scheme: {k: v for k, v in e.items() if k != "fold_diagnostics"}
+                             for scheme, e in (heat.get("bottom_rupture") or {}).items()}
     return out
 
 
@@ -149,11 +153,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="the study's full mode (default: --quick)")
     ap.add_argument("--run", type=Path, default=None, help="run directory (default runs/physics_validation[_quick])")
+    ap.add_argument("--study", type=Path, default=STUDY, help="the calorimetry study file (default the shipped one)")
     args = ap.parse_args()
     quick = not args.full
     run = args.run or REPO / "runs" / ("physics_validation_quick" if quick else "physics_validation")
     t0 = time.perf_counter()
-    calorimetry = calorimetry_out_of_sample(run, quick)
+    calorimetry = calorimetry_out_of_sample(run, quick, args.study)
     t_cal = time.perf_counter() - t0
     oven = hatchard_oven()
     balance = energy_balance()
@@ -179,6 +184,10 @@ def main() -> None:
           f"prior draws ({balance['ejected']} ejected, {balance['runaway']} ran away)")
     print(f"Casing breach among runaways: databank {breach['data_share']:.3f} (bottom ruptures), simulator prior "
           f"predictive {breach['simulated_share']:.3f} of {breach['simulated_runaways']} runaway simulations")
+    for scheme, e in calorimetry["bottom_rupture"].items():
+        print(f"P(bottom rupture), {scheme} ({e['n_tests']} tests, {e.get('n_ruptures')} ruptures), log loss / Brier: "
+              + ", ".join(f"{m} {e[m]['log_loss']:.3f} / {e[m]['brier']:.3f}" for m in
+                          ("physics", "family_frequency", "soc_trigger_frequency") if m in e))
     print("\nIndentation force curves (ORNL LCO pouch; speed and thickness assumed)")
     print(f"{'family':10s} {'tests':>5s} {'fit rel. RMSE':>13s} {'onset F meas.':>13s} {'LFO pred.':>9s} "
           f"{'LFO rel. err':>12s}")

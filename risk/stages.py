@@ -145,8 +145,9 @@ def _decoder_builder(ctx: RunContext):
 
 def _scenarios(ctx: RunContext, decoder):
     """The study's scenarios as decoder condition vectors [SI]: a condition the scenario does not set comes
-    from its family's real tests (their median), else from the simulator's default — never from the
-    ensemble; a scenario whose family has no data and sets no capacity fails with its name."""
+    from the study's fixed value (a condition every simulation and test of the study shares), else from its
+    family's real tests (their median), else from the simulator's default — never from the ensemble; a
+    scenario whose family has no data and sets no capacity fails with its name."""
     from risk.errors import StudyError
     from risk.predict.scenarios import Scenario
     from risk.study import _quantity_si
@@ -154,9 +155,10 @@ def _scenarios(ctx: RunContext, decoder):
     from risk.predict.scenarios import family_conditions
 
     real = _real(ctx)
+    fixed = {k: _quantity_si(v) for k, v in ctx.study.conditions.items() if isinstance(v, (int, float, str))}
     out = []
     for sc in ctx.study.scenarios:
-        given = {"soc": sc.soc, **{k: _quantity_si(v) for k, v in sc.conditions.items()}}
+        given = {**fixed, "soc": sc.soc, **{k: _quantity_si(v) for k, v in sc.conditions.items()}}
         try:
             c = family_conditions(decoder.layout, real, sc.cell_family, given)
         except ValueError as err:

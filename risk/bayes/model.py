@@ -305,7 +305,10 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         (a hierarchical discrepancy per group, Kennedy & O'Hagan 2001 §4; Brynjarsdóttir & O'Hagan 2014):
         what the simulator misses about a cell design — e.g. the databank's 18650 types differ in heat
         released by more than a lumped heater model moves within the family spread — so that a family the
-        data never saw gets that spread in its predictive. None: no such term.
+        data never saw gets that spread in its predictive. None: no such term. Only observables with at least
+        one exact value carry it (``b_fj = 0`` otherwise): a value known only by bounds (the casing's breach
+        margin, observed by its sign) cannot tell a family offset from the physics, whose family locations then
+        carry the spread (with a free offset the unseen families' P(bottom rupture) sat at its prior, ≈ 0.4).
     design_bounds : ``(lower, upper)``, each ``(n_param,)`` [u]: the region of ``u`` the decoder was trained on
         (`design_region_u`: the central 99 % of the prior the ensemble was drawn from). Every ``u`` the decoder
         sees (``u_test`` of the tests a copy sees) pays ``−½ (excess / design_wall)²`` beyond it
@@ -422,7 +425,10 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                 tau_b = pm.HalfStudentT("family_discrepancy", nu=3, sigma=family_discrepancy_scale,
                                         dims=dims("observable"))
                 z_b = pm.Normal("z_family_discrepancy", 0.0, 1.0, dims=dims("family", "observable"))
-                b = pm.Deterministic("family_offset", tau_b[..., None, :] * z_b, dims=dims("family", "observable"))
+                exact_obs = np.zeros(n_obs)
+                exact_obs[ent_j[exact]] = 1.0  # observables with an exact value somewhere (docstring)
+                b = pm.Deterministic("family_offset", tau_b[..., None, :] * z_b * exact_obs,
+                                     dims=dims("family", "observable"))
                 n_fam = len(data.families)
                 mean = mean + b.flatten()[(ent_f * n_fam + fam[ent_t]) * n_obs + ent_j]
             sd_obs = pt.sqrt(pt.exp(2.0 * log_scale) + d ** 2)

@@ -334,6 +334,7 @@ def _family_offsets(post: xr.Dataset, keep: np.ndarray, families: Sequence[str],
     and draw)."""
     known = [str(f) for f in post["family"].values]
     offset, tau = _draws(post, "family_offset")[keep], _draws(post, "family_discrepancy")[keep]  # (S, F, o), (S, o)
+    tau = tau * (np.abs(offset).max(axis=(0, 1)) > 0)  # observables without a family offset (risk.bayes.model)
     new: dict[str, np.ndarray] = {}
     out = np.empty((keep.size, len(families), tau.shape[-1]))
     for i, f in enumerate(families):

@@ -150,3 +150,17 @@ def test_lower_and_upper_bounds_enter_the_log_density_as_survival_and_cdf():
         bound_term = stats.norm.logsf(y, mean[i, j], sd[j]) if s > 0 else stats.norm.logcdf(y, mean[i, j], sd[j])
         gap += bound_term - exact_term
     np.testing.assert_allclose(bounded.compile_logp()(point) - exact.compile_logp()(point), gap, rtol=1e-6)
+
+
+def test_family_offset_only_on_observables_with_exact_values():
+    """An observable known only by bounds (every entry censored) carries no family offset: its family spread
+    must come from the physics (the family locations), not a free offset its signs cannot inform."""
+    data, _ = _data()
+    sign = np.zeros(data.observables.shape, np.int8)
+    sign[:, 2] = np.where(np.arange(len(sign)) % 2, 1, -1)  # observable 2: signs only
+    model = build_hierarchical_model(data, linear_surrogate, parameter_names=["k1", "k2"], prior_mean=np.zeros(2),
+                                     prior_sd=np.ones(2), censored=sign, family_discrepancy_scale=0.5)
+    point = model.initial_point()
+    point["z_family_discrepancy"] = np.ones_like(point["z_family_discrepancy"])
+    offset = model.compile_fn(model["family_offset"], inputs=model.value_vars, on_unused_input="ignore")(point)
+    assert np.all(offset[:, :2] != 0) and np.all(offset[:, 2] == 0), offset
