@@ -34,6 +34,17 @@ def cluster(tmp_path):
     log = open(tmp_path / "dask.log", "w")
     procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
                               stdout=log, stderr=log, start_new_session=True)]
+    # the workers only once the scheduler listens: started together, a worker's own server could take the
+    # free port first (seen: the scheduler then failed to start and the client hung on the worker's socket)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if procs[0].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dask scheduler did not start on port {port}: see {tmp_path / 'dask.log'}")
+            time.sleep(0.2)
     workers = [subprocess.Popen([DASK, "worker", addr, "--nthreads", "1", "--no-dashboard", "--no-nanny",
                                  "--name", f"w{i}"], stdout=log, stderr=log, start_new_session=True)
                for i in range(2)]
