@@ -92,7 +92,12 @@ def subset_simulation(g: LimitState, dim: int, *, seed: int, n_per_level: int = 
     algo.setBlockSize(int(n_per_level) // outer)
     algo.setConditionalProbability(p0)
     algo.setKeepSample(True)
-    algo.run()
+    try:
+        algo.run()
+    except (TypeError, RuntimeError) as err:  # OpenTURNS InvalidArgumentException (seen: "The variance estimate
+        # must be >= 0" on a limit state that is flat over a level, e.g. cells clipped to the design box)
+        return crude_monte_carlo(g, dim, seed=seed, n_samples=10 * int(n_per_level), batch=1000,
+                                 why=f"subset simulation failed: {str(err).splitlines()[0][:120]}")
     r = algo.getResult()
     last = algo.getStepsNumber() - 1
     failures = np.asarray(algo.getInputSample(last, ot.SubsetSampling.EVENT1)) if last >= 0 else None
@@ -131,17 +136,23 @@ def importance_sampling(g: LimitState, dim: int, *, seed: int, n_samples: int = 
 
 
 def crude_monte_carlo(g: LimitState, dim: int, *, seed: int, n_samples: int = 10**6,
-                      batch: int = 10**5) -> RareEventResult:
-    """Plain Monte Carlo (the reference for p ≥ 1e-4); ``cov = sqrt((1-p)/(n p))``."""
+                      batch: int = 10**5, why: str = "") -> RareEventResult:
+    """Plain Monte Carlo (the reference for p ≥ 1e-4, and the fallback where subset simulation fails: ``why``
+    goes into the method name); ``cov = sqrt((1-p)/(n p))``; keeps up to ``batch`` failure samples ξ."""
     rng = np.random.default_rng(seed)
-    hits, done = 0, 0
+    hits, done, failures = 0, 0, []
     while done < n_samples:
         m = min(batch, n_samples - done)
-        hits += int(np.sum(np.asarray(g(rng.standard_normal((m, dim)))) <= 0))
+        xi = rng.standard_normal((m, dim))
+        fail = np.asarray(g(xi), dtype=float).reshape(-1) <= 0
+        hits += int(fail.sum())
+        if sum(len(f) for f in failures) < batch:
+            failures.append(xi[fail])
         done += m
     p = hits / n_samples
     cov = float(np.sqrt((1 - p) / (n_samples * p))) if hits else float("inf")
-    return RareEventResult("crude_monte_carlo", p, cov, n_samples)
+    return RareEventResult("crude_monte_carlo" + (f" ({why})" if why else ""), p, cov, n_samples,
+                           np.concatenate(failures)[:batch] if hits else None)
 
 
 def tr_limit_state(logit_fn: Callable[[np.ndarray], np.ndarray], mu: np.ndarray, chol: np.ndarray) -> LimitState:
@@ -197,7 +208,7 @@ def posterior_rare_event(limit_states: Sequence[tuple[LimitState, int]], *, seed
             f"p_q{round(lo * 100):02d}": float(np.quantile(p, lo)),
             f"p_q{round(hi * 100):02d}": float(np.quantile(p, hi)),
             "calls": int(sum(r.calls for r in results)),
-            "per_draw": {"p": p.tolist(), "cov": [r.cov for r in results]},
+            "per_draw": {"p": p.tolist(), "cov": [r.cov for r in results], "method": [r.method for r in results]},
             "failure_samples": [r.failure_samples for r in results]}
 
 

@@ -171,3 +171,13 @@ def test_unseen_family_limit_state_matches_new_cell_p_tr():
     p_ref = new_cell_p_tr(tree, _logit, [sc], n_cells=500, seed=1).mean()  # one new family per draw: many draws
     assert 0.01 < p_ref < 0.5
     assert abs(p_ls - p_ref) < 0.1 * p_ref, (p_ls, p_ref)
+
+
+def test_crude_monte_carlo_keeps_its_failure_samples_and_names_a_fallback():
+    """The crude estimator (the reference, and the fallback where OpenTURNS' subset simulation raises) on a
+    closed form: P(ξ0 ≤ -1) = Φ(-1); every kept failure sample lies in the failure region."""
+    g = lambda x: x[:, 0] + 1.0  # noqa: E731
+    mc = crude_monte_carlo(g, 2, seed=0, n_samples=40_000, batch=10_000, why="subset simulation failed: test")
+    assert abs(mc.p - stats.norm.cdf(-1.0)) < 4 * mc.cov * mc.p
+    assert mc.method == "crude_monte_carlo (subset simulation failed: test)"
+    assert 0 < len(mc.failure_samples) <= 10_000 + 10_000 and (g(mc.failure_samples) <= 0).all()
