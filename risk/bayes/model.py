@@ -261,7 +261,8 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                              family_covariate: np.ndarray | None = None, covariate_direction: np.ndarray | None = None,
                              slope_scale: float = 0.5, family_discrepancy_scale: float | None = None,
                              design_bounds: tuple[np.ndarray, np.ndarray] | None = None,
-                             design_wall: float = DESIGN_WALL, name: str = "") -> pm.Model:
+                             design_wall: float = DESIGN_WALL, centred_families: Sequence[bool] | None = None,
+                             name: str = "") -> pm.Model:
     """Hierarchical calibration model with the frozen decoder as surrogate likelihood.
 
     Parameters
@@ -318,6 +319,10 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         two modes (R-hat 1.13; measured).
         None: no wall.
     design_wall : width of the soft wall [u].
+    centred_families : ``(k,)`` bool: along these directions ``z_family`` is the family location itself,
+        ``a_f ~ Normal(a_pop + β x_f d, τ)`` (centred), along the others its standard normal deviate (non-centred,
+        the default everywhere). The same posterior, a different geometry: centred where each family's tests
+        pin its location (`risk.bayes.physics.centred_directions`).
     train_mask : ``(n_folds, n_tests)`` bool: fit ``n_folds`` independent copies in one model, copy k
         seeing only the tests where ``train_mask[k]`` (cross-validation in one JAX compilation); every
         variable then leads with a ``fold`` dim.
@@ -373,8 +378,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         c = pt.as_tensor_variable(np.tile(np.asarray(data.conditions, dtype=float), (max(1, len(seen)), 1)))
         a_pop = pm.Normal("a_pop", mu=a_mean, sigma=a_sd, dims=dims("direction"))
         tau = pm.HalfNormal("tau_family", sigma=family_scale, dims=dims("direction"))
-        z_f = pm.Normal("z_family", 0.0, 1.0, dims=dims("family", "direction"))
-        a_f = a_pop[..., None, :] + tau[..., None, :] * z_f  # (*batch, F, k), non-centred
+        centre = a_pop[..., None, :]  # (*batch, 1, k): the population location of each family
         if family_covariate is not None:
             x = np.asarray(family_covariate, dtype=float)
             if x.shape != (len(data.families),):
@@ -383,8 +387,15 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
             if covariate_direction is None:
                 d[0] = 1.0
             beta = pm.Normal("family_slope", 0.0, slope_scale, dims=dims() or None)
-            a_f = a_f + (beta[..., None, None] if batch else beta) * (x[:, None] * d)
+            centre = centre + (beta[..., None, None] if batch else beta) * (x[:, None] * d)
             pm.Deterministic("family_slope_u", (beta[..., None] if batch else beta) * (W @ d), dims=dims("parameter"))
+        cf = np.zeros(k, bool) if centred_families is None else np.asarray(centred_families, bool)
+        if cf.shape != (k,):
+            raise ValueError(f"centred_families has shape {cf.shape}, expected ({k},)")
+        # z_family: the family location itself along centred directions, its standard normal z along the others
+        z_f = pm.Normal("z_family", pt.switch(cf, centre, 0.0), pt.switch(cf, tau[..., None, :], 1.0),
+                        dims=dims("family", "direction"))
+        a_f = pt.switch(cf, z_f, centre + tau[..., None, :] * z_f)  # (*batch, F, k)
         sd = pm.HalfNormal("cell_sd", cell_scale, dims=dims("direction"))
         z_t = pm.Normal("z_test", 0.0, 1.0, dims=dims("test", "direction"))
         a_t = a_f[..., fam, :] + sd[..., None, :] * z_t  # (*batch, N, k)

@@ -42,7 +42,7 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
            thresholds: Thresholds = Thresholds(), out_dir: str | Path | None = None, input_hash: str = "",
            allow_bad_diagnostics: bool = False, posterior_predictive: bool = True, force: bool = False,
            provenance: dict | None = None, attrs: dict | None = None,
-           initvals: list[dict] | None = None) -> tuple[xr.DataTree, Diagnostics]:
+           initvals: list[dict] | None = None, nuts_kwargs: dict | None = None) -> tuple[xr.DataTree, Diagnostics]:
     """Sample ``model`` with NumPyro's NUTS (≥ 4 chains), check diagnostics, optionally persist.
 
     Parameters
@@ -82,7 +82,7 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
     with model, pytensor.config.change_flags(blas__ldflags=""):
         tree = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="numpyro", random_seed=seed, initvals=initvals,
                          target_accept=target_accept, progressbar=False,
-                         nuts={"chain_method": chain_method},
+                         nuts={"chain_method": chain_method, **(nuts_kwargs or {})},
                          idata_kwargs={"log_likelihood": True})
         if posterior_predictive and model.observed_RVs:
             pp = pm.sample_posterior_predictive(tree, random_seed=seed + 1, progressbar=False)
@@ -101,17 +101,13 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
     return tree, check(diag, allow_bad_diagnostics)
 
 
-def advi_initial_points(model: pm.Model, chains: int, *, seed: int, steps: int = 5000,
-                        learning_rate: float = 0.01) -> list[dict]:
-    """One starting point per chain drawn from a mean-field ADVI fit (what PyMC's ``init="advi"`` does for
-    its own sampler). Chains started from the prior's jitter can land where every NUTS transition diverges
-    and never leave (measured on the default study: 2 of 4 chains); ADVI's draws start them in the bulk
-    while staying dispersed, so R-hat still compares independent chains.
-
-    The ELBO is maximised with NumPyro's SVI (``AutoNormal`` guide, Adam) on the model's JAX-compiled
+def advi_fit(model: pm.Model, *, seed: int, steps: int = 5000, learning_rate: float = 0.01):
+    """Mean-field ADVI of ``model`` with NumPyro's SVI (``AutoNormal`` guide, Adam) on the model's JAX-compiled
     log density in PyMC's unconstrained value space — the same JAX graph NUTS then samples (PyMC's own
     ``pm.fit`` iterates a PyTensor C graph: ~70 s for 5000 steps on the default study vs a few seconds).
-    Returns constrained values keyed by free-variable name (PyMC's ``initvals`` layout).
+
+    Returns ``(guide, params)``: ``params["<value var>_auto_loc"]`` and ``_auto_scale`` are the approximate
+    posterior means and sds of each value variable (unconstrained: ``tau_family_log__`` etc.).
     """
     import jax
     import numpyro
@@ -119,7 +115,7 @@ def advi_initial_points(model: pm.Model, chains: int, *, seed: int, steps: int =
     from numpyro.infer import SVI, Trace_ELBO
     from numpyro.infer.autoguide import AutoNormal
     from numpyro.infer.initialization import init_to_value
-    from pymc.sampling.jax import get_jaxified_graph, get_jaxified_logp
+    from pymc.sampling.jax import get_jaxified_logp
 
     # +log density (PyMC negates it only for negative_logp=False); jitted: NumPyro first runs the model
     # eagerly, and an unjitted graph would compile every primitive on its own (minutes)
@@ -135,8 +131,23 @@ def advi_initial_points(model: pm.Model, chains: int, *, seed: int, steps: int =
     guide = AutoNormal(density, init_loc_fn=init_to_value(values={k: np.asarray(v) for k, v in start.items()}),
                        init_scale=0.1)
     svi = SVI(density, guide, numpyro.optim.Adam(learning_rate), Trace_ELBO())
-    fit = svi.run(jax.random.PRNGKey(seed), steps, progress_bar=False)
-    draws = guide.sample_posterior(jax.random.PRNGKey(seed + 1), fit.params, sample_shape=(chains,))
+    return guide, svi.run(jax.random.PRNGKey(seed), steps, progress_bar=False).params
+
+
+def advi_initial_points(model: pm.Model, chains: int, *, seed: int, steps: int = 5000,
+                        learning_rate: float = 0.01, fit: tuple | None = None) -> list[dict]:
+    """One starting point per chain drawn from a mean-field ADVI fit (`advi_fit`, or ``fit`` = its result; what
+    PyMC's ``init="advi"`` does for its own sampler). Chains started from the prior's jitter can land where every
+    NUTS transition diverges and never leave (measured on the default study: 2 of 4 chains); ADVI's draws start
+    them in the bulk while staying dispersed, so R-hat still compares independent chains.
+    Returns constrained values keyed by free-variable name (PyMC's ``initvals`` layout).
+    """
+    import jax
+    from pymc.sampling.jax import get_jaxified_graph
+
+    guide, params = fit if fit is not None else advi_fit(model, seed=seed, steps=steps, learning_rate=learning_rate)
+    values = model.value_vars
+    draws = guide.sample_posterior(jax.random.PRNGKey(seed + 1), params, sample_shape=(chains,))
     free = [rv.name for rv in model.free_RVs]
     outputs = [v for v in model.unobserved_value_vars if v.name in free]
     to_constrained = jax.jit(jax.vmap(get_jaxified_graph(inputs=values, outputs=outputs)))

@@ -112,7 +112,8 @@ def _model_kwargs(design: CalibrationData, decoder, setup: PhysicsSetup) -> dict
                 basis=setup.subspace.basis, anchor=setup.subspace.anchor,
                 family_covariate=setup.family_covariate(design),
                 covariate_direction=(setup.covariate or {}).get("direction"),
-                family_discrepancy_scale=setup.family_discrepancy, design_bounds=setup.design_bounds)
+                family_discrepancy_scale=setup.family_discrepancy, design_bounds=setup.design_bounds,
+                centred_families=setup.centred)
 
 
 def _stacked(design: CalibrationData, y: np.ndarray, levels: np.ndarray) -> tuple[CalibrationData, np.ndarray]:

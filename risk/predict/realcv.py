@@ -162,20 +162,53 @@ def _fit_fold(decoder_dir: str, data, setup, seed: int, kw: dict):
                        posterior_predictive=False, **kw)
 
 
+class FoldFits:
+    """Physics fits of training sets submitted ahead and run ``workers`` at a time in spawned processes, so that
+    the caller can fit other models meanwhile (a context manager; ``workers ≤ 1``: each fit runs when its result
+    is asked for). NumPyro's vectorised chains keep one core busy (this model's operations are too small for
+    XLA's threads), so folds in parallel processes use the other cores."""
+
+    def __init__(self, decoder_dir, setup, *, workers: int = 1, **kw):
+        self.decoder_dir, self.setup, self.workers, self.kw = str(decoder_dir), setup, workers, kw
+        self._pool = None
+
+    def __enter__(self) -> "FoldFits":
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, subsets: list, seeds: list[int]) -> list:
+        """One pending fit per training set; ``.result()`` of each gives ``(tree, diagnostics)``."""
+        if self._pool is None:
+            from concurrent.futures import Future
+
+            class _Lazy(Future):
+                def __init__(self, fn):
+                    super().__init__()
+                    self.fn = fn
+
+                def result(self, timeout=None):
+                    if not self.done():
+                        self.set_result(self.fn())
+                    return super().result(timeout)
+
+            return [_Lazy(lambda d=d, sd=sd: _fit_fold(self.decoder_dir, d, self.setup, sd, self.kw))
+                    for d, sd in zip(subsets, seeds)]
+        return [self._pool.submit(_fit_fold, self.decoder_dir, d, self.setup, sd, self.kw)
+                for d, sd in zip(subsets, seeds)]
+
+
 def fit_folds(decoder_dir, subsets: list, setup, *, seeds: list[int], workers: int = 1, **kw) -> list[tuple]:
-    """Physics fits of the folds' training sets, ``workers`` at a time in spawned processes.
-
-    NumPyro's vectorised chains keep one core busy (this model's operations are too small for XLA's
-    threads), so folds in parallel processes use the other cores. Returns ``[(tree, diagnostics)]``.
-    """
-    if workers <= 1 or len(subsets) == 1:
-        return [_fit_fold(str(decoder_dir), d, setup, sd, kw) for d, sd in zip(subsets, seeds)]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(min(workers, len(subsets)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_fit_fold, str(decoder_dir), d, setup, sd, kw) for d, sd in zip(subsets, seeds)]
-        return [f.result() for f in futures]
+    """Physics fits of the folds' training sets, ``workers`` at a time (`FoldFits`). Returns ``[(tree, diagnostics)]``."""
+    with FoldFits(decoder_dir, setup, workers=min(workers, len(subsets)), **kw) as pool:
+        return [f.result() for f in pool.submit(subsets, seeds)]
 
 
 def _worst(per_fold: list[dict]) -> dict:
@@ -207,7 +240,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
         grouped folds, without the ablation.
     family_discrepancy : the study's ``inference.family_discrepancy_scale`` (`risk.bayes.physics.PhysicsSetup`).
     """
-    from risk.bayes.physics import p_tr_from_levels, physics_setup, predict_levels
+    from risk.bayes.physics import physics_setup
 
     if data.hazard_level is None or not np.isfinite(data.hazard_level).any():
         from risk.predict.heatcv import crossvalidate_heat
@@ -249,63 +282,79 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
                 "leave_family_out": lambda: leave_groups_out(df, "family", QUICK_FAMILY_FOLDS if quick else None)}
     schemes = ("leave_family_out",) if quick else SCHEMES
     out: dict = {"quick": bool(quick)}
-    for scheme in schemes:
-        diags: dict = {}
-
-        def physics_many(trains: list[pd.DataFrame]) -> list:
+    kw = {"chains": chains, "target_accept": target_accept, "draws": draws, "tune": tune}
+    with FoldFits(decoder_dir, setup, workers=workers, **kw) as pool:
+        # every scheme's physics folds are queued first: the workers fit them while this process fits the
+        # metadata regressions (which otherwise left a core idle for ~1/3 of the stage)
+        pending = {}
+        for scheme in schemes:
             # one NUTS run per fold on the fold's training tests only (held-out tests give neither outcome
             # nor observables; a family with no training test is a new family). Batching the folds as
             # copies in one run shares a step size and a tree depth across copies: measured on the quick
             # default study, one copy's stuck chain froze every copy (R-hat 3.4, every draw divergent).
+            trains = [df.iloc[tr] for tr, _ in folds_of[scheme]()]
             subsets = [data.subset(np.setdiff1d(np.arange(len(level)), np.setdiff1d(lab, t["row"].to_numpy())))
                        for t in trains]
-            kw = {"chains": chains, "target_accept": target_accept, "draws": draws, "tune": tune}
-            fitted = fit_folds(decoder_dir, subsets, setup, seeds=[seed + k for k in range(len(trains))],
-                               workers=workers, **kw)
-            per_fold = [_diag(diag) for _, diag in fitted]
-            diags["physics"] = _worst(per_fold) | {"folds": per_fold}
-            return [tree for tree, _ in fitted]
-
-        def physics_predict(tree, test: pd.DataFrame) -> pd.DataFrame:
-            rows = test["row"].to_numpy()
-            p_level = predict_levels(tree, logit_fn, list(test["family"]), cond[rows], seed=seed).mean(axis=0)
-            return pd.DataFrame({"p": p_tr_from_levels(p_level), **{f"p_level_{j + 1}": p_level[:, j] for j in range(7)}})
-
-        def metadata_many(trains: list[pd.DataFrame], constant: bool = False) -> list:
-            rows = [df.index.get_indexer(t.index) for t in trains]
-            base = df.drop(columns=["tr"])
-            if constant:  # ablation: one constant latent severity per family (no SOC, no capacity)
-                base = base.assign(soc=0.5, capacity_ah=1.0)
-            trees = fit_indentation_folds(base, rows, allow_bad_diagnostics=True, **fit_kw)
-            diags["ablation_family_constant" if constant else "metadata"] = json.loads(trees[0].attrs.get("diagnostics", "{}"))
-            return trees
-
-        def metadata_predict(tree, test: pd.DataFrame, constant: bool = False) -> pd.DataFrame:
-            test = test.assign(soc=0.5, capacity_ah=1.0) if constant else test
-            p = predict_indentation(tree, test, seed=seed)
-            return p.drop(columns=["FileName"]).assign(p=p["p_tr"].to_numpy())
-
-        def with_level(predict):
-            def wrapped(state, test: pd.DataFrame) -> pd.DataFrame:
-                pred = predict(state, test.assign(level=np.nan))
-                lv = df.loc[test.index, "level"].to_numpy(int)
-                return pred.assign(p_observed_level=pred[[f"p_level_{j}" for j in range(1, 8)]].to_numpy()[
-                    np.arange(len(lv)), lv - 1])
-            return wrapped
-
-        entry: dict = {}
-        res = cross_validate(df, folds_of[scheme](), None, with_level(physics_predict), outcome="tr", fit_many=physics_many)
-        entry["physics"] = _scores(res.predictions)
-        res = cross_validate(df, folds_of[scheme](), None, with_level(metadata_predict), outcome="tr",
-                             fit_many=metadata_many)
-        entry["metadata"] = _scores(res.predictions)
-        base = cross_validate(df, folds_of[scheme](), *frequency_baseline("family", "tr"), outcome="tr")
-        entry["family_frequency"] = _scores(base.predictions)
-        if scheme == "leave_family_out" and not quick:  # the ablation is a full-study check
-            res = cross_validate(df, folds_of[scheme](), None,
-                                 with_level(lambda t, x: metadata_predict(t, x, constant=True)), outcome="tr",
-                                 fit_many=lambda trains: metadata_many(trains, constant=True))
-            entry["ablation_family_constant"] = _scores(res.predictions)
-        entry.update(n_tests=int(len(df)), n_folds=int(res.predictions["fold"].nunique()), fold_diagnostics=diags)
-        out[scheme] = entry
+            pending[scheme] = pool.submit(subsets, seeds=[seed + k for k in range(len(trains))])
+        for scheme in schemes:
+            out[scheme] = _score_scheme(scheme, pending[scheme], df, folds_of[scheme], cond, logit_fn, seed, quick,
+                                        fit_kw)
     return out
+
+
+def _score_scheme(scheme: str, pending: list, df: pd.DataFrame, folds, cond: np.ndarray, logit_fn, seed: int,
+                  quick: bool, fit_kw: dict) -> dict:
+    """One scheme's entry of ``crossval.json``: the metadata regression (and ablation) fitted here while the
+    physics folds ``pending`` (`FoldFits.submit`) finish elsewhere, then every model scored on the same folds."""
+    from risk.bayes.physics import p_tr_from_levels, predict_levels
+
+    diags: dict = {}
+
+    def physics_many(trains: list[pd.DataFrame]) -> list:
+        fitted = [f.result() for f in pending]
+        per_fold = [_diag(diag) for _, diag in fitted]
+        diags["physics"] = _worst(per_fold) | {"folds": per_fold}
+        return [tree for tree, _ in fitted]
+
+    def physics_predict(tree, test: pd.DataFrame) -> pd.DataFrame:
+        rows = test["row"].to_numpy()
+        p_level = predict_levels(tree, logit_fn, list(test["family"]), cond[rows], seed=seed).mean(axis=0)
+        return pd.DataFrame({"p": p_tr_from_levels(p_level), **{f"p_level_{j + 1}": p_level[:, j] for j in range(7)}})
+
+    def metadata_many(trains: list[pd.DataFrame], constant: bool = False) -> list:
+        rows = [df.index.get_indexer(t.index) for t in trains]
+        base = df.drop(columns=["tr"])
+        if constant:  # ablation: one constant latent severity per family (no SOC, no capacity)
+            base = base.assign(soc=0.5, capacity_ah=1.0)
+        trees = fit_indentation_folds(base, rows, allow_bad_diagnostics=True, **fit_kw)
+        diags["ablation_family_constant" if constant else "metadata"] = json.loads(trees[0].attrs.get("diagnostics", "{}"))
+        return trees
+
+    def metadata_predict(tree, test: pd.DataFrame, constant: bool = False) -> pd.DataFrame:
+        test = test.assign(soc=0.5, capacity_ah=1.0) if constant else test
+        p = predict_indentation(tree, test, seed=seed)
+        return p.drop(columns=["FileName"]).assign(p=p["p_tr"].to_numpy())
+
+    def with_level(predict):
+        def wrapped(state, test: pd.DataFrame) -> pd.DataFrame:
+            pred = predict(state, test.assign(level=np.nan))
+            lv = df.loc[test.index, "level"].to_numpy(int)
+            return pred.assign(p_observed_level=pred[[f"p_level_{j}" for j in range(1, 8)]].to_numpy()[
+                np.arange(len(lv)), lv - 1])
+        return wrapped
+
+    scores: dict = {}
+    res = cross_validate(df, folds(), None, with_level(metadata_predict), outcome="tr", fit_many=metadata_many)
+    scores["metadata"] = _scores(res.predictions)
+    base = cross_validate(df, folds(), *frequency_baseline("family", "tr"), outcome="tr")
+    scores["family_frequency"] = _scores(base.predictions)
+    if scheme == "leave_family_out" and not quick:  # the ablation is a full-study check
+        res = cross_validate(df, folds(), None, with_level(lambda t, x: metadata_predict(t, x, constant=True)),
+                             outcome="tr", fit_many=lambda trains: metadata_many(trains, constant=True))
+        scores["ablation_family_constant"] = _scores(res.predictions)
+    res = cross_validate(df, folds(), None, with_level(physics_predict), outcome="tr", fit_many=physics_many)
+    entry = {"physics": _scores(res.predictions)} | scores
+    entry.update(n_tests=int(len(df)), n_folds=int(res.predictions["fold"].nunique()),
+                 fold_diagnostics={m: diags[m] for m in ("physics", "metadata", "ablation_family_constant")
+                                   if m in diags})
+    return entry

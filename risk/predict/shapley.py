@@ -108,23 +108,27 @@ def gaussian_shapley_effects(f: Callable[[np.ndarray], np.ndarray], mean: np.nda
     cost_var: dict[tuple, float] = {(): 0.0, tuple(range(d)): max(m4 - variance**2 * (n_var - 3) / (n_var - 1), 0.0)
                                     / n_var}
     calls = n_var
-    for k in range(1, d):
-        for J in combinations(range(d), k):
-            J_ = list(J)
-            R = [j for j in range(d) if j not in J]
-            S_rr_inv = np.linalg.pinv(cov[np.ix_(R, R)])
-            gain = cov[np.ix_(J_, R)] @ S_rr_inv  # (|J|, |R|)
-            cond_root = _psd_sqrt(cov[np.ix_(J_, J_)] - gain @ cov[np.ix_(R, J_)])
-            x_r = draw(n_outer)[:, R]  # X_{−J} from its marginal
-            cond_mean = mean[J_] + (x_r - mean[R]) @ gain.T  # (n_outer, |J|)
-            x = np.empty((n_outer, n_inner, d))
-            x[:, :, R] = x_r[:, None, :]
-            x[:, :, J_] = cond_mean[:, None, :] + rng.standard_normal((n_outer, n_inner, k)) @ cond_root.T
-            yi = np.asarray(f(x.reshape(-1, d)), dtype=float).reshape(n_outer, n_inner)
-            s2 = yi.var(axis=1, ddof=1)
-            costs[J] = float(s2.mean())
-            cost_var[J] = float(s2.var(ddof=1) / n_outer)
-            calls += n_outer * n_inner
+    for k in range(1, d):  # every subset of size k at once: batched linear algebra, one f call per chunk
+        J = np.array(list(combinations(range(d), k)))  # (m, k)
+        R = np.array([[j for j in range(d) if j not in row] for row in J])  # (m, d − k)
+        m = len(J)
+        gain = cov[J[:, :, None], R[:, None, :]] @ np.linalg.pinv(cov[R[:, :, None], R[:, None, :]])  # (m, k, d−k)
+        cond_cov = cov[J[:, :, None], J[:, None, :]] - gain @ cov[R[:, :, None], J[:, None, :]]
+        w, v = np.linalg.eigh(0.5 * (cond_cov + np.swapaxes(cond_cov, 1, 2)))
+        cond_root = v * np.sqrt(np.clip(w, 0.0, None))[:, None, :]  # (m, k, k)
+        x_r = draw(m * n_outer).reshape(m, n_outer, d)  # X_{−J} from its marginal (the J columns are replaced)
+        dev = np.take_along_axis(x_r, R[:, None, :], axis=2) - mean[R][:, None, :]
+        cond_mean = mean[J][:, None, :] + dev @ np.swapaxes(gain, 1, 2)  # (m, n_outer, k)
+        inner = rng.standard_normal((m, n_outer, n_inner, k)) @ np.swapaxes(cond_root, 1, 2)[:, None]
+        x = np.repeat(x_r[:, :, None, :], n_inner, axis=2)
+        np.put_along_axis(x, np.broadcast_to(J[:, None, None, :], inner.shape), cond_mean[:, :, None, :] + inner,
+                          axis=3)
+        yi = _evaluate(f, x.reshape(-1, d)).reshape(m, n_outer, n_inner)
+        s2 = yi.var(axis=2, ddof=1)  # (m, n_outer)
+        for row, c, c_var in zip(J, s2.mean(axis=1), s2.var(axis=1, ddof=1) / n_outer):
+            costs[tuple(row)] = float(c)
+            cost_var[tuple(row)] = float(c_var)
+        calls += m * n_outer * n_inner
     effects, se = np.zeros(d), np.zeros(d)
     for i in range(d):
         coef: dict[tuple, float] = {}
@@ -138,6 +142,22 @@ def gaussian_shapley_effects(f: Callable[[np.ndarray], np.ndarray], mean: np.nda
         effects[i] = sum(c * costs[J] for J, c in coef.items())
         se[i] = math.sqrt(sum(c**2 * cost_var[J] for J, c in coef.items()))
     return ShapleyResult(effects, se, variance, costs, calls)
+
+
+#: rows of one call of the model in `gaussian_shapley_effects` (the last chunk is padded to it: a jitted model
+#: then compiles once)
+CHUNK_ROWS = 1 << 16
+
+
+def _evaluate(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """``f`` on the rows of ``x (n, d)`` in chunks of `CHUNK_ROWS` rows (the last padded by repeating a row)."""
+    n = len(x)
+    if n <= CHUNK_ROWS:
+        return np.asarray(f(x), dtype=float).ravel()
+    pad = -n % CHUNK_ROWS
+    xp = np.concatenate([x, np.broadcast_to(x[-1], (pad, x.shape[1]))]) if pad else x
+    return np.concatenate([np.asarray(f(xp[i:i + CHUNK_ROWS]), dtype=float).ravel()
+                           for i in range(0, len(xp), CHUNK_ROWS)])[:n]
 
 
 def grouped_indices(y: np.ndarray) -> dict[str, np.ndarray]:
