@@ -396,6 +396,12 @@ def _prior_sensitivity(ctx: RunContext, tree, p_cells: np.ndarray, scenarios) ->
     write_prior_sensitivity(prior_sensitivity(tree, model, {"p_tr": p_tr}), ctx.path("prior_sensitivity.json"))
 
 
+#: decoder evaluations for the candidate tests of the next-test ranking (full studies): 1000 posterior draws × 256
+#: cells per candidate up to 250 candidates (the default study has 100), fewer draws (≥ 100) beyond — the
+#: calorimetry grid has 1875 candidates, whose 480 M evaluations at 1000 draws were 7 of its 11 predict minutes
+CANDIDATE_EVALUATIONS = 64_000_000
+
+
 def predict(ctx: RunContext) -> dict:
     """P(TR | scenario) for new cells, aleatory/epistemic split, sensitivity, rare events."""
     import jax
@@ -428,8 +434,11 @@ def predict(ctx: RunContext) -> dict:
     if tree is not None:
         # every draw for the scenarios (their P(TR) is diagnosed like a free variable), thinned for candidates
         p_cells = new_cell_p_tr(tree, logit_fn, scenarios, n_cells=64 if ctx.quick else 128, seed=seed)
-        p_cand = new_cell_p_tr(tree, logit_fn, candidates, n_cells=64 if ctx.quick else 256, seed=seed + 1,
-                               max_draws=100 if ctx.quick else 1000).mean(axis=2) if candidates else np.zeros((0, 1))
+        n_cand_cells = 64 if ctx.quick else 256
+        cand_draws = 100 if ctx.quick else int(np.clip(CANDIDATE_EVALUATIONS // max(len(candidates) * n_cand_cells, 1),
+                                                       100, 1000))
+        p_cand = new_cell_p_tr(tree, logit_fn, candidates, n_cells=n_cand_cells, seed=seed + 1,
+                               max_draws=cand_draws).mean(axis=2) if candidates else np.zeros((0, 1))
         scenario_diag = _scenario_diagnostics(ctx, tree, p_cells, scenarios)
         _prior_sensitivity(ctx, tree, p_cells, scenarios)
         mu = stack_draws(tree, "mu_pop").mean(0)
