@@ -11,7 +11,8 @@ Chain (one simulation, t = 0 at the short onset)
 
        I = min( U_ocv(z) / (R_s + R_int),  I_lim ),     dz/dt = −I / Q,
 
-   U_ocv(z) an LCO/graphite open-circuit voltage (table `OCV_LCO`), R_int = r_int / Q_Ah (a pouch-cell
+   U_ocv(z) the open-circuit voltage of the cell's chemistry (condition ``chemistry``, `simulators.chemistry`:
+   LCO, NMC or LFP, which also sets the decomposition kinetics and the energy density), R_int = r_int / Q_Ah (a pouch-cell
    internal resistance scaling with capacity) and I_lim = C_lim · Q / 3600 s the transport-limited
    current (electrolyte/solid diffusion caps the current a shorted cell can deliver; PyBaMM short
    simulations saturate at 10–30 C). The chemical-to-electrical power U_ocv I is dissipated as heat:
@@ -51,16 +52,11 @@ from simulators.base import Condition, Parameter, Simulator, attach_units
 from simulators.registry import register
 from simulators.kinetics import load as load_kinetics
 from simulators.priors import Prior
+from simulators import chemistry as chem
 
 # abuse_fe.indentation (dolfinx) is imported only by the FE simulator
 from abuse_fe import indentation_lumped as _ip
 
-#: LCO/graphite open-circuit voltage [V] vs state of charge [1] (typical pouch-cell curve; the ORNL
-#: cells read 4.15 V at 100 % and 3.98 V at 80 % SOC); below z = 0 it falls to 0 V at z = −0.05.
-OCV_LCO = (
-    np.array([-0.05, 0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
-    np.array([0.0, 3.0, 3.45, 3.62, 3.72, 3.77, 3.81, 3.86, 3.90, 3.94, 3.98, 4.07, 4.15]),
-)
 
 META: dict[str, tuple[str, str]] = {
     **_ip.META,
@@ -101,6 +97,7 @@ COUPLED_CONDITIONS: tuple[Condition, ...] = _ip.MECHANICAL_CONDITIONS + (
     Condition("soc", "1", 1.0, "state of charge", (0.0, 1.0)),
     Condition("capacity_nominal", "A s", 1800.0, "nominal capacity", (360.0, 3.6e5)),
     Condition("temperature_ambient", "K", 298.15, "ambient temperature", (233.15, 353.15)),
+    Condition("chemistry", "1", 0.0, "cathode chemistry code (simulators.chemistry: 0 LCO, 1 NMC, 2 LFP)", (0.0, 2.0)),
 )
 
 
@@ -120,7 +117,7 @@ def measured_features(time: np.ndarray, temperature_surface: np.ndarray, voltage
 
 @dataclass(frozen=True)
 class CellThermal:
-    """Cell-level thermal constants of the reduced model (pouch LCO cell).
+    """Cell-level thermal constants of the reduced model (pouch cell; LCO defaults, `for_chemistry` for others).
 
     Attributes
     ----------
@@ -140,6 +137,12 @@ class CellThermal:
     heat_capacity_volumetric: float = 2.5e6
     conductivity_in_plane: float = 25.0
     internal_resistance_ah: float = 0.03
+    ocv: tuple[tuple[float, ...], tuple[float, ...]] = (chem.OCV_SOC, chem.CHEMISTRIES["LCO"].ocv)
+
+    @classmethod
+    def for_chemistry(cls, c: chem.Chemistry) -> "CellThermal":
+        """The pouch cell of chemistry ``c``: its energy density, nominal voltage and OCV table."""
+        return cls(energy_density=c.energy_density, voltage_nominal=c.voltage_nominal, ocv=(chem.OCV_SOC, c.ocv))
 
 
 #: Distance of the nearest thermocouple from the punch axis [m]: the ORNL loggers carry TC1–TC4 on the
@@ -231,7 +234,7 @@ def short_thermal_response(
     z = soc
     t, dt, dt_max, dt_min = 0.0, 1.0e-2, 5.0, 1.0e-5
     ts, Ts, Tm, Tp, Is, Vs = [0.0], [T[0]], [T[0]], [T[0]], [], []
-    ocv = lambda z: float(np.interp(z, *OCV_LCO))  # noqa: E731
+    ocv = lambda z: float(np.interp(z, *cell.ocv))  # noqa: E731
     I0 = short_model(z, T[0])[0] if short_model is not None else min(ocv(z) / (R_s + R_int), I_lim)
     Is.append(I0), Vs.append(I0 * R_s)
     E_chem = E_joule = charge = 0.0
@@ -324,7 +327,7 @@ def short_history(*, short_resistance: float, current_limit_c_rate: float, soc: 
     I = np.empty(n)
     P = np.empty(n)
     z[0] = soc
-    ocv = lambda z: float(np.interp(z, *OCV_LCO))  # noqa: E731
+    ocv = lambda z: float(np.interp(z, *cell.ocv))  # noqa: E731
     current = lambda z: min(max(ocv(z), 0.0) / (R_s + R_int), I_lim)  # noqa: E731
     for k in range(n):
         I[k] = current(z[k])
@@ -381,7 +384,7 @@ def short_thermal_response_fe(
     voltage = np.interp(grid, hist["time"], hist["current"]) * short_resistance
     return {
         "time": grid,
-        **measured_features(grid, ds.temperature_mean.values, voltage, float(np.interp(soc, *OCV_LCO))),
+        **measured_features(grid, ds.temperature_mean.values, voltage, float(np.interp(soc, *cell.ocv))),
         "temperature_hotspot": ds.temperature_max.values,
         "temperature_mean": ds.temperature_mean.values,
         "current_short": np.interp(grid, hist["time"], hist["current"]),
@@ -411,7 +414,7 @@ class _IndentationCoupled(Simulator):
     poisson_ratio: float = 0.1
     t_end: float = 1800.0
     n_time: int = 181
-    kinetics: str = "hatchard2001"
+    kinetics: str | None = None  # None: the chemistry's set (simulators.chemistry)
     thermal: str = "lumped"
 
     def __post_init__(self):
@@ -433,6 +436,7 @@ class _IndentationCoupled(Simulator):
         d_on, f_on = _ip.short_onset(d, force, strain, theta["strain_critical"])
         short = bool(np.isfinite(d_on))
         T_amb = condition["temperature_ambient"]
+        cell_chem = chem.level(condition["chemistry"])
         if short:
             ok = np.isfinite(radius)
             r_on = float(np.interp(d_on, d[ok], radius[ok]))
@@ -442,7 +446,8 @@ class _IndentationCoupled(Simulator):
                 kinetics_log_rate_shift=theta["kinetics_log_rate_shift"],
                 heat_transfer=theta["heat_transfer_coefficient"], soc=condition["soc"],
                 capacity=condition["capacity_nominal"], thickness=condition["cell_thickness"], spot_radius=r_on,
-                temperature_ambient=T_amb, t_end=self.t_end, n_time=self.n_time, kinetics=self.kinetics,
+                temperature_ambient=T_amb, t_end=self.t_end, n_time=self.n_time,
+                kinetics=self.kinetics or cell_chem.kinetics, cell=CellThermal.for_chemistry(cell_chem),
             )
         else:
             r_on = math.nan

@@ -154,8 +154,12 @@ def _scenarios(ctx: RunContext, decoder):
 
     from risk.predict.scenarios import family_conditions
 
+    from simulators.chemistry import CATEGORICAL_CONDITIONS
+
     real = _real(ctx)
-    fixed = {k: _quantity_si(v) for k, v in ctx.study.conditions.items() if isinstance(v, (int, float, str))}
+    # a categorical condition (the chemistry) is the family's own, not the study's design default
+    fixed = {k: _quantity_si(v) for k, v in ctx.study.conditions.items()
+             if isinstance(v, (int, float, str)) and k not in CATEGORICAL_CONDITIONS}
     out = []
     for sc in ctx.study.scenarios:
         given = {**fixed, "soc": sc.soc, **{k: _quantity_si(v) for k, v in sc.conditions.items()}}
@@ -685,10 +689,17 @@ def _candidate_tests(ctx: RunContext, decoder) -> tuple[list, list[dict]]:
     layout = decoder.layout
     vectors, labels = candidate_grid(ctx.study.condition_values(), layout.condition_names, layout.condition_default,
                                      points=3 if ctx.quick else 5)
+    from risk.predict.scenarios import family_conditions
+    from simulators.chemistry import CATEGORICAL_CONDITIONS
+
     families = list(dict.fromkeys(sc.cell_family for sc in ctx.study.scenarios))
+    real = _real(ctx)
+    own = [j for j, n in enumerate(layout.condition_names) if n in CATEGORICAL_CONDITIONS]  # the family's chemistry
     cands, out_labels = [], []
     for fam in families:
+        fam_vec = family_conditions(layout, real, fam, {}) if own else ()
         for vec, lab in zip(vectors, labels):
+            vec = [fam_vec[j] if j in own else v for j, v in enumerate(vec)]
             soc = lab.get("soc", vec[layout.condition_names.index("soc")] if "soc" in layout.condition_names else float("nan"))
             name = fam + ": " + ", ".join(f"{k}={v:.4g}" for k, v in lab.items())
             cands.append(Scenario(name, fam, float(soc), "candidate test", tuple(map(float, vec))))

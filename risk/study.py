@@ -157,8 +157,28 @@ def _condition_values(conditions: dict) -> dict[str, float | tuple[float, float]
 
 
 def _quantity_si(v: float | str) -> float:
+    """A quantity in SI; a level of a categorical condition (``LFP``) → its code (`simulators.chemistry`)."""
+    from simulators.chemistry import categorical_code
+
+    level_code = categorical_code(v)
+    if level_code is not None:
+        return level_code
     value, unit = units.parse_quantity(v, "1")
     return units.to_si(value, unit)
+
+
+def _check_condition(field: tuple, name: str, v, unit: str) -> None:
+    """A condition value must be a level of a categorical condition, else a quantity of a compatible unit."""
+    from simulators.chemistry import CATEGORICAL_CONDITIONS
+
+    if name in CATEGORICAL_CONDITIONS:
+        levels = CATEGORICAL_CONDITIONS[name]
+        if not (isinstance(v, str) and v.strip() in levels):
+            raise _FieldError(field, f"{name} is categorical: one of {', '.join(levels)}, got {v!r}")
+        return
+    _, u = units.parse_quantity(v, unit)
+    if not units.compatible(u, unit):
+        raise _FieldError(field, f"unit {u!r} is not compatible with {unit!r}")
 
 
 class ConditionSet(_Section):
@@ -491,19 +511,13 @@ class Study(_Section):
                 raise _FieldError(("conditions", name), f"simulator {sim.name!r} has no condition {name!r}"
                                   + (f"; did you mean {hint[0]!r}?" if hint else ""))
             for v in ([value.low, value.high] if isinstance(value, ConditionRange) else [value]):
-                _, unit = units.parse_quantity(v, cond_units[name])
-                if not units.compatible(unit, cond_units[name]):
-                    raise _FieldError(("conditions", name),
-                                      f"unit {unit!r} is not compatible with {cond_units[name]!r}")
+                _check_condition(("conditions", name), name, v, cond_units[name])
         for trig, conds in (self.data.trigger_conditions if self.data else {}).items():
             for name, v in conds.items():
                 if name not in cond_units:
                     raise _FieldError(("data", "trigger_conditions", trig, name),
                                       f"simulator {sim.name!r} has no condition {name!r}")
-                _, unit = units.parse_quantity(v, cond_units[name])
-                if not units.compatible(unit, cond_units[name]):
-                    raise _FieldError(("data", "trigger_conditions", trig, name),
-                                      f"unit {unit!r} is not compatible with {cond_units[name]!r}")
+                _check_condition(("data", "trigger_conditions", trig, name), name, v, cond_units[name])
         for k, cs in enumerate(self.ensemble.condition_sets):
             for name, value in cs.conditions.items():
                 if name not in self.conditions:
@@ -511,10 +525,8 @@ class Study(_Section):
                                       f"condition set {cs.name!r} overrides {name!r}, which the study's conditions do "
                                       f"not set (declare its value for the other sets there)")
                 for v in ([value.low, value.high] if isinstance(value, ConditionRange) else [value]):
-                    _, unit = units.parse_quantity(v, cond_units[name])
-                    if not units.compatible(unit, cond_units[name]):
-                        raise _FieldError(("ensemble", "condition_sets", k, "conditions", name),
-                                          f"unit {unit!r} is not compatible with {cond_units[name]!r}")
+                    _check_condition(("ensemble", "condition_sets", k, "conditions", name), name, v,
+                                     cond_units[name])
         return self
 
     @model_validator(mode="after")

@@ -599,10 +599,20 @@ _FEATURE_ATTRS = {
 }
 
 
+def _chemistry_code(family: str) -> float:
+    """Code of the family's chemistry (`risk.data.families.chemistry_format`) among the simulators' levels, else NaN."""
+    from risk.data.families import chemistry_format
+    from simulators.chemistry import categorical_code
+
+    level_code = categorical_code(chemistry_format(str(family))[0])
+    return math.nan if level_code is None else level_code
+
+
 def combine(read: FolderRead, folder: str | Path = "") -> xr.Dataset:
     """Combined dataset (dim ``test``) of docs/contracts.md "Real data" from a `FolderRead`.
 
-    Variables: metadata ``cell_family`` (str), ``capacity_nominal`` [A s], ``soc`` [1], ``hazard_level``
+    Variables: metadata ``cell_family`` (str), ``chemistry`` (code, NaN if not a simulated level),
+    ``capacity_nominal`` [A s], ``soc`` [1], ``hazard_level``
     (1–7 or NaN), ``hazard_score_calculated`` [1], ``layout``/``source_file`` (str), ``in_summary`` (bool);
     features of `risk.data.features.indentation_features`; curves ``force_indenter`` and ``voltage``
     (test, displacement) on `DISPLACEMENT_GRID` [m] (see `DISPLACEMENT_RULE`) and ``temperature_max_tc``
@@ -628,6 +638,9 @@ def combine(read: FolderRead, folder: str | Path = "") -> xr.Dataset:
 
     data = {
         "cell_family": ("test", meta("cell_family").astype(str), {"long_name": "cell family", "units": "1"}),
+        "chemistry": ("test", np.array([_chemistry_code(f) for f in meta("cell_family")], dtype=float),
+                      _attrs("1", "cathode chemistry code (simulators.chemistry: 0 LCO, 1 NMC, 2 LFP; NaN: other "
+                                  "or not stated)")),
         "capacity_nominal": ("test", meta("capacity_nominal").astype(float),
                              _attrs("A s", "nominal cell capacity (charge)")),
         "soc": ("test", meta("soc").astype(float), _attrs("1", "state of charge (0-1)")),

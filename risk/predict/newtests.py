@@ -321,8 +321,16 @@ def _covered(run_dir: Path, df: pd.DataFrame) -> np.ndarray:
     study = _run_study(run_dir)
     cell = study.get("cell", {})
     calibrated = set(map(str, load_posterior(run_dir / "posterior.nc")["posterior"]["family"].values))
-    same_cell = (df["chemistry"] == cell.get("chemistry")) & (df["format"] == cell.get("format"))
+    simulated = _simulated_chemistries(study) | {cell.get("chemistry")}
+    same_cell = df["chemistry"].isin(simulated) & (df["format"] == cell.get("format"))
     return (df["family"].isin(calibrated) | same_cell).to_numpy()
+
+
+def _simulated_chemistries(study: dict) -> set[str]:
+    """The chemistry levels the run's design simulated (study conditions and condition sets)."""
+    values = [(study.get("conditions") or {}).get("chemistry")]
+    values += [(cs.get("conditions") or {}).get("chemistry") for cs in (study.get("ensemble") or {}).get("condition_sets") or []]
+    return {str(v) for v in values if v is not None}
 
 
 def _predict_physics(run_dir: Path, df: pd.DataFrame, *, seed: int) -> pd.DataFrame:
@@ -343,6 +351,12 @@ def _predict_physics(run_dir: Path, df: pd.DataFrame, *, seed: int) -> pd.DataFr
         cap = df["capacity_ah"].to_numpy(float) * 3600.0
         j = names.index("capacity_nominal")
         cond[:, j] = np.where(np.isfinite(cap), cap, cond[:, j])
+    if "chemistry" in names:  # the test's chemistry where the simulator has it (else the decoder's default)
+        from simulators.chemistry import categorical_code
+
+        codes = df["chemistry"].map(lambda c: categorical_code(str(c))).to_numpy(dtype=float, na_value=np.nan)
+        j = names.index("chemistry")
+        cond[:, j] = np.where(np.isfinite(codes), codes, cond[:, j])
     apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])
     p_level = predict_levels(tree, lambda u, c: np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32))),
                              list(df["family"]), cond, seed=seed)  # (S, n, 7)

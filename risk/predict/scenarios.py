@@ -193,8 +193,8 @@ def write_predictions(ds: xr.Dataset, path: str | Path) -> None:
 def family_conditions(layout, real, family: str, given: dict[str, float]) -> tuple[float, ...]:
     """Decoder condition vector [SI] of a test of ``family``: a condition ``given`` sets, else the median over
     the family's real tests (``real``: dim ``test`` with ``cell_family``, or None), else the family's nominal
-    capacity (`risk.data.families`) for ``capacity_nominal``, else the simulator's default — never the
-    ensemble. `ValueError` when the family has no tests and no known capacity but the decoder needs one."""
+    capacity (`risk.data.families`) for ``capacity_nominal`` and the chemistry its name states for ``chemistry``,
+    else the simulator's default — never the ensemble. `ValueError` when the family has no tests and no known capacity but the decoder needs one."""
     fam = {}
     if real is not None and "cell_family" in real:
         rows = real.sel(test=(real["cell_family"] == family).values)
@@ -207,6 +207,13 @@ def family_conditions(layout, real, family: str, given: dict[str, float]) -> tup
         if not np.isfinite(cap):
             raise ValueError(f"family {family!r} has no real tests and no capacity; set conditions: {{capacity_nominal: ...}}")
         fam["capacity_nominal"] = cap * 3600.0
+    if "chemistry" in layout.condition_names and "chemistry" not in given | fam:
+        from risk.data.families import chemistry_format
+        from simulators.chemistry import categorical_code
+
+        level_code = categorical_code(chemistry_format(family)[0])
+        if level_code is not None:
+            fam["chemistry"] = level_code
     return tuple(float(given.get(n, fam.get(n, layout.condition_default[j])))
                  for j, n in enumerate(layout.condition_names))
 

@@ -325,7 +325,8 @@ class KineticSet:
         return float(ks.heat_remaining(ks.initial()))
 
 
-SETS = {"hatchard2001": "simulators.kinetics.hatchard2001", "bilyaz2020": "simulators.kinetics.bilyaz2020"}
+SETS = {"hatchard2001": "simulators.kinetics.hatchard2001", "bilyaz2020": "simulators.kinetics.bilyaz2020",
+        "kim2007_lfp": "simulators.kinetics.kim2007_lfp"}
 
 
 def available() -> list[str]:

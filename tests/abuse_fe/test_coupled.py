@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from abuse_fe.coupled import (
-    OCV_LCO, IndentationFECoupled, IndentationLumped, default_theta, short_thermal_response,
+    CellThermal, IndentationFECoupled, IndentationLumped, default_theta, short_thermal_response,
 )
 from abuse_fe.hazard import HazardRules, hazard_level, hazard_levels
 from simulators import available, load
@@ -47,13 +47,13 @@ def test_short_energy_identity():
                                  temperature_ambient=298.15, t_end=1200.0)
     z_end = soc - out["discharge_fraction"]
     z = np.linspace(z_end, soc, 2001)
-    stored = Q * np.trapezoid(np.interp(z, *OCV_LCO), z)
+    stored = Q * np.trapezoid(np.interp(z, *CellThermal().ocv), z)
     assert out["heat_joule_total"] == pytest.approx(stored, rel=0.01)
     # current-limited at 10 C: the full 0.6 of capacity drains in ≈ 0.6·360 s
     assert out["discharge_fraction"] == pytest.approx(0.6 + 0.05, abs=0.02)
     assert not out["thermal_runaway"]
     # the same drain through an external short model (simulators.lumped.ShortModel signature)
-    ocv = lambda z: float(np.interp(z, *OCV_LCO))  # noqa: E731
+    ocv = lambda z: float(np.interp(z, *CellThermal().ocv))  # noqa: E731
     model = lambda z, T: (min(ocv(z) / 0.0767, 5.0), ocv(z) * min(ocv(z) / 0.0767, 5.0))  # noqa: E731
     ext = short_thermal_response(short_resistance=0.05, current_limit_c_rate=10.0, kinetics_log_rate_shift=-3.0,
                                  heat_transfer=1000.0, soc=soc, capacity=Q, thickness=5e-3, spot_radius=2e-3,

@@ -75,6 +75,16 @@ def test_families(combined):
         assert f in fams, f
 
 
+def test_chemistry_codes_per_family(combined):
+    """Every test carries its family's chemistry as the simulators' code (0 LCO, 1 NMC, 2 LFP); a chemistry the
+    simulators do not have (the Chevy Volt's NMC-LMO blend) or that the data do not state (Soteria) is NaN."""
+    code = dict(zip(combined.cell_family.values, combined.chemistry.values))
+    assert code["LCO pouch 2 Ah"] == 0 and code["LCO 6.4 Ah"] == 0
+    assert code["NMC 10 Ah"] == 1 and code["LFP 10 Ah"] == 2
+    assert np.isnan(code["Chevy Volt"]) and np.isnan(code["Soteria control"])
+    assert combined.chemistry.attrs["units"] == "1"
+
+
 def _xlsx_with_header(path, header, rows):
     import openpyxl
     wb = openpyxl.Workbook()
