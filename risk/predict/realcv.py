@@ -37,7 +37,7 @@ family × SOC cell). The baseline predicts each family's (cell type's) training 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,10 +141,16 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[dict]:
 
 
 def _scores(res: pd.DataFrame) -> dict:
+    """TR log loss, Brier score, reliability curve (and ordinal log loss) of one model's held-out predictions,
+    overall and per cell family (``by_family``: n, TR log loss, Brier score)."""
     y, p = res["tr"].to_numpy(float), res["pred_p"].to_numpy(float)
     out = {"log_loss": log_loss(y, p), "brier": brier(y, p), "reliability": reliability(y, p)}
     if "pred_p_observed_level" in res:
         out["ordinal_log_loss"] = float(-np.mean(np.log(np.clip(res["pred_p_observed_level"].to_numpy(float), 1e-6, 1))))
+    if "family" in res:
+        out["by_family"] = {str(f): {"n": int(len(g)), "log_loss": log_loss(g["tr"].to_numpy(float), g["pred_p"].to_numpy(float)),
+                                     "brier": brier(g["tr"].to_numpy(float), g["pred_p"].to_numpy(float))}
+                            for f, g in res.groupby("family", sort=True)}
     return out
 
 
@@ -153,13 +159,32 @@ def _diag(d) -> dict:
     return {k: v for k, v in asdict(d).items() if k in keep}
 
 
+#: a fold fit whose R-hat exceeds this has a chain in another mode (slow mixing at the folds' reduced draws gives
+#: 1.02-1.03): it is refitted from new ADVI starting points, up to `FOLD_ATTEMPTS` fits, and the best kept. Measured
+#: on the default study with its NMC and LFP families: the NMC-left-out fold reached R-hat 1.54 with one chain at
+#: P(TR) ≈ 0 for every NMC cell (TR log loss 2.40 on that family), the same fold at another seed 1.024 (0.56).
+FOLD_REFIT_RHAT = 1.05
+FOLD_ATTEMPTS = 3
+
+
 def _fit_fold(decoder_dir: str, data, setup, seed: int, kw: dict):
-    """One fold's physics fit (a worker process: the decoder is reloaded from ``decoder_dir``)."""
+    """One fold's physics fit (a worker process: the decoder is reloaded from ``decoder_dir``); refitted at new
+    seeds while a chain is stuck (`FOLD_REFIT_RHAT`), each refit named in the diagnostics' messages."""
     from risk.bayes.physics import fit_physics
     from sim2real import load_decoder
 
-    return fit_physics(data, load_decoder(decoder_dir), setup, seed=seed, allow_bad_diagnostics=True,
-                       posterior_predictive=False, **kw)
+    decoder, best, stuck = load_decoder(decoder_dir), None, []
+    for attempt in range(FOLD_ATTEMPTS):
+        tree, diag = fit_physics(data, decoder, setup, seed=seed + 7919 * attempt, allow_bad_diagnostics=True,
+                                 posterior_predictive=False, **kw)
+        if best is None or diag.rhat_max < best[1].rhat_max:
+            best = (tree, diag)
+        if diag.rhat_max <= FOLD_REFIT_RHAT:
+            break
+        stuck.append(diag.rhat_max)
+    tree, diag = best
+    notes = [f"refitted at a new seed after R-hat {r:.3f} (a chain in another mode)" for r in stuck]
+    return tree, replace(diag, messages=notes + list(diag.messages)) if notes else diag
 
 
 class FoldFits:

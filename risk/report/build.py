@@ -295,6 +295,12 @@ def _validation(art: Artefacts) -> dict:
         res["crossval_quick"] = bool(art.crossval.get("quick"))
         res["reliability"] = {scheme: entry["physics"].get("reliability", [])
                               for scheme, entry in art.crossval.items() if isinstance(entry, dict) and "physics" in entry}
+        lfo = art.crossval.get("leave_family_out") or {}
+        res["by_family"] = [  # which left-out family each model predicts well (TR log loss per family)
+            {"family": fam, "n": rec["n"], "physics": rec["log_loss"],
+             **{m: lfo[m].get("by_family", {}).get(fam, {}).get("log_loss") if m in lfo else None
+                for m in ("metadata", "family_frequency")}}
+            for fam, rec in (lfo.get("physics") or {}).get("by_family", {}).items()]
         res["heat_cv"] = [  # calorimetry: the physics model's heat intervals vs per-group normal intervals
             {"scheme": scheme, **{f"{m}_{k}": entry[m][k] for m in ("physics", "group_normal")
                                   for k in ("coverage_90", "width_90", "interval_score_90")},

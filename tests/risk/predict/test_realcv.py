@@ -17,3 +17,48 @@ def test_indentation_model_beats_family_frequency_baseline_leaving_out_replicate
     assert model["brier"] < base["brier"] - 0.02, cv
     write_crossval(cv, tmp_path / "crossval.json")
     assert json.loads((tmp_path / "crossval.json").read_text()) == cv
+
+
+def test_scores_per_family_add_up_to_the_overall_log_loss():
+    import numpy as np
+    import pandas as pd
+
+    from risk.predict.crossval import log_loss
+    from risk.predict.realcv import _scores
+
+    res = pd.DataFrame({"family": ["A", "A", "B", "B", "B"], "tr": [1, 0, 0, 0, 1],
+                        "pred_p": [0.9, 0.2, 0.1, 0.3, 0.4]})
+    out = _scores(res)
+    fam = out["by_family"]
+    assert {f: r["n"] for f, r in fam.items()} == {"A": 2, "B": 3}
+    np.testing.assert_allclose(fam["A"]["log_loss"], -(np.log(0.9) + np.log(0.8)) / 2)
+    np.testing.assert_allclose((2 * fam["A"]["log_loss"] + 3 * fam["B"]["log_loss"]) / 5, out["log_loss"])
+    assert out["log_loss"] == log_loss(res["tr"], res["pred_p"])
+
+
+def test_a_fold_with_a_stuck_chain_is_refitted_at_a_new_seed(monkeypatch):
+    """The refit policy: R-hat above FOLD_REFIT_RHAT → a new seed; the best of FOLD_ATTEMPTS fits is kept and
+    every refit is named in its diagnostics."""
+    import risk.bayes.physics
+    import sim2real
+    from risk.bayes.diagnostics import Diagnostics
+    from risk.predict import realcv
+
+    rhats = {0: 1.54, 7919: 1.02}
+    seeds = []
+
+    def fake_fit(data, decoder, setup, *, seed, **kw):  # the sampler's outcome per seed; the policy is under test
+        seeds.append(seed)
+        return f"tree{seed}", Diagnostics(ok=False, rhat_max=rhats.get(seed, 1.3), ess_bulk_min=300.0,
+                                          ess_tail_min=300.0, divergences=0, bfmi_min=1.0, messages=["m"])
+
+    monkeypatch.setattr(risk.bayes.physics, "fit_physics", fake_fit)
+    monkeypatch.setattr(sim2real, "load_decoder", lambda d: None)
+    tree, diag = realcv._fit_fold("x", None, None, 0, {})
+    assert seeds == [0, 7919] and tree == "tree7919" and diag.rhat_max == 1.02
+    assert diag.messages[0].startswith("refitted at a new seed after R-hat 1.540") and diag.messages[-1] == "m"
+    seeds.clear()
+    rhats.clear()  # every attempt stuck: three fits, the best (lowest R-hat) kept
+    rhats.update({0: 1.5, 7919: 1.2, 15838: 1.4})
+    tree, diag = realcv._fit_fold("x", None, None, 0, {})
+    assert seeds == [0, 7919, 15838] and tree == "tree7919" and len(diag.messages) == 4

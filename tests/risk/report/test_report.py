@@ -52,6 +52,8 @@ def test_full_report_is_self_contained_and_complete(run_copy):
     for metric in ("log_loss", "brier"):
         assert f"<td>leave_family_out</td><td>{metric}</td>\n<td class=\"num\">{number(cv['physics'][metric])}</td>" \
             f"<td class=\"num\">{number(cv['metadata'][metric])}</td>" in html
+    for fam, rec in cv["physics"]["by_family"].items():  # every left-out family with its own scores
+        assert f"<tr><td>{fam}</td><td class=\"num\">{rec['n']}</td><td class=\"num\">{number(rec['log_loss'])}</td>" in html
     assert text.count(NOT_COMPUTED) >= 1 and "model/metrics.json: " + NOT_COMPUTED in text
     assert (run / "exports" / "risk.parquet").exists()
 
