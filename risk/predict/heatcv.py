@@ -100,7 +100,7 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     from risk.bayes.physics import physics_setup, predict_observables, predict_p_tr
     from risk.predict.crossval import frequency_baseline
     from risk.predict.realcv import _scores
-    from risk.predict.realcv import _diag, _worst, fit_folds
+    from risk.predict.realcv import _diag, _worst, fit_folds, training_rows
 
     names = decoder.layout.observable_names
     if HEAT not in names:
@@ -145,14 +145,16 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
         schemes = {"leave_replicates_out": lambda: leave_replicates_out(df, ["family", "soc", "trigger"],
                                                                         n_replicate_folds, seed), **schemes}
     out: dict = {"observable": HEAT, "units": "kJ", "observables": {}}
-    every = np.arange(len(obs))
+    family = np.asarray(data.family).astype(str)
     values = decoder.layout.denormalise(obs[rows])  # (n, n_obs), SI; NaN where a test lacks an observable
     scale = np.array([1e-3 if n == HEAT else 1.0 for n in names])  # heat in kJ, shares as they are
     values = values * scale
     for scheme, make in schemes.items():
         folds = list(make())
-        # a fold's fit sees its training tests only: held-out tests give neither observables nor outcome
-        subsets = [data.subset(np.setdiff1d(every, df["row"].to_numpy()[te])) for _, te in folds]
+        # a fold's fit sees its training tests only: held-out tests give neither observables nor outcome, and a
+        # left-out cell type's tests without a heat value are left out with it (a type the fold never saw)
+        subsets = [data.subset(training_rows(len(obs), df["row"].to_numpy()[te], family, scheme == "leave_family_out"))
+                   for _, te in folds]
         fitted = fit_folds(decoder_dir, subsets, setup, seeds=[seed + k for k in range(len(folds))], workers=workers,
                            chains=chains, target_accept=target_accept, draws=draws, tune=tune)
         lo_p, hi_p, lo_b, hi_b, p_tr, p_rupture = (np.empty(len(df)) for _ in range(6))
@@ -229,3 +231,4 @@ def _score_observable(entry: dict, scheme: str, df: pd.DataFrame, held: np.ndarr
                  "observed_mean": float(np.mean(y[m])), "predicted_median": float(np.median(q[1, rows][m]))}
         for f in sorted(set(fam)) for m in [fam == f]}
     entry[scheme] = res
+

@@ -62,3 +62,16 @@ def test_a_fold_with_a_stuck_chain_is_refitted_at_a_new_seed(monkeypatch):
     rhats.update({0: 1.5, 7919: 1.2, 15838: 1.4})
     tree, diag = realcv._fit_fold("x", None, None, 0, {})
     assert seeds == [0, 7919, 15838] and tree == "tree7919" and len(diag.messages) == 4
+
+
+def test_a_left_out_family_leaves_with_its_unlabelled_tests():
+    """Leave-family-out: the fold's fit sees no test of the held-out family (labelled or not); other schemes
+    keep every test that is not held out."""
+    import numpy as np
+
+    from risk.predict.realcv import training_rows
+
+    family = np.array(["A", "A", "A", "B", "B", "C"])  # rows 2 (A) and 5 (C) have no hazard level
+    held = np.array([0, 1])  # the labelled tests of family A
+    np.testing.assert_array_equal(training_rows(6, held, family, whole_families=True), [3, 4, 5])
+    np.testing.assert_array_equal(training_rows(6, held, family, whole_families=False), [2, 3, 4, 5])
