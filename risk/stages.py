@@ -132,15 +132,21 @@ def train(ctx: RunContext) -> dict:
 
 def _decoder_builder(ctx: RunContext):
     """An untrained `FrozenDecoderCVAE` with the study's simulator parameters, priors and sim2real settings."""
+    from risk.study import _quantity_si
     from sim2real import DecoderConfig, FrozenDecoderCVAE
     from simulators import load
+    from simulators.chemistry import CATEGORICAL_CONDITIONS
 
     s, cfg = ctx.study, ctx.study.sim2real
     names = [p.name for p in load(s.simulator.name).parameters]
     priors = s.priors()
     dcfg = DecoderConfig(width=cfg.hidden, depth=cfg.layers, epochs=cfg.epochs_decoder, lr=cfg.learning_rate,
                          val_fraction=cfg.holdout_fraction, seed=ctx.stage_seed("train"))
-    return FrozenDecoderCVAE((names, [priors[n] for n in names]), observables=cfg.observables, config=dcfg)
+    # a test whose chemistry the data do not state (the Soteria cells) is simulated with the study's stated one
+    stated = {k: _quantity_si(v) for k, v in s.conditions.items()
+              if k in CATEGORICAL_CONDITIONS and isinstance(v, str)}
+    return FrozenDecoderCVAE((names, [priors[n] for n in names]), observables=cfg.observables, config=dcfg,
+                             condition_defaults=stated or None)
 
 
 def _scenarios(ctx: RunContext, decoder):

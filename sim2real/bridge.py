@@ -32,6 +32,7 @@ import torch
 import xarray as xr
 from scipy import special, stats
 
+from simulators.chemistry import CATEGORICAL_CONDITIONS
 from simulators.priors import Prior
 
 GRID_DIMS = ("time", "displacement")
@@ -390,7 +391,8 @@ def build_layout(ens: xr.Dataset, observables: Sequence[str] | None = None,
         observables with a leading ``sample`` dim.
     observables : variable names to model; default every float scalar and every curve on a
         ``time``/``displacement`` grid except the outcome flags.
-    condition_defaults : values used for real tests that lack a condition; default the ensemble median.
+    condition_defaults : values used for real tests that lack a condition; default the ensemble median
+        (a categorical condition's, e.g. ``chemistry``: its most common level in the ensemble).
     """
     chans = _select_channels(ens, observables)
     X = _features(ens, chans, "sample")
@@ -410,6 +412,10 @@ def build_layout(ens: xr.Dataset, observables: Sequence[str] | None = None,
     cnames = tuple(map(str, ens["condition_name"].values))
     csd = C.std(0)
     defaults = dict(zip(cnames, np.median(C, 0)))
+    for j, name in enumerate(cnames):  # a categorical condition's default is a level (its most common), not a median between codes
+        if name in CATEGORICAL_CONDITIONS:
+            levels, counts = np.unique(C[:, j], return_counts=True)
+            defaults[name] = levels[np.argmax(counts)]
     defaults.update(condition_defaults or {})
     return ObservableLayout(tuple(chans), tuple(offset), tuple(scale), cnames, tuple(map(float, C.mean(0))),
                             tuple(float(s) if s > 0 else 1.0 for s in csd), tuple(float(defaults[n]) for n in cnames))

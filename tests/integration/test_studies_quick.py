@@ -163,9 +163,9 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
 
 
 def _check_predict_new_tests(run: Path, tmp_path: Path) -> None:
-    """``risk predict RUN --tests`` on the run's own artefacts: the physics posterior answers the LCO pouch
-    and calibrated rows (an unseen LCO family included), the metadata baseline the chemistries the
-    simulator does not cover; outcome columns are ignored."""
+    """``risk predict RUN --tests`` on the run's own artefacts: the physics posterior answers the calibrated rows
+    and the pouch cells of a chemistry the design simulated (an unseen LCO family included), the metadata baseline
+    the cells whose chemistry the simulator does not cover (NMC-LMO, LMO-LNO); outcome columns are ignored."""
     import pandas as pd
 
     tests = pd.read_csv(REPO.parent / "shared" / "data" / "indentation" / "tests.csv")
@@ -181,9 +181,9 @@ def _check_predict_new_tests(run: Path, tmp_path: Path) -> None:
     from risk.predict.newtests import family_from_filename
 
     fam = out["FileName"].map(family_from_filename)
-    assert (out.loc[fam.isin(["LFP 10 Ah", "NMC 10 Ah", "Chevy Volt", "Nissan Leaf"]), "model"] == "metadata").all()
-    assert (out.loc[fam.str.startswith("LCO") | fam.str.startswith("Soteria S") | (fam == "Soteria control"),
-                    "model"] == "physics").all()
+    assert (out.loc[fam.isin(["Chevy Volt", "Nissan Leaf"]), "model"] == "metadata").all()
+    assert (out.loc[fam.str.startswith("LCO") | fam.str.startswith("Soteria S") | (fam == "Soteria control")
+                    | fam.isin(["LFP 10 Ah", "NMC 10 Ah"]), "model"] == "physics").all()
     p = dict(zip(out["FileName"], out["p_tr"]))
     assert model["LCO-Pouch-3000mAh-100SOC-cell1"] == "physics"
     assert p["LCO-Pouch-3000mAh-0SOC-cell1"] < p["LCO-Pouch-3000mAh-100SOC-cell1"]
@@ -199,7 +199,7 @@ def _check_predict_from_curves(run: Path, tmp_path: Path) -> None:
     data = REPO.parent / "shared" / "data" / "indentation"
     tests = pd.read_csv(data / "tests.csv")
     names = ["Sorteria-Control-100SOC-cell2", "Sorteria-control-20SOC-cell1", "OE-LCO-6470mAh-60SOC",
-             "OE-LFP10Ah-100SOC-cell2"]
+             "OE-LFP10Ah-100SOC-cell2", "ChevyVolt-20SOC-6mm-cell1"]
     new = tests.set_index("FileName").loc[names].reset_index()
     new.to_csv(tmp_path / "measured.csv", index=False)
 
@@ -212,7 +212,7 @@ def _check_predict_from_curves(run: Path, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     out = pd.read_csv(tmp_path / "curves.csv").set_index("FileName").loc[names]
     physics = out["model"] == "physics"
-    assert list(physics) == [True, True, True, False] and list(out["evidence"]) == ["curves"] * 3 + ["conditions"]
+    assert list(physics) == [True] * 4 + [False] and list(out["evidence"]) == ["curves"] * 4 + ["conditions"]
     levels = out[[f"p_level_{j}" for j in range(1, 8)]]
     np.testing.assert_allclose(levels.sum(axis=1), 1.0, atol=1e-9)
     np.testing.assert_allclose(out["p_tr"], levels[["p_level_6", "p_level_7"]].sum(axis=1), atol=1e-9)
@@ -222,7 +222,7 @@ def _check_predict_from_curves(run: Path, tmp_path: Path) -> None:
     for name, lo, hi in (("short_resistance", 1e-3, 3.0), ("strain_critical", 0.1, 0.9)):  # the study's priors
         q = post[[f"{name}_q05", f"{name}_q50", f"{name}_q95"]].to_numpy()
         assert (lo <= q[:, 0]).all() and (q[:, 0] <= q[:, 1]).all() and (q[:, 1] <= q[:, 2]).all() and (q[:, 2] <= hi).all()
-    assert out.loc[names[:3], "short_resistance_q50"].notna().all() and np.isnan(out.loc[names[3], "short_resistance_q50"])
+    assert out.loc[names[:4], "short_resistance_q50"].notna().all() and np.isnan(out.loc[names[4], "short_resistance_q50"])
     # outcomes in the tests file are not read: changing them changes nothing (in process: the CLI path ran above)
     from risk.errors import DataError
     from risk.predict.newtests import predict_tests
@@ -235,7 +235,7 @@ def _check_predict_from_curves(run: Path, tmp_path: Path) -> None:
                                   "SOC_pct": [100]})]).to_csv(tmp_path / "missing.csv", index=False)
     with pytest.raises(DataError) as err:
         predict_tests(run, tmp_path / "missing.csv", data)
-    assert err.value.line == 6 and err.value.field == "FileName" and "LCO-Pouch-3000mAh-100SOC-cell9" in str(err.value)
+    assert err.value.line == 7 and err.value.field == "FileName" and "LCO-Pouch-3000mAh-100SOC-cell9" in str(err.value)
 
 
 def _check_predict_new_calorimetry(run: Path, tmp_path: Path) -> None:

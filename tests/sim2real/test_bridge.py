@@ -113,3 +113,22 @@ def test_unknown_transform_is_an_error():
 
     with pytest.raises(ValueError, match="transform 'sqrt'"):
         Channel("share", "1", transform="sqrt")
+
+
+def test_categorical_condition_default_is_a_level_not_a_median_between_codes():
+    """Half LCO (0), a quarter each NMC (1) and LFP (2): the median is 0.5, no chemistry; a real test that
+    states none takes the most common level, or the one the caller states (the study's chemistry)."""
+    rng = np.random.default_rng(1)
+    chem = np.repeat([0.0, 1.0, 2.0], [50, 25, 25])
+    ens = xr.Dataset(
+        {"theta": (("sample", "parameter"), rng.random((100, 1))),
+         "condition": (("sample", "condition_name"), np.column_stack([rng.random(100), chem])),
+         "heat": ("sample", rng.normal(5e4, 1e4, 100), {"units": "J"})},
+        coords={"parameter": ["a"], "condition_name": ["soc", "chemistry"]})
+    assert np.median(chem) == 0.5
+    layout = build_layout(ens)
+    assert layout.condition_default[1] == 0.0
+    assert np.isclose(layout.condition_default[0], np.median(ens["condition"].values[:, 0]))
+    assert build_layout(ens, condition_defaults={"chemistry": 2.0}).condition_default[1] == 2.0
+    real = xr.Dataset({"heat": ("test", [4e4, 6e4]), "chemistry": ("test", [1.0, np.nan])})
+    assert real_to_batch(real, layout).c[:, 1].tolist() == [1.0, 0.0]
