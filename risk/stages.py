@@ -364,6 +364,18 @@ def _misspecification(ctx: RunContext, tree, data, decoder) -> dict:
     return result
 
 
+def _calibrated_centring(ctx: RunContext) -> tuple[bool, ...] | None:
+    """The calibrated physics posterior's centring of the family locations (``centred_families`` attr), or None."""
+    import xarray as xr
+
+    path = ctx.path("posterior.nc")
+    if not path.exists():
+        return None
+    with xr.open_datatree(path, engine="h5netcdf") as tree:
+        cf = tree.attrs.get("centred_families")
+    return None if cf is None else tuple(bool(c) for c in json.loads(cf))
+
+
 def crossvalidate(ctx: RunContext) -> dict:
     """Grouped cross-validation of the reported physics model against the metadata regression and the
     family-frequency baseline (leave replicates, SOC levels and whole families out) → ``crossval.json``."""
@@ -378,7 +390,7 @@ def crossvalidate(ctx: RunContext) -> dict:
     result = crossvalidate_study(ctx.study, *inputs, decoder_dir=decoder_dir(ctx.out), table=_metadata_table(ctx),
                                  seed=ctx.stage_seed("crossvalidate"), draws=draws, tune=tune, chains=inf.chains,
                                  target_accept=inf.target_accept, max_dim=inf.subspace_max_dim, quick=ctx.quick,
-                                 family_discrepancy=inf.family_discrepancy_scale,
+                                 family_discrepancy=inf.family_discrepancy_scale, centred=_calibrated_centring(ctx),
                                  workers=min(len(os.sched_getaffinity(0)), 4))
     from risk.predict.realcv import write_crossval
 
@@ -575,28 +587,37 @@ def _check_with_simulator(ctx: RunContext, decoder, logit_fn, cells: np.ndarray,
     """Re-run ``n`` failure-region cells ``(m, n_param)`` (u space) with the study's full simulator
     (`risk.predict.rare_events.check_failure_samples`): confirmed fraction, Wilson 95 % interval, and the
     surrogate's expectation at the same cells. Failed runs are recorded, not fatal."""
+    from functools import partial
+
     from risk.predict.rare_events import check_failure_samples
-    from simulators.ensemble import run_one
 
     s = ctx.study
-    names = list(decoder.parameter_names)
     cond = dict(zip(decoder.layout.condition_names, map(float, conditions)))
-
-    def simulate(u: np.ndarray) -> bool:
-        theta = dict(zip(names, map(float, decoder.from_unconstrained(u[None])[0])))
-        r = run_one(s.simulator.name, dict(s.simulator.options), theta, cond, s.ensemble.timeout)
-        if not r["ok"]:
-            raise RuntimeError(r["error"])
-        return bool(np.asarray(r["dataset"]["thermal_runaway"]).any())
+    simulate = partial(_simulated_runaway, s.simulator.name, dict(s.simulator.options), decoder.transform, cond,
+                       s.ensemble.timeout)
 
     def surrogate_p(u: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-logit_fn(u, np.broadcast_to(conditions, (len(u), len(conditions))))))
 
-    out = check_failure_samples(cells, surrogate_p, simulate, n=n, seed=seed)
+    # the study's ensemble workers run the cells (50 FE runs: 84 s one after another on the default study)
+    out = check_failure_samples(cells, surrogate_p, simulate, n=n, seed=seed, workers=max(1, s.ensemble.workers))
     out.update(simulator=s.simulator.name, quick=bool(ctx.quick))
     if ctx.quick:
         out["note"] = f"quick: {out.get('n', 0)} runs; a full study re-runs at least {MIN_SIMULATOR_CHECKS}"
     return out
+
+
+def _simulated_runaway(simulator: str, options: dict, transform, condition: dict, timeout: float,
+                       u: np.ndarray) -> bool:
+    """Does the full ``simulator`` run away at the cell ``u`` ``(n_param,)`` (u space, mapped to θ by the
+    decoder's ``transform``)? A failed run raises (`risk.predict.rare_events.check_failure_samples` records it)."""
+    from simulators.ensemble import run_one
+
+    theta = dict(zip(transform.names, map(float, transform.from_unconstrained(np.asarray(u, float)[None])[0])))
+    r = run_one(simulator, options, theta, condition, timeout)
+    if not r["ok"]:
+        raise RuntimeError(r["error"])
+    return bool(np.asarray(r["dataset"]["thermal_runaway"]).any())
 
 
 def _posterior_rare_event(ctx: RunContext, tree, logit_fn, scenario, seed: int) -> tuple[dict, np.ndarray]:

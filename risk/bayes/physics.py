@@ -205,7 +205,8 @@ def centred_directions(params: dict, threshold: float = CENTRED_Z_SD,
 def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: int, draws: int, tune: int,
                 chains: int = 4, target_accept: float = 0.9, **sample_kw):
     """Sample the physics model (`risk.bayes.sampling.sample`, chains started from ADVI draws:
-    `risk.bayes.sampling.advi_initial_points`); returns ``(tree, diagnostics)``.
+    `risk.bayes.sampling.advi_initial_points`, warm-up from ADVI's scales: `risk.bayes.sampling.advi_inverse_mass`);
+    returns ``(tree, diagnostics)``.
 
     Without ``setup.centred`` the ADVI fit of the non-centred model first decides which directions' family
     locations to sample centred (`centred_directions`); the model is then rebuilt and ADVI rerun if any is.
@@ -214,7 +215,7 @@ def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: in
     """
     from dataclasses import replace
 
-    from risk.bayes.sampling import advi_fit, advi_initial_points, sample
+    from risk.bayes.sampling import advi_fit, advi_initial_points, advi_inverse_mass, sample
 
     model = build_physics_model(data, decoder, setup)
     fit = advi_fit(model, seed=seed)
@@ -224,9 +225,10 @@ def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: in
             model = build_physics_model(data, decoder, setup)
             fit = advi_fit(model, seed=seed)
     init = advi_initial_points(model, chains, seed=seed, fit=fit)
+    nuts = {"inverse_mass_matrix": advi_inverse_mass(model, fit)} | (sample_kw.pop("nuts_kwargs", None) or {})
     return sample(model, seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
                   attrs=setup.attrs() | {"observed_entry_observable": json.dumps(model.observed_index[1].tolist())},
-                  initvals=init, **sample_kw)
+                  initvals=init, nuts_kwargs=nuts, **sample_kw)
 
 
 def _draws(post: xr.Dataset, var: str) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import arviz as az
@@ -29,6 +30,30 @@ def _write_atomic(tree: xr.DataTree, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@contextmanager
+def jitted_pymc_graphs():
+    """PyMC's JAX graphs (log density, deterministics, pointwise log likelihood) compiled whole by ``jax.jit``.
+
+    ``pm.sample(nuts_sampler="numpyro")`` hands NumPyro an unjitted log density, which NumPyro first runs eagerly
+    (initial energy and gradient), and builds the pointwise log likelihood from an unjitted graph under ``vmap``:
+    eager JAX compiles every primitive on its own. Measured on a leave-family-out fold of the default study
+    (20 + 20 draws, so compile-bound): 586 XLA compilations, 78 s in `sample`; jitted, 110 compilations, 63 s.
+    The draws are the same computation (one XLA program instead of many)."""
+    import jax
+    import pymc.sampling.jax as pmjax
+
+    original = pmjax.get_jaxified_graph
+
+    def jitted(inputs=None, outputs=None):
+        return jax.jit(original(inputs=inputs, outputs=outputs))
+
+    pmjax.get_jaxified_graph = jitted
+    try:
+        yield
+    finally:
+        pmjax.get_jaxified_graph = original
+
+
 def load_posterior(path: str | Path) -> xr.DataTree:
     """Open a ``posterior.nc`` written by `sample` (fully loaded, file closed)."""
     tree = xr.open_datatree(path, engine="h5netcdf")
@@ -38,11 +63,12 @@ def load_posterior(path: str | Path) -> xr.DataTree:
 
 
 def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, chains: int = 4,
-           target_accept: float = 0.9, chain_method: str = CHAIN_METHOD, var_names: list[str] | None = None,
+           target_accept: float = 0.9, chain_method: str = CHAIN_METHOD, var_names: list[str] | str | None = None,
            thresholds: Thresholds = Thresholds(), out_dir: str | Path | None = None, input_hash: str = "",
            allow_bad_diagnostics: bool = False, posterior_predictive: bool = True, force: bool = False,
            provenance: dict | None = None, attrs: dict | None = None,
-           initvals: list[dict] | None = None, nuts_kwargs: dict | None = None) -> tuple[xr.DataTree, Diagnostics]:
+           initvals: list[dict] | None = None, nuts_kwargs: dict | None = None,
+           log_likelihood: bool = True) -> tuple[xr.DataTree, Diagnostics]:
     """Sample ``model`` with NumPyro's NUTS (≥ 4 chains), check diagnostics, optionally persist.
 
     Parameters
@@ -52,7 +78,7 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
     draws, tune, chains : per-chain kept / warm-up draws, number of chains (≥ 4 required).
     target_accept : NUTS dual-averaging target.
     chain_method : NumPyro ``"vectorized"`` | ``"sequential"`` | ``"parallel"``.
-    var_names : variables to diagnose (default all posterior variables).
+    var_names : variables to diagnose (default all posterior variables; ``"free"``: the free variables only).
     thresholds : diagnostic limits.
     out_dir : where to write ``posterior.nc`` and ``diagnostics.json`` (None: nothing written).
     input_hash : hash of the inputs; stored as attr and used to reuse an existing result.
@@ -62,6 +88,7 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
     provenance : extra JSON-able provenance stored in the ``provenance`` attr.
     attrs : extra string attrs of the tree (e.g. the physics model's subspace, `risk.bayes.physics`).
     initvals : one starting point per chain (e.g. `advi_initial_points`); PyMC still jitters them.
+    log_likelihood : also store the pointwise ``log_likelihood`` group (LOO, prior sensitivity).
 
     Returns
     -------
@@ -71,6 +98,8 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
     if chains < 4:
         raise ValueError(f"need at least 4 chains for R-hat, got {chains}")
     out = Path(out_dir) if out_dir is not None else None
+    if var_names == "free":
+        var_names = [rv.name for rv in model.free_RVs]
     if out is not None and not force and input_hash and (out / "posterior.nc").exists():
         tree = load_posterior(out / "posterior.nc")
         if tree.attrs.get("input_hash") == input_hash:
@@ -79,11 +108,11 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
     t0 = time.perf_counter()
     # NUTS runs in JAX; the few host-side PyTensor functions (initial points, posterior predictive)
     # are compiled without an external BLAS: a vendored OpenBLAS that needs libmpi breaks C linking.
-    with model, pytensor.config.change_flags(blas__ldflags=""):
+    with model, pytensor.config.change_flags(blas__ldflags=""), jitted_pymc_graphs():
         tree = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="numpyro", random_seed=seed, initvals=initvals,
                          target_accept=target_accept, progressbar=False,
                          nuts={"chain_method": chain_method, **(nuts_kwargs or {})},
-                         idata_kwargs={"log_likelihood": True})
+                         idata_kwargs={"log_likelihood": log_likelihood})
         if posterior_predictive and model.observed_RVs:
             pp = pm.sample_posterior_predictive(tree, random_seed=seed + 1, progressbar=False)
             tree["posterior_predictive"] = pp["posterior_predictive"]
@@ -153,6 +182,18 @@ def advi_initial_points(model: pm.Model, chains: int, *, seed: int, steps: int =
     to_constrained = jax.jit(jax.vmap(get_jaxified_graph(inputs=values, outputs=outputs)))
     constrained = to_constrained(*[draws[v.name] for v in values])
     return [{o.name: np.asarray(c[k]) for o, c in zip(outputs, constrained)} for k in range(chains)]
+
+
+def advi_inverse_mass(model: pm.Model, fit: tuple) -> np.ndarray:
+    """Diagonal inverse mass matrix ``(n_unconstrained,)`` for NumPyro's NUTS from an ADVI fit (`advi_fit`): the
+    guide's variances of the value variables, flattened in ``model.value_vars`` order (the order PyMC hands NumPyro
+    its initial points). Warm-up then starts from the posterior's scales instead of the identity, and its first
+    windows take short trees: measured on a leave-family-out fold of the default study (300 + 300 draws, 4
+    chains), `sample` 97 → 64 s at the same tree depth in the kept draws and the same R-hat/ESS. Mean-field ADVI
+    underestimates variances; warm-up still adapts the matrix from the chains' own draws."""
+    params = fit[1]
+    return np.concatenate([np.ravel(np.asarray(params[f"{v.name}_auto_scale"], float)) ** 2
+                           for v in model.value_vars])
 
 
 def stack_draws(tree: xr.DataTree, var: str) -> np.ndarray:

@@ -84,8 +84,8 @@ def group_normal_intervals(train: pd.DataFrame, test: pd.DataFrame, value: str =
 
 def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None, seed: int, draws: int, tune: int,
                        chains: int = 4, target_accept: float = 0.9, max_dim: int = 3, quick: bool = False,
-                       n_replicate_folds: int = 3, workers: int = 1, family_discrepancy: float | None = None
-                       ) -> dict | None:
+                       n_replicate_folds: int = 3, workers: int = 1, family_discrepancy: float | None = None,
+                       centred: tuple[bool, ...] | None = None) -> dict | None:
     """The ``"heat"`` entry of ``crossval.json`` (module doc); None when the decoder has no heat observable.
 
     Parameters
@@ -100,7 +100,7 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     from risk.bayes.physics import physics_setup, predict_observables, predict_p_tr
     from risk.predict.crossval import frequency_baseline
     from risk.predict.realcv import _scores
-    from risk.predict.realcv import _diag, _worst, fit_folds, training_rows
+    from risk.predict.realcv import _diag, _worst, fit_folds, fold_setup, training_rows
 
     names = decoder.layout.observable_names
     if HEAT not in names:
@@ -128,7 +128,8 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     df = pd.DataFrame({"row": rows, "family": np.asarray(data.family)[rows], "soc": np.round(soc, 3),
                        "trigger": trigger, "heat_kj": heat_kj, "tr": tr, "rupture": rupture})
     df["soc_trigger"] = df["soc"].astype(str) + " " + df["trigger"]
-    setup = physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim, family_discrepancy=family_discrepancy)
+    setup = fold_setup(physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim,
+                                     family_discrepancy=family_discrepancy), centred)
     apply = jax.jit(decoder.jax_apply)
 
     def observable_fn(u, c):

@@ -227,8 +227,23 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return float(ci.low), float(ci.high)
 
 
+@dataclass(frozen=True)
+class _TimedRun:
+    """``simulate(u)`` → ``(outcome or None, error or None, seconds)``; picklable when ``simulate`` is, so that
+    worker processes can run it."""
+
+    simulate: Callable[[np.ndarray], bool]
+
+    def __call__(self, u: np.ndarray) -> tuple[bool | None, str | None, float]:
+        t0 = time.perf_counter()
+        try:
+            return bool(self.simulate(u)), None, time.perf_counter() - t0
+        except Exception as err:  # noqa: BLE001 — a failed simulation is recorded, not fatal
+            return None, f"{type(err).__name__}: {err}"[:500], time.perf_counter() - t0
+
+
 def check_failure_samples(u: np.ndarray, surrogate_p: Callable[[np.ndarray], np.ndarray],
-                          simulate: Callable[[np.ndarray], bool], *, n: int, seed: int) -> dict:
+                          simulate: Callable[[np.ndarray], bool], *, n: int, seed: int, workers: int = 1) -> dict:
     """Re-run failure-region cells with the full simulator: the fraction it confirms, with a Wilson 95 %
     interval, against what the surrogate expects at the same cells.
 
@@ -241,6 +256,8 @@ def check_failure_samples(u: np.ndarray, surrogate_p: Callable[[np.ndarray], np.
     simulate : ``u (n_param,) → runaway?`` with the full simulator; an exception is a failed run,
         recorded and left out of the fraction (never fatal).
     n : cells to re-run (drawn without replacement; all of them if fewer).
+    workers : runs at once in spawned processes (``simulate`` must then be picklable: a module-level function or
+        a `functools.partial` of one); 1 runs them here, one after another.
 
     Returns
     -------
@@ -258,15 +275,18 @@ def check_failure_samples(u: np.ndarray, surrogate_p: Callable[[np.ndarray], np.
         return {"n": 0, "note": "no failure-region samples to check"}
     rng = np.random.default_rng(seed)
     pick = u[rng.choice(len(u), size=min(n, len(u)), replace=False)]
-    outcomes, failed, seconds = [], [], []
-    for ui in pick:
-        t0 = time.perf_counter()
-        try:
-            outcomes.append(bool(simulate(ui)))
-        except Exception as err:  # noqa: BLE001 — a failed simulation is recorded, not fatal
-            outcomes.append(None)
-            failed.append({"u": ui.tolist(), "error": f"{type(err).__name__}: {err}"[:500]})
-        seconds.append(time.perf_counter() - t0)
+    run = _TimedRun(simulate)
+    if workers > 1 and len(pick) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(pick)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(run, pick))
+    else:
+        results = [run(ui) for ui in pick]
+    outcomes = [o for o, _, _ in results]
+    seconds = [t for _, _, t in results]
+    failed = [{"u": ui.tolist(), "error": e} for ui, (_, e, _) in zip(pick, results) if e is not None]
     ok = np.array([o is not None for o in outcomes])
     n_ok, confirmed = int(ok.sum()), int(sum(bool(o) for o in outcomes if o is not None))
     lo, hi = wilson_interval(confirmed, n_ok)

@@ -201,3 +201,42 @@ def test_centred_directions_from_advi_scales():
     assert centred_directions({"z_family_auto_scale": sd}) == (True, False, False)
     assert centred_directions({"z_family_auto_scale": sd[:4]}) == (False, False, False)  # too few families
     assert centred_directions({}) == ()
+
+
+def test_advi_inverse_mass_follows_the_value_variables_order_numpyro_receives():
+    from risk.bayes.sampling import advi_fit, advi_inverse_mass
+
+    data, _ = _data()
+    model = build_hierarchical_model(data, linear_surrogate, parameter_names=["k1", "k2"],
+                                     prior_mean=np.zeros(2), prior_sd=np.ones(2))
+    fit = advi_fit(model, seed=3, steps=300)
+    inv = advi_inverse_mass(model, fit)
+    point = model.initial_point(0)
+    sizes = [int(np.size(point[v.name])) for v in model.value_vars]
+    assert inv.shape == (sum(sizes),) and np.all(inv > 0)
+    offsets = np.cumsum([0] + sizes)
+    for k, v in enumerate(model.value_vars):  # each value variable's block holds its own ADVI variances
+        np.testing.assert_allclose(inv[offsets[k]:offsets[k + 1]],
+                                   np.ravel(np.asarray(fit[1][f"{v.name}_auto_scale"])) ** 2)
+
+
+def test_pymc_jax_graphs_are_jitted_only_inside_the_context():
+    import pymc.sampling.jax as pmjax
+
+    from risk.bayes.sampling import jitted_pymc_graphs
+
+    data, _ = _data()
+    model = build_hierarchical_model(data, linear_surrogate, parameter_names=["k1", "k2"],
+                                     prior_mean=np.zeros(2), prior_sd=np.ones(2))
+    original = pmjax.get_jaxified_graph
+    outputs = [model.logp()]
+    with jitted_pymc_graphs():
+        fn = pmjax.get_jaxified_graph(inputs=model.value_vars, outputs=outputs)
+        assert hasattr(fn, "lower")  # a jax.jit-wrapped function: one XLA program
+        point = model.initial_point(0)
+        np.testing.assert_allclose(float(fn(*[point[v.name] for v in model.value_vars])[0]),
+                                   float(model.compile_logp()(point)), rtol=1e-10)
+    assert pmjax.get_jaxified_graph is original
+    with pytest.raises(RuntimeError), jitted_pymc_graphs():
+        raise RuntimeError("sampling failed")
+    assert pmjax.get_jaxified_graph is original

@@ -95,6 +95,23 @@ def test_failure_samples_are_in_the_failure_region_and_checked_against_a_simulat
     assert none["n_completed"] == 0 and np.isnan(none["fraction"]) and np.isnan(none["wilson95"][0])
 
 
+def _crashing_above_zero(u):  # module level: worker processes unpickle it by reference
+    if u[1] > 0:
+        raise RuntimeError("solver diverged")
+    return bool(u[0] > 0.0)
+
+
+def test_failure_samples_checked_in_worker_processes_give_the_serial_result():
+    cells = np.random.default_rng(3).standard_normal((30, 2))
+    serial = check_failure_samples(cells, lambda u: np.full(len(u), 0.5), _crashing_above_zero, n=12, seed=2)
+    pooled = check_failure_samples(cells, lambda u: np.full(len(u), 0.5), _crashing_above_zero, n=12, seed=2,
+                                   workers=2)
+    for key in ("n", "n_completed", "n_failed_runs", "confirmed", "wilson95", "surrogate_z"):
+        assert pooled[key] == serial[key], key
+    assert [f["u"] for f in pooled["failed_runs"]] == [f["u"] for f in serial["failed_runs"]]
+    assert pooled["n_failed_runs"] > 0 and "solver diverged" in pooled["failed_runs"][0]["error"]
+
+
 @pytest.mark.parametrize("k, n", [(0, 50), (1, 50), (7, 50), (25, 50), (50, 50), (3, 8)])
 def test_wilson_interval_matches_the_closed_form(k, n):
     """Wilson (1927): (p̂ + z²/2n ± z sqrt(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n), z = Φ⁻¹(0.975)."""

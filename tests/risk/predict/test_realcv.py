@@ -75,3 +75,19 @@ def test_a_left_out_family_leaves_with_its_unlabelled_tests():
     held = np.array([0, 1])  # the labelled tests of family A
     np.testing.assert_array_equal(training_rows(6, held, family, whole_families=True), [3, 4, 5])
     np.testing.assert_array_equal(training_rows(6, held, family, whole_families=False), [2, 3, 4, 5])
+
+
+def test_folds_take_the_calibrated_centring_when_its_directions_match():
+    import numpy as np
+
+    from risk.bayes.physics import PhysicsSetup
+    from risk.bayes.subspace import InformedSubspace
+    from risk.predict.realcv import fold_setup
+
+    basis = np.eye(4)[:, :3]
+    sub = InformedSubspace(parameter_names=("a", "b", "c", "d"), basis=basis, anchor=np.zeros(4),
+                           eigenvalues=np.ones(4), n_tests=10)
+    setup = PhysicsSetup(np.zeros(4), np.ones(4), sub)
+    assert fold_setup(setup, (True, False, True)).centred == (True, False, True)
+    assert fold_setup(setup, None) is setup  # no calibrated posterior: each fold decides
+    assert fold_setup(setup, (True, True)) is setup  # another subspace: its centring does not apply
