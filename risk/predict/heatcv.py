@@ -181,7 +181,7 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
                 p_base_rupture[name][te] = predict(fit(df.iloc[tr][df.iloc[tr]["rupture"].notna()]), test)["p"].to_numpy()
         held = np.concatenate([te for _, te in folds])
         y = df["heat_kj"].to_numpy()[held]
-        per_fold = [_diag(d) for _, d in fitted]
+        per_fold = [_diag(d, t) for t, d in fitted]
         out[scheme] = {"physics": interval_scores(y, lo_p[held], hi_p[held]),
                        "group_normal": interval_scores(y, lo_b[held], hi_b[held]),
                        "n_tests": int(held.size), "n_folds": len(folds),

@@ -37,6 +37,7 @@ family × SOC cell). The baseline predicts each family's (cell type's) training 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -154,9 +155,13 @@ def _scores(res: pd.DataFrame) -> dict:
     return out
 
 
-def _diag(d) -> dict:
+def _diag(d, tree=None) -> dict:
+    """A fold's diagnostics for ``crossval.json``; with its ``tree``, the fold's wall time [s] (every attempt)."""
     keep = ("ok", "rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "messages")
-    return {k: v for k, v in asdict(d).items() if k in keep}
+    out = {k: v for k, v in asdict(d).items() if k in keep}
+    if tree is not None and "fold_seconds" in tree.attrs:
+        out["seconds"] = round(float(tree.attrs["fold_seconds"]), 1)
+    return out
 
 
 #: a fold fit whose R-hat exceeds this has a chain in another mode (slow mixing at the folds' reduced draws gives
@@ -173,6 +178,7 @@ def _fit_fold(decoder_dir: str, data, setup, seed: int, kw: dict):
     from risk.bayes.physics import fit_physics
     from sim2real import load_decoder
 
+    t0 = time.perf_counter()
     decoder, best, stuck = load_decoder(decoder_dir), None, []
     for attempt in range(FOLD_ATTEMPTS):
         # a fold is scored by its draws alone: no pointwise log likelihood, diagnostics of the free variables
@@ -184,6 +190,7 @@ def _fit_fold(decoder_dir: str, data, setup, seed: int, kw: dict):
             break
         stuck.append(diag.rhat_max)
     tree, diag = best
+    tree.attrs["fold_seconds"] = time.perf_counter() - t0  # ADVI, compilation and sampling of every attempt
     notes = [f"refitted at a new seed after R-hat {r:.3f} (a chain in another mode)" for r in stuck]
     return tree, replace(diag, messages=notes + list(diag.messages)) if notes else diag
 
@@ -363,7 +370,7 @@ def _score_scheme(scheme: str, pending: list, df: pd.DataFrame, folds, cond: np.
 
     def physics_many(trains: list[pd.DataFrame]) -> list:
         fitted = [f.result() for f in pending]
-        per_fold = [_diag(diag) for _, diag in fitted]
+        per_fold = [_diag(diag, tree) for tree, diag in fitted]
         diags["physics"] = _worst(per_fold) | {"folds": per_fold}
         return [tree for tree, _ in fitted]
 

@@ -47,15 +47,21 @@ def test_a_fold_with_a_stuck_chain_is_refitted_at_a_new_seed(monkeypatch):
     rhats = {0: 1.54, 7919: 1.02}
     seeds = []
 
+    class Tree(str):  # a named stand-in for a fold's posterior, with the attrs the fold's wall time goes to
+        attrs: dict
+
     def fake_fit(data, decoder, setup, *, seed, **kw):  # the sampler's outcome per seed; the policy is under test
         seeds.append(seed)
-        return f"tree{seed}", Diagnostics(ok=False, rhat_max=rhats.get(seed, 1.3), ess_bulk_min=300.0,
+        tree = Tree(f"tree{seed}")
+        tree.attrs = {}
+        return tree, Diagnostics(ok=False, rhat_max=rhats.get(seed, 1.3), ess_bulk_min=300.0,
                                           ess_tail_min=300.0, divergences=0, bfmi_min=1.0, messages=["m"])
 
     monkeypatch.setattr(risk.bayes.physics, "fit_physics", fake_fit)
     monkeypatch.setattr(sim2real, "load_decoder", lambda d: None)
     tree, diag = realcv._fit_fold("x", None, None, 0, {})
     assert seeds == [0, 7919] and tree == "tree7919" and diag.rhat_max == 1.02
+    assert realcv._diag(diag, tree)["seconds"] >= 0.0  # the fold's wall time over both fits reaches crossval.json
     assert diag.messages[0].startswith("refitted at a new seed after R-hat 1.540") and diag.messages[-1] == "m"
     seeds.clear()
     rhats.clear()  # every attempt stuck: three fits, the best (lowest R-hat) kept
