@@ -188,8 +188,8 @@ def main() -> None:
     # one physics fit per held-out family on every other test (observables and outcomes); the metadata
     # regression's six fits as batched copies of one NUTS run
     t0 = time.perf_counter()
-    subsets = [data.subset(np.flatnonzero(np.asarray(data.family) != f)) for f in families]
-    fitted = fit_folds(args.run / "model", subsets, setup, seeds=[args.seed + k for k in range(len(families))],
+    rows = [np.flatnonzero(np.asarray(data.family) != f) for f in families]
+    fitted = fit_folds(args.run / "model", data, rows, setup, seeds=[args.seed + k for k in range(len(families))],
                        workers=args.workers, chains=inf.chains, target_accept=inf.target_accept, draws=args.draws,
                        tune=args.draws)
     t_physics = time.perf_counter() - t0

@@ -133,11 +133,14 @@ def _ordered_logistic_random(eta, cut, rng=None, size=None):
 
 
 def _outcome_likelihoods(eta: pt.TensorVariable, hazard_level: np.ndarray | None,
-                         runaway: np.ndarray | None, train_mask: np.ndarray | None = None) -> None:
+                         runaway: np.ndarray | None, train_mask: np.ndarray | None = None,
+                         weight: pt.TensorVariable | None = None) -> None:
     """Ordinal hazard-level likelihood where a level is observed, Bernoulli runaway elsewhere.
 
     ``eta`` is ``(n_tests,)``, or ``(n_folds, n_tests)`` with ``train_mask`` ``(n_folds, n_tests)``
-    saying which outcomes copy k sees (each copy has its own cutpoints).
+    saying which outcomes copy k sees (each copy has its own cutpoints). ``weight`` ``(n_tests,)`` (a
+    ``pm.Data``, not with ``train_mask``): each test's log likelihood enters times its weight, as potentials
+    named like the observed variables (`risk.bayes.weighted`).
     """
     if hazard_level is None and runaway is None:
         return
@@ -157,15 +160,23 @@ def _outcome_likelihoods(eta: pt.TensorVariable, hazard_level: np.ndarray | None
             idx = np.flatnonzero(has_level & seen.ravel())
             cut = _cutpoints(batch=batch)
             cut_i = cut[idx // n] if batch else pt.broadcast_to(cut, (idx.size, N_LEVELS - 1))
-            pm.CustomDist("hazard_level", flat_eta[idx], cut_i, logp=_ordered_logistic_logp,
-                          random=_ordered_logistic_random, signature="(),(c)->()",
-                          observed=level[idx].astype(int) - 1, dtype="int64")
+            value = level[idx].astype("int64") - 1
+            if weight is None:
+                pm.CustomDist("hazard_level", flat_eta[idx], cut_i, logp=_ordered_logistic_logp,
+                              random=_ordered_logistic_random, signature="(),(c)->()", observed=value, dtype="int64")
+            else:
+                pm.Potential("hazard_level", (weight[idx] * _ordered_logistic_logp(
+                    pt.as_tensor_variable(value), flat_eta[idx], cut_i)).sum())
     if runaway is not None:
         tr = tiled(runaway)
         use = np.isfinite(tr) & ~has_level & seen.ravel()
         if use.any():
             idx = np.flatnonzero(use)
-            pm.Bernoulli("runaway", logit_p=flat_eta[idx], observed=tr[idx].astype(int))
+            if weight is None:
+                pm.Bernoulli("runaway", logit_p=flat_eta[idx], observed=tr[idx].astype(int))
+            else:
+                pm.Potential("runaway", (weight[idx] * pm.logp(pm.Bernoulli.dist(logit_p=flat_eta[idx]),
+                                                              tr[idx].astype("int64"))).sum())
 
 
 # --------------------------------------------------------------------------------- hierarchical model
@@ -262,7 +273,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                              slope_scale: float = 0.5, family_discrepancy_scale: float | None = None,
                              design_bounds: tuple[np.ndarray, np.ndarray] | None = None,
                              design_wall: float = DESIGN_WALL, centred_families: Sequence[bool] | None = None,
-                             name: str = "") -> pm.Model:
+                             name: str = "", weighted: bool = False) -> pm.Model:
     """Hierarchical calibration model with the frozen decoder as surrogate likelihood.
 
     Parameters
@@ -327,6 +338,11 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         seeing only the tests where ``train_mask[k]`` (cross-validation in one JAX compilation); every
         variable then leads with a ``fold`` dim.
     name : PyMC model name (prefix ``name::``), to nest independent copies (simulation-based calibration).
+    weighted : per-test likelihood weights, ``test_weight (test)`` (a ``pm.Data`` of ones): every likelihood
+        term of test i — observables, censored bounds, outcome, design wall — enters times its weight, as
+        potentials instead of observed variables (no ``train_mask``). Weights 0/1 give the fit that sees the
+        weight-1 tests only, in one graph for every such subset (`risk.bayes.weighted`: cross-validation
+        folds compiled once).
 
     Returns
     -------
@@ -357,6 +373,8 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
     a_sd = np.sqrt(np.einsum("pk,p,pk->k", W, np.asarray(prior_sd, float) ** 2, W))
     n = len(data.test)
     batch = () if train_mask is None else (int(np.shape(train_mask)[0]),)
+    if weighted and batch:
+        raise ValueError("weighted=True and train_mask are exclusive (weights select a fold's tests)")
     seen = np.ones((1, n), bool) if train_mask is None else np.asarray(train_mask, bool)
     obs = np.asarray(data.observables, dtype=float)
     censored = data.censored if censored is None else censored
@@ -376,6 +394,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
     with pm.Model(coords=coords, name=name) as model:
         # a constant (static shape) rather than pm.Data: surrogates may broadcast over conditions
         c = pt.as_tensor_variable(np.tile(np.asarray(data.conditions, dtype=float), (max(1, len(seen)), 1)))
+        w = pm.Data("test_weight", np.ones(n), dims="test") if weighted else None
         a_pop = pm.Normal("a_pop", mu=a_mean, sigma=a_sd, dims=dims("direction"))
         tau = pm.HalfNormal("tau_family", sigma=family_scale, dims=dims("direction"))
         centre = a_pop[..., None, :]  # (*batch, 1, k): the population location of each family
@@ -409,7 +428,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         u = pm.Deterministic("u_test", to_u(a_t), dims=dims("test", "parameter"))
         if design_bounds is not None:  # the tests each copy sees (a held-out test's cell would tilt the hyperprior)
             wall = design_penalty(u, design_bounds, design_wall, xp=pt)
-            pm.Potential("design_region", (wall * (seen if batch else seen[0])).sum())
+            pm.Potential("design_region", (wall * (seen if batch else seen[0] if w is None else w)).sum())
         # static shapes throughout: JAX post-processing of deterministics cannot reshape to a traced shape
         out = surrogate(pt.reshape(u, (batch[0] * n, n_param)) if batch else u, c)
         g = pt.reshape(out["logit_runaway"], (batch[0], n)) if batch else out["logit_runaway"]
@@ -445,12 +464,17 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
             sd_obs = pt.sqrt(pt.exp(2.0 * log_scale) + d ** 2)
             y = obs[ent_t, ent_j]
             if exact.any():
-                pm.Normal("observables", mu=mean[np.flatnonzero(exact)], sigma=sd_obs[np.flatnonzero(exact)],
-                          observed=y[exact], dims="observed_entry")
+                ex = np.flatnonzero(exact)
+                if w is None:
+                    pm.Normal("observables", mu=mean[ex], sigma=sd_obs[ex], observed=y[exact], dims="observed_entry")
+                else:
+                    pm.Potential("observables", (w[ent_t[ex]] * pm.logp(pm.Normal.dist(mean[ex], sd_obs[ex]),
+                                                                          y[exact])).sum())
             if (~exact).any():  # lower bounds: log P(Y > y); upper bounds: log P(Y < y) = log P(-Y > -y)
                 lo = np.flatnonzero(~exact)
                 s = sign[ent_t, ent_j][~exact].astype(float)
-                pm.Potential("observables_censored", _normal_logsf(s * (y[~exact] - mean[lo]) / sd_obs[lo]).sum())
-        _outcome_likelihoods(logit, data.hazard_level, data.runaway, train_mask)
+                logsf = _normal_logsf(s * (y[~exact] - mean[lo]) / sd_obs[lo])
+                pm.Potential("observables_censored", (logsf if w is None else w[ent_t[lo]] * logsf).sum())
+        _outcome_likelihoods(logit, data.hazard_level, data.runaway, train_mask, weight=w)
     model.observed_index = (ent_t[exact], ent_j[exact])  # observed entries → (test, observable)
     return model

@@ -144,15 +144,17 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
     return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction), family_discrepancy, bounds)
 
 
-def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup):
-    """`build_hierarchical_model` with the decoder as surrogate, in ``setup``'s subspace."""
+def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup, *, weighted: bool = False):
+    """`build_hierarchical_model` with the decoder as surrogate, in ``setup``'s subspace (``weighted``: per-test
+    likelihood weights, `risk.bayes.weighted`)."""
     return build_hierarchical_model(data, decoder.pytensor_apply, parameter_names=decoder.parameter_names,
                                     prior_mean=setup.prior_mean, prior_sd=setup.prior_sd,
                                     basis=setup.subspace.basis, anchor=setup.subspace.anchor,
                                     family_covariate=setup.family_covariate(data),
                                     covariate_direction=(setup.covariate or {}).get("direction"),
                                     family_discrepancy_scale=setup.family_discrepancy,
-                                    design_bounds=setup.design_bounds, centred_families=setup.centred)
+                                    design_bounds=setup.design_bounds, centred_families=setup.centred,
+                                    weighted=weighted)
 
 
 #: a direction's family locations are sampled centred when mean-field ADVI puts the sd of their non-centred

@@ -154,9 +154,8 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
         folds = list(make())
         # a fold's fit sees its training tests only: held-out tests give neither observables nor outcome, and a
         # left-out cell type's tests without a heat value are left out with it (a type the fold never saw)
-        subsets = [data.subset(training_rows(len(obs), df["row"].to_numpy()[te], family, scheme == "leave_family_out"))
-                   for _, te in folds]
-        fitted = fit_folds(decoder_dir, subsets, setup, seeds=[seed + k for k in range(len(folds))], workers=workers,
+        rows = [training_rows(len(obs), df["row"].to_numpy()[te], family, scheme == "leave_family_out") for _, te in folds]
+        fitted = fit_folds(decoder_dir, data, rows, setup, seeds=[seed + k for k in range(len(folds))], workers=workers,
                            chains=chains, target_accept=target_accept, draws=draws, tune=tune)
         lo_p, hi_p, lo_b, hi_b, p_tr, p_rupture = (np.empty(len(df)) for _ in range(6))
         q_all = np.full((3, len(df), len(names)), np.nan)  # physics 5 / 50 / 95 % per observable

@@ -172,37 +172,69 @@ FOLD_REFIT_RHAT = 1.05
 FOLD_ATTEMPTS = 3
 
 
-def _fit_fold(decoder_dir: str, data, setup, seed: int, kw: dict):
-    """One fold's physics fit (a worker process: the decoder is reloaded from ``decoder_dir``); refitted at new
-    seeds while a chain is stuck (`FOLD_REFIT_RHAT`), each refit named in the diagnostics' messages."""
-    from risk.bayes.physics import fit_physics
-    from sim2real import load_decoder
+#: per process: the compiled weighted fold model of each `FoldFits` (its ``key``), reused by every fold a worker fits
+_FITTERS: dict = {}
 
+
+def _fitter(key: str, decoder_dir: str, data, setup, kw: dict):
+    """``(WeightedFits, setup)`` of ``data``'s weighted physics model, built and compiled once per process.
+
+    Without ``setup.centred`` the centring is decided once, by ADVI of the non-centred model on all of ``data``
+    (`risk.bayes.physics.centred_directions`): the geometry the sampler works in, never the posterior."""
+    if key not in _FITTERS:
+        from risk.bayes.physics import build_physics_model, centred_directions
+        from risk.bayes.sampling import advi_fit
+        from risk.bayes.weighted import WeightedFits
+        from sim2real import load_decoder
+
+        decoder = load_decoder(decoder_dir)
+        if setup.centred is None:
+            fit = advi_fit(build_physics_model(data, decoder, setup), seed=0)
+            setup = replace(setup, centred=centred_directions(fit[1]) or (False,) * setup.subspace.basis.shape[1])
+        _FITTERS.clear()  # one study's folds at a time
+        _FITTERS[key] = (WeightedFits(build_physics_model(data, decoder, setup, weighted=True), **kw), setup)
+    return _FITTERS[key]
+
+
+def _fit_fold(key: str, decoder_dir: str, data, setup, rows: np.ndarray, seed: int, kw: dict):
+    """One fold's physics fit on the tests ``rows`` of ``data`` (a worker process: the decoder is reloaded from
+    ``decoder_dir`` and the weighted model compiled once per process, `_fitter`); refitted at new seeds while a
+    chain is stuck (`FOLD_REFIT_RHAT`), each refit named in the diagnostics' messages. The tree keeps the fold's
+    tests and the families they belong to (a family with no training test is a new family to prediction)."""
     t0 = time.perf_counter()
-    decoder, best, stuck = load_decoder(decoder_dir), None, []
+    fitter, setup = _fitter(key, decoder_dir, data, setup, kw)
+    n = len(data.test)
+    weight = np.zeros(n)
+    weight[np.asarray(rows, int)] = 1.0
+    family = np.asarray(data.family).astype(str)
+    keep = {"test": weight > 0, "family": np.isin(np.asarray(data.families, str), family[weight > 0])}
+    best, stuck = None, []
     for attempt in range(FOLD_ATTEMPTS):
-        # a fold is scored by its draws alone: no pointwise log likelihood, diagnostics of the free variables
-        tree, diag = fit_physics(data, decoder, setup, seed=seed + 7919 * attempt, allow_bad_diagnostics=True,
-                                 posterior_predictive=False, log_likelihood=False, var_names="free", **kw)
+        # a fold is scored by its draws alone: diagnostics of the free variables (weighted fits store no log likelihood)
+        tree, diag = fitter.fit(weight, seed=seed + 7919 * attempt, keep=keep, attrs=setup.attrs())
         if best is None or diag.rhat_max < best[1].rhat_max:
             best = (tree, diag)
         if diag.rhat_max <= FOLD_REFIT_RHAT:
             break
         stuck.append(diag.rhat_max)
     tree, diag = best
-    tree.attrs["fold_seconds"] = time.perf_counter() - t0  # ADVI, compilation and sampling of every attempt
+    tree.attrs["fold_seconds"] = time.perf_counter() - t0  # (compilation,) ADVI and sampling of every attempt
     notes = [f"refitted at a new seed after R-hat {r:.3f} (a chain in another mode)" for r in stuck]
     return tree, replace(diag, messages=notes + list(diag.messages)) if notes else diag
 
 
 class FoldFits:
-    """Physics fits of training sets submitted ahead and run ``workers`` at a time in spawned processes, so that
-    the caller can fit other models meanwhile (a context manager; ``workers ≤ 1``: each fit runs when its result
-    is asked for). NumPyro's vectorised chains keep one core busy (this model's operations are too small for
-    XLA's threads), so folds in parallel processes use the other cores."""
+    """Physics fits of training sets of ``data`` submitted ahead and run ``workers`` at a time in spawned processes,
+    so that the caller can fit other models meanwhile (a context manager; ``workers ≤ 1``: each fit runs in this
+    process when its result is asked for). Each process compiles the weighted model once (`_fitter`) and fits
+    every fold it is given with it. NumPyro's vectorised chains keep one core busy (this model's operations are too
+    small for XLA's threads), so folds in parallel processes use the other cores."""
 
-    def __init__(self, decoder_dir, setup, *, workers: int = 1, **kw):
-        self.decoder_dir, self.setup, self.workers, self.kw = str(decoder_dir), setup, workers, kw
+    def __init__(self, decoder_dir, data, setup, *, workers: int = 1, **kw):
+        import uuid
+
+        self.decoder_dir, self.data, self.setup, self.workers, self.kw = str(decoder_dir), data, setup, workers, kw
+        self.key = uuid.uuid4().hex
         self._pool = None
 
     def __enter__(self) -> "FoldFits":
@@ -217,8 +249,10 @@ class FoldFits:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, subsets: list, seeds: list[int]) -> list:
-        """One pending fit per training set; ``.result()`` of each gives ``(tree, diagnostics)``."""
+    def submit(self, rows: list[np.ndarray], seeds: list[int]) -> list:
+        """One pending fit per training set (``rows``: positions in ``data``); ``.result()`` of each gives
+        ``(tree, diagnostics)``."""
+        args = [(self.key, self.decoder_dir, self.data, self.setup, r, sd, self.kw) for r, sd in zip(rows, seeds)]
         if self._pool is None:
             from concurrent.futures import Future
 
@@ -232,16 +266,16 @@ class FoldFits:
                         self.set_result(self.fn())
                     return super().result(timeout)
 
-            return [_Lazy(lambda d=d, sd=sd: _fit_fold(self.decoder_dir, d, self.setup, sd, self.kw))
-                    for d, sd in zip(subsets, seeds)]
-        return [self._pool.submit(_fit_fold, self.decoder_dir, d, self.setup, sd, self.kw)
-                for d, sd in zip(subsets, seeds)]
+            return [_Lazy(lambda a=a: _fit_fold(*a)) for a in args]
+        return [self._pool.submit(_fit_fold, *a) for a in args]
 
 
-def fit_folds(decoder_dir, subsets: list, setup, *, seeds: list[int], workers: int = 1, **kw) -> list[tuple]:
-    """Physics fits of the folds' training sets, ``workers`` at a time (`FoldFits`). Returns ``[(tree, diagnostics)]``."""
-    with FoldFits(decoder_dir, setup, workers=min(workers, len(subsets)), **kw) as pool:
-        return [f.result() for f in pool.submit(subsets, seeds)]
+def fit_folds(decoder_dir, data, rows: list[np.ndarray], setup, *, seeds: list[int], workers: int = 1,
+              **kw) -> list[tuple]:
+    """Physics fits of the folds' training sets (``rows`` of ``data``), ``workers`` at a time (`FoldFits`).
+    Returns ``[(tree, diagnostics)]``."""
+    with FoldFits(decoder_dir, data, setup, workers=min(workers, len(rows)), **kw) as pool:
+        return [f.result() for f in pool.submit(rows, seeds)]
 
 
 def fold_setup(setup, centred: tuple[bool, ...] | None):
@@ -341,7 +375,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     schemes = ("leave_family_out",) if quick else SCHEMES
     out: dict = {"quick": bool(quick)}
     kw = {"chains": chains, "target_accept": target_accept, "draws": draws, "tune": tune}
-    with FoldFits(decoder_dir, setup, workers=workers, **kw) as pool:
+    with FoldFits(decoder_dir, data, setup, workers=workers, **kw) as pool:
         # every scheme's physics folds are queued first: the workers fit them while this process fits the
         # metadata regressions (which otherwise left a core idle for ~1/3 of the stage)
         pending = {}
@@ -351,9 +385,9 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
             # copies in one run shares a step size and a tree depth across copies: measured on the quick
             # default study, one copy's stuck chain froze every copy (R-hat 3.4, every draw divergent).
             trains = [df.iloc[tr] for tr, _ in folds_of[scheme]()]
-            subsets = [data.subset(training_rows(len(level), np.setdiff1d(lab, t["row"].to_numpy()), family,
-                                                 scheme == "leave_family_out")) for t in trains]
-            pending[scheme] = pool.submit(subsets, seeds=[seed + k for k in range(len(trains))])
+            rows = [training_rows(len(level), np.setdiff1d(lab, t["row"].to_numpy()), family, scheme == "leave_family_out")
+                    for t in trains]
+            pending[scheme] = pool.submit(rows, seeds=[seed + k for k in range(len(trains))])
         for scheme in schemes:
             out[scheme] = _score_scheme(scheme, pending[scheme], df, folds_of[scheme], cond, logit_fn, seed, quick,
                                         fit_kw)

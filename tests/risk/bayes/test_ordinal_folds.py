@@ -1,5 +1,6 @@
-"""Batched cross-validation copies of the ordinal model: exact log-density bookkeeping (no sampling)."""
+"""Cross-validation folds of the ordinal model as per-test weights: exact log-density bookkeeping (no sampling)."""
 import numpy as np
+import pymc as pm
 
 from risk.bayes.baselines import build_ordinal_model
 
@@ -13,38 +14,28 @@ def _inputs(seed=0, n=14):
     return fam, soc, np.array([-0.3, 0.1, 0.2]), level
 
 
-def _point(model, rng, batch=None):
-    """A random point in the unconstrained space; with ``batch`` the copies share ``batch``'s values."""
-    point = {}
-    for v in model.value_vars:
-        shape = model.initial_point()[v.name].shape
-        if batch is not None:
-            point[v.name] = np.broadcast_to(batch[v.name], shape).copy()
-        else:
-            point[v.name] = rng.normal(0.0, 0.5, shape)
-    return point
+def _point(model, rng):
+    return {v.name: rng.normal(0.0, 0.5, model.initial_point()[v.name].shape) for v in model.value_vars}
 
 
-def test_identical_copies_double_the_log_density():
+def test_unit_weights_are_the_plain_model():
     fam, soc, logcap, level = _inputs()
-    single = build_ordinal_model(fam, 3, soc, logcap, hazard_level=level)
-    double = build_ordinal_model(fam, 3, soc, logcap, hazard_level=level, train_mask=np.ones((2, soc.size), bool))
-    p1 = _point(single, np.random.default_rng(1))
-    lp1 = single.compile_logp()(p1)
-    lp2 = double.compile_logp()(_point(double, None, batch=p1))
-    np.testing.assert_allclose(lp2, 2 * lp1, rtol=1e-10)
+    plain = build_ordinal_model(fam, 3, soc, logcap, hazard_level=level)
+    weighted = build_ordinal_model(fam, 3, soc, logcap, hazard_level=level, weighted=True)
+    p = _point(plain, np.random.default_rng(1))
+    np.testing.assert_allclose(weighted.compile_logp()(p), plain.compile_logp()(p), rtol=1e-10)
 
 
-def test_hidden_outcome_is_what_a_fit_without_it_sees():
+def test_a_zero_weight_hides_exactly_that_outcome():
     fam, soc, logcap, level = _inputs()
     hide = 5  # a test with a level
-    mask = np.ones((2, soc.size), bool)
-    mask[1, hide] = False  # copy 1 never sees test 5's outcome
-    batched = build_ordinal_model(fam, 3, soc, logcap, hazard_level=level, train_mask=mask)
-    single = build_ordinal_model(fam, 3, soc, logcap, hazard_level=level)
+    weighted = build_ordinal_model(fam, 3, soc, logcap, hazard_level=level, weighted=True)
     without = build_ordinal_model(fam, 3, soc, logcap, hazard_level=np.where(np.arange(soc.size) == hide, np.nan, level))
-    p1 = _point(single, np.random.default_rng(2))
-    lp = batched.compile_logp()(_point(batched, None, batch=p1))
-    lp_single, lp_without = single.compile_logp()(p1), without.compile_logp()(p1)
-    assert lp_single != lp_without
-    np.testing.assert_allclose(lp, lp_single + lp_without, rtol=1e-10)
+    with_it = build_ordinal_model(fam, 3, soc, logcap, hazard_level=level)
+    p = _point(without, np.random.default_rng(2))
+    w = np.ones(soc.size)
+    w[hide] = 0.0
+    pm.set_data({"test_weight": w}, model=weighted)
+    lp = weighted.compile_logp()(p)
+    assert lp != with_it.compile_logp()(p)
+    np.testing.assert_allclose(lp, without.compile_logp()(p), rtol=1e-10)

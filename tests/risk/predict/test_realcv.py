@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from risk.predict.realcv import crossvalidate_real, write_crossval
 
 
@@ -39,8 +41,8 @@ def test_scores_per_family_add_up_to_the_overall_log_loss():
 def test_a_fold_with_a_stuck_chain_is_refitted_at_a_new_seed(monkeypatch):
     """The refit policy: R-hat above FOLD_REFIT_RHAT → a new seed; the best of FOLD_ATTEMPTS fits is kept and
     every refit is named in its diagnostics."""
-    import risk.bayes.physics
-    import sim2real
+    from types import SimpleNamespace
+
     from risk.bayes.diagnostics import Diagnostics
     from risk.predict import realcv
 
@@ -50,23 +52,26 @@ def test_a_fold_with_a_stuck_chain_is_refitted_at_a_new_seed(monkeypatch):
     class Tree(str):  # a named stand-in for a fold's posterior, with the attrs the fold's wall time goes to
         attrs: dict
 
-    def fake_fit(data, decoder, setup, *, seed, **kw):  # the sampler's outcome per seed; the policy is under test
-        seeds.append(seed)
-        tree = Tree(f"tree{seed}")
-        tree.attrs = {}
-        return tree, Diagnostics(ok=False, rhat_max=rhats.get(seed, 1.3), ess_bulk_min=300.0,
-                                          ess_tail_min=300.0, divergences=0, bfmi_min=1.0, messages=["m"])
+    class Fitter:  # the sampler's outcome per seed; the policy is under test
+        def fit(self, weight, *, seed, keep, attrs):
+            seeds.append(seed)
+            assert keep["test"].tolist() == [False, True, True] and keep["family"].tolist() == [False, True]
+            tree = Tree(f"tree{seed}")
+            tree.attrs = {}
+            return tree, Diagnostics(ok=False, rhat_max=rhats.get(seed, 1.3), ess_bulk_min=300.0,
+                                     ess_tail_min=300.0, divergences=0, bfmi_min=1.0, messages=["m"])
 
-    monkeypatch.setattr(risk.bayes.physics, "fit_physics", fake_fit)
-    monkeypatch.setattr(sim2real, "load_decoder", lambda d: None)
-    tree, diag = realcv._fit_fold("x", None, None, 0, {})
+    setup = SimpleNamespace(attrs=dict)
+    monkeypatch.setattr(realcv, "_fitter", lambda *a: (Fitter(), setup))
+    data = SimpleNamespace(test=np.arange(3), family=np.array(["a", "b", "b"]), families=("a", "b"))
+    tree, diag = realcv._fit_fold("k", "x", data, setup, np.array([1, 2]), 0, {})
     assert seeds == [0, 7919] and tree == "tree7919" and diag.rhat_max == 1.02
     assert realcv._diag(diag, tree)["seconds"] >= 0.0  # the fold's wall time over both fits reaches crossval.json
     assert diag.messages[0].startswith("refitted at a new seed after R-hat 1.540") and diag.messages[-1] == "m"
     seeds.clear()
     rhats.clear()  # every attempt stuck: three fits, the best (lowest R-hat) kept
     rhats.update({0: 1.5, 7919: 1.2, 15838: 1.4})
-    tree, diag = realcv._fit_fold("x", None, None, 0, {})
+    tree, diag = realcv._fit_fold("k", "x", data, setup, np.array([1, 2]), 0, {})
     assert seeds == [0, 7919, 15838] and tree == "tree7919" and len(diag.messages) == 4
 
 
