@@ -218,6 +218,8 @@ def calibrate(ctx: RunContext) -> dict:
     seed = ctx.stage_seed("calibrate")
     setup = physics_setup(decoder, data, priors, seed=seed, max_dim=inf.subspace_max_dim,
                           family_discrepancy=inf.family_discrepancy_scale)
+    table = _metadata_table(ctx)
+    metadata = _start_metadata_fit(ctx, table, seed) if table is not None else None
     # keep going on bad diagnostics: the report shows the failure banner, and `risk run` exits 3 at the
     # end (from diagnostics.json) unless inference.allow_bad_diagnostics
     tree, diag = fit_physics(data, decoder, setup, seed=seed, draws=inf.draws, tune=inf.tune, chains=inf.chains,
@@ -234,18 +236,31 @@ def calibrate(ctx: RunContext) -> dict:
     summary |= {"tests": len(data.test), "families": list(data.families), "diagnostics_ok": bool(diag.ok),
                 "subspace_dim": setup.subspace.dim, "data_notes": list(data.notes),
                 "misspecification_flag": mis["flag"]}
-    table = _metadata_table(ctx)
-    if table is not None:  # the metadata baseline behind `risk predict --model metadata`, on the study's families
-        from risk.bayes.baselines import calibrate_metadata
-
-        # --quick: at most QUICK_METADATA_DRAWS + as many warm-up draws per chain (the baseline is not gated
-        # here; its own diagnostics are written beside it)
-        draws, tune = (min(inf.draws, QUICK_METADATA_DRAWS), min(inf.tune, QUICK_METADATA_DRAWS)) if ctx.quick else \
-            (inf.draws, inf.tune)
-        calibrate_metadata(ctx.out, table, seed=seed, draws=draws, tune=tune,
-                           families=s.data.families or None, allow_bad_diagnostics=True)
+    if metadata is not None:
+        metadata.result()  # re-raises the baseline's error, if any
         summary["metadata_model"] = s.data.kind
     return summary
+
+
+def _start_metadata_fit(ctx: RunContext, table, seed: int):
+    """The metadata baseline behind `risk predict --model metadata` (on the study's families), fitted in a spawned
+    process beside the physics NUTS run, whose vectorised chains keep one core busy → its future.
+
+    --quick: at most `QUICK_METADATA_DRAWS` + as many warm-up draws per chain (the baseline is not gated here; its
+    own diagnostics are written beside it)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from risk.bayes.baselines import calibrate_metadata
+
+    inf = ctx.study.inference
+    draws, tune = (min(inf.draws, QUICK_METADATA_DRAWS), min(inf.tune, QUICK_METADATA_DRAWS)) if ctx.quick else \
+        (inf.draws, inf.tune)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    future = pool.submit(calibrate_metadata, ctx.out, table, seed=seed, draws=draws, tune=tune,
+                         families=ctx.study.data.families or None, allow_bad_diagnostics=True)
+    pool.shutdown(wait=False)  # the worker exits when its fit is done
+    return future
 
 
 def _simulation_rounds(ctx: RunContext, decoder, data, priors, tree, diag, *, seed: int):

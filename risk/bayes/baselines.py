@@ -77,7 +77,7 @@ def build_ordinal_model(family_index: np.ndarray, n_families: int, soc: np.ndarr
 # --------------------------------------------------------------------------------------- heat model
 def build_heat_model(type_index: np.ndarray, n_types: int, soc: np.ndarray, trigger_index: np.ndarray,
                      n_triggers: int, log_energy_type: np.ndarray, heat_kj: np.ndarray | None,
-                     bottom_rupture: np.ndarray | None) -> pm.Model:
+                     bottom_rupture: np.ndarray | None, weighted: bool = False) -> pm.Model:
     """Hierarchical model of calorimetry outcomes per cell type × SOC × trigger.
 
     ``log Q_i ~ StudentT(ν, m_t + s_t (soc_i − 1) + γ_trig, σ_t)`` with
@@ -92,10 +92,13 @@ def build_heat_model(type_index: np.ndarray, n_types: int, soc: np.ndarray, trig
     log_energy_type : ``(n_types,)`` log nominal energy [log Wh], centred by the caller (NaN → 0).
     heat_kj : ``(n_tests,)`` total heat [kJ] (NaN = missing), or None.
     bottom_rupture : ``(n_tests,)`` 1/0/NaN, or None.
+    weighted : per-test likelihood weights ``test_weight`` (a ``pm.Data`` of ones; both likelihoods become weighted
+        potentials; `risk.bayes.weighted`: cross-validation folds as weights 0/1, one compilation for all).
     """
     log_e = np.nan_to_num(np.asarray(log_energy_type, dtype=float))
-    coords = {"cell_type": np.arange(n_types), "trigger": np.arange(n_triggers)}
+    coords = {"cell_type": np.arange(n_types), "trigger": np.arange(n_triggers), "test": np.arange(len(soc))}
     with pm.Model(coords=coords) as model:
+        w = pm.Data("test_weight", np.ones(len(soc)), dims="test") if weighted else None
         mu = pm.Normal("mu", [4.0, 1.0], [1.5, 1.0], shape=2)
         tau_m = pm.HalfNormal("tau_m", 0.5)
         m = pm.Deterministic("m_type", mu[0] + mu[1] * log_e + tau_m * pm.Normal("z_m", 0, 1, dims="cell_type"),
@@ -119,12 +122,20 @@ def build_heat_model(type_index: np.ndarray, n_types: int, soc: np.ndarray, trig
             q = np.asarray(heat_kj, dtype=float)
             ok = np.flatnonzero(np.isfinite(q) & (q > 0))
             loc = m[type_index[ok]] + s[type_index[ok]] * (np.asarray(soc)[ok] - 1.0) + gamma[trigger_index[ok]]
-            pm.StudentT("log_heat", nu=nu, mu=loc, sigma=sig[type_index[ok]], observed=np.log(q[ok]))
+            if w is None:
+                pm.StudentT("log_heat", nu=nu, mu=loc, sigma=sig[type_index[ok]], observed=np.log(q[ok]))
+            else:
+                pm.Potential("log_heat", (w[ok] * pm.logp(pm.StudentT.dist(nu=nu, mu=loc, sigma=sig[type_index[ok]]),
+                                                          np.log(q[ok]))).sum())
         if bottom_rupture is not None:
             br = np.asarray(bottom_rupture, dtype=float)
             ok = np.flatnonzero(np.isfinite(br))
-            pm.Bernoulli("bottom_rupture", logit_p=r[type_index[ok]] + rho[trigger_index[ok]],
-                         observed=br[ok].astype(int))
+            logit = r[type_index[ok]] + rho[trigger_index[ok]]
+            if w is None:
+                pm.Bernoulli("bottom_rupture", logit_p=logit, observed=br[ok].astype(int))
+            else:
+                pm.Potential("bottom_rupture", (w[ok] * pm.logp(pm.Bernoulli.dist(logit_p=logit),
+                                                                br[ok].astype("int64"))).sum())
     return model
 
 
@@ -226,8 +237,12 @@ def predict_indentation(tree: xr.DataTree, df: pd.DataFrame, *, seed: int = 0, n
 
 
 # ------------------------------------------------------------------------------------- calorimetry
-def fit_calorimetry(df: pd.DataFrame, *, seed: int, draws: int = 500, tune: int = 500, **kw) -> xr.DataTree:
-    """Fit `build_heat_model` on a `read_calorimetry_tests` table."""
+#: the heat model's global variables (its diagnostics)
+HEAT_GLOBALS = ["mu", "tau_m", "s0", "tau_s", "lambda", "tau_sigma", "nu", "r0", "tau_r", "gamma_raw", "rho_raw"]
+
+
+def _heat_inputs(df: pd.DataFrame, weighted: bool = False) -> tuple[pm.Model, list[str], list[str], float]:
+    """`build_heat_model` of a `read_calorimetry_tests` table, its cell types, triggers and log-energy centre."""
     types = sorted(df["cell_type"].unique())
     triggers = sorted(df["trigger"].unique())
     loge = np.log(df.groupby("cell_type")["energy_wh"].median().reindex(types).to_numpy())
@@ -235,13 +250,46 @@ def fit_calorimetry(df: pd.DataFrame, *, seed: int, draws: int = 500, tune: int 
     t_idx = df["cell_type"].map({t: k for k, t in enumerate(types)}).to_numpy()
     g_idx = df["trigger"].map({t: k for k, t in enumerate(triggers)}).to_numpy()
     model = build_heat_model(t_idx, len(types), df["soc"].to_numpy(), g_idx, len(triggers), loge - centre,
-                             df["heat_kj"].to_numpy(), df["bottom_rupture"].to_numpy())
-    kw.setdefault("var_names", ["mu", "tau_m", "s0", "tau_s", "lambda", "tau_sigma", "nu", "r0", "tau_r",
-                                "gamma_raw", "rho_raw"])
+                             df["heat_kj"].to_numpy(), df["bottom_rupture"].to_numpy(), weighted=weighted)
+    return model, types, triggers, centre
+
+
+def fit_calorimetry(df: pd.DataFrame, *, seed: int, draws: int = 500, tune: int = 500, **kw) -> xr.DataTree:
+    """Fit `build_heat_model` on a `read_calorimetry_tests` table."""
+    model, types, triggers, centre = _heat_inputs(df)
+    kw.setdefault("var_names", HEAT_GLOBALS)
     tree, _ = sample(model, seed=seed, draws=draws, tune=tune, posterior_predictive=False, **kw)
     tree.attrs.update(model_kind="calorimetry_heat", cell_types=json.dumps(types), triggers=json.dumps(triggers),
                       log_energy_centre=centre)
     return tree
+
+
+def fit_calorimetry_folds(df: pd.DataFrame, train_sets: list[np.ndarray], *, seed: int, draws: int = 500,
+                          tune: int = 500, chains: int = 4, target_accept: float = 0.9, **kw) -> list[xr.DataTree]:
+    """Cross-validation fits of the heat model: fold k sees the tests at positions ``train_sets[k]`` of ``df`` only —
+    weights 0/1 of one weighted model compiled once (`risk.bayes.weighted.WeightedFits`). Each tree keeps the cell
+    types and triggers its tests have (`predict_calorimetry` treats the others as new, as a fit on those tests would);
+    the log-energy centre and the triggers' sum-to-zero constraint are the whole table's. The ``diagnostics`` attr holds
+    each fold's (global variables)."""
+    from risk.bayes.weighted import WeightedFits
+
+    model, types, triggers, centre = _heat_inputs(df, weighted=True)
+    fits = WeightedFits(model, draws=draws, tune=tune, chains=chains, target_accept=target_accept)
+    out = []
+    for k, rows in enumerate(train_sets):
+        rows = np.asarray(rows, int)
+        weight = np.zeros(len(df))
+        weight[rows] = 1.0
+        seen_t = np.isin(types, df["cell_type"].to_numpy()[rows])
+        seen_g = np.isin(triggers, df["trigger"].to_numpy()[rows])
+        tree, diag = fits.fit(weight, seed=seed + k, keep={"cell_type": seen_t, "trigger": seen_g},
+                              var_names=kw.get("var_names", HEAT_GLOBALS))
+        tree.attrs.update(model_kind="calorimetry_heat", cell_types=json.dumps(list(np.asarray(types)[seen_t])),
+                          triggers=json.dumps(list(np.asarray(triggers)[seen_g])), log_energy_centre=centre,
+                          diagnostics=json.dumps({k: getattr(diag, k) for k in ("ok", "rhat_max", "ess_bulk_min",
+                                                                                "ess_tail_min", "divergences")}))
+        out.append(tree)
+    return out
 
 
 def predict_calorimetry(tree: xr.DataTree, df: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:

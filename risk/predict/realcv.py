@@ -3,8 +3,8 @@
 `crossvalidate_study` validates the model the study reports — the calibrated physics model — beside
 the metadata regression and the family-frequency baseline, on the same labelled tests and folds
 (leave replicates out, leave SOC bands out — ≤ 30 %, 30–70 %, > 70 % —, leave whole cell families out). In every fold each model
-is refitted on the training rows only (the physics model one NUTS run per fold, the metadata
-regression's folds as copies in one run); held-out tests are predicted as
+is refitted on the training rows only (one NUTS run per fold, each model's folds compiled once: per-test
+likelihood weights, `risk.bayes.weighted`); held-out tests are predicted as
 new cells of their family (of a new family under leave-family-out) at their conditions, without their
 observables or outcome. TR ≡ observed hazard level ≥ 6. Layout::
 
@@ -21,7 +21,7 @@ families dealt into `QUICK_FAMILY_FOLDS` grouped folds, at reduced draws.
 `crossvalidate_real` is the older metadata-only CV of a real-data table (calorimetry).
 
 The models behind ``risk predict --tests`` (`risk.predict.newtests`) are refitted with NumPyro NUTS on
-each training fold (indentation: all folds of a scheme at once, as batched independent copies) and scored on the held-out tests, which they see only through their metadata:
+each training fold (weights 0/1 of one compiled model, `risk.bayes.weighted`) and scored on the held-out tests, which they see only through their metadata:
 
 - indentation (``tests.csv``): outcome TR = observed hazard level ≥ 6, scored with log loss and Brier;
 - calorimetry (databank workbook): outcome bottom rupture/breach (log loss, Brier) and the coverage of
@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from risk.bayes.model import TR_LEVEL
-from risk.bayes.baselines import fit_calorimetry, fit_indentation_folds, predict_calorimetry, predict_indentation
+from risk.bayes.baselines import fit_calorimetry_folds, fit_indentation_folds, predict_calorimetry, predict_indentation
 from risk.predict.crossval import (brier, cross_validate, frequency_baseline, leave_groups_out, leave_replicates_out,
                                    log_loss)
 from risk.predict.newtests import is_calorimetry, read_calorimetry_tests, read_indentation_tests
@@ -68,10 +68,11 @@ def crossvalidate_real(tests_file: str | Path, *, seed: int, draws: int = 300, t
         df = df[df["soc"].notna() & df["heat_kj"].notna()].reset_index(drop=True)
         outcome, interval, group, cell = "bottom_rupture", "heat_kj", "cell_type", ["cell_type", "soc", "trigger"]
 
-        fit_many = None
+        fit = None
 
-        def fit(train):
-            return fit_calorimetry(train, **fit_kw)
+        def fit_many(trains: list[pd.DataFrame]) -> list:  # every fold with one compiled weighted model
+            rows = [df.index.get_indexer(train.index) for train in trains]
+            return fit_calorimetry_folds(df, rows, seed=seed, draws=draws, tune=tune)
 
         def predict(tree, test):
             p = predict_calorimetry(tree, test, seed=seed)

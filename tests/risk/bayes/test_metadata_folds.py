@@ -1,4 +1,5 @@
-"""Cross-validation folds of the ordinal model as per-test weights: exact log-density bookkeeping (no sampling)."""
+"""Cross-validation folds of the metadata models (ordinal regression, heat model) as per-test weights: exact
+log-density bookkeeping (no sampling)."""
 import numpy as np
 import pymc as pm
 
@@ -39,3 +40,27 @@ def test_a_zero_weight_hides_exactly_that_outcome():
     lp = weighted.compile_logp()(p)
     assert lp != with_it.compile_logp()(p)
     np.testing.assert_allclose(lp, without.compile_logp()(p), rtol=1e-10)
+
+
+def _heat_inputs(seed=0, n=12):
+    from risk.bayes.baselines import build_heat_model
+
+    rng = np.random.default_rng(seed)
+    args = dict(type_index=rng.integers(0, 3, n), n_types=3, soc=rng.uniform(0, 1, n), trigger_index=rng.integers(0, 2, n),
+                n_triggers=2, log_energy_type=np.array([-0.2, 0.0, 0.2]))
+    heat = rng.uniform(20, 80, n)
+    heat[3] = np.nan
+    rupture = (rng.uniform(size=n) < 0.3).astype(float)
+    return build_heat_model, args, heat, rupture
+
+
+def test_heat_model_weights_hide_exactly_the_zero_weight_tests():
+    build, args, heat, rupture = _heat_inputs()
+    plain = build(**args, heat_kj=heat, bottom_rupture=rupture)
+    weighted = build(**args, heat_kj=heat, bottom_rupture=rupture, weighted=True)
+    p = _point(plain, np.random.default_rng(4))
+    np.testing.assert_allclose(weighted.compile_logp()(p), plain.compile_logp()(p), rtol=1e-10)
+    hide = np.isin(np.arange(heat.size), [1, 6])
+    without = build(**args, heat_kj=np.where(hide, np.nan, heat), bottom_rupture=np.where(hide, np.nan, rupture))
+    pm.set_data({"test_weight": (~hide).astype(float)}, model=weighted)
+    np.testing.assert_allclose(weighted.compile_logp()(p), without.compile_logp()(p), rtol=1e-10)
