@@ -102,3 +102,15 @@ def test_folds_take_the_calibrated_centring_when_its_directions_match():
     assert fold_setup(setup, (True, False, True)).centred == (True, False, True)
     assert fold_setup(setup, None) is setup  # no calibrated posterior: each fold decides
     assert fold_setup(setup, (True, True)) is setup  # another subspace: its centring does not apply
+
+
+def test_calorimetry_metadata_folds_fit_the_databank_with_one_compiled_model(shared_data):
+    """The heat model's folds (weights of one compiled model) on the real databank: its 90 % heat intervals cover
+    held-out replicates about as often as they should, and its bottom-rupture probability is no worse than the cell
+    type's training frequency."""
+    cv = crossvalidate_real(shared_data / "bfd" / "BatteryFailureDatabankV2_train.xlsx", seed=3, draws=150, tune=150,
+                            schemes=("leave_replicates_out",))
+    entry = cv["leave_replicates_out"]
+    assert entry["n_folds"] == 3 and entry["n_tests"] >= 50
+    assert 0.75 <= entry["model"]["coverage_90"] <= 1.0, entry
+    assert entry["model"]["log_loss"] <= entry["baseline"]["log_loss"] + 0.02, entry
