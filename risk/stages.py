@@ -379,17 +379,16 @@ def _misspecification(ctx: RunContext, tree, data, decoder) -> dict:
     return result
 
 
-def _calibrated_centring(ctx: RunContext) -> dict:
-    """The calibrated physics posterior's centring (``centred_families`` and ``centred_offsets`` attrs) as the
-    ``centred`` and ``centred_offsets`` arguments of `risk.predict.realcv.crossvalidate_study` (None where absent)."""
+def _calibrated_centring(ctx: RunContext) -> tuple[bool, ...] | None:
+    """The calibrated physics posterior's centring of the family locations (``centred_families`` attr), or None."""
     import xarray as xr
 
     path = ctx.path("posterior.nc")
     if not path.exists():
-        return {"centred": None, "centred_offsets": None}
+        return None
     with xr.open_datatree(path, engine="h5netcdf") as tree:
-        attrs = {k: tree.attrs.get(a) for k, a in (("centred", "centred_families"), ("centred_offsets", "centred_offsets"))}
-    return {k: None if v is None else tuple(bool(c) for c in json.loads(v)) for k, v in attrs.items()}
+        cf = tree.attrs.get("centred_families")
+    return None if cf is None else tuple(bool(c) for c in json.loads(cf))
 
 
 def crossvalidate(ctx: RunContext) -> dict:
@@ -406,7 +405,7 @@ def crossvalidate(ctx: RunContext) -> dict:
     result = crossvalidate_study(ctx.study, *inputs, decoder_dir=decoder_dir(ctx.out), table=_metadata_table(ctx),
                                  seed=ctx.stage_seed("crossvalidate"), draws=draws, tune=tune, chains=inf.chains,
                                  target_accept=inf.target_accept, max_dim=inf.subspace_max_dim, quick=ctx.quick,
-                                 family_discrepancy=inf.family_discrepancy_scale, **_calibrated_centring(ctx),
+                                 family_discrepancy=inf.family_discrepancy_scale, centred=_calibrated_centring(ctx),
                                  workers=min(len(os.sched_getaffinity(0)), 4))
     from risk.predict.realcv import write_crossval
 

@@ -273,8 +273,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                              slope_scale: float = 0.5, family_discrepancy_scale: float | None = None,
                              design_bounds: tuple[np.ndarray, np.ndarray] | None = None,
                              design_wall: float = DESIGN_WALL, centred_families: Sequence[bool] | None = None,
-                             centred_offsets: Sequence[bool] | None = None, name: str = "",
-                             weighted: bool = False) -> pm.Model:
+                             name: str = "", weighted: bool = False) -> pm.Model:
     """Hierarchical calibration model with the frozen decoder as surrogate likelihood.
 
     Parameters
@@ -335,10 +334,6 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         ``a_f ~ Normal(a_pop + β x_f d, τ)`` (centred), along the others its standard normal deviate (non-centred,
         the default everywhere). The same posterior, a different geometry: centred where each family's tests
         pin its location (`risk.bayes.physics.centred_directions`).
-    centred_offsets : ``(n_obs,)`` bool: for these observables ``z_family_discrepancy`` is the family offset itself,
-        ``b_fj ~ Normal(0, τ_b,j)`` (centred), for the others its standard normal deviate (non-centred, the default):
-        where each family's tests pin its offset, the non-centred ``b = τ z`` is a curved ridge in (τ_b, z) whose
-        narrow end, at large τ_b, NUTS steps across (`risk.bayes.physics.centred_offsets`).
     train_mask : ``(n_folds, n_tests)`` bool: fit ``n_folds`` independent copies in one model, copy k
         seeing only the tests where ``train_mask[k]`` (cross-validation in one JAX compilation); every
         variable then leads with a ``fold`` dim.
@@ -459,15 +454,10 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                 # the heavy tail lets the families speak (Gelman, Bayesian Analysis 1 (2006) 515, §5)
                 tau_b = pm.HalfStudentT("family_discrepancy", nu=3, sigma=family_discrepancy_scale,
                                         dims=dims("observable"))
-                co = np.zeros(n_obs, bool) if centred_offsets is None else np.asarray(centred_offsets, bool)
-                if co.shape != (n_obs,):
-                    raise ValueError(f"centred_offsets has shape {co.shape}, expected ({n_obs},)")
-                # z_b: the offset itself where centred, its standard normal deviate elsewhere
-                z_b = pm.Normal("z_family_discrepancy", 0.0, pt.switch(co, tau_b[..., None, :], 1.0),
-                                dims=dims("family", "observable"))
+                z_b = pm.Normal("z_family_discrepancy", 0.0, 1.0, dims=dims("family", "observable"))
                 exact_obs = np.zeros(n_obs)
                 exact_obs[ent_j[exact]] = 1.0  # observables with an exact value somewhere (docstring)
-                b = pm.Deterministic("family_offset", pt.switch(co, z_b, tau_b[..., None, :] * z_b) * exact_obs,
+                b = pm.Deterministic("family_offset", tau_b[..., None, :] * z_b * exact_obs,
                                      dims=dims("family", "observable"))
                 n_fam = len(data.families)
                 mean = mean + b.flatten()[(ent_f * n_fam + fam[ent_t]) * n_obs + ent_j]

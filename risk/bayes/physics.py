@@ -40,9 +40,7 @@ class PhysicsSetup:
     family-level observable discrepancy [normalised] (`risk.bayes.model.build_hierarchical_model`), or None;
     ``design_bounds``: ``(lower, upper)`` ``(n_param,)`` each [u], the decoder's design region
     (`risk.bayes.model.design_region_u`), or None; ``centred``: ``(k,)`` bool, the directions along which the
-    family locations are sampled centred (`centred_directions`), or None (decided by `fit_physics`);
-    ``centred_offsets``: ``(n_obs,)`` bool, the observables whose family offsets are sampled centred
-    (`centred_offsets`), or None (all non-centred; decided with ``centred`` when that is None)."""
+    family locations are sampled centred (`centred_directions`), or None (decided by `fit_physics`)."""
 
     prior_mean: np.ndarray
     prior_sd: np.ndarray
@@ -51,7 +49,6 @@ class PhysicsSetup:
     family_discrepancy: float | None = None
     design_bounds: tuple[np.ndarray, np.ndarray] | None = None
     centred: tuple[bool, ...] | None = None
-    centred_offsets: tuple[bool, ...] | None = None
 
     def attrs(self) -> dict[str, str]:
         """Posterior attrs that `predict_levels` and `risk.predict.scenarios` read back."""
@@ -65,21 +62,18 @@ class PhysicsSetup:
             out["design_bounds"] = json.dumps([np.asarray(b, float).tolist() for b in self.design_bounds])
         if self.centred is not None:
             out["centred_families"] = json.dumps([bool(c) for c in self.centred])
-        if self.centred_offsets is not None:
-            out["centred_offsets"] = json.dumps([bool(c) for c in self.centred_offsets])
         return out
 
     @classmethod
     def from_attrs(cls, attrs) -> "PhysicsSetup":
         """The setup a physics posterior was sampled with (its attrs, `attrs`)."""
         cov, fd, db = attrs.get("family_covariate"), attrs.get("family_discrepancy_scale"), attrs.get("design_bounds")
-        cf, co = attrs.get("centred_families"), attrs.get("centred_offsets")
+        cf = attrs.get("centred_families")
         return cls(np.asarray(json.loads(attrs["prior_mean"]), float), np.asarray(json.loads(attrs["prior_sd"]), float),
                    InformedSubspace.from_json(attrs["subspace"]), None if cov is None else json.loads(cov),
                    None if fd is None else float(json.loads(fd)),
                    None if db is None else tuple(np.asarray(b, float) for b in json.loads(db)),
-                   None if cf is None else tuple(bool(c) for c in json.loads(cf)),
-                   None if co is None else tuple(bool(c) for c in json.loads(co)))
+                   None if cf is None else tuple(bool(c) for c in json.loads(cf)))
 
     def family_covariate(self, data: CalibrationData) -> np.ndarray | None:
         """``(n_families,)`` covariate of ``data.families``: log of the family's mean condition − centre."""
@@ -160,7 +154,7 @@ def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup, *, 
                                     covariate_direction=(setup.covariate or {}).get("direction"),
                                     family_discrepancy_scale=setup.family_discrepancy,
                                     design_bounds=setup.design_bounds, centred_families=setup.centred,
-                                    centred_offsets=setup.centred_offsets, weighted=weighted)
+                                    weighted=weighted)
 
 
 #: a direction's family locations are sampled centred when mean-field ADVI puts the sd of their non-centred
@@ -210,27 +204,6 @@ def centred_directions(params: dict, threshold: float = CENTRED_Z_SD,
     return tuple(bool(v) for v in sd.mean(axis=0) < threshold)
 
 
-def centred_offsets(params: dict, threshold: float = CENTRED_Z_SD,
-                    min_families: int = CENTRED_MIN_FAMILIES) -> tuple[bool, ...]:
-    """Per observable, sample the family offsets of the observable discrepancy centred? ``params``: the ADVI fit of the
-    non-centred model (`risk.bayes.sampling.advi_fit`); True where the families' mean ADVI sd of
-    ``z_family_discrepancy`` < ``threshold`` with at least ``min_families`` families — the rule of
-    `centred_directions`, for the same reason (a group effect the data pin down is sampled best centred).
-
-    Measured on the calorimetry study (6 cell types; ADVI z sds 0.25, 0.48, 0.99 for the total heat, the ejecta
-    share and the breach margin, which has no offset): non-centred everywhere, 4 × (1500 + 1500) draws at
-    target_accept 0.99 had 9 divergences, all at large τ_b of the first two observables (1.4 and 1.7 against
-    posterior means 0.89 and 0.31), where ``b = τ_b z`` pinned by the data is a narrow ridge in z.
-    """
-    if "z_family_discrepancy_auto_scale" not in params:
-        return ()
-    sd = np.asarray(params["z_family_discrepancy_auto_scale"], float)
-    sd = sd.reshape(-1, sd.shape[-1])
-    if sd.shape[0] < min_families:
-        return (False,) * sd.shape[1]
-    return tuple(bool(v) for v in sd.mean(axis=0) < threshold)
-
-
 def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: int, draws: int, tune: int,
                 chains: int = 4, target_accept: float = 0.9, **sample_kw):
     """Sample the physics model (`risk.bayes.sampling.sample`, chains started from ADVI draws:
@@ -238,8 +211,7 @@ def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: in
     returns ``(tree, diagnostics)``.
 
     Without ``setup.centred`` the ADVI fit of the non-centred model first decides which directions' family
-    locations (`centred_directions`) and which observables' family offsets (`centred_offsets`) to sample centred;
-    the model is then rebuilt and ADVI rerun if any is.
+    locations to sample centred (`centred_directions`); the model is then rebuilt and ADVI rerun if any is.
     The tree's attrs carry ``setup.attrs()`` (subspace, prior moments, centring) for prediction and
     ``observed_entry_observable`` (JSON list: the observable index of each ``observed_entry``).
     """
@@ -250,9 +222,8 @@ def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: in
     model = build_physics_model(data, decoder, setup)
     fit = advi_fit(model, seed=seed)
     if setup.centred is None:
-        setup = replace(setup, centred=centred_directions(fit[1]) or None,
-                        centred_offsets=centred_offsets(fit[1]) or None)
-        if any(setup.centred or ()) or any(setup.centred_offsets or ()):
+        setup = replace(setup, centred=centred_directions(fit[1]) or None)
+        if setup.centred is not None and any(setup.centred):
             model = build_physics_model(data, decoder, setup)
             fit = advi_fit(model, seed=seed)
     init = advi_initial_points(model, chains, seed=seed, fit=fit)

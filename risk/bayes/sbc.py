@@ -113,7 +113,7 @@ def _model_kwargs(design: CalibrationData, decoder, setup: PhysicsSetup) -> dict
                 family_covariate=setup.family_covariate(design),
                 covariate_direction=(setup.covariate or {}).get("direction"),
                 family_discrepancy_scale=setup.family_discrepancy, design_bounds=setup.design_bounds,
-                centred_families=setup.centred, centred_offsets=setup.centred_offsets)
+                centred_families=setup.centred)
 
 
 def _stacked(design: CalibrationData, y: np.ndarray, levels: np.ndarray) -> tuple[CalibrationData, np.ndarray]:

@@ -181,10 +181,9 @@ def _fitter(key: str, decoder_dir: str, data, setup, kw: dict):
     """``(WeightedFits, setup)`` of ``data``'s weighted physics model, built and compiled once per process.
 
     Without ``setup.centred`` the centring is decided once, by ADVI of the non-centred model on all of ``data``
-    (`risk.bayes.physics.centred_directions`, `centred_offsets`): the geometry the sampler works in, never the
-    posterior."""
+    (`risk.bayes.physics.centred_directions`): the geometry the sampler works in, never the posterior."""
     if key not in _FITTERS:
-        from risk.bayes.physics import build_physics_model, centred_directions, centred_offsets
+        from risk.bayes.physics import build_physics_model, centred_directions
         from risk.bayes.sampling import advi_fit
         from risk.bayes.weighted import WeightedFits
         from sim2real import load_decoder
@@ -192,8 +191,7 @@ def _fitter(key: str, decoder_dir: str, data, setup, kw: dict):
         decoder = load_decoder(decoder_dir)
         if setup.centred is None:
             fit = advi_fit(build_physics_model(data, decoder, setup), seed=0)
-            setup = replace(setup, centred=centred_directions(fit[1]) or (False,) * setup.subspace.basis.shape[1],
-                            centred_offsets=centred_offsets(fit[1]) or None)
+            setup = replace(setup, centred=centred_directions(fit[1]) or (False,) * setup.subspace.basis.shape[1])
         _FITTERS.clear()  # one study's folds at a time
         _FITTERS[key] = (WeightedFits(build_physics_model(data, decoder, setup, weighted=True), **kw), setup)
     return _FITTERS[key]
@@ -281,19 +279,17 @@ def fit_folds(decoder_dir, data, rows: list[np.ndarray], setup, *, seeds: list[i
         return [f.result() for f in pool.submit(rows, seeds)]
 
 
-def fold_setup(setup, centred: tuple[bool, ...] | None, offsets: tuple[bool, ...] | None = None):
+def fold_setup(setup, centred: tuple[bool, ...] | None):
     """The folds' `PhysicsSetup`: with ``centred`` (the calibrated model's centring, `risk.bayes.physics.
     centred_directions`) every fold samples in that geometry and skips the second ADVI fit that deciding it per
     fold costs (~12 s of compilation each); centring changes the sampler's geometry, never the posterior, so the
     decision taken on all tests leaks nothing into a fold. None (or a different number of directions): each fold
-    decides.With ``offsets`` (the calibrated
-    posterior's `risk.bayes.physics.centred_offsets`) the family offsets of the observable discrepancy too."""
+    decides."""
     from dataclasses import replace
 
     if centred is None or len(centred) != setup.subspace.basis.shape[1]:
         return setup
-    return replace(setup, centred=tuple(bool(c) for c in centred),
-                   centred_offsets=None if offsets is None else tuple(bool(c) for c in offsets))
+    return replace(setup, centred=tuple(bool(c) for c in centred))
 
 
 def training_rows(n: int, held: np.ndarray, family: np.ndarray, whole_families: bool) -> np.ndarray:
@@ -316,8 +312,7 @@ def _worst(per_fold: list[dict]) -> dict:
 def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None, seed: int, draws: int = 500,
                         tune: int = 500, chains: int = 4, target_accept: float = 0.9, max_dim: int = 3,
                         quick: bool = False, n_replicate_folds: int = 3, workers: int = 1,
-                        family_discrepancy: float | None = None, centred: tuple[bool, ...] | None = None,
-                        centred_offsets: tuple[bool, ...] | None = None) -> dict:
+                        family_discrepancy: float | None = None, centred: tuple[bool, ...] | None = None) -> dict:
     """Grouped CV of the physics model, the metadata regression and the family-frequency baseline.
 
     Parameters
@@ -334,8 +329,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     quick : leave-family-out only (the scheme where physics must earn its place), in `QUICK_FAMILY_FOLDS`
         grouped folds, without the ablation.
     family_discrepancy : the study's ``inference.family_discrepancy_scale`` (`risk.bayes.physics.PhysicsSetup`).
-    centred, centred_offsets : the calibrated posterior's centring of the family locations and offsets
-        (`fold_setup`), or None.
+    centred : the calibrated posterior's centring of the family locations (`fold_setup`), or None.
     """
     from risk.bayes.physics import physics_setup
 
@@ -346,8 +340,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
         heat = crossvalidate_heat(decoder, data, priors, decoder_dir=decoder_dir, table=table if calorimetry else None,
                                   seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
                                   max_dim=max_dim, quick=quick, n_replicate_folds=n_replicate_folds, workers=workers,
-                                  family_discrepancy=family_discrepancy, centred=centred,
-                                  centred_offsets=centred_offsets)
+                                  family_discrepancy=family_discrepancy, centred=centred)
         out = {"quick": bool(quick)} if heat is None else {"quick": bool(quick), "heat": heat}
         if calorimetry and not quick:  # the metadata heat/bottom-rupture model's own CV, as a baseline
             out["metadata_only"] = crossvalidate_real(table, seed=seed, draws=draws, tune=tune)
@@ -368,7 +361,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     # several families, so each fold extrapolates in SOC; one fold per level (11 here) would cost 11 fits
     df["soc_band"] = np.digitize(df["soc"], [0.3 + 1e-9, 0.7 + 1e-9])
     setup = fold_setup(physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim,
-                                     family_discrepancy=family_discrepancy), centred, centred_offsets)
+                                     family_discrepancy=family_discrepancy), centred)
     import jax
 
     apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])

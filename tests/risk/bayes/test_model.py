@@ -194,43 +194,6 @@ def test_centred_family_locations_are_the_same_model():
         build_hierarchical_model(data, linear_surrogate, centred_families=[True], **kw)
 
 
-def test_centred_family_offsets_are_the_same_model():
-    """Centring the family offsets of an observable's discrepancy: log density at b = τ_b z equals the non-centred
-    one minus log τ_b per family, and the offsets the model reports are the same."""
-    data, _ = _data()
-    kw = dict(parameter_names=["k1", "k2"], prior_mean=np.zeros(2), prior_sd=np.ones(2), family_discrepancy_scale=0.3)
-    nc = build_hierarchical_model(data, linear_surrogate, **kw)
-    ce = build_hierarchical_model(data, linear_surrogate, centred_offsets=[True, False, True], **kw)
-    point = nc.initial_point()
-    rng = np.random.default_rng(4)
-    for name in point:
-        point[name] = point[name] + 0.3 * rng.standard_normal(np.shape(point[name]))
-    tau = np.exp(point["family_discrepancy_log__"])
-    z = point["z_family_discrepancy"]
-    centred = np.array([True, False, True])
-    point_c = dict(point, z_family_discrepancy=np.where(centred, tau * z, z))
-    n_fam = z.shape[0]
-    np.testing.assert_allclose(ce.compile_logp()(point_c),
-                               nc.compile_logp()(point) - n_fam * np.log(tau[centred]).sum(), rtol=1e-9)
-
-    def offsets(model, at):
-        out = model.replace_rvs_by_values([model["family_offset"]])[0]
-        return model.compile_fn(out, inputs=model.value_vars, on_unused_input="ignore")(at)
-
-    np.testing.assert_allclose(offsets(ce, point_c), offsets(nc, point), rtol=1e-9, atol=1e-12)
-    with pytest.raises(ValueError, match="centred_offsets"):
-        build_hierarchical_model(data, linear_surrogate, centred_offsets=[True], **kw)
-
-
-def test_centred_offsets_from_advi_scales():
-    from risk.bayes.physics import centred_offsets
-
-    sd = np.array([[0.2, 0.5, 1.0]] * 6)  # 6 families × 3 observables
-    assert centred_offsets({"z_family_discrepancy_auto_scale": sd}) == (True, False, False)
-    assert centred_offsets({"z_family_discrepancy_auto_scale": sd[:4]}) == (False, False, False)
-    assert centred_offsets({}) == ()
-
-
 def test_centred_directions_from_advi_scales():
     from risk.bayes.physics import centred_directions
 
