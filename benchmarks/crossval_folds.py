@@ -1,7 +1,7 @@
 """Cross-validation fold fits: one ``pm.sample`` per fold vs the weighted model compiled once.
 
-On the default study's run directory (frozen decoder, real tests and calibrated posterior, made by
-``risk run studies/indentation_pouch.yaml`` up to ``calibrate``), the same leave-family-out folds are fitted in
+On the default study's run directory (frozen decoder, real tests and calibrated posterior; made up to ``calibrate``
+when missing), the same leave-family-out folds are fitted in
 this one process, one after another, two ways, at the cross-validation's draws and target_accept:
 
 - ``per_fold_model``: the way folds were fitted before — `risk.bayes.physics.fit_physics` on each fold's tests
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,9 +39,9 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=None, help="draws = tune per chain (default: the study's CV draws)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    if not (args.run / "posterior.nc").exists():
-        sys.exit(f"{args.run} has no posterior.nc: run `risk run studies/indentation_pouch.yaml --out {args.run}` "
-                 "up to calibrate first")
+    if not (args.run / "posterior.nc").exists():  # the default study up to its calibration (~12 min)
+        subprocess.run([sys.executable, "-m", "risk.cli", "calibrate", str(REPO / "studies" / "indentation_pouch.yaml"),
+                        "--out", str(args.run)], check=True, cwd=REPO)
 
     import jax
 
