@@ -398,11 +398,13 @@ def predict_observables(tree: xr.DataTree, observable_fn, families: Sequence[str
 def _family_offsets(post: xr.Dataset, keep: np.ndarray, families: Sequence[str],
                     rng: np.random.Generator) -> np.ndarray:
     """Family-level observable discrepancy ``(S, n_tests, n_obs)`` per retained draw: a known family's
-    posterior ``family_offset``, an unseen family's draw from ``N(0, family_discrepancy²)`` (one per family
-    and draw)."""
+    posterior ``family_offset``, an unseen family's draw from ``N(family_discrepancy_mean, family_discrepancy²)``
+    (one per family and draw)."""
     known = [str(f) for f in post["family"].values]
     offset, tau = _draws(post, "family_offset")[keep], _draws(post, "family_discrepancy")[keep]  # (S, F, o), (S, o)
-    tau = tau * (np.abs(offset).max(axis=(0, 1)) > 0)  # observables without a family offset (risk.bayes.model)
+    bias = _draws(post, "family_discrepancy_mean")[keep] if "family_discrepancy_mean" in post else np.zeros_like(tau)
+    has = np.abs(offset).max(axis=(0, 1)) > 0  # observables without a family offset (risk.bayes.model)
+    tau, bias = tau * has, bias * has
     new: dict[str, np.ndarray] = {}
     out = np.empty((keep.size, len(families), tau.shape[-1]))
     for i, f in enumerate(families):
@@ -410,7 +412,7 @@ def _family_offsets(post: xr.Dataset, keep: np.ndarray, families: Sequence[str],
             out[:, i] = offset[:, known.index(f)]
         else:
             if f not in new:
-                new[f] = tau * rng.standard_normal(tau.shape)
+                new[f] = bias + tau * rng.standard_normal(tau.shape)
             out[:, i] = new[f]
     return out
 

@@ -31,8 +31,8 @@ from risk.bayes.physics import COVARIATE_CONDITION, PhysicsSetup
 
 #: the hyperparameters / population quantities whose ranks are checked (``cutpoints`` without the one
 #: pinned at 0, which is not a parameter)
-SBC_VARIABLES = ("a_pop", "tau_family", "cell_sd", "discrepancy", "family_discrepancy", "link_scale", "cutpoints",
-                 "family_slope")
+SBC_VARIABLES = ("a_pop", "tau_family", "cell_sd", "discrepancy", "family_discrepancy", "family_discrepancy_mean",
+                 "link_scale", "cutpoints", "family_slope")
 PINNED_CUTPOINT = 4  # index of c_5 ≡ 0 in the 6 cutpoints (`risk.bayes.model._cutpoints`)
 
 

@@ -161,9 +161,13 @@ def test_family_offset_only_on_observables_with_exact_values():
     model = build_hierarchical_model(data, linear_surrogate, parameter_names=["k1", "k2"], prior_mean=np.zeros(2),
                                      prior_sd=np.ones(2), censored=sign, family_discrepancy_scale=0.5)
     point = model.initial_point()
-    point["z_family_discrepancy"] = np.ones_like(point["z_family_discrepancy"])
-    offset = model.compile_fn(model["family_offset"], inputs=model.value_vars, on_unused_input="ignore")(point)
-    assert np.all(offset[:, :2] != 0) and np.all(offset[:, 2] == 0), offset
+    point["z_family_discrepancy"] = np.array([[1.0, -2.0, 1.0], [0.5, 0.0, 3.0]])
+    point["family_discrepancy_mean"] = np.array([0.3, -0.2, 0.7])
+    point["family_discrepancy_log__"] = np.log([0.5, 2.0, 1.0])
+    [value] = model.replace_rvs_by_values([model["family_offset"]])
+    offset = model.compile_fn(value, inputs=model.value_vars, on_unused_input="ignore")(point)
+    # b_fj = m_b,j + τ_b,j z_fj where an exact value exists, 0 on the censored-only observable
+    np.testing.assert_allclose(offset, [[0.8, -4.2, 0.0], [0.55, -0.2, 0.0]], rtol=1e-12)
 
 
 def test_centred_family_locations_are_the_same_model():

@@ -59,14 +59,15 @@ def test_new_test_intervals_cover_at_the_nominal_rate():
 
 @pytest.mark.slow  # 6 chains × 4000 iterations (~90 s): the calorimetry quick study exercises the term under its gate
 def test_family_discrepancy_carries_design_offsets_to_an_unseen_family():
-    """Families whose observables sit off the simulator by a family offset (b_f ~ N(0, 0.5²) per observable,
-    what a lumped simulator misses about a cell design): with ``family_discrepancy_scale`` the model learns
-    the offsets' scale, and its intervals for a new family's tests cover at about the nominal rate."""
+    """Families whose observables sit off the simulator by a family offset (b_f ~ N(m, 0.5²) per observable,
+    what a lumped simulator misses about a cell design, with a bias m shared by the designs): with
+    ``family_discrepancy_scale`` the model learns the offsets' bias and scale, and its intervals for a new
+    family's tests cover at about the nominal rate."""
     rng = np.random.default_rng(21)
-    tau_true = 0.5
+    tau_true, bias_true = 0.5, np.array([0.8, -0.5, 0.0])
     families = [f"f{k}" for k in range(8)]
     locs = {f: FAMILY_SD * rng.standard_normal(2) for f in families}
-    offsets = {f: tau_true * rng.standard_normal(3) for f in families}
+    offsets = {f: bias_true + tau_true * rng.standard_normal(3) for f in families}
     y = np.concatenate([_tests(rng, locs[f], 6) + offsets[f] for f in families])
     fam = np.repeat(families, 6)
     data = CalibrationData(test=np.arange(fam.size), family=fam, conditions=np.zeros((fam.size, 1)), observables=y,
@@ -83,8 +84,11 @@ def test_family_discrepancy_carries_design_offsets_to_an_unseen_family():
     tau = tree["posterior"]["family_discrepancy"].values.reshape(-1, 3)
     lo, hi = np.quantile(tau, [0.02, 0.98], axis=0)
     assert np.all((lo < tau_true) & (tau_true < hi + 0.3)), (lo, hi)
+    bias = tree["posterior"]["family_discrepancy_mean"].values.reshape(-1, 3)
+    lo, hi = np.quantile(bias, [0.02, 0.98], axis=0)
+    assert np.all((lo < bias_true) & (bias_true < hi)), (lo, hi)
     # 300 new families, one test each: location and offset drawn from the truth
-    obs = np.stack([_tests(rng, FAMILY_SD * rng.standard_normal(2), 1)[0] + tau_true * rng.standard_normal(3)
+    obs = np.stack([_tests(rng, FAMILY_SD * rng.standard_normal(2), 1)[0] + bias_true + tau_true * rng.standard_normal(3)
                     for _ in range(300)])
     draws = predict_observables(tree, _observable_fn, ["new"], np.zeros((1, 1)), seed=6)
     lo, hi = np.quantile(draws[:, 0], [0.05, 0.95], axis=0)
