@@ -6,7 +6,8 @@ Chain (one simulation, t = 0 at the short onset)
    FE model (`abuse_fe.indentation.IndentationProblem`, simulator ``fe_indentation_coupled``) or its
    calibrated mesh-free counterpart (`lumped_force`, `lumped_strain`; simulator ``indentation_lumped``).
    The short starts where the strain first reaches ``strain_critical``; the short spot is the punch
-   contact disc at that moment (radius r_s).
+   contact disc at that moment (radius r_s). The path ends there (force and strain NaN beyond: the separator
+   has failed and the homogenised jelly roll has no failure; the FE stops its load path at that depth).
 2. **Short current** — equivalent circuit of the cell discharging through the short resistance R_s:
 
        I = min( U_ocv(z) / (R_s + R_int),  I_lim ),     dz/dt = −I / Q,
@@ -401,6 +402,16 @@ def short_thermal_response_fe(
     }
 
 
+def _until_short(force: np.ndarray, strain: np.ndarray, radius: np.ndarray, strain_critical: float):
+    """The load path ``(force, strain, radius)`` on the displacement grid up to the first depth whose strain
+    reaches ``strain_critical``, NaN beyond: the separator has failed there and the homogenised jelly roll has no
+    failure, so a force computed past it is not the cell's (the FE chain stops its load path there)."""
+    above = np.flatnonzero(np.nan_to_num(strain, nan=-np.inf) >= strain_critical)
+    if above.size:
+        force, strain, radius = (np.where(np.arange(a.size) > above[0], np.nan, a) for a in (force, strain, radius))
+    return force, strain, radius
+
+
 @dataclass
 class _IndentationCoupled(Simulator):
     """Shared chain; subclasses provide `_mechanics` (FE or lumped)."""
@@ -430,7 +441,7 @@ class _IndentationCoupled(Simulator):
 
     def _run(self, theta, condition):
         t0 = _time.perf_counter()
-        force, strain, radius = self._mechanics(theta, condition)
+        force, strain, radius = _until_short(*self._mechanics(theta, condition), theta["strain_critical"])
         t_mech = _time.perf_counter() - t0
         d = self.grid()
         d_on, f_on = _ip.short_onset(d, force, strain, theta["strain_critical"])
@@ -522,7 +533,7 @@ class IndentationFECoupled(_IndentationCoupled):
         fe = IndentationFE(resolution=self.resolution, displacement_max=self.displacement_max,
                            n_displacement=self.n_displacement, depth_fraction_max=self.depth_fraction_max,
                            poisson_ratio=self.poisson_ratio, max_step=self.max_step)
-        res = fe.mechanics(theta, condition)
+        res = fe.mechanics(theta, condition, stop_at_short=True)
         return res.force, res.strain_max, res.contact_radius
 
 

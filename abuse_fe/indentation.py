@@ -306,8 +306,12 @@ class IndentationProblem:
         self.s_reg.value = self.smoothing * thickness
         self.u.x.array[:] = 0.0
 
-    def solve_path(self, depths: np.ndarray, *, max_step: float = 5.0e-5, max_bisections: int = 6) -> IndentationResult:
+    def solve_path(self, depths: np.ndarray, *, max_step: float = 5.0e-5, max_bisections: int = 6,
+                   stop_strain: float | None = None) -> IndentationResult:
         """Push the punch through ``depths`` [m] (increasing from 0) and record the response.
+
+        With ``stop_strain`` the path ends at the first recorded depth whose strain reaches it (the separator
+        has failed there); the rows beyond are NaN.
 
         Each interval between recorded depths is split into Newton solves of at most ``max_step`` [m],
         each started from a secant predictor; a failed solve is retried from the last converged state
@@ -352,6 +356,8 @@ class IndentationProblem:
             self.u.x.array[:] = hist[-1][1]
             self.u.x.scatter_forward()
             out[:, k] = (self.force(), self.strain_max(), self.contact_radius())
+            if stop_strain is not None and out[1, k] >= stop_strain:
+                break
         return IndentationResult(depths, out[0], out[1], out[2], total_its)
 
 
@@ -404,8 +410,10 @@ class IndentationFE(Simulator):
         """The fixed displacement grid [m]."""
         return np.linspace(0.0, self.displacement_max, self.n_displacement)
 
-    def mechanics(self, theta: dict[str, float], condition: dict[str, float]) -> IndentationResult:
-        """Solve the load path; rows beyond ``depth_fraction_max``·H are NaN."""
+    def mechanics(self, theta: dict[str, float], condition: dict[str, float], *,
+                  stop_at_short: bool = False) -> IndentationResult:
+        """Solve the load path; rows beyond ``depth_fraction_max``·H are NaN, and with ``stop_at_short`` also
+        those beyond the first depth whose strain reaches ``theta["strain_critical"]``."""
         prob = get_problem(self.resolution, degree=self.degree, poisson_ratio=self.poisson_ratio,
                            domain_radius=self.domain_radius)
         H = condition["cell_thickness"]
@@ -415,7 +423,8 @@ class IndentationFE(Simulator):
         )
         grid = self.grid()
         reach = grid <= self.depth_fraction_max * H + 1e-15
-        res = prob.solve_path(grid[reach], max_step=self.max_step)
+        res = prob.solve_path(grid[reach], max_step=self.max_step,
+                              stop_strain=theta["strain_critical"] if stop_at_short else None)
         pad = lambda a: np.concatenate([a, np.full(grid.size - a.size, np.nan)])  # noqa: E731
         return IndentationResult(grid, pad(res.force), pad(res.strain_max), pad(res.contact_radius),
                                  res.newton_iterations)

@@ -75,6 +75,13 @@ def test_simulator_dataset_and_short_onset():
     d_on_low, _ = short_onset(d, f, s, 0.2)
     assert d_on_low < d_on
     assert np.isnan(short_onset(d, f, s, 5.0)[0])
+    # stopped at the short (what the coupled chain does): the same path up to the first depth past the onset
+    stopped = sim.mechanics(θ, {c.name: c.default for c in sim.conditions} | {"cell_thickness": 3.0e-3},
+                            stop_at_short=True)
+    last = int(np.flatnonzero(d >= d_on)[0])
+    np.testing.assert_allclose(stopped.force[:last + 1], f[:last + 1], rtol=1e-8)
+    assert np.isnan(stopped.force[last + 1:]).all() and stopped.newton_iterations < ds.attrs["newton_iterations"]
+    assert short_onset(d, stopped.force, stopped.strain_max, 0.3) == pytest.approx(short_onset(d, f, s, 0.3), rel=1e-8)
 
 
 MPI_SCRIPT = """
