@@ -21,7 +21,16 @@ import xarray as xr
 
 from risk.bayes.diagnostics import Diagnostics, Thresholds, check, summarize
 
-CHAIN_METHOD = "vectorized"  # measured fastest-or-equal on 2 shared cores (no process pool, one JIT)
+
+
+def default_chain_method(chains: int) -> str:
+    """``"parallel"`` (one thread per chain) when JAX shows at least ``chains`` CPU devices (`risk.HOST_DEVICES`),
+    else ``"vectorized"`` (all chains in one thread; NumPyro would otherwise fall back to sequential). Measured on
+    the default study's calibration (4 × (1000 + 1000) draws, 2 cores): sampling 128 → 55 s, the same leapfrog
+    steps (63), R-hat 1.007 / 1.006, bulk ESS 1482 / 1551, 0 divergences."""
+    import jax
+
+    return "parallel" if jax.local_device_count() >= chains else "vectorized"
 
 
 def _write_atomic(tree: xr.DataTree, path: Path) -> None:
@@ -63,7 +72,7 @@ def load_posterior(path: str | Path) -> xr.DataTree:
 
 
 def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, chains: int = 4,
-           target_accept: float = 0.9, chain_method: str = CHAIN_METHOD, var_names: list[str] | str | None = None,
+           target_accept: float = 0.9, chain_method: str | None = None, var_names: list[str] | str | None = None,
            thresholds: Thresholds = Thresholds(), out_dir: str | Path | None = None, input_hash: str = "",
            allow_bad_diagnostics: bool = False, posterior_predictive: bool = True, force: bool = False,
            provenance: dict | None = None, attrs: dict | None = None,
@@ -77,7 +86,7 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
     seed : random seed (drives chains' initialisation and NUTS; same seed → same draws).
     draws, tune, chains : per-chain kept / warm-up draws, number of chains (≥ 4 required).
     target_accept : NUTS dual-averaging target.
-    chain_method : NumPyro ``"vectorized"`` | ``"sequential"`` | ``"parallel"``.
+    chain_method : NumPyro ``"vectorized"`` | ``"sequential"`` | ``"parallel"``; None: `default_chain_method`.
     var_names : variables to diagnose (default all posterior variables; ``"free"``: the free variables only).
     thresholds : diagnostic limits.
     out_dir : where to write ``posterior.nc`` and ``diagnostics.json`` (None: nothing written).
@@ -105,6 +114,7 @@ def sample(model: pm.Model, *, seed: int, draws: int = 1000, tune: int = 1000, c
         if tree.attrs.get("input_hash") == input_hash:
             diag = summarize(tree, var_names, thresholds)
             return tree, check(diag, allow_bad_diagnostics)
+    chain_method = chain_method or default_chain_method(chains)
     t0 = time.perf_counter()
     # NUTS runs in JAX; the few host-side PyTensor functions (initial points, posterior predictive)
     # are compiled without an external BLAS: a vendored OpenBLAS that needs libmpi breaks C linking.

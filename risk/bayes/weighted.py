@@ -8,7 +8,7 @@ weights as an argument of every JAX program:
 - mean-field ADVI (NumPyro SVI, ``AutoNormal``, Adam; `risk.bayes.sampling.advi_fit` on a fixed graph): each
   fit's chains start from its draws and warm-up starts from its variances (`risk.bayes.sampling.advi_inverse_mass`);
 - NumPyro's NUTS through its functional kernels (``numpyro.infer.hmc.hmc``: dual-averaging step size and
-  diagonal mass adaptation, as ``numpyro.infer.NUTS``), chains vmapped;
+  diagonal mass adaptation, as ``numpyro.infer.NUTS``), chains pmapped over CPU devices (vmapped with one);
 - the map from unconstrained draws to the model's variables and deterministics (PyMC's JAX graph).
 
 ``pm.sample`` rebuilds and recompiles each of these per fit: on a leave-family-out fold of the default study
@@ -111,7 +111,11 @@ class WeightedFits:
 
             return jax.lax.scan(step, state, None, length=total)[1]
 
-        nuts = jax.jit(jax.vmap(chain, in_axes=(0, 0, 0, None)))
+        # chains in parallel threads when JAX shows a CPU device per chain (`risk.HOST_DEVICES`), else vectorised
+        parallel = jax.local_device_count() >= self.chains
+        nuts = (jax.pmap(chain, in_axes=(0, 0, 0, None)) if parallel else
+                jax.jit(jax.vmap(chain, in_axes=(0, 0, 0, None))))
+        self.chain_method = "parallel" if parallel else "vectorized"
         post = jax.jit(jax.vmap(lambda *xs: post_fn(*xs)))
         self._compiled = (names, shapes, outputs, svi, advi_steps, nuts, post)
 
@@ -162,7 +166,7 @@ class WeightedFits:
                                           coords={"chain": np.arange(C), "draw": np.arange(D)})
         free = [rv.name for rv in self.model.free_RVs] if var_names == "free" else list(var_names)
         diag = summarize(tree, [v for v in free if v in tree["posterior"].data_vars], thresholds)
-        tree.attrs.update(seed=int(seed), sampler="numpyro NUTS (weighted, compiled once)", chain_method="vectorized",
+        tree.attrs.update(seed=int(seed), sampler="numpyro NUTS (weighted, compiled once)", chain_method=self.chain_method,
                           wall_time_s=float(time.perf_counter() - t0),
                           provenance=json.dumps({"pymc": pm.__version__, "advi_steps": self.advi_steps}),
                           **(attrs or {}))
