@@ -214,7 +214,7 @@ def sbc_ranks(decoder, data: CalibrationData, setup: PhysicsSetup, *, n_replicat
     import pymc as pm
     import pytensor
 
-    from risk.bayes.sampling import advi_initial_points
+    from risk.bayes.sampling import advi_initial_points, default_chain_method
 
     t0 = time.perf_counter()
     design = reduced_design(data, n_families=n_families, tests_per_family=tests_per_family)
@@ -251,7 +251,7 @@ def sbc_ranks(decoder, data: CalibrationData, setup: PhysicsSetup, *, n_replicat
             with joint:
                 tree = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="numpyro",
                                  random_seed=seed + 1 + b, initvals=init, target_accept=target_accept,
-                                 progressbar=False, nuts={"chain_method": "vectorized"},
+                                 progressbar=False, nuts={"chain_method": default_chain_method(chains)},
                                  var_names=var_names, idata_kwargs={"log_likelihood": False})
             t_nuts = time.perf_counter() - tb - t_init
         post = tree["posterior"].to_dataset()

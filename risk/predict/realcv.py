@@ -228,8 +228,8 @@ class FoldFits:
     """Physics fits of training sets of ``data`` submitted ahead and run ``workers`` at a time in spawned processes,
     so that the caller can fit other models meanwhile (a context manager; ``workers ≤ 1``: each fit runs in this
     process when its result is asked for). Each process compiles the weighted model once (`_fitter`) and fits
-    every fold it is given with it. NumPyro's vectorised chains keep one core busy (this model's operations are too
-    small for XLA's threads), so folds in parallel processes use the other cores."""
+    every fold it is given with it. A fold's chains run in parallel threads (`risk.bayes.weighted`); a second process
+    keeps the cores busy while the other compiles, runs ADVI or post-processes (single-threaded)."""
 
     def __init__(self, decoder_dir, data, setup, *, workers: int = 1, **kw):
         import uuid
