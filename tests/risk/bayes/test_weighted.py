@@ -1,5 +1,9 @@
 """Per-test likelihood weights (cross-validation folds compiled once): the log density and the posterior a weighted
 fit samples are those of a model built on the weight-1 tests alone."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pymc as pm
 from scipy import stats
@@ -71,6 +75,7 @@ def test_a_weighted_fit_samples_the_posterior_of_its_tests_and_drops_the_rest():
     compiled = fits._compiled
     fits.fit(keep.astype(float), seed=6, keep={"test": keep, "family": families})
     assert fits._compiled is compiled  # the next fold reuses the compiled programs
+    assert tree.attrs["chain_method"] == "parallel"  # the test session imported `risk` first (conftest)
 
     subset = build_hierarchical_model(data.subset(np.flatnonzero(keep)), linear_surrogate, **KW)
     ref, _ = sample(subset, seed=7, draws=500, tune=500, target_accept=0.98, posterior_predictive=False,
@@ -80,3 +85,17 @@ def test_a_weighted_fit_samples_the_posterior_of_its_tests_and_drops_the_rest():
         se = np.sqrt(want.var(axis=0) / 200 + got.var(axis=0) / 200)  # loose ESS guesses for both runs
         assert np.all(np.abs(got.mean(axis=0) - want.mean(axis=0)) < 4 * se + 1e-3), var
         np.testing.assert_allclose(got.std(axis=0), want.std(axis=0), rtol=0.35)
+
+
+def test_chains_run_in_parallel_threads_when_jax_shows_a_device_per_chain():
+    """Importing `risk` asks XLA for a CPU device per chain (`risk.HOST_DEVICES`); with them every fit runs its chains
+    in parallel threads, with one device vectorised (a user's own XLA_FLAGS win)."""
+    from risk import HOST_DEVICES
+
+    script = ("import risk, jax; from risk.bayes.sampling import default_chain_method; "
+              f"print(jax.local_device_count(), default_chain_method({HOST_DEVICES}))")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    run = lambda e: subprocess.run([sys.executable, "-c", script], env=e, capture_output=True, text=True,  # noqa: E731
+                                   check=True).stdout.split()
+    assert run(env) == [str(HOST_DEVICES), "parallel"]
+    assert run(env | {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}) == ["1", "vectorized"]
