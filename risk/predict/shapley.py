@@ -29,6 +29,7 @@ Shapley effects (for two groups, the interaction is shared equally).
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,6 +131,17 @@ def gaussian_shapley_effects(f: Callable[[np.ndarray], np.ndarray], mean: np.nda
             cost_var[tuple(row)] = float(c_var)
         calls += m * n_outer * n_inner
     effects, se = np.zeros(d), np.zeros(d)
+    for i, (subsets, coef) in enumerate(_shapley_weights(d)):
+        effects[i] = coef @ np.array([costs[J] for J in subsets])
+        se[i] = math.sqrt((coef**2) @ np.array([cost_var[J] for J in subsets]))
+    return ShapleyResult(effects, se, variance, costs, calls)
+
+
+@functools.lru_cache(maxsize=None)
+def _shapley_weights(d: int) -> list[tuple[list[tuple], np.ndarray]]:
+    """Per input i: the subsets J and weights c_J with Sh_i = Σ_J c_J c(J), the Shapley weights
+    k! (d − k − 1)! / d! of c(J ∪ {i}) − c(J) over the subsets J of the other inputs (computed once per d)."""
+    out = []
     for i in range(d):
         coef: dict[tuple, float] = {}
         others = [j for j in range(d) if j != i]
@@ -139,9 +151,8 @@ def gaussian_shapley_effects(f: Callable[[np.ndarray], np.ndarray], mean: np.nda
                 with_i = tuple(sorted((*J, i)))
                 coef[with_i] = coef.get(with_i, 0.0) + w
                 coef[J] = coef.get(J, 0.0) - w
-        effects[i] = sum(c * costs[J] for J, c in coef.items())
-        se[i] = math.sqrt(sum(c**2 * cost_var[J] for J, c in coef.items()))
-    return ShapleyResult(effects, se, variance, costs, calls)
+        out.append((list(coef), np.array(list(coef.values()))))
+    return out
 
 
 #: rows of one call of the model in `gaussian_shapley_effects` (the last chunk is padded to it: a jitted model
