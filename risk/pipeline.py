@@ -132,21 +132,36 @@ class Pipeline:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     # -- running ------------------------------------------------------------------------------------
+    def with_upstream(self, names: list[str]) -> set[str]:
+        """``names`` and every stage they depend on, transitively."""
+        out, todo = set(), list(names)
+        while todo:
+            name = todo.pop()
+            if name not in out:
+                out.add(name)
+                todo.extend(self.stages[name].upstream)
+        return out
+
     def run(self, only: list[str] | None = None) -> dict[str, str]:
-        """Run the stages (all, or ``only`` those named) in order; returns stage → status."""
+        """Run the stages (all, or ``only`` those named) in order; returns stage → status.
+
+        With ``only``, the stages they depend on run first where they are missing or stale (as ``make`` does;
+        current ones are skipped), and ``--force`` reruns the named stages only."""
         self.ctx.out.mkdir(parents=True, exist_ok=True)
         records = self.records()
         # downstream stages key on their upstream's *output* id, which changes each time a stage
         # really runs (also when forced), so a rerun stage's dependants never stay stale
         hashes = {k: v.get("output", v["hash"]) for k, v in records.items()}
         status: dict[str, str] = {}
+        needed = None if only is None else self.with_upstream(list(only))
         for name, st in self.stages.items():
             h = self.input_hash(name, hashes)
-            if only is not None and name not in only:
+            if needed is not None and name not in needed:
                 hashes.setdefault(name, h)
                 continue
             rec = records.get(name)
-            cached = (rec is not None and rec["hash"] == h and not self.ctx.force
+            force = self.ctx.force and (only is None or name in only)
+            cached = (rec is not None and rec["hash"] == h and not force
                       and all((self.ctx.out / a).exists() for a in rec.get("artefacts", st.artefacts)))
             if cached:
                 self.ctx.console.print(f"[dim]✓ {name}: unchanged, skipped[/dim]")

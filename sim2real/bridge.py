@@ -40,8 +40,11 @@ OUTCOME_NAME = "thermal_runaway"
 #: scalar variables never used as observables (outcomes with their own head, bookkeeping)
 EXCLUDED = ("thermal_runaway", "hazard_level", "wall_time", "theta", "condition")
 #: Observable scales (a simulator declares one in the variable's ``transform`` attr): a bounded share is
-#: modelled on the logit scale, clipped to [SHARE_EPS, 1 - SHARE_EPS], so every predictive quantile lies in (0, 1)
-TRANSFORMS = ("identity", "logit")
+#: modelled on the logit scale, clipped to [SHARE_EPS, 1 - SHARE_EPS], so every predictive quantile lies in (0, 1);
+#: a non-negative amount spanning orders of magnitude (a heat) on the shifted log scale ``log(x + shift)`` (``shift``
+#: from the ``transform_shift`` attr, in the variable's units), so that a discrepancy or spread is relative for
+#: values well above ``shift`` and absolute below it, and every predictive quantile is ≥ 0
+TRANSFORMS = ("identity", "logit", "log")
 SHARE_EPS = 0.005
 #: Observed hazard level at and above which a real test without a ``thermal_runaway`` flag counts as runaway
 RUNAWAY_HAZARD_LEVEL = 6  # TR = observed hazard level ≥ 6 (pouch rupture and beyond), as in risk.bayes
@@ -168,7 +171,8 @@ class ThetaTransform:
 class Channel:
     """One observable variable: a curve on ``grid`` (dim ``dim``) or a scalar (``dim is None``).
 
-    ``transform`` is the scale the decoder models it on (`TRANSFORMS`): ``"logit"`` for a share in (0, 1).
+    ``transform`` is the scale the decoder models it on (`TRANSFORMS`): ``"logit"`` for a share in (0, 1),
+    ``"log"`` for ``log(x + shift)`` of a non-negative amount (``shift`` > 0, in ``units``).
     """
 
     name: str
@@ -176,10 +180,13 @@ class Channel:
     dim: str | None = None
     grid: tuple[float, ...] = ()
     transform: str = "identity"
+    shift: float = 0.0
 
     def __post_init__(self):
         if self.transform not in TRANSFORMS:
             raise ValueError(f"observable {self.name!r}: transform {self.transform!r} is not one of {TRANSFORMS}")
+        if self.transform == "log" and not self.shift > 0:
+            raise ValueError(f"observable {self.name!r}: the log transform needs a shift > 0, got {self.shift!r}")
 
     @property
     def size(self) -> int:
@@ -190,11 +197,15 @@ class Channel:
         x = np.asarray(x, dtype=float)
         if self.transform == "logit":
             return special.logit(np.clip(x, SHARE_EPS, 1 - SHARE_EPS))
+        if self.transform == "log":
+            return np.log(np.maximum(x, 0.0) + self.shift)
         return x
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
         """The modelled scale → the observable's units."""
         y = np.asarray(y, dtype=float)
+        if self.transform == "log":
+            return np.maximum(np.exp(y) - self.shift, 0.0)
         return special.expit(y) if self.transform == "logit" else y
 
     def inverse_slope(self, y: np.ndarray) -> np.ndarray:
@@ -203,6 +214,8 @@ class Channel:
         if self.transform == "logit":
             p = special.expit(y)
             return p * (1 - p)
+        if self.transform == "log":
+            return np.exp(y)
         return np.ones_like(y)
 
 
@@ -272,15 +285,16 @@ class ObservableLayout:
 
     def to_json(self) -> dict:
         return {"channels": [{"name": c.name, "units": c.units, "dim": c.dim, "grid": list(c.grid),
-                              "transform": c.transform} for c in self.channels],
+                              "transform": c.transform} | ({"shift": c.shift} if c.shift else {})
+                             for c in self.channels],
                 "offset": list(self.offset), "scale": list(self.scale),
                 "condition_names": list(self.condition_names), "condition_loc": list(self.condition_loc),
                 "condition_scale": list(self.condition_scale), "condition_default": list(self.condition_default)}
 
     @classmethod
     def from_json(cls, d: Mapping) -> "ObservableLayout":
-        ch = tuple(Channel(c["name"], c["units"], c["dim"], tuple(c["grid"]), c.get("transform", "identity"))
-                   for c in d["channels"])
+        ch = tuple(Channel(c["name"], c["units"], c["dim"], tuple(c["grid"]), c.get("transform", "identity"),
+                           float(c.get("shift", 0.0))) for c in d["channels"])
         return cls(ch, tuple(d["offset"]), tuple(d["scale"]), tuple(d["condition_names"]),
                    tuple(d["condition_loc"]), tuple(d["condition_scale"]), tuple(d["condition_default"]))
 
@@ -322,7 +336,8 @@ def _select_channels(ens: xr.Dataset, observables: Sequence[str] | None) -> list
     for v in names:
         da = ens[v]
         if da.dims == ("sample",):
-            chans.append(Channel(v, da.attrs.get("units", ""), None, transform=da.attrs.get("transform", "identity")))
+            chans.append(Channel(v, da.attrs.get("units", ""), None, transform=da.attrs.get("transform", "identity"),
+                                 shift=float(da.attrs.get("transform_shift", 0.0))))
         elif da.ndim == 2 and da.dims[1] in GRID_DIMS:
             chans.append(Channel(v, da.attrs.get("units", ""), da.dims[1], tuple(map(float, ens[da.dims[1]].values))))
         else:

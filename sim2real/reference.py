@@ -61,8 +61,9 @@ def nuts_reference(fit: EncoderFit, real=None, *, draws: int = 1000, warmup: int
                    seed: int = 0) -> tuple[np.ndarray, dict]:
     """NUTS draws of every test's posterior: ``(u (n_test, chains·draws, n_par), diagnostics)``.
 
-    Initialised at the encoder's means; diagnostics ``{"rhat_max", "ess_bulk_min", "divergences"}`` over
-    all tests and parameters (ArviZ).
+    Initialised at the encoder's means; the chains run in parallel when JAX shows a device per chain (importing
+    `risk` asks XLA for four host devices), else one after the other. Diagnostics
+    ``{"rhat_max", "ess_bulk_min", "divergences"}`` over all tests and parameters (ArviZ).
     """
     import arviz as az
     import jax
@@ -73,7 +74,8 @@ def nuts_reference(fit: EncoderFit, real=None, *, draws: int = 1000, warmup: int
     b = fit.batch_of(real)
     loc, _ = fit.encode(b)
     kernel = NUTS(potential_fn=_potential(fit, b), target_accept_prob=0.9)
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method="sequential",
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
+                chain_method="parallel" if jax.local_device_count() >= chains else "sequential",
                 progress_bar=False)
     init = np.broadcast_to(loc, (chains, *loc.shape)).copy()
     mcmc.run(jax.random.PRNGKey(seed), init_params=init, extra_fields=("diverging",))

@@ -48,6 +48,21 @@ def test_rerun_of_unchanged_study_redoes_no_stage(tmp_path):
     assert _records(out)["simulate"]["summary"]["computed_now"] == 0
 
 
+def test_a_stage_command_runs_what_it_depends_on_first(tmp_path):
+    """`risk train` in an empty run directory simulates and ingests first (nothing downstream); run again
+    with --force it retrains and leaves its current upstream stages alone."""
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["train", str(STUDY), "--out", str(out), "--quick"])
+    assert res.exit_code == 0, res.output
+    rec = _records(out)
+    assert set(rec) == {"simulate", "ingest", "train"} and (out / "model" / "model.json").exists()
+    again = runner.invoke(app, ["train", str(STUDY), "--out", str(out), "--quick", "--force"])
+    assert again.exit_code == 0, again.output
+    after = _records(out)
+    assert after["simulate"] == rec["simulate"] and after["ingest"] == rec["ingest"]
+    assert after["train"]["output"] != rec["train"]["output"]
+
+
 def test_changed_section_invalidates_dependent_stage(tmp_path):
     out = tmp_path / "run"
     assert runner.invoke(app, ["run", str(STUDY), "--out", str(out), "--quick"]).exit_code == 0

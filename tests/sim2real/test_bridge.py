@@ -108,6 +108,37 @@ def test_logit_share_channel_roundtrips_and_keeps_predictions_in_the_unit_interv
     assert np.isclose(sd[0, 0], layout.scale[0]) and np.isclose(sd[0, 1], layout.scale[1] * p * (1 - p))
 
 
+def test_log_heat_channel_is_relative_above_its_shift_and_never_negative():
+    """A heat declared ``transform: log`` with ``transform_shift`` s is z-scored on log(Q + s): heats of 40 and
+    80 kJ are as far apart as 80 and 160 kJ would be on a relative scale, to within s; any normalised value maps
+    back to Q ≥ 0; the shift survives JSON; a log transform without a shift is an error."""
+    from sim2real.bridge import Channel, ObservableLayout
+
+    rng = np.random.default_rng(1)
+    n = 300
+    heat = np.concatenate([rng.uniform(0, 5e3, n // 3), rng.lognormal(np.log(5e4), 0.4, n - n // 3)])
+    ens = xr.Dataset(
+        {"theta": (("sample", "parameter"), rng.random((n, 1))),
+         "condition": (("sample", "condition_name"), rng.random((n, 1))),
+         "heat": ("sample", heat, {"units": "J", "transform": "log", "transform_shift": 2e3})},
+        coords={"parameter": ["a"], "condition_name": ["soc"]})
+    layout = build_layout(ens)
+    (ch,) = layout.channels
+    assert (ch.transform, ch.shift) == ("log", 2e3)
+    y = np.log(heat + 2e3)
+    assert np.isclose(layout.offset[0], y.mean()) and np.isclose(layout.scale[0], y.std(), rtol=1e-2)
+    assert np.allclose(layout.denormalise(layout.normalise(heat[:, None])), heat[:, None])
+    z = layout.normalise(np.array([[40e3], [80e3], [160e3]]))[:, 0]
+    assert np.isclose(z[1] - z[0], z[2] - z[1], rtol=0.05)
+    assert (layout.denormalise(rng.normal(0, 10, (1000, 1))) >= 0).all()
+    assert layout.normalise([[-5.0]])[0, 0] == layout.normalise([[0.0]])[0, 0]  # clipped at 0, not NaN
+    assert ObservableLayout.from_json(layout.to_json()) == layout
+    sd = layout.sd_si(np.zeros((1, 1)), np.zeros((1, 1)))  # delta method: d(exp y)/dy = exp(y)
+    assert np.isclose(sd[0, 0], layout.scale[0] * np.exp(layout.offset[0]))
+    with pytest.raises(ValueError, match="needs a shift"):
+        Channel("heat", "J", transform="log")
+
+
 def test_unknown_transform_is_an_error():
     from sim2real.bridge import Channel
 
