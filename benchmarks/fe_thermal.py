@@ -3,7 +3,7 @@
 18650 oven test (155 °C, Hatchard 2001 kinetics, 3000 s, runaway included) on the coarse / medium /
 fine meshes, with the conduction matrix assembled once per Δt vs re-assembled every step, on 1 and 2
 MPI ranks. Each configuration runs in its own process (forms come from the JIT cache; the table
-separates set-up and solve time). Prints a table.
+separates set-up and solve time). Prints a table and writes ``benchmarks/results/fe_thermal.json``.
 
     .venv/bin/python benchmarks/fe_thermal.py [--quick]
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = str(ROOT / ".venv/bin/mpiexec")
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def worker(resolution: str, matrix: str, t_end: float) -> None:
@@ -68,6 +69,9 @@ def main() -> None:
         print(f"{r['resolution']:8s} {r['matrix']:10s} {r['ranks']:5d} {r['dofs']:6d} {r['steps']:6d} "
               f"{r['setup_s']:9.2f} {r['run_s']:8.2f} {1e3 * r['run_s'] / r['steps']:8.2f} {r['t_tr']:9.1f} "
               f"{r['T_peak']:9.1f} {r['Q_kin'] / 1e3:9.2f}")
+    from record import write_result
+
+    write_result("fe_thermal", {"t_end_s": args.t_end, "quick": args.quick, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 The simulator's rate is its mean wall time per run in the cached 128-run ensemble of ``indentation_lumped``
 over the default study's conditions (benchmarks/ensembles.py; measured inside the ensemble runner's worker);
 the decoder, trained on that ensemble (the default study's observables: force at short onset, voltage drop,
-log temperature-rise rate, and the runaway flag), is timed on 10 000 (u, c) pairs per call.
+log temperature-rise rate, and the runaway flag), is timed on 10 000 (u, c) pairs per call. Prints a table and writes
+``benchmarks/results/sim2real_speed.json``.
 
 Run: ``nice -n 19 .venv/bin/python benchmarks/sim2real_speed.py``
 """
@@ -23,6 +24,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ensembles import INDENTATION, cached_ensemble  # noqa: E402
+from record import write_result  # noqa: E402
 
 from simulators.registry import load  # noqa: E402
 from sim2real import DecoderConfig, FrozenDecoderCVAE  # noqa: E402
@@ -58,9 +60,13 @@ def main() -> None:
         f = jax.jit(dec.jax_apply)
         jax_rate = rate(lambda: f(u, c)["mean"].block_until_ready())
     print(f"{'evaluator':<34}{'evals/s':>14}{'ratio vs simulator':>20}")
-    for name, r in [("indentation_lumped (one core)", sim_rate), ("decoder torch float64", torch_rate),
-                    ("decoder JAX jit float64", jax_rate)]:
+    rows = [("indentation_lumped (one core)", sim_rate), ("decoder torch float64", torch_rate),
+            ("decoder JAX jit float64", jax_rate)]
+    for name, r in rows:
         print(f"{name:<34}{r:>14.1f}{r / sim_rate:>20.0f}")
+    write_result("sim2real_speed", {"n_eval": N_EVAL, "repeats": REPEATS,
+                                    "rows": [{"evaluator": n, "evals_per_s": r, "ratio_vs_simulator": r / sim_rate}
+                                             for n, r in rows]})
 
 
 if __name__ == "__main__":

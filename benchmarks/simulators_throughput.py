@@ -1,8 +1,14 @@
-"""Simulations per second of each mesh-free simulator (one core), printed as a table.
+"""Simulations per second of each mesh-free simulator (one core): a table and
+``benchmarks/results/simulators_throughput.json``.
 
 Run: ``.venv/bin/python benchmarks/simulators_throughput.py``
 """
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_result  # noqa: E402
 
 import simulators.coupled  # noqa: F401  (runtime registration until entry points exist)
 import simulators.electrochem  # noqa: F401
@@ -19,6 +25,7 @@ CASES = [
 
 def main():
     print(f"{'simulator':<22} {'options':<40} {'s/sim':>8} {'sims/s':>8}")
+    rows = []
     for name, opts, cond, n in CASES:
         sim = load(name)(**opts)
         theta = sim.default_theta() if hasattr(sim, "default_theta") else {p.name: 0.0 for p in sim.parameters}
@@ -28,6 +35,9 @@ def main():
             sim.run(theta, cond)
         dt = (time.perf_counter() - t0) / n
         print(f"{name:<22} {str(opts):<40} {dt:8.3f} {1 / dt:8.2f}")
+        rows.append({"simulator": name, "options": opts, "conditions": cond, "repeats": n, "seconds_per_sim": dt,
+                     "sims_per_s": 1 / dt})
+    write_result("simulators_throughput", {"rows": rows})
 
 
 if __name__ == "__main__":
