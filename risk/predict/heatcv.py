@@ -5,7 +5,7 @@ The calorimetry study reports total heat of new tests through the physics poster
 never saw: leave replicates out (fold r holds the r-th replicate of every cell type × SOC × trigger cell)
 and leave whole cell types out (most databank types were tested at one SOC only, so leaving SOC levels out
 is not a separate scheme here). In every fold the physics model is refitted with NUTS on the training
-tests only (`risk.predict.realcv.fit_folds`); held-out tests are new cells of their type (of a new type
+tests only (`risk.predict.realcv.FoldFits`, one pool for both schemes); held-out tests are new cells of their type (of a new type
 when types are left out) under their own conditions.
 
 Baseline (what a test engineer would do without a simulator): a normal interval per cell type × SOC ×
@@ -100,7 +100,7 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     from risk.bayes.physics import physics_setup, predict_observables, predict_p_tr
     from risk.predict.crossval import frequency_baseline
     from risk.predict.realcv import _scores
-    from risk.predict.realcv import _diag, _worst, fit_folds, fold_setup, training_rows
+    from risk.predict.realcv import FoldFits, _diag, _worst, fold_setup, training_rows
 
     names = decoder.layout.observable_names
     if HEAT not in names:
@@ -150,13 +150,19 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     values = decoder.layout.denormalise(obs[rows])  # (n, n_obs), SI; NaN where a test lacks an observable
     scale = np.array([1e-3 if n == HEAT else 1.0 for n in names])  # heat in kJ, shares as they are
     values = values * scale
-    for scheme, make in schemes.items():
-        folds = list(make())
+    plan = {scheme: list(make()) for scheme, make in schemes.items()}
+    # one pool for every scheme's folds: each worker process compiles the weighted model once for all of them
+    # (`FoldFits`), and the 3 + 6 folds balance over the workers
+    with FoldFits(decoder_dir, data, setup, workers=min(workers, sum(map(len, plan.values()))), chains=chains,
+                  target_accept=target_accept, draws=draws, tune=tune) as pool:
         # a fold's fit sees its training tests only: held-out tests give neither observables nor outcome, and a
         # left-out cell type's tests without a heat value are left out with it (a type the fold never saw)
-        rows = [training_rows(len(obs), df["row"].to_numpy()[te], family, scheme == "leave_family_out") for _, te in folds]
-        fitted = fit_folds(decoder_dir, data, rows, setup, seeds=[seed + k for k in range(len(folds))], workers=workers,
-                           chains=chains, target_accept=target_accept, draws=draws, tune=tune)
+        pending = {scheme: pool.submit([training_rows(len(obs), df["row"].to_numpy()[te], family,
+                                                      scheme == "leave_family_out") for _, te in folds],
+                                       seeds=[seed + k for k in range(len(folds))]) for scheme, folds in plan.items()}
+        fits = {scheme: [f.result() for f in futures] for scheme, futures in pending.items()}
+    for scheme, folds in plan.items():
+        fitted = fits[scheme]
         lo_p, hi_p, lo_b, hi_b, p_tr, p_rupture = (np.empty(len(df)) for _ in range(6))
         q_all = np.full((3, len(df), len(names)), np.nan)  # physics 5 / 50 / 95 % per observable
         p_base = {name: np.empty(len(df)) for name in RUNAWAY_BASELINES}
