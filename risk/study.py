@@ -270,6 +270,10 @@ class Inference(_Section):
     family_discrepancy_scale: Annotated[float | None, Field(gt=0, description=(
         "half-t(3) scale [normalised observable units] of a family-level discrepancy of the observables "
         "(what the simulator misses about a cell design; risk.bayes.model): null = none"))] = None
+    emulator_error_length: Annotated[float | None, Field(gt=0, description=(
+        "distance [the decoder's z-scored condition units] within which a cell family's tests share the decoder's "
+        "error (the decoder emulates a deterministic simulator: replicates of a condition see the same error; "
+        "risk.bayes.physics.emulator_groups): null = the decoder's scale is independent per test"))] = None
     crossval_draws: Annotated[int, Field(gt=0, description="draws per chain of each cross-validation fit")] = 300
     crossval_tune: Annotated[int, Field(ge=0, description="warm-up draws per chain of each cross-validation fit")] = 300
 

@@ -277,6 +277,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                              slope_scale: float = 0.5, family_discrepancy_scale: float | None = None,
                              design_bounds: tuple[np.ndarray, np.ndarray] | None = None,
                              design_wall: float = DESIGN_WALL, centred_families: Sequence[bool] | None = None,
+                             emulator_groups: np.ndarray | None = None,
                              name: str = "", weighted: bool = False) -> pm.Model:
     """Hierarchical calibration model with the frozen decoder as surrogate likelihood.
 
@@ -344,6 +345,17 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         ``a_f ~ Normal(a_pop + β x_f d, τ)`` (centred), along the others its standard normal deviate (non-centred,
         the default everywhere). The same posterior, a different geometry: centred where each family's tests
         pin its location (`risk.bayes.physics.centred_directions`).
+    emulator_groups : ``(n_tests,)`` int, 0-based: tests that share the surrogate's error (`risk.bayes.physics.
+        emulator_groups`: a cell family's tests under the same conditions, up to a distance). The decoder emulates a
+        deterministic simulator, so its scale ``exp(log_scale)`` is the error of the emulator at ``(u, c)`` — the same
+        for replicates of one cell type under one condition, not noise drawn anew per test (code uncertainty,
+        Kennedy & O'Hagan, JRSS B 63 (2001) 425, §2.2; Conti & O'Hagan, J. Stat. Plan. Inference 140 (2010) 640).
+        With it, observables with an exact value somewhere follow
+        ``y_ij ~ Normal(mean_ij + b_fj + exp(log_scale_ij) e_g(i)j, δ_j)``, ``e ~ Normal(0, 1)`` per group and
+        observable (``emulator_error (emulator_group, observable)``): a condition's replicates tell where the
+        simulator sits there, and a new test at a tested condition inherits that
+        (`risk.bayes.physics.predict_observables`). None: the decoder's scale is independent per test
+        (``sd = sqrt(exp(2 log_scale) + δ²)``).
     train_mask : ``(n_folds, n_tests)`` bool: fit ``n_folds`` independent copies in one model, copy k
         seeing only the tests where ``train_mask[k]`` (cross-validation in one JAX compilation); every
         variable then leads with a ``fold`` dim.
@@ -362,6 +374,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
     ``family_discrepancy (observable)``, ``family_discrepancy_mean (observable)`` and
     ``z_family_discrepancy (family, observable)`` with the
     deterministic ``family_offset (family, observable)`` (with ``family_discrepancy_scale``),
+    ``emulator_error (emulator_group, observable)`` (with ``emulator_groups``),
     ``family_slope`` (scalar) with its image ``family_slope_u (parameter)`` = β W d in ``u`` (with a covariate);
     deterministics in ``u``: ``mu_pop (parameter)``, ``mu_family (family, parameter)``,
     ``u_test (test, parameter)``, ``cell_chol (parameter, direction)`` = basis · diag(cell_sd),
@@ -397,7 +410,8 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
     coords = {"parameter": list(parameter_names), "direction": [f"d{j + 1}" for j in range(k)],
               "family": list(data.families), "test": [str(t) for t in data.test],
               "observable": list(data.observable_names) or [f"obs_{j}" for j in range(obs.shape[1])],
-              "observed_entry": np.arange(int(exact.sum()))} | ({"fold": np.arange(batch[0])} if batch else {})
+              "observed_entry": np.arange(int(exact.sum()))} | ({"fold": np.arange(batch[0])} if batch else {}) | (
+        {} if emulator_groups is None else {"emulator_group": np.arange(int(np.max(emulator_groups)) + 1)})
 
     def dims(*d: str) -> tuple[str, ...]:
         return ("fold", *d) if batch else d
@@ -477,7 +491,24 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                                      dims=dims("family", "observable"))
                 n_fam = len(data.families)
                 mean = mean + b.flatten()[(ent_f * n_fam + fam[ent_t]) * n_obs + ent_j]
-            sd_obs = pt.sqrt(pt.exp(2.0 * log_scale) + d ** 2)
+            emulated = np.zeros(n_obs)
+            emulated[ent_j[exact]] = 1.0  # observables with an exact value somewhere carry the correlated error
+            if emulator_groups is not None:
+                grp = np.asarray(emulator_groups, dtype=int)
+                if grp.shape != (n,):
+                    raise ValueError(f"emulator_groups has shape {grp.shape}, expected ({n},)")
+                n_grp = int(grp.max()) + 1
+                # centred: a condition's replicates pin its error (non-centred through a correlation matrix took
+                # ~600 leapfrog steps per draw on the databank against ~60; measured)
+                e = pm.Normal("emulator_error", 0.0, 1.0, dims=dims("emulator_group", "observable"))
+                e = e * emulated  # observables without an exact value carry none (their z are prior draws)
+                rho = pm.Beta("emulator_share", 2.0, 2.0, dims=dims() or None)
+                e = (pt.sqrt(rho)[..., None, None] if batch else pt.sqrt(rho)) * e
+                mean = mean + pt.exp(log_scale) * e.flatten()[(ent_f * n_grp + grp[ent_t]) * n_obs + ent_j]
+                shared = emulated[ent_j] * (rho.flatten()[ent_f] if batch else rho)  # the share carried by e
+            else:
+                shared = np.zeros(ent_j.size)
+            sd_obs = pt.sqrt((1.0 - shared) * pt.exp(2.0 * log_scale) + d ** 2)
             y = obs[ent_t, ent_j]
             if exact.any():
                 ex = np.flatnonzero(exact)

@@ -40,7 +40,8 @@ class PhysicsSetup:
     family-level observable discrepancy [normalised] (`risk.bayes.model.build_hierarchical_model`), or None;
     ``design_bounds``: ``(lower, upper)`` ``(n_param,)`` each [u], the decoder's design region
     (`risk.bayes.model.design_region_u`), or None; ``centred``: ``(k,)`` bool, the directions along which the
-    family locations are sampled centred (`centred_directions`), or None (decided by `fit_physics`)."""
+    family locations are sampled centred (`centred_directions`), or None (decided by `fit_physics`);
+    ``emulator``: the tests and length scale of the correlated emulator error (`emulator_spec`), or None."""
 
     prior_mean: np.ndarray
     prior_sd: np.ndarray
@@ -49,6 +50,7 @@ class PhysicsSetup:
     family_discrepancy: float | None = None
     design_bounds: tuple[np.ndarray, np.ndarray] | None = None
     centred: tuple[bool, ...] | None = None
+    emulator: dict | None = None
 
     def attrs(self) -> dict[str, str]:
         """Posterior attrs that `predict_levels` and `risk.predict.scenarios` read back."""
@@ -62,18 +64,21 @@ class PhysicsSetup:
             out["design_bounds"] = json.dumps([np.asarray(b, float).tolist() for b in self.design_bounds])
         if self.centred is not None:
             out["centred_families"] = json.dumps([bool(c) for c in self.centred])
+        if self.emulator is not None:
+            out["emulator_error"] = json.dumps(self.emulator)
         return out
 
     @classmethod
     def from_attrs(cls, attrs) -> "PhysicsSetup":
         """The setup a physics posterior was sampled with (its attrs, `attrs`)."""
         cov, fd, db = attrs.get("family_covariate"), attrs.get("family_discrepancy_scale"), attrs.get("design_bounds")
-        cf = attrs.get("centred_families")
+        cf, em = attrs.get("centred_families"), attrs.get("emulator_error")
         return cls(np.asarray(json.loads(attrs["prior_mean"]), float), np.asarray(json.loads(attrs["prior_sd"]), float),
                    InformedSubspace.from_json(attrs["subspace"]), None if cov is None else json.loads(cov),
                    None if fd is None else float(json.loads(fd)),
                    None if db is None else tuple(np.asarray(b, float) for b in json.loads(db)),
-                   None if cf is None else tuple(bool(c) for c in json.loads(cf)))
+                   None if cf is None else tuple(bool(c) for c in json.loads(cf)),
+                   None if em is None else json.loads(em))
 
     def family_covariate(self, data: CalibrationData) -> np.ndarray | None:
         """``(n_families,)`` covariate of ``data.families``: log of the family's mean condition − centre."""
@@ -121,11 +126,13 @@ def runaway_direction(jax_apply, sub: InformedSubspace, conditions: np.ndarray) 
 
 
 def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int, max_dim: int = 3,
-                  n_prior: int = 256, family_discrepancy: float | None = None) -> PhysicsSetup:
+                  n_prior: int = 256, family_discrepancy: float | None = None,
+                  emulator_length: float | None = None) -> PhysicsSetup:
     """Prior moments and informed subspace for ``data`` (its conditions, observed channels and which
     tests have an outcome — never the observed values or outcomes themselves); ``family_discrepancy`` is
-    passed through (`PhysicsSetup`, the study's ``inference.family_discrepancy_scale``); the centring is left
-    to `fit_physics`, which decides it from the data it fits."""
+    passed through (`PhysicsSetup`, the study's ``inference.family_discrepancy_scale``), ``emulator_length``
+    (the study's ``inference.emulator_error_length``) gives the correlated emulator error over ``data``'s
+    tests (`emulator_spec`); the centring is left to `fit_physics`, which decides it from the data it fits."""
     import jax
 
     mean, sd = prior_moments_u(list(priors), decoder.to_unconstrained, seed=seed)
@@ -141,7 +148,41 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
         sub = informed_subspace(decoder.jax_apply, decoder.parameter_names, u, data.conditions,
                                 np.isfinite(data.observables), has_outcome, anchor=mean, max_dim=max_dim)
         direction = runaway_direction(decoder.jax_apply, sub, data.conditions)
-    return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction), family_discrepancy, bounds)
+    emulator = None if emulator_length is None else emulator_spec(data, decoder.layout, emulator_length)
+    return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction), family_discrepancy, bounds, emulator=emulator)
+
+
+def emulator_spec(data: CalibrationData, layout, length: float) -> dict:
+    """The shared emulator error's setup (`risk.bayes.model.build_hierarchical_model`, ``emulator_groups``): the
+    tests (ids, families, conditions [SI]) and their ``group`` (`emulator_groups`), the decoder's z-scoring of the
+    conditions (``loc``, ``scale``), the distance ``length`` [z-scored condition units] within which a family's tests
+    share one error, and ``emulated``: per observable 1 where some test has an exact value (the others carry none)."""
+    loc, scale = np.asarray(layout.condition_loc, float), np.asarray(layout.condition_scale, float)
+    obs = np.asarray(data.observables, float)
+    exact = np.isfinite(obs) & (censor_sign(data.censored, obs.shape) == 0)
+    groups = emulator_groups((np.asarray(data.conditions, float) - loc) / scale, data.family, length)
+    return {"length": float(length), "loc": loc.tolist(), "scale": scale.tolist(),
+            "test": [str(t) for t in data.test], "family": [str(f) for f in data.family],
+            "conditions": np.asarray(data.conditions, float).tolist(), "group": groups.tolist(),
+            "emulated": exact.any(axis=0).astype(float).tolist()}
+
+
+def emulator_groups(z: np.ndarray, families: Sequence[str], length: float) -> np.ndarray:
+    """``(n,)`` 0-based group of each test: within a cell family, tests whose z-scored conditions ``z`` ``(n, n_cond)``
+    are linked by steps shorter than ``length`` (single linkage) share one emulator error; across families never
+    (their cells sit elsewhere in ``u``). On the databank, 0.5 groups the 90 tests as cell type × SOC × trigger
+    (18 groups; the heaters' power and duration vary within 0.3)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    families = np.asarray(families, str)
+    out, n_groups = np.empty(len(families), int), 0
+    for f in dict.fromkeys(families):
+        rows = np.flatnonzero(families == f)
+        lab = (fcluster(linkage(z[rows], "single"), t=length, criterion="distance") - 1 if rows.size > 1
+               else np.zeros(1, int))
+        out[rows] = n_groups + lab
+        n_groups += int(lab.max()) + 1
+    return out
 
 
 def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup, *, weighted: bool = False):
@@ -154,7 +195,17 @@ def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup, *, 
                                     covariate_direction=(setup.covariate or {}).get("direction"),
                                     family_discrepancy_scale=setup.family_discrepancy,
                                     design_bounds=setup.design_bounds, centred_families=setup.centred,
-                                    weighted=weighted)
+                                    emulator_groups=_training_groups(setup, data), weighted=weighted)
+
+
+def _training_groups(setup: PhysicsSetup, data: CalibrationData) -> np.ndarray | None:
+    """The emulator-error groups of ``data``'s tests (None without ``setup.emulator``); the setup must have been
+    made for these tests."""
+    if setup.emulator is None:
+        return None
+    if list(setup.emulator["test"]) != [str(t) for t in data.test]:
+        raise ValueError("the setup's emulator error was made for other tests than the data's")
+    return np.asarray(setup.emulator["group"], int)
 
 
 #: a direction's family locations are sampled centred when mean-field ADVI puts the sd of their non-centred
@@ -332,10 +383,7 @@ def predict_levels_given_observables(tree: xr.DataTree, apply_fn, families: Sequ
     c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
     out = apply_fn(u, c)
     mean, log_scale, g = (np.asarray(out[k], float) for k in ("mean", "log_scale", "logit_runaway"))
-    delta = _draws(post, "discrepancy")[keep] if "discrepancy" in post else np.zeros((keep.size, mean.shape[-1]))
-    if "family_offset" in post:
-        mean = mean + _family_offsets(post, keep, families, rng)[:, :, None, :]
-    sd = np.sqrt(np.exp(2 * log_scale) + delta[:, None, None, :] ** 2)
+    mean, sd = _predictive_normal(tree, post, keep, families, conditions, mean, log_scale, rng)
     y = np.asarray(observables, float)[None, :, None, :]
     z = (np.nan_to_num(y) - mean) / sd
     sign = censor_sign(censored, np.shape(observables))[None, :, None, :]
@@ -387,12 +435,63 @@ def predict_observables(tree: xr.DataTree, observable_fn, families: Sequence[str
     u, keep, post = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws)
     c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
     mean, log_scale = (np.asarray(x, float) for x in observable_fn(u, c))  # (S, n, cells, n_obs)
+    mean, sd = _predictive_normal(tree, post, keep, families, conditions, mean, log_scale, rng)
+    y = mean + sd * rng.standard_normal(mean.shape)
+    return np.moveaxis(y, 2, 1).reshape(-1, conditions.shape[0], mean.shape[-1])
+
+
+def _predictive_normal(tree: xr.DataTree, post: xr.Dataset, keep: np.ndarray, families: Sequence[str],
+                       conditions: np.ndarray, mean: np.ndarray, log_scale: np.ndarray,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd of a new test's normalised observables given its cell: the decoder's ``mean`` and ``log_scale``
+    ``(S, n, cells, n_obs)`` plus the family offset (`_family_offsets`), the emulator error where the model has it
+    (`_emulator_errors`: then the decoder's scale is carried by that error, not by the sd) and the discrepancy δ —
+    the calibration likelihood of `risk.bayes.model.build_hierarchical_model`. Returns two ``(S, n, cells, n_obs)``."""
     delta = _draws(post, "discrepancy")[keep] if "discrepancy" in post else np.zeros((keep.size, mean.shape[-1]))
     if "family_offset" in post:
         mean = mean + _family_offsets(post, keep, families, rng)[:, :, None, :]
-    sd = np.sqrt(np.exp(2 * log_scale) + delta[:, None, None, :] ** 2)
-    y = mean + sd * rng.standard_normal(mean.shape)
-    return np.moveaxis(y, 2, 1).reshape(-1, conditions.shape[0], mean.shape[-1])
+    var = np.exp(2 * log_scale)
+    em = _emulator_errors(tree, post, keep, families, conditions, rng)
+    if em is not None:
+        e, share = em
+        mean = mean + np.exp(log_scale) * e[:, :, None, :]
+        var = var * (1.0 - share[:, None, None, :])
+    return mean, np.sqrt(var + delta[:, None, None, :] ** 2)
+
+
+def _emulator_errors(tree: xr.DataTree, post: xr.Dataset, keep: np.ndarray, families: Sequence[str],
+                     conditions: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """Draws of the shared emulator error ``√ρ e`` ``(S, n, n_obs)`` [decoder scales] at new tests, one per retained
+    posterior draw, and the share ``ρ`` of the decoder's variance it carries ``(S, n_obs)`` (0 on observables without
+    it); None when the model has none.
+
+    A new test within the spec's ``length`` of a fitted test of its family (the nearest one) shares that test's
+    group's posterior error: a new replicate of a tested condition inherits what its replicates showed. Any other
+    test — an untested condition, a family without fitted tests — gets a fresh ``Normal(0, 1)`` error per draw,
+    shared by the new tests that fall within ``length`` of one another (`emulator_groups`)."""
+    if "emulator_error" not in post or "emulator_error" not in tree.attrs:
+        return None
+    spec = json.loads(tree.attrs["emulator_error"])
+    emulated = np.asarray(spec["emulated"], float)
+    g = _draws(post, "emulator_error")[keep]  # (S, G, o)
+    loc, scale = np.asarray(spec["loc"], float), np.asarray(spec["scale"], float)
+    row = {t: i for i, t in enumerate(spec["test"])}
+    fitted = np.array([row[str(t)] for t in post["test"].values], int)  # tests the fit saw (kept in the tree)
+    fit_fam = np.asarray(spec["family"], str)[fitted]
+    fit_z = (np.asarray(spec["conditions"], float)[fitted] - loc) / scale
+    fit_group = np.asarray(spec["group"], int)[fitted]
+    families = np.asarray(families, str)
+    z = (np.asarray(conditions, float) - loc) / scale
+    new_group = emulator_groups(z, families, spec["length"])
+    fresh = {k: rng.standard_normal((keep.size, g.shape[-1])) for k in np.unique(new_group)}
+    out = np.empty((keep.size, len(families), g.shape[-1]))
+    for i, f in enumerate(families):
+        same = np.flatnonzero(fit_fam == f)
+        d = np.linalg.norm(fit_z[same] - z[i], axis=1) if same.size else np.empty(0)
+        out[:, i] = g[:, fit_group[same[np.argmin(d)]]] if d.size and d.min() <= spec["length"] else \
+            fresh[new_group[i]]
+    share = _draws(post, "emulator_share")[keep] if "emulator_share" in post else np.ones(keep.size)
+    return np.sqrt(share)[:, None, None] * out * emulated, share[:, None] * emulated
 
 
 def _family_offsets(post: xr.Dataset, keep: np.ndarray, families: Sequence[str],
@@ -445,7 +544,11 @@ def sample_tests(tree: xr.DataTree, apply_fn, family: str, conditions: np.ndarra
     delta = _draws(post, "discrepancy")[keep][d] if "discrepancy" in post else np.zeros_like(mean)
     if "family_offset" in post:
         mean = mean + _family_offsets(post, keep, [family], rng)[d, 0]
-    y = mean + np.sqrt(np.exp(2 * log_scale) + delta ** 2) * rng.standard_normal(mean.shape)
+    var = np.exp(2 * log_scale)
+    em = _emulator_errors(tree, post, keep, [family], conditions, rng)
+    if em is not None:  # one error per posterior draw at these conditions (as `_predictive_normal`)
+        mean, var = mean + np.exp(log_scale) * em[0][d, 0], var * (1.0 - em[1][d])
+    y = mean + np.sqrt(var + delta ** 2) * rng.standard_normal(mean.shape)
     scale = _draws(post, "link_scale")[keep][d] if "link_scale" in post else np.ones(n)
     eta = scale * np.asarray(out["logit_runaway"], float)
     if "cutpoints" in post:

@@ -85,7 +85,7 @@ def group_normal_intervals(train: pd.DataFrame, test: pd.DataFrame, value: str =
 def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None, seed: int, draws: int, tune: int,
                        chains: int = 4, target_accept: float = 0.9, max_dim: int = 3, quick: bool = False,
                        n_replicate_folds: int = 3, workers: int = 1, family_discrepancy: float | None = None,
-                       centred: tuple[bool, ...] | None = None) -> dict | None:
+                       centred: tuple[bool, ...] | None = None, emulator_length: float | None = None) -> dict | None:
     """The ``"heat"`` entry of ``crossval.json`` (module doc); None when the decoder has no heat observable.
 
     Parameters
@@ -129,7 +129,7 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
                        "trigger": trigger, "heat_kj": heat_kj, "tr": tr, "rupture": rupture})
     df["soc_trigger"] = df["soc"].astype(str) + " " + df["trigger"]
     setup = fold_setup(physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim,
-                                     family_discrepancy=family_discrepancy), centred)
+                                     family_discrepancy=family_discrepancy, emulator_length=emulator_length), centred)
     apply = jax.jit(decoder.jax_apply)
 
     def observable_fn(u, c):

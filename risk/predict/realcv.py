@@ -312,7 +312,8 @@ def _worst(per_fold: list[dict]) -> dict:
 def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None, seed: int, draws: int = 500,
                         tune: int = 500, chains: int = 4, target_accept: float = 0.9, max_dim: int = 3,
                         quick: bool = False, n_replicate_folds: int = 3, workers: int = 1,
-                        family_discrepancy: float | None = None, centred: tuple[bool, ...] | None = None) -> dict:
+                        family_discrepancy: float | None = None, centred: tuple[bool, ...] | None = None,
+                        emulator_length: float | None = None) -> dict:
     """Grouped CV of the physics model, the metadata regression and the family-frequency baseline.
 
     Parameters
@@ -330,6 +331,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
         grouped folds, without the ablation.
     family_discrepancy : the study's ``inference.family_discrepancy_scale`` (`risk.bayes.physics.PhysicsSetup`).
     centred : the calibrated posterior's centring of the family locations (`fold_setup`), or None.
+    emulator_length : the study's ``inference.emulator_error_length`` (`risk.bayes.physics.emulator_spec`).
     """
     from risk.bayes.physics import physics_setup
 
@@ -340,7 +342,8 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
         heat = crossvalidate_heat(decoder, data, priors, decoder_dir=decoder_dir, table=table if calorimetry else None,
                                   seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
                                   max_dim=max_dim, quick=quick, n_replicate_folds=n_replicate_folds, workers=workers,
-                                  family_discrepancy=family_discrepancy, centred=centred)
+                                  family_discrepancy=family_discrepancy, centred=centred,
+                                  emulator_length=emulator_length)
         out = {"quick": bool(quick)} if heat is None else {"quick": bool(quick), "heat": heat}
         if calorimetry and not quick:  # the metadata heat/bottom-rupture model's own CV, as a baseline
             out["metadata_only"] = crossvalidate_real(table, seed=seed, draws=draws, tune=tune)
@@ -361,7 +364,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     # several families, so each fold extrapolates in SOC; one fold per level (11 here) would cost 11 fits
     df["soc_band"] = np.digitize(df["soc"], [0.3 + 1e-9, 0.7 + 1e-9])
     setup = fold_setup(physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim,
-                                     family_discrepancy=family_discrepancy), centred)
+                                     family_discrepancy=family_discrepancy, emulator_length=emulator_length), centred)
     import jax
 
     apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])

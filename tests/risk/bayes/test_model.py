@@ -244,3 +244,43 @@ def test_pymc_jax_graphs_are_jitted_only_inside_the_context():
     with pytest.raises(RuntimeError), jitted_pymc_graphs():
         raise RuntimeError("sampling failed")
     assert pmjax.get_jaxified_graph is original
+
+
+def test_emulator_error_is_the_decoders_scale_shared_by_a_group():
+    """With ``emulator_groups`` an exact observable is ``Normal(mean + s √ρ e_g(i)j, sqrt((1 − ρ) s² + δ_j²))`` (s the
+    surrogate's scale, ρ = ``emulator_share``): its likelihood term checked against scipy at one point; an observable
+    known only by bounds carries no error."""
+    from scipy import stats
+
+    from risk.bayes.physics import emulator_groups
+
+    data, _ = _data()
+    groups = emulator_groups(np.round(data.conditions * 3) / 3, data.family, 0.1)  # thirds of c, per family
+    assert 2 < groups.max() + 1 < len(groups)
+    sign = np.zeros(data.observables.shape, np.int8)
+    sign[:, 2] = np.where(np.arange(len(sign)) % 2, 1, -1)  # observable 2: signs only
+    kw = dict(parameter_names=["k1", "k2"], prior_mean=np.zeros(2), prior_sd=np.ones(2), censored=sign)
+    model = build_hierarchical_model(data, linear_surrogate, emulator_groups=groups, **kw)
+    rng = np.random.default_rng(4)
+    point = model.initial_point()
+    point["z_test"] = rng.standard_normal(point["z_test"].shape)
+    point["emulator_error"] = rng.standard_normal(point["emulator_error"].shape)
+    point["emulator_share_logodds__"] = np.array(0.4)
+    rho = 1 / (1 + np.exp(-0.4))
+    tau, cell_sd = np.exp(point["tau_family_log__"]), np.exp(point["cell_sd_log__"])
+    u = (point["a_pop"] + tau * point["z_family"])[data.family_index] + cell_sd * point["z_test"]
+    e = point["emulator_error"][groups] * [1.0, 1.0, 0.0]
+    mean = u @ A.T + 0.5 * data.conditions[:, :1] + NOISE * np.sqrt(rho) * e
+    delta = np.exp(point["discrepancy_log__"])
+    y = data.observables
+    ok = np.isfinite(y) & (sign == 0)
+    expected = stats.norm.logpdf(y, mean, np.sqrt((1 - rho) * NOISE**2 + delta**2))[ok].sum()
+    got = model.compile_logp(vars=[model["observables"]])(point)
+    np.testing.assert_allclose(got, expected, rtol=1e-8)
+    bound = (sign != 0) & np.isfinite(y)  # the signs-only observable: the full scale, no group error
+    expected_bound = stats.norm.logsf(sign * (y - mean), 0, np.sqrt(NOISE**2 + delta**2))[bound].sum()
+    [censored_term] = model.replace_rvs_by_values([model["observables_censored"]])
+    got_bound = model.compile_fn(censored_term, inputs=model.value_vars, on_unused_input="ignore")(point)
+    np.testing.assert_allclose(got_bound, expected_bound, rtol=1e-8)
+    with pytest.raises(ValueError, match="emulator_groups"):
+        build_hierarchical_model(data, linear_surrogate, emulator_groups=groups[:-1], **kw)

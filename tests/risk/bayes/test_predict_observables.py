@@ -100,3 +100,36 @@ def test_family_discrepancy_carries_design_offsets_to_an_unseen_family():
     # a known family's offset is its posterior one: its tests are centred on it, not on the simulator
     known = predict_observables(tree, _observable_fn, ["f3"], np.zeros((1, 1)), seed=7)[:, 0].mean(axis=0)
     np.testing.assert_allclose(known, locs["f3"] @ A.T + offsets["f3"], atol=0.35)
+
+
+def test_a_new_replicate_of_a_tested_condition_inherits_its_emulator_error():
+    """A new test of a family within ``length`` of a fitted test shares that test's group's posterior error (scaled by
+    √ρ, the share of the decoder's variance it carries); an untested condition, or a family without fitted tests,
+    gets a fresh standard normal error; a test the fit did not see (dropped from the posterior's ``test`` coord)
+    informs nothing."""
+    import json
+
+    import xarray as xr
+
+    from risk.bayes.physics import _emulator_errors, emulator_groups
+
+    cond = np.array([[0.0], [0.1], [0.0], [3.0]])
+    groups = emulator_groups(cond, ["a", "a", "b", "a"], 0.5)
+    assert groups.tolist() == [0, 0, 2, 1]  # numbered family by family
+    spec = {"length": 0.5, "loc": [0.0], "scale": [1.0], "test": ["t0", "t1", "t2", "t3"],
+            "family": ["a", "a", "b", "a"], "conditions": cond.tolist(), "group": groups.tolist(), "emulated": [1.0, 0.0]}
+    S = 400
+    err = np.zeros((1, S, 3, 2))
+    err[..., 0, 0], err[..., 1, 0], err[..., 2, 0], err[..., 1] = 1.5, -2.0, 0.7, 5.0  # a at c ≈ 0, a at 3 (unseen), b
+    post = xr.Dataset({"emulator_error": (("chain", "draw", "emulator_group", "observable"), err),
+                       "emulator_share": (("chain", "draw"), np.full((1, S), 0.64))},
+                      coords={"test": ["t0", "t1", "t2"]})  # t3 held out: not in the posterior's tests
+    tree = xr.DataTree.from_dict({"posterior": post})
+    tree.attrs["emulator_error"] = json.dumps(spec)
+    e, share = _emulator_errors(tree, post, np.arange(S), ["a", "a", "new"], np.array([[0.05], [3.0], [0.0]]),
+                                np.random.default_rng(0))
+    assert e.shape == (S, 3, 2) and np.allclose(share, [0.64, 0.0])
+    assert np.all(e[..., 1] == 0)  # an observable that carries no emulator error (no exact value) gets none
+    np.testing.assert_allclose(e[:, 0, 0], 0.8 * 1.5)  # at the tested condition: that condition's error, × √ρ
+    for i in (1, 2):  # far from family a's fitted tests (t3 unseen), and an unseen family: √ρ N(0, 1)
+        assert abs(e[:, i, 0].mean()) < 0.15 and 0.7 < e[:, i, 0].std() < 0.9, (i, e[:, i, 0].mean(), e[:, i, 0].std())
