@@ -267,6 +267,53 @@ def design_penalty(u, bounds: tuple[np.ndarray, np.ndarray], wall: float = DESIG
     excess = xp.maximum(u - hi, 0.0) + xp.maximum(lo - u, 0.0)
     return -0.5 * ((excess / wall) ** 2).sum(axis=-1)
 
+def _emulator_marginal(mean, scale, delta, y: np.ndarray, exact: np.ndarray, entries: tuple[np.ndarray, ...],
+                       groups: np.ndarray, n_obs: int, batch: tuple[int, ...], rho, weight, dims):
+    """Mean and sd of every observed entry with the shared emulator error ``√ρ s e_g`` integrated out.
+
+    ``mean``, ``scale`` (the decoder's ``exp(log_scale)``), ``delta`` are ``(m,)`` tensors over the observed entries
+    ``entries = (fold, test, observable)`` (each ``(m,)``), ``y (m,)`` their values, ``exact (m,)`` bool; ``groups
+    (n_tests,)`` int; ``rho`` the share, a scalar or ``(m,)``; ``weight (m,)`` or None.
+
+    Within a group and observable the exact values are jointly normal with covariance ``D + a aᵀ``, ``a = √ρ s``,
+    ``D = diag((1 − ρ) s² + δ²)``. That density is written as the chain of its one-dimensional conditionals in entry
+    order: entry k given the group's earlier entries ``i < k`` is ``Normal(mean_k + a_k m_k, sqrt(D_k + a_k²/P_k))``
+    with ``P_k = 1 + Σ a_i²/D_i`` and ``P_k m_k = Σ a_i r_i/D_i`` (``r = y − mean``), the posterior of ``e`` from
+    them (Bishop, *PRML*, 2006, §2.3.3). Their product is the exact joint density, without ``e`` as a free
+    variable: the free ``e`` per group sat on a ridge with the family offsets and needed target_accept 0.99 and
+    ~270 leapfrog steps per draw on the databank. Weights enter each sum and each term (0/1 weights: the joint
+    density of the weight-1 entries). A bound (censored entry) is conditioned on all the group's exact values.
+    Also records ``emulator_error_mean`` and ``emulator_error_sd (emulator_group, observable)``: ``e_g``'s posterior
+    given the other variables (the Rao–Blackwellised draw of `risk.bayes.physics._emulator_errors`).
+    """
+    ent_f, ent_t, ent_j = entries
+    n_grp = int(groups.max()) + 1
+    emulated = np.zeros(n_obs, bool)
+    emulated[ent_j[exact]] = True  # observables with an exact value somewhere carry the shared error
+    em = emulated[ent_j]
+    key = (ent_f * n_grp + groups[ent_t]) * n_obs + ent_j  # (fold, group, observable) of each entry
+    informs = exact & em
+    same = (key[:, None] == key[None, :]) & informs[None, :] & em[:, None]
+    earlier = np.arange(key.size)[None, :] < np.arange(key.size)[:, None]
+    cond = (same & np.where(exact[:, None], earlier, True)).astype(float)  # (m, m): entries each one is conditioned on
+    shared = rho * em
+    a = pt.sqrt(rho) * scale * em  # not sqrt(shared): its gradient at 0 is NaN
+    dvar = (1.0 - shared) * scale ** 2 + delta ** 2
+    w = 1.0 if weight is None else weight
+    v_prec, v_mean = w * a ** 2 / dvar, w * a * (y - mean) / dvar
+    prec = 1.0 + pt.dot(cond, v_prec)
+    mean = mean + a * pt.dot(cond, v_mean) / prec
+    sd = pt.sqrt(dvar + a ** 2 / prec)
+    n_key = (batch[0] if batch else 1) * n_grp * n_obs
+    member = np.zeros((n_key, key.size))
+    member[key[informs], np.flatnonzero(informs)] = 1.0
+    shape = (*batch, n_grp, n_obs)
+    g_prec = pt.reshape(1.0 + pt.dot(member, v_prec), shape)
+    pm.Deterministic("emulator_error_mean", pt.reshape(pt.dot(member, v_mean), shape) / g_prec,
+                     dims=dims("emulator_group", "observable"))
+    pm.Deterministic("emulator_error_sd", 1.0 / pt.sqrt(g_prec), dims=dims("emulator_group", "observable"))
+    return mean, sd
+
 
 def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, parameter_names: Sequence[str],
                              prior_mean: np.ndarray, prior_sd: np.ndarray, basis: np.ndarray | None = None,
@@ -351,11 +398,13 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         for replicates of one cell type under one condition, not noise drawn anew per test (code uncertainty,
         Kennedy & O'Hagan, JRSS B 63 (2001) 425, §2.2; Conti & O'Hagan, J. Stat. Plan. Inference 140 (2010) 640).
         With it, observables with an exact value somewhere follow
-        ``y_ij ~ Normal(mean_ij + b_fj + exp(log_scale_ij) e_g(i)j, δ_j)``, ``e ~ Normal(0, 1)`` per group and
-        observable (``emulator_error (emulator_group, observable)``): a condition's replicates tell where the
-        simulator sits there, and a new test at a tested condition inherits that
-        (`risk.bayes.physics.predict_observables`). None: the decoder's scale is independent per test
-        (``sd = sqrt(exp(2 log_scale) + δ²)``).
+        ``y_ij ~ Normal(mean_ij + b_fj + √ρ exp(log_scale_ij) e_g(i)j, sqrt((1 − ρ) exp(2 log_scale_ij) + δ_j²))``,
+        ``e_gj ~ Normal(0, 1)`` per group and observable, ``ρ = emulator_share ~ Beta(2, 2)`` the share of the decoder's
+        variance that is shared. ``e`` is integrated out analytically (`_emulator_marginal`: a group's values are
+        jointly normal); its conditional posterior is recorded as ``emulator_error_mean`` and ``emulator_error_sd``
+        ``(emulator_group, observable)``. A condition's replicates tell where the simulator sits there, and a new
+        test at a tested condition inherits that (`risk.bayes.physics.predict_observables`). None: the decoder's scale
+        is independent per test (``sd = sqrt(exp(2 log_scale) + δ²)``).
     train_mask : ``(n_folds, n_tests)`` bool: fit ``n_folds`` independent copies in one model, copy k
         seeing only the tests where ``train_mask[k]`` (cross-validation in one JAX compilation); every
         variable then leads with a ``fold`` dim.
@@ -374,7 +423,8 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
     ``family_discrepancy (observable)``, ``family_discrepancy_mean (observable)`` and
     ``z_family_discrepancy (family, observable)`` with the
     deterministic ``family_offset (family, observable)`` (with ``family_discrepancy_scale``),
-    ``emulator_error (emulator_group, observable)`` (with ``emulator_groups``),
+    ``emulator_share`` with the deterministics ``emulator_error_mean``, ``emulator_error_sd (emulator_group,
+    observable)`` (with ``emulator_groups``),
     ``family_slope`` (scalar) with its image ``family_slope_u (parameter)`` = β W d in ``u`` (with a covariate);
     deterministics in ``u``: ``mu_pop (parameter)``, ``mu_family (family, parameter)``,
     ``u_test (test, parameter)``, ``cell_chol (parameter, direction)`` = basis · diag(cell_sd),
@@ -491,25 +541,18 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                                      dims=dims("family", "observable"))
                 n_fam = len(data.families)
                 mean = mean + b.flatten()[(ent_f * n_fam + fam[ent_t]) * n_obs + ent_j]
-            emulated = np.zeros(n_obs)
-            emulated[ent_j[exact]] = 1.0  # observables with an exact value somewhere carry the correlated error
-            if emulator_groups is not None:
+            y = obs[ent_t, ent_j]
+            if emulator_groups is None:
+                sd_obs = pt.sqrt(pt.exp(2.0 * log_scale) + d ** 2)
+            else:  # the group error integrated out (docstring): each entry's normal given the group's earlier entries
                 grp = np.asarray(emulator_groups, dtype=int)
                 if grp.shape != (n,):
                     raise ValueError(f"emulator_groups has shape {grp.shape}, expected ({n},)")
-                n_grp = int(grp.max()) + 1
-                # centred: a condition's replicates pin its error (non-centred through a correlation matrix took
-                # ~600 leapfrog steps per draw on the databank against ~60; measured)
-                e = pm.Normal("emulator_error", 0.0, 1.0, dims=dims("emulator_group", "observable"))
-                e = e * emulated  # observables without an exact value carry none (their z are prior draws)
                 rho = pm.Beta("emulator_share", 2.0, 2.0, dims=dims() or None)
-                e = (pt.sqrt(rho)[..., None, None] if batch else pt.sqrt(rho)) * e
-                mean = mean + pt.exp(log_scale) * e.flatten()[(ent_f * n_grp + grp[ent_t]) * n_obs + ent_j]
-                shared = emulated[ent_j] * (rho.flatten()[ent_f] if batch else rho)  # the share carried by e
-            else:
-                shared = np.zeros(ent_j.size)
-            sd_obs = pt.sqrt((1.0 - shared) * pt.exp(2.0 * log_scale) + d ** 2)
-            y = obs[ent_t, ent_j]
+                mean, sd_obs = _emulator_marginal(mean, pt.exp(log_scale), d, y, exact, (ent_f, ent_t, ent_j), grp,
+                                                  n_obs, batch,
+                                                  rho.flatten()[ent_f] if batch else rho,
+                                                  None if w is None else w[ent_t], dims)
             if exact.any():
                 ex = np.flatnonzero(exact)
                 if w is None:

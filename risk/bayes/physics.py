@@ -468,12 +468,15 @@ def _emulator_errors(tree: xr.DataTree, post: xr.Dataset, keep: np.ndarray, fami
     A new test within the spec's ``length`` of a fitted test of its family (the nearest one) shares that test's
     group's posterior error: a new replicate of a tested condition inherits what its replicates showed. Any other
     test — an untested condition, a family without fitted tests — gets a fresh ``Normal(0, 1)`` error per draw,
-    shared by the new tests that fall within ``length`` of one another (`emulator_groups`)."""
-    if "emulator_error" not in post or "emulator_error" not in tree.attrs:
+    shared by the new tests that fall within ``length`` of one another (`emulator_groups`). A fitted group's error is
+    drawn from its conditional posterior given each draw's other variables (``emulator_error_mean``, ``_sd``: the
+    model integrates the error out, `risk.bayes.model._emulator_marginal`)."""
+    if "emulator_error_mean" not in post or "emulator_error" not in tree.attrs:
         return None
     spec = json.loads(tree.attrs["emulator_error"])
     emulated = np.asarray(spec["emulated"], float)
-    g = _draws(post, "emulator_error")[keep]  # (S, G, o)
+    g_mean = _draws(post, "emulator_error_mean")[keep]  # (S, G, o)
+    g = g_mean + _draws(post, "emulator_error_sd")[keep] * rng.standard_normal(g_mean.shape)
     loc, scale = np.asarray(spec["loc"], float), np.asarray(spec["scale"], float)
     row = {t: i for i, t in enumerate(spec["test"])}
     fitted = np.array([row[str(t)] for t in post["test"].values], int)  # tests the fit saw (kept in the tree)

@@ -246,10 +246,12 @@ def test_pymc_jax_graphs_are_jitted_only_inside_the_context():
     assert pmjax.get_jaxified_graph is original
 
 
-def test_emulator_error_is_the_decoders_scale_shared_by_a_group():
-    """With ``emulator_groups`` an exact observable is ``Normal(mean + s √ρ e_g(i)j, sqrt((1 − ρ) s² + δ_j²))`` (s the
-    surrogate's scale, ρ = ``emulator_share``): its likelihood term checked against scipy at one point; an observable
-    known only by bounds carries no error."""
+def test_emulator_error_is_the_decoders_scale_shared_by_a_group_and_integrated_out():
+    """With ``emulator_groups`` a group's exact values of an observable are jointly normal, covariance
+    ``D + a aᵀ`` with ``a = √ρ s`` and ``D = diag((1 − ρ) s² + δ²)`` (s the surrogate's scale, ρ = ``emulator_share``):
+    the model's log likelihood against scipy's multivariate normal group by group, with all weights and with some
+    tests weighted out; a bound is conditioned on its group's exact values; ``emulator_error_mean`` and ``_sd`` are the
+    posterior of the group's standard error; an observable known only by bounds carries no error."""
     from scipy import stats
 
     from risk.bayes.physics import emulator_groups
@@ -259,28 +261,58 @@ def test_emulator_error_is_the_decoders_scale_shared_by_a_group():
     assert 2 < groups.max() + 1 < len(groups)
     sign = np.zeros(data.observables.shape, np.int8)
     sign[:, 2] = np.where(np.arange(len(sign)) % 2, 1, -1)  # observable 2: signs only
+    bound = next(i for i in range(len(groups))
+                 if (groups == groups[i]).sum() > 2 and np.isfinite(data.observables[i, 1]))
+    sign[bound, 1] = 1  # one lower bound of an observable with exact values, in a group with exact siblings
     kw = dict(parameter_names=["k1", "k2"], prior_mean=np.zeros(2), prior_sd=np.ones(2), censored=sign)
     model = build_hierarchical_model(data, linear_surrogate, emulator_groups=groups, **kw)
     rng = np.random.default_rng(4)
     point = model.initial_point()
     point["z_test"] = rng.standard_normal(point["z_test"].shape)
-    point["emulator_error"] = rng.standard_normal(point["emulator_error"].shape)
     point["emulator_share_logodds__"] = np.array(0.4)
     rho = 1 / (1 + np.exp(-0.4))
     tau, cell_sd = np.exp(point["tau_family_log__"]), np.exp(point["cell_sd_log__"])
     u = (point["a_pop"] + tau * point["z_family"])[data.family_index] + cell_sd * point["z_test"]
-    e = point["emulator_error"][groups] * [1.0, 1.0, 0.0]
-    mean = u @ A.T + 0.5 * data.conditions[:, :1] + NOISE * np.sqrt(rho) * e
+    mean = u @ A.T + 0.5 * data.conditions[:, :1]
     delta = np.exp(point["discrepancy_log__"])
     y = data.observables
     ok = np.isfinite(y) & (sign == 0)
-    expected = stats.norm.logpdf(y, mean, np.sqrt((1 - rho) * NOISE**2 + delta**2))[ok].sum()
-    got = model.compile_logp(vars=[model["observables"]])(point)
-    np.testing.assert_allclose(got, expected, rtol=1e-8)
-    bound = (sign != 0) & np.isfinite(y)  # the signs-only observable: the full scale, no group error
-    expected_bound = stats.norm.logsf(sign * (y - mean), 0, np.sqrt(NOISE**2 + delta**2))[bound].sum()
+    a, dvar = np.sqrt(rho) * NOISE, (1 - rho) * NOISE**2 + delta**2
+
+    def expected(keep):  # joint log density of the kept tests' exact values, and e_g's posterior (mean, sd)
+        logp, post = 0.0, np.zeros((groups.max() + 1, 2, 2))
+        for g in range(groups.max() + 1):
+            for j in (0, 1):
+                idx = np.flatnonzero((groups == g) & ok[:, j] & keep)
+                cov = np.diag(np.full(idx.size, dvar[j])) + a**2
+                r = y[idx, j] - mean[idx, j]
+                logp += stats.multivariate_normal(np.zeros(idx.size), cov).logpdf(r) if idx.size else 0.0
+                inv = np.linalg.inv(cov) if idx.size else np.zeros((0, 0))
+                post[g, j] = a * inv.sum(0) @ r, np.sqrt(1 - a**2 * inv.sum())
+        return logp, post
+
+    logp, post = expected(np.ones(len(y), bool))
+    np.testing.assert_allclose(model.compile_logp(vars=[model["observables"]])(point), logp, rtol=1e-8)
+    outs = model.replace_rvs_by_values([model["emulator_error_mean"], model["emulator_error_sd"]])
+    got = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
+    np.testing.assert_allclose(got[0][:, :2], post[..., 0], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(got[1][:, :2], post[..., 1], rtol=1e-8)
+    np.testing.assert_allclose(got[1][:, 2], 1.0)  # the signs-only observable: no error, its prior
+    # the bound given its group's exact values; the signs-only observable at the full scale
+    m, sd = post[groups[bound], 1]
+    expected_bound = stats.norm.logsf(y[bound, 1], mean[bound, 1] + a * m, np.sqrt(dvar[1] + a**2 * sd**2))
+    signs_only = (sign[:, 2] != 0) & np.isfinite(y[:, 2])
+    expected_bound += stats.norm.logsf(sign[signs_only, 2] * (y[signs_only, 2] - mean[signs_only, 2]), 0,
+                                       np.sqrt(NOISE**2 + delta[2] ** 2)).sum()
     [censored_term] = model.replace_rvs_by_values([model["observables_censored"]])
     got_bound = model.compile_fn(censored_term, inputs=model.value_vars, on_unused_input="ignore")(point)
     np.testing.assert_allclose(got_bound, expected_bound, rtol=1e-8)
+    # weights 0/1 (cross-validation folds): the joint density of the weight-1 tests
+    weighted = build_hierarchical_model(data, linear_surrogate, emulator_groups=groups, weighted=True, **kw)
+    keep = np.arange(len(y)) % 3 != 1
+    weighted.set_data("test_weight", keep.astype(float))
+    [term] = weighted.replace_rvs_by_values([weighted["observables"]])
+    got_w = weighted.compile_fn(term, inputs=weighted.value_vars, on_unused_input="ignore")(point)
+    np.testing.assert_allclose(got_w, expected(keep)[0], rtol=1e-8)
     with pytest.raises(ValueError, match="emulator_groups"):
         build_hierarchical_model(data, linear_surrogate, emulator_groups=groups[:-1], **kw)
