@@ -155,7 +155,7 @@ def test_replicates_of_a_tested_condition_share_the_emulator_error():
     err = {(f, c): rng.standard_normal(3) for f in families for c in conds}
 
     def tests(f, c, n):
-        u = locs[f] + 0.1 * rng.standard_normal((n, 2))
+        u = locs[f] + 0.02 * rng.standard_normal((n, 2))  # nearly identical cells: the scatter is the noise
         return (u @ A.T + 0.5 * c + NOISE * np.sqrt(SHARE) * err[f, c]
                 + np.sqrt((1 - SHARE) * NOISE**2 + spread**2) * rng.standard_normal((n, 3)))
 
