@@ -103,12 +103,12 @@ class Reaction:
         k = self.rate_constant(T)
         c = np.asarray(state[self.reactant], dtype=float)
         if self.law == "order":
-            return k * np.clip(c, 0.0, None) ** self.m
+            return k * np.maximum(c, 0.0) ** self.m
         if self.law == "conversion":
-            a = np.clip(c, 0.0, 1.0)
+            a = np.minimum(np.maximum(c, 0.0), 1.0)
             return k * a * (1.0 - a)
         t = np.asarray(state[self.layer], dtype=float)
-        return k * np.clip(c, 0.0, None) * np.exp(-t / self.layer_ref)
+        return k * np.maximum(c, 0.0) * np.exp(-t / self.layer_ref)
 
     # -- exact step at constant temperature ---------------------------------------------------------
     def step(self, T: np.ndarray, state: dict, dt: float, rtol: float) -> dict[str, np.ndarray]:
@@ -116,15 +116,15 @@ class Reaction:
         k = self.rate_constant(T)
         c = np.asarray(state[self.reactant], dtype=float)
         if self.law == "order":
-            c = np.clip(c, 0.0, None)
+            c = np.maximum(c, 0.0)
             if self.m == 1.0:
                 return {self.reactant: c * np.exp(-k * dt)}
             # c^(1-m) = c0^(1-m) - (1-m) k dt   (m < 1: finite-time extinction → clip at 0)
             base = c ** (1.0 - self.m) - (1.0 - self.m) * k * dt
-            return {self.reactant: np.clip(base, 0.0, None) ** (1.0 / (1.0 - self.m))}
+            return {self.reactant: np.maximum(base, 0.0) ** (1.0 / (1.0 - self.m))}
         if self.law == "conversion":
             # logistic: α(t) = 1 / (1 + (1/α0 - 1) e^{-k t});  α0 = 0 stays 0, α0 = 1 stays 1
-            a = np.clip(c, 0.0, 1.0)
+            a = np.minimum(np.maximum(c, 0.0), 1.0)
             with np.errstate(divide="ignore", over="ignore"):
                 odds = np.where(a > 0, (1.0 - a) / np.where(a > 0, a, 1.0), np.inf)
                 new = np.where(a > 0, 1.0 / (1.0 + odds * np.exp(-k * dt)), 0.0)
@@ -135,33 +135,38 @@ class Reaction:
         r"""Exact solution of ċ = -k c e^{-t/τ}, ṫ = -ċ at constant k.
 
         With t = t0 + c0 - c:  ċ = -k' c e^{c/τ},  k' = k e^{-(t0+c0)/τ}, hence
-        :math:`E_1(c/τ) = E_1(c_0/τ) + k' Δt`; solved for x = c/τ in log space by safeguarded Newton.
+        :math:`E_1(c/τ) = E_1(c_0/τ) + k' Δt`; solved for s = ln(c/τ) by safeguarded Newton. ln E1(e^s) is
+        concave and decreasing, so Newton started right of the root converges to it monotonically. The root is
+        bracketed by the solution without layer growth (rate k e^{-t_0/τ}, the fastest: left of the root) and the
+        solution at the slowest rate the step can reach (the layer grown by that fastest consumption Δ₁: right of
+        the root); Newton starts at the right bound, which is within O(Δt²) of the root, and needs 2–3 iterations
+        (from s = ln(c_0/τ): ~8).
         """
         tau = self.layer_ref
-        c0 = np.clip(c0, 0.0, None)
+        c0 = np.maximum(c0, 0.0)
         shape = np.broadcast(k, c0, t0).shape
-        k, c0, t0 = (np.broadcast_to(v, shape).astype(float) for v in (k, c0, t0))
-        x0 = np.clip(c0 / tau, NUMERICS["x_min"], NUMERICS["x_max"])
+        k, c0, t0 = (v if np.shape(v) == shape else np.broadcast_to(v, shape) for v in (k, c0, t0))
+        x0 = np.minimum(np.maximum(c0 / tau, NUMERICS["x_min"]), NUMERICS["x_max"])
         # ln Y = ln(E1(x0) + k' dt), with ln k' = ln k - (t0 + c0)/τ
         with np.errstate(divide="ignore"):
             ln_kdt = np.log(k * dt) - (t0 + c0) / tau
         ln_y = np.logaddexp(np.log(special.exp1(x0)), ln_kdt)
-
-        def g(s):  # ln E1(e^s) - ln Y, decreasing in s
-            return np.log(special.exp1(np.exp(s))) - ln_y
-
         lo = np.full(shape, np.log(NUMERICS["x_min"]))
         hi = np.log(x0)
-        done_zero = g(lo) <= 0.0  # consumed to below x_min: c → 0
-        s = hi.copy()
+        done_zero = np.log(special.exp1(NUMERICS["x_min"])) <= ln_y  # consumed to below x_min: c → 0
+        kappa_dt = k * np.exp(-t0 / tau) * dt  # consumption exponent without layer growth
+        lo = np.minimum(np.maximum(hi - kappa_dt, lo), hi)
+        grown = c0 * -np.expm1(-kappa_dt)  # layer growth Δ₁ at that fastest consumption
+        s = np.minimum(np.maximum(hi - kappa_dt * np.exp(-grown / tau), lo), hi)
         for _ in range(NUMERICS["newton_max_iter"]):
-            gs = g(s)
             x = np.exp(s)
-            dg = -np.exp(-x) / special.exp1(x)  # d ln E1(e^s)/ds = -x e^{-x} / (x E1(x))
+            e1 = special.exp1(x)
+            gs = np.log(e1) - ln_y  # ln E1(e^s) - ln Y, decreasing in s
+            dg = -np.exp(-x) / e1  # d ln E1(e^s)/ds = -x e^{-x} / (x E1(x))
             hi = np.where(gs <= 0, s, hi)
             lo = np.where(gs > 0, s, lo)
             s_new = s - gs / dg
-            bad = ~np.isfinite(s_new) | (s_new <= lo) | (s_new >= hi)
+            bad = ~np.isfinite(s_new) | (s_new < lo) | (s_new > hi)
             s_new = np.where(bad, 0.5 * (lo + hi), s_new)
             conv = np.abs(s_new - s) < 0.1 * rtol
             s = s_new
@@ -224,7 +229,12 @@ class KineticSet:
 
     def clip(self, state: dict) -> dict[str, np.ndarray]:
         """States clipped to their physical range (``bounds``; default ``[0, inf)``)."""
-        return {k: np.clip(np.asarray(v, dtype=float), *self.bounds.get(k, (0.0, np.inf))) for k, v in state.items()}
+        # np.minimum/np.maximum: the same result as np.clip at a fifth of its call overhead (small ring arrays)
+        out = {}
+        for k, v in state.items():
+            low, high = self.bounds.get(k, (0.0, np.inf))
+            out[k] = np.minimum(np.maximum(np.asarray(v, dtype=float), low), high)
+        return out
 
     # -- rates -------------------------------------------------------------------------------------
     def rates(self, T: np.ndarray, state: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -267,7 +277,7 @@ class KineticSet:
             raise ValueError(f"dt must be >= 0, got {dt}")
         T = np.asarray(T, dtype=float)
         shape = np.broadcast_shapes(T.shape, *(np.shape(v) for v in state.values()))
-        old = self.clip({k: np.broadcast_to(v, shape) for k, v in state.items()})
+        old = self.clip({k: v if np.shape(v) == shape else np.broadcast_to(v, shape) for k, v in state.items()})
         new = dict(old)
         for r in self.reactions:
             new.update(r.step(T, new, dt, rtol))

@@ -108,3 +108,25 @@ def test_nmc_set_is_internally_consistent():
     r = {x.name: x for x in load("bilyaz2020").reactions}
     assert (r["cathode1"].H, r["cathode2"].H, r["electrolyte"].H) == (77e3, 84e3, 800e3)
     assert r["separator"].H < 0
+
+
+def test_sei_limited_step_solves_its_closed_form_in_every_regime():
+    """The anode step ċ = -k c e^{-t/τ}, ṫ = -ċ against an independent root find of its closed form
+    E1(c/τ) = E1(c0/τ) + k e^{-(t0+c0)/τ} Δt (brentq on c), from cold (kΔt ~ 1e-12) to burn-out (kΔt ~ 1e4)."""
+    from scipy import optimize, special
+
+    r = {x.name: x for x in load("hatchard2001").reactions}["anode"]
+    tau = r.layer_ref
+    rng = np.random.default_rng(3)
+    k = 10 ** rng.uniform(-12, 4, 300)
+    c0, t0 = rng.uniform(0.01, 0.8, 300), rng.uniform(0.0, 0.6, 300)
+    new = r._sei_limited_step(k, c0, t0, 1.0, 1e-4)
+    for i in range(300):
+        rhs = special.exp1(c0[i] / tau) + k[i] * np.exp(-(t0[i] + c0[i]) / tau)
+        if special.exp1(1e-14) <= rhs:  # consumed below the step's floor
+            assert new["c_neg"][i] == 0.0
+            continue
+        c = optimize.brentq(lambda c: np.log(special.exp1(c / tau)) - np.log(rhs), 1e-14 * tau, c0[i],
+                            xtol=1e-15, rtol=1e-13)
+        assert new["c_neg"][i] == pytest.approx(c, rel=1e-8, abs=1e-12), (k[i], c0[i], t0[i])
+        assert new["t_sei"][i] == pytest.approx(t0[i] + c0[i] - new["c_neg"][i], rel=1e-12)
