@@ -36,7 +36,7 @@ def simulate(ctx: RunContext) -> dict:
                                cluster=ctx.cluster or s.ensemble.cluster, workers=s.ensemble.workers,
                                threads_per_worker=s.ensemble.threads_per_worker, timeout=s.ensemble.timeout,
                                mpi_ranks=s.ensemble.mpi_ranks, retry_failed=ctx.force,
-                               attrs={"study_hash": s.hash},
+                               batch_size=s.ensemble.batch_size, attrs={"study_hash": s.hash},
                                progress=lambda done, total: bar.update(task, completed=done))
         except DesignMismatch as err:
             from risk.errors import InputError
@@ -295,7 +295,7 @@ def _simulation_rounds(ctx: RunContext, decoder, data, priors, tree, diag, *, se
             # a rerun of an interrupted round resumes its store; a store of another posterior is set aside
             res = run_ensemble(s.simulator.name, dict(s.simulator.options), plan, store, client=client,
                                timeout=s.ensemble.timeout, mpi_ranks=s.ensemble.mpi_ranks, retry_failed=True,
-                               attrs={"study_hash": s.hash, "round": r},
+                               batch_size=s.ensemble.batch_size, attrs={"study_hash": s.hash, "round": r},
                                progress=lambda done, total: bar.update(task, completed=done))
         n_ok = res.n_done_before + len(res.computed)
         return (open_ensemble(store).load() if n_ok else None), len(res.failed)

@@ -204,6 +204,9 @@ class Ensemble(_Section):
     threads_per_worker: Annotated[int, Field(gt=0)] = 1
     timeout: Annotated[float, Field(gt=0, description="seconds per simulation before it is recorded as failed")] = 600.0
     mpi_ranks: Annotated[int, Field(ge=1, description="MPI processes per simulation (mpiexec -n); workers × mpi_ranks ≤ cores")] = 1
+    batch_size: Annotated[int, Field(ge=1, le=4096, description=(
+        "simulations per worker task, run through the simulator's vectorised run_batch (abuse_fe.coupled: one ring "
+        "thermal model for the batch); the results do not depend on it"))] = 1
 
     @field_validator("condition_sets")
     @classmethod

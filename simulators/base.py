@@ -20,7 +20,7 @@ exception); the ensemble runner records them per sample and carries on.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -92,6 +92,28 @@ class Simulator(ABC):
 
         Raises `ValueError` naming unknown or missing parameters.
         """
+        ds = self._run(*self._checked(theta, condition))
+        ds.attrs.setdefault("simulator", self.name)
+        return ds
+
+    def run_batch(self, thetas: Sequence[Mapping[str, float]],
+                  conditions: Sequence[Mapping[str, float] | None]) -> list[xr.Dataset]:
+        """Run several simulations (``thetas[i]`` at ``conditions[i]``), checked as by `run`; one dataset each.
+
+        Simulators with a vectorised path override `_run_batch` (e.g. `abuse_fe.coupled`: one ring thermal model
+        for the whole batch); the results equal those of `run`, one by one.
+        """
+        if len(thetas) != len(conditions):
+            raise ValueError(f"{self.name}: {len(thetas)} parameter sets for {len(conditions)} conditions")
+        checked = [self._checked(t, c) for t, c in zip(thetas, conditions)]
+        out = self._run_batch([t for t, _ in checked], [c for _, c in checked])
+        for ds in out:
+            ds.attrs.setdefault("simulator", self.name)
+        return out
+
+    def _checked(self, theta: Mapping[str, float], condition: Mapping[str, float] | None):
+        """``(theta, condition)`` as float dicts, conditions completed by their defaults; `ValueError` naming
+        unknown or missing parameters and unknown conditions."""
         theta = dict(theta)
         unknown = set(theta) - set(self.parameter_names)
         missing = set(self.parameter_names) - set(theta)
@@ -104,9 +126,10 @@ class Simulator(ABC):
         if extra:
             raise ValueError(f"{self.name}: unknown conditions {sorted(extra)}; declared: {sorted(cond)}")
         cond.update(condition or {})
-        ds = self._run({k: float(v) for k, v in theta.items()}, {k: float(v) for k, v in cond.items()})
-        ds.attrs.setdefault("simulator", self.name)
-        return ds
+        return {k: float(v) for k, v in theta.items()}, {k: float(v) for k, v in cond.items()}
+
+    def _run_batch(self, thetas: list[dict[str, float]], conditions: list[dict[str, float]]) -> list[xr.Dataset]:
+        return [self._run(t, c) for t, c in zip(thetas, conditions)]
 
     @abstractmethod
     def _run(self, theta: dict[str, float], condition: dict[str, float]) -> xr.Dataset: ...

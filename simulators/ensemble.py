@@ -12,7 +12,9 @@ Runner
     `run_ensemble(...)` submits every not-yet-finished sample to a Dask cluster (a `LocalCluster` by
     default, or an existing scheduler address) and appends finished simulations to the store as they
     arrive, batched into one append per ``commit_interval`` seconds (single writer: the client). Failures (exceptions, NaN outcomes, time-outs) are lines
-    in ``failures.jsonl`` with parameters, error, traceback and time, and the run carries on.
+    in ``failures.jsonl`` with parameters, error, traceback and time, and the run carries on. With
+    ``batch_size > 1`` a worker task runs a chunk of samples through the simulator's `run_batch` (`run_chunk`:
+    one vectorised call where the simulator has one; a chunk that fails is rerun sample by sample).
 
 Crash safety
     After each append the store's ``n_committed`` attribute is updated (a kill loses at most the
@@ -167,6 +169,45 @@ def run_one(simulator: str, options: dict, theta: dict, condition: dict, timeout
     if bad:
         return {"ok": False, "error": f"NaN output: {', '.join(bad)}", "traceback": "", "wall_time": wall}
     return {"ok": True, "dataset": ds, "wall_time": wall}
+
+
+def run_chunk(simulator: str, options: dict, samples: list[tuple[int, dict, dict]], timeout: float,
+              mpi_ranks: int = 1) -> list[tuple[int, dict]]:
+    """Run the samples ``[(index, theta, condition), ...]`` on a worker with the simulator's `run_batch` (one
+    vectorised call where the simulator has one) and return ``[(index, result of run_one's form), ...]``.
+
+    Time-out: ``timeout`` × the number of samples for the whole chunk, every sample recorded as failed when it
+    passes. A chunk that raises is rerun sample by sample with `run_one`, so the failing sample is recorded alone
+    and the others are kept. Each sample's ``wall_time`` is its share of the chunk's. One sample or MPI: `run_one`.
+    """
+    if len(samples) == 1 or mpi_ranks > 1:
+        return [(i, run_one(simulator, options, theta, cond, timeout, mpi_ranks)) for i, theta, cond in samples]
+    t0 = time.perf_counter()
+    box: dict = {}
+
+    def target():
+        try:
+            out = load(simulator)(**options).run_batch([s[1] for s in samples], [s[2] for s in samples])
+            box["ds"] = [ds.load() for ds in out]
+        except BaseException as err:  # noqa: BLE001 — rerun one by one below
+            box["err"] = err
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(timeout * len(samples))
+    wall = (time.perf_counter() - t0) / len(samples)
+    if th.is_alive():
+        return [(i, {"ok": False, "error": f"SimulationTimeout: no result after {timeout * len(samples):g} s for a "
+                                          f"batch of {len(samples)}", "traceback": "", "wall_time": wall})
+                for i, _, _ in samples]
+    if "err" in box:
+        return [(i, run_one(simulator, options, theta, cond, timeout)) for i, theta, cond in samples]
+    results = []
+    for (i, _, _), ds in zip(samples, box["ds"]):
+        bad = _invalid_outputs(ds)
+        results.append((i, {"ok": False, "error": f"NaN output: {', '.join(bad)}", "traceback": "", "wall_time": wall}
+                        if bad else {"ok": True, "dataset": ds, "wall_time": wall}))
+    return results
 
 
 REQUIRED_FINITE = ("temperature_peak", "heat_released_total")
@@ -362,7 +403,7 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
                  cluster: str = "local", workers: int = 2, threads_per_worker: int = 1,
                  timeout: float = 600.0, mpi_ranks: int = 1, retry_failed: bool = False, attrs: dict | None = None,
                  progress: Callable[[int, int], None] | None = None, client=None,
-                 commit_interval: float = 2.0) -> EnsembleResult:
+                 commit_interval: float = 2.0, batch_size: int = 1) -> EnsembleResult:
     """Run every unfinished sample of ``plan`` and append each result to ``store`` as it finishes.
 
     Parameters
@@ -380,6 +421,8 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
         together (one Zarr append costs ~0.2 s, so per-sample commits of sub-second simulations
         would keep a core busy). A SIGKILL loses at most this much finished work; Ctrl-C and
         errors lose nothing. 0 commits every sample.
+    batch_size : samples per worker task (`run_chunk`: the simulator's vectorised `run_batch`); 1 submits them one
+        by one. Results are the same; a chunk's samples are committed when the chunk finishes.
     """
     from distributed import Client, as_completed
 
@@ -440,32 +483,38 @@ def run_ensemble(simulator: str, options: dict, plan: Design, store: str | Path,
         last_commit = time.perf_counter()
 
     try:
-        futures = {client.submit(run_one, simulator, options, *plan.sample(i), timeout, mpi_ranks,
-                                 key=f"sim-{simulator}-{i}-{uuid.uuid4().hex[:8]}", pure=False, retries=2): i
-                   for i in todo}
+        size = max(int(batch_size), 1)
+        chunks = [todo[a:a + size] for a in range(0, len(todo), size)]
+        futures = {client.submit(run_chunk, simulator, options, [(i, *plan.sample(i)) for i in chunk], timeout,
+                                 mpi_ranks, key=f"sim-{simulator}-{chunk[0]}-{len(chunk)}-{uuid.uuid4().hex[:8]}",
+                                 pure=False, retries=2): chunk
+                   for chunk in chunks}
         with failures.open("a") as flog:
             for fut in as_completed(futures, loop=client.loop):
-                i = futures.pop(fut)
-                theta, cond = plan.sample(i)
+                chunk = futures.pop(fut)
                 try:
-                    out = fut.result()
+                    outs = fut.result()
                 except Exception as err:  # noqa: BLE001 — e.g. a worker lost more often than retries allow
-                    out = {"ok": False, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(),
-                           "wall_time": float("nan")}
+                    outs = [(i, {"ok": False, "error": f"{type(err).__name__}: {err}",
+                                 "traceback": traceback.format_exc(), "wall_time": float("nan")}) for i in chunk]
                 fut.release()
-                if out["ok"]:
-                    buffer.append(_as_sample(out["dataset"], i, theta, cond, out["wall_time"], par_units, cond_units))
-                    result.computed.append(i)
-                    if time.perf_counter() - last_commit >= commit_interval or len(buffer) >= SAMPLE_CHUNK:
-                        commit()
-                else:
-                    flog.write(json.dumps({"sample": i, "theta": theta, "condition": cond, "error": out["error"],
-                                           "traceback": out["traceback"], "wall_time": out["wall_time"],
-                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
-                    flog.flush()
-                    result.failed.append(i)
-                if progress:
-                    progress(len(done) + len(result.computed) + len(result.failed) + len(failed_before), len(plan))
+                for i, out in outs:
+                    theta, cond = plan.sample(i)
+                    if out["ok"]:
+                        buffer.append(_as_sample(out["dataset"], i, theta, cond, out["wall_time"], par_units,
+                                                 cond_units))
+                        result.computed.append(i)
+                        if time.perf_counter() - last_commit >= commit_interval or len(buffer) >= SAMPLE_CHUNK:
+                            commit()
+                    else:
+                        flog.write(json.dumps({"sample": i, "theta": theta, "condition": cond, "error": out["error"],
+                                               "traceback": out["traceback"], "wall_time": out["wall_time"],
+                                               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+                        flog.flush()
+                        result.failed.append(i)
+                    if progress:
+                        progress(len(done) + len(result.computed) + len(result.failed) + len(failed_before),
+                                 len(plan))
     finally:
         commit()  # also on Ctrl-C or an error: finished samples are kept
         if own_client:

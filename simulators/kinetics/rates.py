@@ -50,14 +50,14 @@ class Reaction:
     ----------
     name : str
         Identifier, e.g. ``"sei"``.
-    A : float
-        Frequency factor [1/s].
+    A : float or array
+        Frequency factor [1/s] (an array broadcasting against the states gives every cell of a batch its own).
     Ea : float
         Activation energy [J/mol].
     H : float
         Specific reaction enthalpy [J/kg] (exothermic > 0; the papers tabulate J/g).
-    W : float
-        Content of reacting material per jelly-roll volume [kg/m3] (papers tabulate g/m3).
+    W : float or array
+        Content of reacting material per jelly-roll volume [kg/m3] (papers tabulate g/m3; an array as for A).
     reactant : str
         State variable consumed (``order``, ``sei_limited``) or converted (``conversion``).
     law : str
@@ -84,7 +84,7 @@ class Reaction:
     def __post_init__(self):
         if self.law not in LAWS:
             raise ValueError(f"reaction {self.name!r}: unknown law {self.law!r}; expected one of {LAWS}")
-        if not (self.A > 0 and self.Ea > 0 and self.W >= 0 and self.m > 0):
+        if not (np.all(self.A > 0) and self.Ea > 0 and np.all(self.W >= 0) and self.m > 0):
             raise ValueError(f"reaction {self.name!r}: need A > 0, Ea > 0, W >= 0, m > 0")
         if self.law == "sei_limited" and (self.layer is None or not self.layer_ref > 0):
             raise ValueError(f"reaction {self.name!r}: sei_limited law needs `layer` and layer_ref > 0")
@@ -265,15 +265,16 @@ class KineticSet:
         """Heat still releasable per jelly-roll volume if every reactant were consumed [J/m3]."""
         return sum(r.H * r.W * r.remaining(state) for r in self.reactions)
 
-    def advance(self, T: np.ndarray, state: dict, dt: float, *, rtol: float = 1e-4):
-        """Integrate the kinetics at fixed temperature ``T`` [K] over ``dt`` [s].
+    def advance(self, T: np.ndarray, state: dict, dt: float | np.ndarray, *, rtol: float = 1e-4):
+        """Integrate the kinetics at fixed temperature ``T`` [K] over ``dt`` [s] (a scalar, or an array
+        broadcasting against the states: one step length per cell of a batch).
 
         Each reaction is integrated exactly (closed form at constant T; reactions sharing a state
         are applied one after the other, an operator splitting that is exact when they do not share
         states, as in both published sets). Returns ``(new_state, released)`` with ``released`` the
         heat per volume over the step [J/m3] = ``heat_remaining(old) - heat_remaining(new)``.
         """
-        if dt < 0:
+        if np.any(np.asarray(dt) < 0):
             raise ValueError(f"dt must be >= 0, got {dt}")
         T = np.asarray(T, dtype=float)
         shape = np.broadcast_shapes(T.shape, *(np.shape(v) for v in state.values()))
@@ -328,6 +329,24 @@ class KineticSet:
         init = {s: self.initial_state[s] * soc for s in self.soc_rule.get("initial", ())}
         W = {r: soc for r in self.soc_rule.get("content", ())}
         return self.with_(initial=init, W=W)
+
+    def per_cell(self, soc: np.ndarray, log_A: np.ndarray) -> tuple["KineticSet", dict[str, np.ndarray]]:
+        """The set for a batch of B cells, each at its own state of charge (the `at_soc` rule) and with the ln A of
+        every reaction shifted by its own ``log_A``: A and W become ``(B, 1)`` arrays that broadcast against
+        ``(B, n)`` states. Returns ``(set, initial states (B, 1))``; `take` selects cells of the batch."""
+        soc = np.asarray(soc, dtype=float).reshape(-1, 1)
+        if np.any((soc < 0.0) | (soc > 1.0)):
+            raise ValueError(f"soc must be in [0, 1], got {soc.ravel()}")
+        factor = np.exp(np.asarray(log_A, dtype=float)).reshape(-1, 1)
+        content, initial = set(self.soc_rule.get("content", ())), set(self.soc_rule.get("initial", ()))
+        rs = tuple(replace(r, A=r.A * factor, W=r.W * soc if r.name in content else r.W) for r in self.reactions)
+        init = {k: v * soc if k in initial else np.full(soc.shape, float(v)) for k, v in self.initial_state.items()}
+        return replace(self, reactions=rs), init
+
+    def take(self, index: np.ndarray) -> "KineticSet":
+        """The cells ``index`` of a `per_cell` batch (array-valued A and W indexed along their first axis)."""
+        pick = lambda v: v[index] if np.ndim(v) else v  # noqa: E731
+        return replace(self, reactions=tuple(replace(r, A=pick(r.A), W=pick(r.W)) for r in self.reactions))
 
     def total_heat(self, soc: float = 1.0) -> float:
         """Heat releasable from the initial state at ``soc`` [J/m3]."""

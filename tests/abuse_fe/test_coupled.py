@@ -171,3 +171,26 @@ def test_fe_thermal_option_agrees_with_reduced_model():
     assert ds.sizes["time"] == 31 and 1 <= int(ds.hazard_level) <= 7
     with pytest.raises(ValueError, match="thermal"):
         IndentationLumped(thermal="3d")
+
+
+def test_batched_chain_equals_runs_one_by_one():
+    """`run_batch` (one ring thermal model per kinetic set for the whole batch) gives the outputs of `run`, run by
+    run: a batch mixing LCO, NMC and LFP cells, a run without a short and runs that run away."""
+    sim = IndentationLumped(t_end=600.0, n_time=61)
+    rng = np.random.default_rng(7)
+    thetas = [{p.name: float(p.prior.ppf(u)) for p, u in zip(sim.parameters, rng.uniform(0.05, 0.95, 8))}
+              for _ in range(9)]
+    thetas[0] |= {"strain_critical": 5.0}  # no short within the indentation depth
+    thetas[1] |= {"short_resistance": 0.035, "heat_transfer_coefficient": 20.0}
+    conds = [{"soc": float(s), "capacity_nominal": float(q), "chemistry": float(c)}
+             for s, q, c in zip(rng.uniform(0.3, 1.0, 9), rng.uniform(3600.0, 36000.0, 9), [0, 0, 0, 1, 1, 1, 2, 2, 0])]
+    batch = sim.run_batch(thetas, conds)
+    single = [sim.run(t, c) for t, c in zip(thetas, conds)]
+    assert not bool(batch[0].short) and sum(bool(ds.thermal_runaway) for ds in single) >= 1
+    for b, s in zip(batch, single):
+        assert set(b.data_vars) == set(s.data_vars)
+        for v in s.data_vars:
+            np.testing.assert_allclose(b[v].values.astype(float), s[v].values.astype(float), rtol=1e-6, atol=1e-9,
+                                       err_msg=v)
+    with pytest.raises(ValueError, match="unknown"):
+        sim.run_batch([thetas[0] | {"bogus": 1.0}], [conds[0]])

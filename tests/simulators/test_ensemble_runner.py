@@ -53,10 +53,13 @@ def test_design_sets_split_the_samples_between_condition_blocks():
         design_sets(priors, base, [(1.0, {"oven": 400.0})], 10)
 
 
-def test_failures_are_recorded_and_run_continues(tmp_path):
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_failures_are_recorded_and_run_continues(tmp_path, batch_size):
+    """Also in chunks of 5 (`run_chunk`): a chunk with a failing sample is rerun one by one, so exactly the failing
+    samples are recorded and every other sample of the chunk is stored."""
     sim_priors = {"h": Prior("uniform", low=5.0, high=50.0), "heat_capacity": Prior("uniform", low=20.0, high=80.0)}
     plan = design(sim_priors, {"power": 5.0, "temperature_ambient": 298.15}, 12, "lhs", seed=0)
-    res = run_ensemble(SIM, {"fail_above": 30.0}, plan, tmp_path / "ensemble.zarr", workers=1)
+    res = run_ensemble(SIM, {"fail_above": 30.0}, plan, tmp_path / "ensemble.zarr", workers=1, batch_size=batch_size)
     n_fail = int((plan.theta[:, 0] > 30.0).sum())
     assert len(res.failed) == n_fail > 0 and len(res.computed) == 12 - n_fail
     lines = [json.loads(x) for x in (tmp_path / "failures.jsonl").read_text().splitlines()]
