@@ -1,10 +1,11 @@
 """Ensembles of the project's simulators for the benchmarks, cached on disk by their hash.
 
 `cached_ensemble` draws the design with `simulators.ensemble.design_sets` (the simulator's own priors,
-conditions as SI values or ``(low, high)`` ranges), runs it with `simulators.ensemble.run_ensemble` on one
-Dask worker (the benchmarks share a 2-core machine) into ``benchmarks/.cache/<simulator>-<hash>/ensemble.zarr``
-and returns the opened store. The hash is of (simulator name, options, conditions, design, size, seed):
-a rerun reuses a finished store and finishes an interrupted one.
+conditions as SI values or ``(low, high)`` ranges), runs it with `simulators.ensemble.run_ensemble` (one Dask
+worker by default, ``batch_size`` samples per task through the simulator's `run_batch`) into
+``benchmarks/.cache/<simulator>-<hash>/ensemble.zarr`` and returns the opened store. The hash is of (simulator
+name, options, conditions, design, size, seed), not of how it was run (workers and batch size do not change the
+results): a rerun reuses a finished store and finishes an interrupted one.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def ensemble_key(simulator: str, options: dict, conditions: dict, design: str, n
 
 
 def cached_ensemble(simulator: str, options: dict, conditions: dict, n: int, design: str = "sobol",
-                    seed: int = 0, timeout: float = 300.0) -> xr.Dataset:
+                    seed: int = 0, timeout: float = 300.0, workers: int = 1, batch_size: int = 1) -> xr.Dataset:
     """The ensemble of ``n`` samples of ``simulator`` (registered name) over its priors, from the cache or run now.
 
     Failed samples (``failures.jsonl`` beside the store) are left out, as in a study's ensemble.
@@ -38,7 +39,7 @@ def cached_ensemble(simulator: str, options: dict, conditions: dict, n: int, des
     if not done.exists():
         priors = {p.name: p.prior for p in load(simulator).parameters}
         plan = design_sets(priors, conditions, [], n, design, seed)
-        res = run_ensemble(simulator, options, plan, store, workers=1, timeout=timeout)
+        res = run_ensemble(simulator, options, plan, store, workers=workers, timeout=timeout, batch_size=batch_size)
         done.write_text(json.dumps({"samples": res.n_total, "failed": len(res.failed), "seconds": res.wall_time}))
     return open_ensemble(store)
 

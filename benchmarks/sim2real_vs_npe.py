@@ -25,8 +25,13 @@ there are no curve observables, so no embedding net:
 Metrics in u, the project's prior-unconstrained z-scored coordinates (`sim2real.ThetaTransform`): expected
 coverage of central 50 % / 90 % intervals pooled over parameters and test cases, RMSE of posterior means in
 prior-sd units (averaged over the parameters; a prior-mean guess scores ≈ 1), wall time of training +
-inference on one thread. No C2ST: a reference posterior needs the true simulator inside rejection, SMC-ABC or
-importance sampling over 8 parameters at the case's conditions, ≥ 1e5 runs per case at ~0.85 s each.
+inference on one thread. Budgets 1e3 and 1e4: the simulations run batched (`Simulator.run_batch`, 128 per task on
+2 workers, ~0.05–0.1 s per run amortised, against 0.7 s one by one).
+
+C2ST (`sbi.utils.metrics.c2st`, random forest, 5 folds) between the methods' posteriors at the largest budget on
+the first `C2ST_CASES` test cases: 0.5 = indistinguishable. It compares the estimators with each other, not with
+the true posterior: a reference posterior needs the true simulator inside SMC-ABC or MCMC over 8 parameters at the
+case's conditions, ~1e5 runs per case (~1.5 h per case even batched), which this benchmark does not afford.
 
 Prints a table and writes benchmarks/results/sim2real_vs_npe.json (``--quick``: 256 simulations, 24 cases,
 short training; a development check, not recorded).
@@ -62,7 +67,9 @@ NOISE = {"force_short_onset_log": 0.05, "voltage_drop": 0.02, "temperature_rise_
 MCMC = {"method": "slice_np_vectorized", "num_chains": 10, "warmup_steps": 50, "thin": 1,
         "init_strategy": "proposal"}
 SLICE_WIDTH = 0.5  # initial slice-bracket width in logit q (the prior's sd there is 1.8)
-FULL = {"budgets": (1000, 2000), "n_design": 2000, "n_test": 128, "cases": 100, "draws": 500, "epochs": 400,
+C2ST_CASES = 10
+RUN = {"workers": 2, "batch_size": 128}  # how the ensembles run (not part of their cache key: same results)
+FULL = {"budgets": (1000, 10000), "n_design": 10000, "n_test": 128, "cases": 100, "draws": 500, "epochs": 400,
         "encoder": EncoderConfig(restarts=2, steps=400)}
 QUICK = {"budgets": (256,), "n_design": 256, "n_test": 24, "cases": 24, "draws": 200, "epochs": 100,
          "encoder": EncoderConfig(restarts=1, pretrain_steps=300, steps=100)}
@@ -203,15 +210,17 @@ def main() -> None:
     sim = load(INDENTATION["simulator"])()
     transform = ThetaTransform.from_priors(sim.parameter_names, [p.prior for p in sim.parameters])
     t0 = time.perf_counter()
-    design = cached_ensemble(**INDENTATION, n=cfg["n_design"], seed=1)
-    test = observe(cached_ensemble(**INDENTATION, n=cfg["n_test"], seed=2), seed=12).isel(sample=slice(0, cfg["cases"]))
+    design = cached_ensemble(**INDENTATION, n=cfg["n_design"], seed=1, **RUN)
+    test = observe(cached_ensemble(**INDENTATION, n=cfg["n_test"], seed=2, **RUN), seed=12) \
+        .isel(sample=slice(0, cfg["cases"]))
     print(f"ensembles ready in {time.perf_counter() - t0:.0f} s; simulator "
           f"{float(design['wall_time'].mean()):.2f} s per run (mean)", flush=True)
     u_true = transform.to_unconstrained(test["theta"].values)
     methods = {"frozen-decoder cVAE (ELBO + IS)": lambda tr, inp: run_cvae(sim, tr, test, cfg),
                "sbi NPE": lambda tr, inp: run_npe(inp, tr, test, cfg),
                "sbi NLE (MNLE) + slice MCMC": lambda tr, inp: run_nle(inp, tr, test, cfg)}
-    rows = []
+    rows, draws = [], {}
+    c2st = []
     for budget in cfg["budgets"]:
         train = observe(design.isel(sample=slice(0, budget)), seed=11)
         inp = Inputs(sim, train)
@@ -219,6 +228,7 @@ def main() -> None:
             t1 = time.perf_counter()
             u = transform.to_unconstrained(method(train, inp))
             wall = time.perf_counter() - t1
+            draws[budget, name] = u
             cov, rmse = sample_coverage(u_true, u), recovery_rmse(u_true, u.mean(1))
             rows.append({"budget": budget, "used": train.sizes["sample"], "method": name,
                          "coverage_50": float(cov[0.5].mean()), "coverage_90": float(cov[0.9].mean()),
@@ -226,23 +236,43 @@ def main() -> None:
                          "rmse_u_per_parameter": dict(zip(sim.parameter_names, rmse.tolist())),
                          "wall_s": round(wall, 1)})
             print(f"  {budget} {name}: {wall:.0f} s", flush=True)
+        if budget == max(cfg["budgets"]):
+            c2st = pairwise_c2st({name: draws[budget, name] for name in methods}, min(C2ST_CASES, len(u_true)))
         if cfg is FULL:  # recorded after each budget: a budget that finished is never lost
             out = write_result("sim2real_vs_npe", {
                 "simulator": INDENTATION, "observables": list(OBSERVABLES), "noise": NOISE,
-                "test_cases": test.sizes["sample"], "draws": cfg["draws"], "mcmc": MCMC,
+                "test_cases": test.sizes["sample"], "draws": cfg["draws"], "mcmc": MCMC, "ensemble_run": RUN,
                 "simulator_s_per_run": float(design["wall_time"].mean()),
-                "budget_note": "1e4 simulations were not affordable: 0.85-1.4 s per run on one core of the shared "
-                               "machine, no batched path (2.4-4 h); the larger budget is 2000",
-                "c2st": None, "c2st_note": "not done: a reference posterior needs >= 1e5 true-simulator runs per case",
+                "simulator_s_per_run_note": "amortised over batches of 128 (Simulator.run_batch), 2 workers",
+                "c2st": c2st, "c2st_cases": C2ST_CASES,
+                "c2st_note": "between the methods' posteriors at the largest budget (0.5: indistinguishable); not "
+                             "against the true posterior, which needs ~1e5 true-simulator runs per case",
                 "rows": rows})
     print(f"\nindentation_lumped; {test.sizes['sample']} simulated test cases; u = prior-unconstrained")
     print(f"{'budget':>6} {'used':>5}  {'method':<30}{'cov50':>7}{'cov90':>7}{'RMSE_u':>8}{'wall s':>8}")
     for r in rows:
         print(f"{r['budget']:>6} {r['used']:>5}  {r['method']:<30}{r['coverage_50']:>7.2f}{r['coverage_90']:>7.2f}"
               f"{r['rmse_u']:>8.3f}{r['wall_s']:>8.0f}")
+    print(f"\nC2ST at budget {max(cfg['budgets'])} (first {min(C2ST_CASES, len(u_true))} cases; 0.5 = same posterior)")
+    for c in c2st:
+        print(f"  {c['a']} vs {c['b']}: median {c['median']:.3f} (range {c['min']:.3f}-{c['max']:.3f})")
     if cfg is FULL:
         print(f"wrote {out}")
 
+
+def pairwise_c2st(draws: dict[str, np.ndarray], cases: int) -> list[dict]:
+    """C2ST accuracy (sbi, random forest, 5 folds) between every pair of methods' posterior draws in u, per test
+    case (the first ``cases``): median, min and max over the cases."""
+    from itertools import combinations
+
+    from sbi.utils.metrics import c2st
+
+    out = []
+    for a, b in combinations(draws, 2):
+        acc = [float(c2st(f32(draws[a][i]), f32(draws[b][i]), seed=i)) for i in range(cases)]
+        out.append({"a": a, "b": b, "median": float(np.median(acc)), "min": min(acc), "max": max(acc),
+                    "per_case": acc})
+    return out
 
 if __name__ == "__main__":
     main()

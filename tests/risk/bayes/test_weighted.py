@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pymc as pm
+import pytest
 from scipy import stats
 
 from risk.bayes import CalibrationData, build_hierarchical_model, sample
@@ -73,18 +74,23 @@ def test_a_weighted_fit_samples_the_posterior_of_its_tests_and_drops_the_rest():
     assert tree["posterior"].sizes["test"] == keep.sum()
     assert diag.divergences <= 3 and diag.rhat_max < 1.05, diag.messages  # ten tests, two families: a mild funnel
     compiled = fits._compiled
-    fits.fit(keep.astype(float), seed=6, keep={"test": keep, "family": families})
+    # resumed from the fit's own final draws with their variances as mass matrix: the same posterior
+    resumed, rdiag = fits.fit(keep.astype(float), seed=6, keep={"test": keep, "family": families}, resume=True)
     assert fits._compiled is compiled  # the next fold reuses the compiled programs
+    assert rdiag.divergences <= 3 and rdiag.rhat_max < 1.05, rdiag.messages
     assert tree.attrs["chain_method"] == "parallel"  # the test session imported `risk` first (conftest)
+    with pytest.raises(ValueError, match="earlier fit"):
+        WeightedFits(weighted, draws=10, tune=10).fit(keep.astype(float), seed=0, resume=True)
 
     subset = build_hierarchical_model(data.subset(np.flatnonzero(keep)), linear_surrogate, **KW)
     ref, _ = sample(subset, seed=7, draws=500, tune=500, target_accept=0.98, posterior_predictive=False,
                     allow_bad_diagnostics=True)
-    for var in ("mu_family", "mu_pop", "link_scale"):
-        got, want = stack_draws(tree, var), stack_draws(ref, var)
-        se = np.sqrt(want.var(axis=0) / 200 + got.var(axis=0) / 200)  # loose ESS guesses for both runs
-        assert np.all(np.abs(got.mean(axis=0) - want.mean(axis=0)) < 4 * se + 1e-3), var
-        np.testing.assert_allclose(got.std(axis=0), want.std(axis=0), rtol=0.35)
+    for fit in (tree, resumed):
+        for var in ("mu_family", "mu_pop", "link_scale"):
+            got, want = stack_draws(fit, var), stack_draws(ref, var)
+            se = np.sqrt(want.var(axis=0) / 200 + got.var(axis=0) / 200)  # loose ESS guesses for both runs
+            assert np.all(np.abs(got.mean(axis=0) - want.mean(axis=0)) < 4 * se + 1e-3), var
+            np.testing.assert_allclose(got.std(axis=0), want.std(axis=0), rtol=0.35)
 
 
 def test_chains_run_in_parallel_threads_when_jax_shows_a_device_per_chain():

@@ -38,23 +38,23 @@ def test_scores_per_family_add_up_to_the_overall_log_loss():
     assert out["log_loss"] == log_loss(res["tr"], res["pred_p"])
 
 
-def test_a_fold_with_a_stuck_chain_is_refitted_at_a_new_seed(monkeypatch):
-    """The refit policy: R-hat above FOLD_REFIT_RHAT → a new seed; the best of FOLD_ATTEMPTS fits is kept and
-    every refit is named in its diagnostics."""
+def test_a_fold_whose_chains_did_not_mix_is_resumed_then_refitted_at_a_new_seed(monkeypatch):
+    """The refit policy: R-hat above FOLD_REFIT_RHAT → resumed from its own draws (a second warm-up), then a new
+    seed; the best of FOLD_ATTEMPTS fits is kept and every refit is named in its diagnostics."""
     from types import SimpleNamespace
 
     from risk.bayes.diagnostics import Diagnostics
     from risk.predict import realcv
 
     rhats = {0: 1.54, 7919: 1.02}
-    seeds = []
+    calls = []
 
     class Tree(str):  # a named stand-in for a fold's posterior, with the attrs the fold's wall time goes to
         attrs: dict
 
     class Fitter:  # the sampler's outcome per seed; the policy is under test
-        def fit(self, weight, *, seed, keep, attrs):
-            seeds.append(seed)
+        def fit(self, weight, *, seed, keep, attrs, resume):
+            calls.append((seed, resume))
             assert keep["test"].tolist() == [False, True, True] and keep["family"].tolist() == [False, True]
             tree = Tree(f"tree{seed}")
             tree.attrs = {}
@@ -65,14 +65,16 @@ def test_a_fold_with_a_stuck_chain_is_refitted_at_a_new_seed(monkeypatch):
     monkeypatch.setattr(realcv, "_fitter", lambda *a: (Fitter(), setup))
     data = SimpleNamespace(test=np.arange(3), family=np.array(["a", "b", "b"]), families=("a", "b"))
     tree, diag = realcv._fit_fold("k", "x", data, setup, np.array([1, 2]), 0, {})
-    assert seeds == [0, 7919] and tree == "tree7919" and diag.rhat_max == 1.02
+    assert calls == [(0, False), (7919, True)] and tree == "tree7919" and diag.rhat_max == 1.02
     assert realcv._diag(diag, tree)["seconds"] >= 0.0  # the fold's wall time over both fits reaches crossval.json
-    assert diag.messages[0].startswith("refitted at a new seed after R-hat 1.540") and diag.messages[-1] == "m"
-    seeds.clear()
-    rhats.clear()  # every attempt stuck: three fits, the best (lowest R-hat) kept
+    assert diag.messages[0].startswith("resumed from its draws") and "R-hat 1.540" in diag.messages[0]
+    assert diag.messages[-1] == "m"
+    calls.clear()
+    rhats.clear()  # every attempt stuck: three fits (ADVI, resumed, new seed), the best (lowest R-hat) kept
     rhats.update({0: 1.5, 7919: 1.2, 15838: 1.4})
     tree, diag = realcv._fit_fold("k", "x", data, setup, np.array([1, 2]), 0, {})
-    assert seeds == [0, 7919, 15838] and tree == "tree7919" and len(diag.messages) == 4
+    assert calls == [(0, False), (7919, True), (15838, False)] and tree == "tree7919"
+    assert diag.messages[1].startswith("refitted at a new seed after R-hat 1.200") and len(diag.messages) == 3
 
 
 def test_a_left_out_family_leaves_with_its_unlabelled_tests():
