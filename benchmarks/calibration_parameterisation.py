@@ -65,8 +65,10 @@ def main() -> None:
     decoder = load_decoder(args.run / "model")
     data = calibration_data(read_real(args.run / "real.nc"), decoder)
     priors = [study.priors()[n] for n in decoder.parameter_names]
-    sub = physics_setup(decoder, data, priors, seed=args.seed, max_dim=study.inference.subspace_max_dim)
-    full = PhysicsSetup(sub.prior_mean, sub.prior_sd, InformedSubspace.full(decoder.parameter_names, sub.prior_mean))
+    sub = physics_setup(decoder, data, priors, seed=args.seed, max_dim=study.inference.subspace_max_dim,
+                        family_scale=study.inference.family_scale)
+    full = PhysicsSetup(sub.prior_mean, sub.prior_sd, InformedSubspace.full(decoder.parameter_names, sub.prior_mean),
+                        family_scale=sub.family_scale)
     rows = []
     arms = {"subspace": sub, "subspace_noncentred": replace(sub, centred=(False,) * sub.subspace.dim),
             "subspace_no_wall": replace(sub, design_bounds=None), "full": full}

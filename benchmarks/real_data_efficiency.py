@@ -184,7 +184,7 @@ def main() -> None:
     families = sorted(df["family"].unique())
     inf = study.inference
     setup = physics_setup(decoder, data, list(decoder.transform.priors), seed=args.seed, max_dim=inf.subspace_max_dim,
-                          family_discrepancy=inf.family_discrepancy_scale)
+                          family_discrepancy=inf.family_discrepancy_scale, family_scale=inf.family_scale)
     # one physics fit per held-out family on every other test (observables and outcomes); the metadata
     # regression's six fits as batched copies of one NUTS run
     t0 = time.perf_counter()

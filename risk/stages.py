@@ -217,7 +217,8 @@ def calibrate(ctx: RunContext) -> dict:
     decoder, data, priors = inputs
     seed = ctx.stage_seed("calibrate")
     setup = physics_setup(decoder, data, priors, seed=seed, max_dim=inf.subspace_max_dim,
-                          family_discrepancy=inf.family_discrepancy_scale, emulator_length=inf.emulator_error_length)
+                          family_discrepancy=inf.family_discrepancy_scale, emulator_length=inf.emulator_error_length,
+                          family_scale=inf.family_scale)
     table = _metadata_table(ctx)
     metadata = _start_metadata_fit(ctx, table, seed) if table is not None else None
     # keep going on bad diagnostics: the report shows the failure banner, and `risk run` exits 3 at the
@@ -353,7 +354,8 @@ def _refit_round(ctx: RunContext, ensembles: list, priors, out, seed: int):
     decoder.save(out / "model")
     data = calibration_data(_real(ctx), decoder)
     setup = physics_setup(decoder, data, priors, seed=seed, max_dim=inf.subspace_max_dim,
-                          family_discrepancy=inf.family_discrepancy_scale, emulator_length=inf.emulator_error_length)
+                          family_discrepancy=inf.family_discrepancy_scale, emulator_length=inf.emulator_error_length,
+                          family_scale=inf.family_scale)
     tree, diag = fit_physics(data, decoder, setup, seed=seed, draws=inf.draws, tune=inf.tune, chains=inf.chains,
                              target_accept=inf.target_accept, out_dir=out, allow_bad_diagnostics=True, force=True,
                              provenance={"study_hash": s.hash, "data_notes": list(data.notes), "round": out.name})
@@ -406,7 +408,7 @@ def crossvalidate(ctx: RunContext) -> dict:
                                  seed=ctx.stage_seed("crossvalidate"), draws=draws, tune=tune, chains=inf.chains,
                                  target_accept=inf.target_accept, max_dim=inf.subspace_max_dim, quick=ctx.quick,
                                  family_discrepancy=inf.family_discrepancy_scale, centred=_calibrated_centring(ctx),
-                                 emulator_length=inf.emulator_error_length,
+                                 emulator_length=inf.emulator_error_length, family_scale=inf.family_scale,
                                  workers=min(len(os.sched_getaffinity(0)), 4))
     from risk.predict.realcv import write_crossval
 

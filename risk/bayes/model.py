@@ -235,6 +235,10 @@ class CalibrationData:
         return np.array([lookup[str(f)] for f in self.family], dtype=int)
 
 
+#: default HalfNormal scale [u: prior sd] of the between-family spread ``tau_family`` (`build_hierarchical_model`;
+#: a study sets its own, ``inference.family_scale``). 0.5 suits families of one cell format that the data barely
+#: separate (the databank's 18650 types); families of several chemistries and formats spread further
+FAMILY_SCALE = 0.5
 #: prior mean of the model-discrepancy sd per observable [normalised units] (`build_hierarchical_model`)
 DISCREPANCY_SCALE = 0.2
 #: width [u] of the soft wall at the edge of the decoder's design region (`design_penalty`): 0.5 prior sd
@@ -317,7 +321,7 @@ def _emulator_marginal(mean, scale, delta, y: np.ndarray, exact: np.ndarray, ent
 
 def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, parameter_names: Sequence[str],
                              prior_mean: np.ndarray, prior_sd: np.ndarray, basis: np.ndarray | None = None,
-                             anchor: np.ndarray | None = None, family_scale: float = 0.5, cell_scale: float = 0.3,
+                             anchor: np.ndarray | None = None, family_scale: float = FAMILY_SCALE, cell_scale: float = 0.3,
                              discrepancy_scale: float = DISCREPANCY_SCALE, link_scale_sd: float = 0.5,
                              censored: np.ndarray | None = None, train_mask: np.ndarray | None = None,
                              family_covariate: np.ndarray | None = None, covariate_direction: np.ndarray | None = None,
@@ -341,9 +345,12 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         directions (identity).
     anchor : ``(n_param,)`` value of ``u`` along the other directions (default ``prior_mean``).
     family_scale : HalfNormal scale of the between-family spread of locations [u] (``u`` is z-scored over
-        the prior). 0.5 keeps families inside the region the decoder was trained on: a wider 1.5 let
-        family locations run to |u| ≈ 7 (past the ensemble, where the decoder extrapolates) and the
-        default study's posterior split into modes (R-hat 3.4, 2026 divergences; measured).
+        the prior; `FAMILY_SCALE` by default, a study's ``inference.family_scale``). Before the design wall
+        (``design_bounds``) a wide 1.5 let family locations run to |u| ≈ 7 (past the ensemble, where the
+        decoder extrapolates; R-hat 3.4, measured); with the wall the default study's LCO, NMC and LFP
+        families spread by τ ≈ 1.1–1.8, and 0.5 (posterior τ 2.8 prior scales out, a prior-data conflict
+        flagged by power-scaling) left two leave-family-out folds in two modes (R-hat 1.53; a small τ with
+        a large voltage-drop discrepancy against a large τ with a small one), mixed at 1.0 (measured).
     cell_scale : HalfNormal scale of the cell-to-cell standard deviations [u] (nominally identical
         cells: a fraction of the family spread).
     discrepancy_scale : prior mean of the model-discrepancy sd per observable [normalised]

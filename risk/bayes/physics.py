@@ -22,7 +22,8 @@ import numpy as np
 import xarray as xr
 from scipy import special, stats
 
-from risk.bayes.model import CalibrationData, build_hierarchical_model, censor_sign, design_region_u, prior_moments_u
+from risk.bayes.model import (FAMILY_SCALE, CalibrationData, build_hierarchical_model, censor_sign, design_region_u,
+                              prior_moments_u)
 from risk.bayes.subspace import InformedSubspace, informed_subspace
 
 
@@ -41,7 +42,9 @@ class PhysicsSetup:
     ``design_bounds``: ``(lower, upper)`` ``(n_param,)`` each [u], the decoder's design region
     (`risk.bayes.model.design_region_u`), or None; ``centred``: ``(k,)`` bool, the directions along which the
     family locations are sampled centred (`centred_directions`), or None (decided by `fit_physics`);
-    ``emulator``: the tests and length scale of the correlated emulator error (`emulator_spec`), or None."""
+    ``emulator``: the tests and length scale of the correlated emulator error (`emulator_spec`), or None;
+    ``family_scale``: HalfNormal scale of the between-family spread ``tau_family`` [u] (the study's
+    ``inference.family_scale``; `risk.bayes.model.build_hierarchical_model`)."""
 
     prior_mean: np.ndarray
     prior_sd: np.ndarray
@@ -51,11 +54,12 @@ class PhysicsSetup:
     design_bounds: tuple[np.ndarray, np.ndarray] | None = None
     centred: tuple[bool, ...] | None = None
     emulator: dict | None = None
+    family_scale: float = FAMILY_SCALE
 
     def attrs(self) -> dict[str, str]:
         """Posterior attrs that `predict_levels` and `risk.predict.scenarios` read back."""
         out = {"subspace": self.subspace.to_json(), "prior_mean": json.dumps(self.prior_mean.tolist()),
-               "prior_sd": json.dumps(self.prior_sd.tolist())}
+               "prior_sd": json.dumps(self.prior_sd.tolist()), "family_scale": json.dumps(float(self.family_scale))}
         if self.covariate is not None:
             out["family_covariate"] = json.dumps(self.covariate)
         if self.family_discrepancy is not None:
@@ -78,7 +82,7 @@ class PhysicsSetup:
                    None if fd is None else float(json.loads(fd)),
                    None if db is None else tuple(np.asarray(b, float) for b in json.loads(db)),
                    None if cf is None else tuple(bool(c) for c in json.loads(cf)),
-                   None if em is None else json.loads(em))
+                   None if em is None else json.loads(em), float(json.loads(attrs.get("family_scale", str(FAMILY_SCALE)))))
 
     def family_covariate(self, data: CalibrationData) -> np.ndarray | None:
         """``(n_families,)`` covariate of ``data.families``: log of the family's mean condition − centre."""
@@ -127,12 +131,12 @@ def runaway_direction(jax_apply, sub: InformedSubspace, conditions: np.ndarray) 
 
 def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int, max_dim: int = 3,
                   n_prior: int = 256, family_discrepancy: float | None = None,
-                  emulator_length: float | None = None) -> PhysicsSetup:
+                  emulator_length: float | None = None, family_scale: float = FAMILY_SCALE) -> PhysicsSetup:
     """Prior moments and informed subspace for ``data`` (its conditions, observed channels and which
     tests have an outcome — never the observed values or outcomes themselves); ``family_discrepancy`` is
     passed through (`PhysicsSetup`, the study's ``inference.family_discrepancy_scale``), ``emulator_length``
     (the study's ``inference.emulator_error_length``) gives the correlated emulator error over ``data``'s
-    tests (`emulator_spec`); the centring is left to `fit_physics`, which decides it from the data it fits."""
+    tests (`emulator_spec`), ``family_scale`` is the prior scale of the family spread (`PhysicsSetup`); the centring is left to `fit_physics`, which decides it from the data it fits."""
     import jax
 
     mean, sd = prior_moments_u(list(priors), decoder.to_unconstrained, seed=seed)
@@ -149,7 +153,8 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
                                 np.isfinite(data.observables), has_outcome, anchor=mean, max_dim=max_dim)
         direction = runaway_direction(decoder.jax_apply, sub, data.conditions)
     emulator = None if emulator_length is None else emulator_spec(data, decoder.layout, emulator_length)
-    return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction), family_discrepancy, bounds, emulator=emulator)
+    return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction), family_discrepancy, bounds, emulator=emulator,
+                        family_scale=family_scale)
 
 
 def emulator_spec(data: CalibrationData, layout, length: float) -> dict:
@@ -189,7 +194,7 @@ def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup, *, 
     """`build_hierarchical_model` with the decoder as surrogate, in ``setup``'s subspace (``weighted``: per-test
     likelihood weights, `risk.bayes.weighted`)."""
     return build_hierarchical_model(data, decoder.pytensor_apply, parameter_names=decoder.parameter_names,
-                                    prior_mean=setup.prior_mean, prior_sd=setup.prior_sd,
+                                    prior_mean=setup.prior_mean, prior_sd=setup.prior_sd, family_scale=setup.family_scale,
                                     basis=setup.subspace.basis, anchor=setup.subspace.anchor,
                                     family_covariate=setup.family_covariate(data),
                                     covariate_direction=(setup.covariate or {}).get("direction"),

@@ -42,6 +42,7 @@ import pandas as pd
 from scipy import stats
 
 from risk.bayes.data import BREACH_MARGIN
+from risk.bayes.model import FAMILY_SCALE
 from risk.predict.crossval import leave_groups_out, leave_replicates_out
 
 HEAT = "heat_released_total"
@@ -85,7 +86,8 @@ def group_normal_intervals(train: pd.DataFrame, test: pd.DataFrame, value: str =
 def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None, seed: int, draws: int, tune: int,
                        chains: int = 4, target_accept: float = 0.9, max_dim: int = 3, quick: bool = False,
                        n_replicate_folds: int = 3, workers: int = 1, family_discrepancy: float | None = None,
-                       centred: tuple[bool, ...] | None = None, emulator_length: float | None = None) -> dict | None:
+                       centred: tuple[bool, ...] | None = None, emulator_length: float | None = None,
+                       family_scale: float = FAMILY_SCALE) -> dict | None:
     """The ``"heat"`` entry of ``crossval.json`` (module doc); None when the decoder has no heat observable.
 
     Parameters
@@ -94,6 +96,7 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
         order (as the calibrate stage builds them).
     table : the databank workbook (the trigger of each test, for the baseline's groups); None: one trigger.
     quick : leave cell types out only (in `QUICK_FAMILY_FOLDS` grouped folds), at the draws given.
+    family_scale : the study's ``inference.family_scale`` (`risk.bayes.physics.PhysicsSetup`).
     """
     import jax
 
@@ -129,7 +132,8 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
                        "trigger": trigger, "heat_kj": heat_kj, "tr": tr, "rupture": rupture})
     df["soc_trigger"] = df["soc"].astype(str) + " " + df["trigger"]
     setup = fold_setup(physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim,
-                                     family_discrepancy=family_discrepancy, emulator_length=emulator_length), centred)
+                                     family_discrepancy=family_discrepancy, emulator_length=emulator_length,
+                                     family_scale=family_scale), centred)
     apply = jax.jit(decoder.jax_apply)
 
     def observable_fn(u, c):

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from risk.bayes.model import TR_LEVEL
+from risk.bayes.model import FAMILY_SCALE, TR_LEVEL
 from risk.bayes.baselines import fit_calorimetry_folds, fit_indentation_folds, predict_calorimetry, predict_indentation
 from risk.predict.crossval import (brier, cross_validate, frequency_baseline, leave_groups_out, leave_replicates_out,
                                    log_loss)
@@ -318,7 +318,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
                         tune: int = 500, chains: int = 4, target_accept: float = 0.9, max_dim: int = 3,
                         quick: bool = False, n_replicate_folds: int = 3, workers: int = 1,
                         family_discrepancy: float | None = None, centred: tuple[bool, ...] | None = None,
-                        emulator_length: float | None = None) -> dict:
+                        emulator_length: float | None = None, family_scale: float = FAMILY_SCALE) -> dict:
     """Grouped CV of the physics model, the metadata regression and the family-frequency baseline.
 
     Parameters
@@ -337,6 +337,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     family_discrepancy : the study's ``inference.family_discrepancy_scale`` (`risk.bayes.physics.PhysicsSetup`).
     centred : the calibrated posterior's centring of the family locations (`fold_setup`), or None.
     emulator_length : the study's ``inference.emulator_error_length`` (`risk.bayes.physics.emulator_spec`).
+    family_scale : the study's ``inference.family_scale`` (`risk.bayes.physics.PhysicsSetup`).
     """
     from risk.bayes.physics import physics_setup
 
@@ -348,7 +349,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
                                   seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
                                   max_dim=max_dim, quick=quick, n_replicate_folds=n_replicate_folds, workers=workers,
                                   family_discrepancy=family_discrepancy, centred=centred,
-                                  emulator_length=emulator_length)
+                                  emulator_length=emulator_length, family_scale=family_scale)
         out = {"quick": bool(quick)} if heat is None else {"quick": bool(quick), "heat": heat}
         if calorimetry and not quick:  # the metadata heat/bottom-rupture model's own CV, as a baseline
             out["metadata_only"] = crossvalidate_real(table, seed=seed, draws=draws, tune=tune)
@@ -369,7 +370,8 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     # several families, so each fold extrapolates in SOC; one fold per level (11 here) would cost 11 fits
     df["soc_band"] = np.digitize(df["soc"], [0.3 + 1e-9, 0.7 + 1e-9])
     setup = fold_setup(physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim,
-                                     family_discrepancy=family_discrepancy, emulator_length=emulator_length), centred)
+                                     family_discrepancy=family_discrepancy, emulator_length=emulator_length,
+                                     family_scale=family_scale), centred)
     import jax
 
     apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])

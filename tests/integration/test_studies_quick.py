@@ -150,9 +150,13 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
         lo, hi = check["wilson95"]
         assert 0 <= lo <= check["fraction"] <= hi <= 1 and check["fraction"] == check["confirmed"] / max(check["n_completed"], 1)
     if (out / "posterior.nc").exists():
+        from risk.bayes.physics import PhysicsSetup
         from risk.bayes.sampling import load_posterior
+        from risk.study import load_study
 
         post = load_posterior(out / "posterior.nc")
+        # the study's prior scale of the family spread is the one sampled and the one prediction reads back
+        assert PhysicsSetup.from_attrs(post.attrs).family_scale == load_study(study).inference.family_scale
         calibrated = str(pred["cell_family"].values[k]) in set(map(str, post["posterior"]["family"].values))
         assert rare["location"] == ("family" if calibrated else "population")
     for name in ("report.html", "report.pdf", "exports/risk.parquet", "exports/risk.csv", "exports/risk.json"):

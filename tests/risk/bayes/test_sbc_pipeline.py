@@ -88,7 +88,8 @@ def test_sbc_whole_physics_model(tmp_path):
     ctx = RunContext(study=load_study(run / "study.yaml", quick=True), out=run, quick=True)
     decoder, data, priors = _physics_inputs(ctx)
     setup = physics_setup(decoder, data, priors, seed=11, max_dim=ctx.study.inference.subspace_max_dim,
-                          family_discrepancy=ctx.study.inference.family_discrepancy_scale)
+                          family_discrepancy=ctx.study.inference.family_discrepancy_scale,
+                          family_scale=ctx.study.inference.family_scale)
     res = sbc_ranks(decoder, data, setup, n_replicates=20, n_families=3, tests_per_family=5, seed=11,
                     batch_size=20, draws=250, tune=250, thin=5)
     uni = rank_uniformity(res.ranks, res.n_draws, bins=5)
