@@ -27,6 +27,8 @@ PyTensor tensors with shapes ``u (n_tests, n_param)``, ``c (n_tests, n_cond)`` �
 """
 from __future__ import annotations
 
+import inspect
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -317,6 +319,46 @@ def _emulator_marginal(mean, scale, delta, y: np.ndarray, exact: np.ndarray, ent
                      dims=dims("emulator_group", "observable"))
     pm.Deterministic("emulator_error_sd", 1.0 / pt.sqrt(g_prec), dims=dims("emulator_group", "observable"))
     return mean, sd
+
+
+
+def hyperpriors(*, family_scale: float = FAMILY_SCALE, family_discrepancy_scale: float | None = None,
+                emulator: bool = False) -> list[dict[str, str]]:
+    """The priors of `build_hierarchical_model`'s hierarchy as table rows ``{"variable", "prior", "reason"}`` (the
+    physical parameters' own priors are the study's); the scales a study sets are passed in, the others are the
+    model's defaults."""
+    d = {k: v.default for k, v in inspect.signature(build_hierarchical_model).parameters.items()}
+    rows = [
+        ("a_pop (direction)", "Normal(prior moments of u along each data-informed direction)",
+         "the study's parameter priors, in the subspace the data inform (risk.bayes.subspace)"),
+        ("tau_family (direction)", f"HalfNormal({family_scale:g}) [prior sd of u]",
+         "spread of the cell families' locations; the study's inference.family_scale (weakly informative "
+         "group-level scale: Gelman, Bayesian Analysis 1 (2006) 515)"),
+        ("family_slope", f"Normal(0, {d['slope_scale']:g}) [u per e-fold of capacity]",
+         "family location against log capacity: ±1 sd moves a family by ≈ 1.3 prior sd over 2.5 e-folds (0.5-6.4 A h)"),
+        ("cell_sd (direction)", f"HalfNormal({d['cell_scale']:g}) [prior sd of u]",
+         "cell-to-cell variation of nominally identical cells: a fraction of the family spread"),
+        ("discrepancy (observable)", f"Gamma(4, 4 / {d['discrepancy_scale']:g}) [normalised]",
+         "model discrepancy per observable, never 0 (Kennedy & O'Hagan, JRSS B 63 (2001) 425; Brynjarsdóttir & "
+         "O'Hagan, Inverse Problems 30 (2014) 114007)"),
+        ("link_scale", f"LogNormal(0, {d['link_scale_sd']:g})",
+         "sim-to-real scale of the decoder's runaway logit, centred on a calibrated decoder"),
+        ("cutpoints_gaps", "Gamma(2, 1) per gap, c_5 ≡ 0",
+         "ordered hazard-level cutpoints, every level reachable (TR ≡ level ≥ 6)"),
+        ("design region", f"soft wall of width {DESIGN_WALL:g} [prior sd of u] beyond the central "
+                          f"{100 * (1 - 2 * DESIGN_TAIL):g} % of each prior",
+         "the decoder is a model of the simulator only where it saw simulations (risk.bayes.model.design_penalty)"),
+    ]
+    if family_discrepancy_scale is not None:
+        rows += [("family_discrepancy (observable)", f"Half-Student-t(3, {family_discrepancy_scale:g}) [normalised]",
+                  "what the simulator misses about a cell design; the study's inference.family_discrepancy_scale"),
+                 ("family_discrepancy_mean (observable)", f"Normal(0, {FAMILY_BIAS_SD:g}) [normalised]",
+                  "the simulator's bias shared by all cell designs (Kennedy & O'Hagan 2001, §4.3)")]
+    if emulator:
+        rows.append(("emulator_share", "Beta(2, 2)",
+                     "share of the decoder's error shared by a condition's replicates (Conti & O'Hagan, J. Stat. "
+                     "Plan. Inference 140 (2010) 640)"))
+    return [dict(zip(("variable", "prior", "reason"), r)) for r in rows]
 
 
 def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, parameter_names: Sequence[str],

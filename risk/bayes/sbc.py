@@ -109,7 +109,7 @@ def reduced_design(data: CalibrationData, *, n_families: int = 3, tests_per_fami
 def _model_kwargs(design: CalibrationData, decoder, setup: PhysicsSetup) -> dict:
     """The keyword arguments `risk.bayes.physics.build_physics_model` passes to `build_hierarchical_model`."""
     return dict(parameter_names=decoder.parameter_names, prior_mean=setup.prior_mean, prior_sd=setup.prior_sd,
-                basis=setup.subspace.basis, anchor=setup.subspace.anchor,
+                family_scale=setup.family_scale, basis=setup.subspace.basis, anchor=setup.subspace.anchor,
                 family_covariate=setup.family_covariate(design),
                 covariate_direction=(setup.covariate or {}).get("direction"),
                 family_discrepancy_scale=setup.family_discrepancy, design_bounds=setup.design_bounds,

@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,21 @@ def _priors(study: dict) -> list[dict]:
         rows.append({"name": name, "dist": dist, "args": args, "unit": unit or "1",
                      "reference": spec.get("reference") or "—"})
     return rows
+
+
+def _hyperpriors(art: Artefacts) -> list[dict]:
+    """The physics posterior's hierarchy priors (`risk.bayes.model.hyperpriors`) with the scales it was sampled at
+    (its attrs); [] without a physics posterior."""
+    tree = art.posterior
+    if tree is None or "prior_mean" not in tree.attrs:
+        return []
+    from risk.bayes.model import FAMILY_SCALE, hyperpriors
+
+    a = tree.attrs
+    fd = a.get("family_discrepancy_scale")
+    return hyperpriors(family_scale=float(json.loads(a.get("family_scale", str(FAMILY_SCALE)))),
+                       family_discrepancy_scale=None if fd is None else float(json.loads(fd)),
+                       emulator="emulator_error" in a)
 
 
 def _misspecification(art: Artefacts) -> dict | None:
@@ -535,6 +551,7 @@ def render_html(run_dir: str | Path, study: dict, *, write_exports_too: bool = T
         "exports": _exports(art, study, write_exports_too),
         "provenance": _provenance(art, study),
         "priors": _priors(study),
+        "hyperpriors": _hyperpriors(art),
         "scenarios": _table_rows(study.get("scenarios")) if study.get("scenarios") else [],
         "study_yaml": art.study_yaml,
         "validation": _validation(art),

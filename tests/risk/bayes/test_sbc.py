@@ -61,3 +61,25 @@ def test_sbc_reduced():
 def test_sbc_full():
     ranks, n = _sbc_ranks(R=60, seed=7)
     assert _uniform_pvalue(ranks, n, bins=10) > 1e-3
+
+
+@pytest.mark.parametrize("scale", [0.3, 2.0])
+def test_family_scale_is_the_prior_of_the_family_spread_everywhere(scale):
+    """A setup's ``family_scale`` survives the posterior attrs and is the HalfNormal scale of ``tau_family`` in the
+    SBC generator (`risk.bayes.sbc.prior_replicates`, the physics model's kwargs): mean of 600 prior draws within
+    10 % of scale · sqrt(2/π)."""
+    from types import SimpleNamespace
+
+    from risk.bayes.physics import PhysicsSetup
+    from risk.bayes.sbc import prior_replicates
+    from risk.bayes.subspace import InformedSubspace
+
+    setup = PhysicsSetup(np.zeros(2), np.ones(2), InformedSubspace.full(("k1", "k2"), np.zeros(2)), None,
+                         family_scale=scale)
+    assert PhysicsSetup.from_attrs(setup.attrs()).family_scale == scale
+    fam = np.array(["a", "a", "b", "b"])
+    design = CalibrationData(test=np.arange(4), family=fam, conditions=np.full((4, 1), 0.5),
+                             observables=np.zeros((4, 3)), hazard_level=np.ones(4), condition_names=("c",))
+    decoder = SimpleNamespace(parameter_names=["k1", "k2"], pytensor_apply=linear_surrogate)
+    truth, _, _ = prior_replicates(design, decoder, setup, 600, seed=3)
+    assert abs(truth["tau_family"].mean() / (scale * np.sqrt(2 / np.pi)) - 1) < 0.1

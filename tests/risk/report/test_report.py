@@ -45,6 +45,13 @@ def test_full_report_is_self_contained_and_complete(run_copy):
         assert name in text and spec["reference"] in text
     for line in study["report"]["limitations"]:
         assert line.split(";")[0] in text
+    # the hierarchy's priors at the scales the posterior was sampled with (the study's inference.family_scale)
+    from risk.bayes.model import hyperpriors
+
+    rows = hyperpriors(family_scale=study["inference"]["family_scale"])
+    assert f"HalfNormal({study['inference']['family_scale']:g}) [prior sd of u]" in text
+    for row in rows:
+        assert row["variable"] in text and row["prior"] in text, row
     assert "USD" in text
     # the cross-validation table is this run's crossval.json (the physics model's, beside its baselines)
     cv = json.loads((run / "crossval.json").read_text())["leave_family_out"]
