@@ -152,7 +152,6 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
     if (out / "posterior.nc").exists():
         from risk.bayes.physics import PhysicsSetup
         from risk.bayes.sampling import load_posterior
-        from risk.study import load_study
 
         post = load_posterior(out / "posterior.nc")
         # the study's prior scale of the family spread is the one sampled and the one prediction reads back
