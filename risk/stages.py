@@ -473,7 +473,10 @@ def predict(ctx: RunContext) -> dict:
     seed = ctx.stage_seed("predict")
     names = list(decoder.parameter_names)
     candidates, cand_labels = _candidate_tests(ctx, decoder)
-    scenario_diag = None
+    scenario_diag, agreement = None, None
+    n_sim = min(s.inference.scenario_check_runs, QUICK_SCENARIO_CHECKS) if ctx.quick else s.inference.scenario_check_runs
+    if tree is not None and n_sim:  # full-simulator runs in worker processes while the rest is computed here
+        agreement = _scenario_simulator_check(ctx, tree, decoder, logit_fn, scenarios, n_sim, seed + 6)
     if tree is not None:
         # every draw for the scenarios (their P(TR) is diagnosed like a free variable), thinned for candidates
         p_cells = new_cell_p_tr(tree, logit_fn, scenarios, n_cells=64 if ctx.quick else 128, seed=seed)
@@ -563,12 +566,21 @@ def predict(ctx: RunContext) -> dict:
         rare["full_simulator_check"] = {**_check_with_simulator(ctx, decoder, logit_fn, failure_cells, ck, n_check,
                                                                 seed), "source": source}
     ctx.path("rare_events.json").write_text(json.dumps(rare, indent=2))
+    if agreement is not None:
+        table = agreement.result()
+        pred = pred.assign(table)
+        pred.attrs.update(table.attrs)
+        write_predictions(pred, ctx.path("predictions.nc"))
     check = rare.get("full_simulator_check", {})
     return {"basis": basis, "scenarios": len(scenarios), "next_test": next_test, "scenario_diagnostics": scenario_diag,
             "p_tr_mean": dict(zip(pred["scenario"].values.tolist(), map(float, pred["p_tr_mean"].values))),
             "rare_event": {"scenario": rare["scenario"], "plug_in": ss.p,
                            **{q: rare["posterior"][q] for q in ("p_median", "p_q05", "p_q95") if "posterior" in rare}},
-            "simulator_check": {k: check[k] for k in ("n", "confirmed", "wilson95") if k in check}}
+            "simulator_check": {k: check[k] for k in ("n", "confirmed", "wilson95") if k in check},
+            "simulator_agreement": {str(sc): {"simulator": float(pred["simulator_runaway_fraction"].values[i]),
+                                              "decoder": float(pred["decoder_runaway_p"].values[i])}
+                                    for i, sc in enumerate(pred["scenario"].values)}
+            if "simulator_runaway_fraction" in pred else None}
 
 
 def _scenario_diagnostics(ctx: RunContext, tree, p_cells: np.ndarray, scenarios) -> dict:
@@ -597,6 +609,31 @@ def _scenario_diagnostics(ctx: RunContext, tree, p_cells: np.ndarray, scenarios)
             d.setdefault("messages", []).append(f"scenario P(TR): R-hat {rhat:.3f}, bulk ESS {bulk:.0f}, tail ESS {tail:.0f}")
         path.write_text(json.dumps(d, indent=2))
     return out
+
+
+#: full-simulator runs per scenario with --quick (a full study runs inference.scenario_check_runs)
+QUICK_SCENARIO_CHECKS = 2
+
+
+def _scenario_simulator_check(ctx: RunContext, tree, decoder, logit_fn, scenarios, n: int, seed: int):
+    """The full simulator at ``n`` new cells of every scenario against the decoder there
+    (`risk.predict.simulator_agreement`), started → its `ScenarioCheck`, whose ``result()`` holds the
+    ``simulator_*``/``decoder_*`` variables of ``predictions.nc``."""
+    from functools import partial
+
+    from risk.predict.simulator_agreement import ScenarioCheck, scenario_cells
+
+    s = ctx.study
+    cells = scenario_cells(tree, scenarios, n, seed=seed)
+    names = decoder.layout.condition_names
+    decoder_p = [1 / (1 + np.exp(-logit_fn(u, np.broadcast_to(sc.conditions, (len(u), len(sc.conditions))))))
+                 for u, sc in zip(cells, scenarios)]
+    sims = [partial(_simulated_runaway, s.simulator.name, dict(s.simulator.options), decoder.transform,
+                    dict(zip(names, map(float, sc.conditions))), s.ensemble.timeout) for sc in scenarios]
+    check = ScenarioCheck(cells, decoder_p, sims, workers=max(1, s.ensemble.workers),
+                          note=f"{s.simulator.name}, {n} new cells per scenario (one per posterior draw)"
+                               + (" (quick)" if ctx.quick else ""))
+    return check
 
 
 #: failure-region cells the full simulator re-runs: at least 50 in a full study (a Wilson 95 % interval of

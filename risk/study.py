@@ -266,6 +266,9 @@ class Inference(_Section):
     target_accept: Annotated[float, Field(gt=0, lt=1)] = 0.9
     allow_bad_diagnostics: bool = False
     rare_event_check_runs: Annotated[int, Field(ge=0, description="failure-region samples re-run with the full simulator (≥ 50 in a full study; 0 turns the check off)")] = 50
+    scenario_check_runs: Annotated[int, Field(ge=0, le=200, description=(
+        "full-simulator runs at new cells of every scenario, against the decoder's P(runaway) at the same cells "
+        "(risk.predict.simulator_agreement; --quick runs at most 2; 0 turns the check off)"))] = 12
     next_test_cells: Annotated[int, Field(ge=1, le=50, description="cells per candidate test in the next-test ranking")] = 1
     subspace_max_dim: Annotated[int, Field(ge=1, le=16, description="most directions of the physical-parameter "
                                            "space calibrated per family and cell (the data-informed subspace, "

@@ -113,7 +113,19 @@ def _summary(art: Artefacts) -> dict:
             observables.append({"name": base, "unit": _attr(pred[name], "units", "1"), "rows": [
                 {"scenario": r["scenario"], **{q: float(pred[f"{base}_{q}"].values[i]) for q in ("q05", "q50", "q95")}}
                 for i, r in enumerate(rows)]})
+    agreement = []  # the full simulator at the scenarios' cells against its decoder (risk.predict.simulator_agreement)
+    if "simulator_runaway_fraction" in pred:
+        for i, r in enumerate(rows):
+            v = {k: float(pred[k].values[i]) for k in ("simulator_runs", "simulator_runaway_fraction",
+                                                       "simulator_runaway_wilson_lo", "simulator_runaway_wilson_hi",
+                                                       "decoder_runaway_p", "decoder_within_wilson")}
+            agreement.append({"scenario": r["scenario"], "p_tr": r["mean"], "runs": int(v["simulator_runs"]),
+                              "simulator": v["simulator_runaway_fraction"], "lo": v["simulator_runaway_wilson_lo"],
+                              "hi": v["simulator_runaway_wilson_hi"], "decoder": v["decoder_runaway_p"],
+                              "agrees": v["decoder_within_wilson"] == 1.0})
     return {"computed": True, "rows": rows, "figure": figures.p_tr_vs_soc(pred), "observables": observables,
+            "agreement": agreement, "agreement_note": str(pred.attrs.get("simulator_check", "")),
+            "disagreeing": [a["scenario"] for a in agreement if not a["agrees"]],
             "n_draws": int(pred.sizes.get("draw", 0)),
             "units": _attr(pred["p_tr_mean"], "units", "1")}
 
@@ -478,6 +490,10 @@ def _limitations(art: Artefacts, study: dict, ctx: dict) -> list[str]:
             out.append("Lower credible bounds of zero (" + ", ".join(zero) + "): the draws "
                        "cannot resolve probabilities below about 1 in "
                        f"{numbers.group(max(ctx['summary']['n_draws'], 1))}.")
+        if ctx["summary"]["disagreeing"]:
+            out.append("At the cells behind P(TR) of " + ", ".join(ctx["summary"]["disagreeing"]) + " the full "
+                       "simulator's runaway fraction lies outside what its decoder predicts (section 3): those "
+                       "probabilities carry the decoder's error as well as the simulator's physics.")
     if art.failures:
         out.append(f"{len(art.failures)} simulation(s) failed and are excluded from the "
                    "ensemble; if failures correlate with parameters, the surrogate is biased "

@@ -149,6 +149,14 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
         assert check["quick"] and check["n"] == 8 and check["n_completed"] + check["n_failed_runs"] == check["n"]
         lo, hi = check["wilson95"]
         assert 0 <= lo <= check["fraction"] <= hi <= 1 and check["fraction"] == check["confirmed"] / max(check["n_completed"], 1)
+    if (out / "posterior.nc").exists():  # the full simulator at every scenario's calibrated cells vs its decoder
+        runs = pred["simulator_runs"].values + pred["simulator_runs_failed"].values
+        assert np.all(runs == 2) and "(quick)" in pred.attrs["simulator_check"]
+        frac, lo, hi = (pred[f"simulator_runaway_{v}"].values for v in ("fraction", "wilson_lo", "wilson_hi"))
+        done = pred["simulator_runs"].values > 0
+        assert np.all((lo <= frac)[done] & (frac <= hi)[done]) and np.all((0 <= pred["decoder_runaway_p"].values[done])
+                                                                         & (pred["decoder_runaway_p"].values[done] <= 1))
+        assert "Does the simulator agree with its decoder" in html
     if (out / "posterior.nc").exists():
         from risk.bayes.physics import PhysicsSetup
         from risk.bayes.sampling import load_posterior
