@@ -58,6 +58,12 @@ def _verification(art: Artefacts, sbc: dict | None) -> dict:
                   + (" — within tolerance" if surrogate_ok else " — outside tolerance"))
     else:
         ev.append("surrogate held-out metrics (model/metrics.json) absent")
+    off = _simulator_disagreements(art.predictions)
+    if off is not None:  # held-out simulations spread over the prior do not show where the calibrated cells live
+        ev.append("full simulator at the scenarios' calibrated cells (predictions.nc): "
+                  + (f"the surrogate is outside its Wilson 95 % interval for {', '.join(off)}" if off else
+                     "the surrogate is within its Wilson 95 % interval for every scenario"))
+        surrogate_ok = surrogate_ok and not off
     if surrogate_ok:
         level = 2
     sbc_ok = bool(sbc and sbc.get("applies") and sbc.get("verdict") == "pass")
@@ -77,8 +83,19 @@ def _verification(art: Artefacts, sbc: dict | None) -> dict:
         ev.append("no mesh-convergence record in this run (mesh-free simulator, or not recorded): the simulator's "
                   "own verification is in the project's test suite (analytic solutions, energy balance), not here")
     return {"factor": "Verification", "level": level, "evidence": ev,
-            "criteria": "1 surrogate metrics recorded; 2 surrogate within tolerance (coverage 80–98 %, AUC ≥ 0.9); "
+            "criteria": "1 surrogate metrics recorded; 2 surrogate within tolerance (coverage 80–98 %, AUC ≥ 0.9, "
+                        "and within the full simulator's interval at every scenario's calibrated cells where checked); "
                         "3 and SBC of the inference passes; 4 and the simulator's numerical convergence recorded"}
+
+
+def _simulator_disagreements(pred) -> list[str] | None:
+    """Scenarios whose decoder P(runaway) lies outside the full simulator's Wilson 95 % interval at their calibrated
+    cells (`risk.predict.simulator_agreement`); None when predictions.nc holds no such check."""
+    if pred is None or "decoder_within_wilson" not in pred:
+        return None
+    done = pred["simulator_runs"].values > 0
+    return [str(sc) for sc, ok, d in zip(pred["scenario"].values, pred["decoder_within_wilson"].values, done)
+            if d and ok != 1]
 
 
 def _beats(entry: dict, model: str, baseline: str, metric: str = "log_loss") -> bool | None:

@@ -47,6 +47,19 @@ def test_uncertainty_and_verification_levels(tmp_path):
     assert _factor(res, "Verification")["level"] == 3
     assert _factor(res, "Results uncertainty")["level"] == 2
     assert _factor(credibility.assess(art, {}, {**sbc, "verdict": "fail"}), "Verification")["level"] == 2
+    # the full simulator at the scenarios' calibrated cells: a surrogate outside its interval there is not verified
+    import xarray as xr
+
+    checked = xr.Dataset({"simulator_runs": ("scenario", [12.0, 12.0, 0.0]),
+                          "decoder_within_wilson": ("scenario", [1.0, 0.0, float("nan")])},
+                         coords={"scenario": ["a", "b", "c"]})
+    art.predictions = checked
+    res = credibility.assess(art, {}, sbc)
+    assert _factor(res, "Verification")["level"] == 1
+    assert any("outside its Wilson 95 % interval for b" in e for e in _factor(res, "Verification")["evidence"])
+    art.predictions = checked.assign(decoder_within_wilson=("scenario", [1.0, 1.0, float("nan")]))
+    assert _factor(credibility.assess(art, {}, sbc), "Verification")["level"] == 3
+    art.predictions = None
     art.metrics = {"decoder": {"coverage90": {"force": 0.5}, "auc": 0.95}}  # surrogate intervals too narrow
     assert _factor(credibility.assess(art, {}, sbc), "Verification")["level"] == 1
     art.diagnostics = {"ok": False}
