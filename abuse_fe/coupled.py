@@ -28,7 +28,12 @@ Chain (one simulation, t = 0 at the short onset)
    Q² where the current limit binds, which is why large cells ignite and small ones do not — and the
    reaction spreads as a front when the stored chemical energy (SOC) carries it from ring to ring
    faster than the faces cool it (local reactions without spread at low SOC, runaway at high SOC, as
-   the dataset's levels 3–4 vs 6–7). Strang splitting (kinetics ½Δt, implicit tridiagonal step Δt,
+   the dataset's levels 3–4 vs 6–7). Where the separator melts down (`MELTDOWN_TEMPERATURE`) the electrodes
+   touch: the short spreads over every ring from the centre out that has reached it, its resistance falls as
+   the shorted area grows (R_s A_0 / A, a contact resistance per area) and the cell voltage collapses —
+   the feedback (heat → meltdown → harder short → heat) that takes a large cell's voltage to zero within
+   seconds of its runaway (ORNL NMC 10 A h and LCO 6.4 A h runaways: half the drop within 3–30 s; their
+   local reactions hold ~3.5 V). Strang splitting (kinetics ½Δt, implicit tridiagonal step Δt,
    kinetics ½Δt) with step-size control on |ΔT| ≤ 5 K. This reduced option (0.5–4 s) is what
    ensembles use; option ``thermal="fe"`` runs the 3D pouch FE of `abuse_fe.thermal` instead
    (`short_thermal_response_fe`, seconds to a minute per run).
@@ -111,7 +116,7 @@ def measured_features(time: np.ndarray, temperature_surface: np.ndarray, voltage
     across the short, ``voltage_before`` the open-circuit voltage before the short [V].
     """
     rate = features.rise_rate_max(time, temperature_surface)
-    return {"voltage_drop": features.voltage_drop(voltage_before, voltage),
+    return {"voltage_drop": features.voltage_drop(voltage_before, voltage, time),
             "temperature_rise_rate_log": features.log_rise_rate(rate),
             "temperature_rise_rate_censored": features.rate_censored(rate)}
 
@@ -144,6 +149,13 @@ class CellThermal:
     def for_chemistry(cls, c: chem.Chemistry) -> "CellThermal":
         """The pouch cell of chemistry ``c``: its energy density, nominal voltage and OCV table."""
         return cls(energy_density=c.energy_density, voltage_nominal=c.voltage_nominal, ocv=(chem.OCV_SOC, c.ocv))
+
+
+#: Separator meltdown temperature [K]: polypropylene (the outer layers of the PP/PE/PP trilayer that keep the
+#: electrodes apart after the PE layer's 130-135 degC shutdown) melts at 165 degC — Orendorff, Electrochem. Soc.
+#: Interface 21(2) (2012) 61; Feng et al., Energy Storage Mater. 10 (2018) 246 (separator collapse → large-area
+#: internal short). Where a ring reaches it, the internal short spreads over that ring.
+MELTDOWN_TEMPERATURE = 165.0 + 273.15
 
 
 #: Distance of the nearest thermocouple from the punch axis [m]: the ORNL loggers carry TC1–TC4 on the
@@ -204,8 +216,13 @@ def short_thermal_response(
     ``n_rings`` finite-volume rings, ring 0 the short spot (radius r_s). Each ring i carries its
     temperature T_i and its own decomposition-kinetics state:
 
-        C_i dT_i/dt = δ_i0 I² R_s + (V_i / V) (U_ocv I − I² R_s) + V_i q(T_i, ξ_i)
+        C_i dT_i/dt = m_i (A_i / A) I² R + (V_i / V) (U_ocv I − I² R) + V_i q(T_i, ξ_i)
                       + G_{i−1}(T_{i−1} − T_i) + G_i (T_{i+1} − T_i) − 2 h A_i (T_i − T∞),
+
+    m_i = 1 for the shorted rings — ring 0 and every ring out from it whose temperature has reached
+    `MELTDOWN_TEMPERATURE` (separator meltdown; a ring stays shorted) —, A = Σ m_i A_i their face area and
+    R = R_s A_0 / A the short's resistance (a contact resistance per area: the short's conductance grows with
+    its area; R = R_s until the separator melts).
 
     G_i = 2π k_in H / ln(ρ_{i+1}/ρ_i) between ring centres ρ (radial conduction through the stack),
     A_i the ring's face area (both faces cooled; the pouch edge is adiabatic). A reaction that ignites
@@ -277,6 +294,9 @@ def short_thermal_response_batch(
     hA = h[:, None] * 2 * area
     share = vols / V_cell[:, None]  # the electrode (bulk) power by volume
     probe = np.minimum([np.searchsorted(e, r + probe_distance) - 1 for e, r in zip(edges, r_s)], n - 1)
+    area_within = np.cumsum(area, axis=1)  # face area of rings 0..i [m²]: the short's area with i + 1 rings shorted
+    shorted = np.ones(B, dtype=int)  # rings shorted (from the centre out): the spot, then meltdown
+    R_short = R_s.copy()  # the short's resistance R_s A_0 / A [Ω]
     R_int = cell.internal_resistance_ah / (Q / 3600.0)
     I_lim = c_lim * Q / 3600.0
     ocv = lambda z: np.interp(z, *cell.ocv)  # noqa: E731
@@ -285,7 +305,7 @@ def short_thermal_response_batch(
         if short_model is not None:
             return short_model(z, T_max)
         u = ocv(z)
-        current = np.minimum(np.maximum(u, 0.0) / (R_s[k] + R_int[k]), I_lim[k])
+        current = np.minimum(np.maximum(u, 0.0) / (R_short[k] + R_int[k]), I_lim[k])
         return current, u * current
 
     state = {s: np.broadcast_to(v, (B, n)).copy() for s, v in init.items()}
@@ -299,7 +319,7 @@ def short_thermal_response_batch(
     I0 = circuit(z, T[:, 0], np.arange(B))[0]
     # history rows (cell, t, T_spot, T_mean, T_probe, I, V), one block per step
     T0 = T_amb.copy()
-    history = [(np.arange(B), np.zeros(B), T0, T0, T0, I0, I0 * R_s)]
+    history = [(np.arange(B), np.zeros(B), T0, T0, T0, I0, I0 * R_short)]
     active = t_end - t > dt_min
     while active.any():
         k = np.flatnonzero(active)
@@ -318,10 +338,11 @@ def short_thermal_response_batch(
         T1 = Tk + rel1 / ρc
         # 2. electrical + conduction + cooling: implicit Euler of the linear ring network over Δt
         I, P_tot = circuit(zk - I_pred * d / (2 * Qk), T1.max(1), k)
-        P_s = I**2 * take(R_s)
+        P_s = I**2 * take(R_short)
         P_b = np.maximum(P_tot - P_s, 0.0)
-        rhs = Ck / d[:, None] * T1 + P_b[:, None] * take(share) + hAk * take(T_amb)[:, None]
-        rhs[:, 0] += P_s
+        in_short = np.arange(n) < take(shorted)[:, None]
+        spot_share = np.where(in_short, take(area), 0.0) / take(area_within)[np.arange(k.size), take(shorted) - 1][:, None]
+        rhs = Ck / d[:, None] * T1 + P_b[:, None] * take(share) + P_s[:, None] * spot_share + hAk * take(T_amb)[:, None]
         T2 = tridiagonal_solve(take(G), Ck / d[:, None] + hAk, rhs)
         # 3. kinetics over Δt/2
         st3, rel3 = ks.advance(T2, st1, d[:, None] / 2)
@@ -345,7 +366,11 @@ def short_thermal_response_batch(
             state[s][j] = st3[s][ok]
         T[j], t[j] = T3[ok], t[j] + d
         T_peak[j] = np.maximum(T_peak[j], T[j].max(1))
-        history.append((j, t[j], T[j, 0], (C[j] * T[j]).sum(1) / C[j].sum(1), T[j, probe[j]], I, I * R_s[j]))
+        history.append((j, t[j], T[j, 0], (C[j] * T[j]).sum(1) / C[j].sum(1), T[j, probe[j]], I, I * R_short[j]))
+        # separator meltdown: the short spreads over the rings from the centre out that have reached it
+        melted = np.cumprod(T[j] >= MELTDOWN_TEMPERATURE, axis=1).sum(1)
+        shorted[j] = np.maximum(shorted[j], melted)
+        R_short[j] = R_s[j] * area[j, 0] / area_within[j, shorted[j] - 1]
         dt[j] = np.where(change[ok] < dT_step / 4, np.minimum(d * 1.5, dt_max), d)
         active = t_end - t > dt_min
     cells = np.concatenate([blk[0] for blk in history])
@@ -423,7 +448,9 @@ def short_thermal_response_fe(
     short against the discharge). Outcomes as in the reduced model; ``local_reaction_fraction`` and
     ``spread_fraction`` are inferred from the kinetic heat: the spot (π r_s² H) is credited first, the rest
     counts as spread; ``thermal_runaway`` requires the FE runaway criterion (local self-heating > 10 K/s)
-    *and* spread ≥ 0.5 (the reactions consumed most of the cell), for the reduced model's semantics.
+    *and* spread ≥ 0.5 (the reactions consumed most of the cell), for the reduced model's semantics. The short
+    current is computed beforehand (`short_history`, temperature independent), so the separator meltdown of the
+    reduced model is not in it: the two agree until the spot reaches `MELTDOWN_TEMPERATURE`.
     """
     import abuse_fe.geometry as geo
     from abuse_fe.materials import POUCH

@@ -3,7 +3,13 @@
 The real workbooks (`risk.data.features`) and the coupled indentation chain (`abuse_fe.coupled`) both
 call these functions, so a calibrated observable means the same thing on both sides.
 
-- `voltage_drop`: pre-short voltage minus the lowest voltage afterwards [V] (≥ 0).
+- `voltage_drop`: pre-short voltage minus the lowest voltage within `VOLTAGE_WINDOW` (60 s) after the short
+  onset [V] (≥ 0). A fixed window because the real records end at different times: the ORNL loggers of the
+  large cells (NMC 10 A h, LCO 6.4 A h) stop 66–430 s after the onset, those of the small LCO pouches after
+  1200–2800 s, while the simulators run 30 min; over its whole history a simulated 10 A h cell drains through
+  any short below ~0.4 Ω, so the lowest voltage said "drained within 30 min", which no real record of a
+  large cell shows. Within 60 s (shorter than every record) both sides measure the same thing: how hard
+  the short pulls the voltage down.
 - `rise_rate_max`: largest temperature-rise rate [K/s] of a thermocouple signal, read as the logger
   reads it: values above the logger's ceiling are clipped (the ORNL thermocouples saturate at 150 °C),
   slopes over at least ``tau`` = 1 s.
@@ -29,11 +35,18 @@ THERMOCOUPLE_CEILING = 150.0 + KELVIN
 RATE_FLOOR = 1.0
 #: Rates above this are venting and flame, not resolved by the simulators [K/s] (see the module doc)
 RATE_CEILING = 10.0
+#: Window after the short onset over which `voltage_drop` looks for the lowest voltage [s]: shorter than the
+#: shortest real record after the onset (66 s, LCO-LP-6400mAh-100SOC-cell1; see the module doc)
+VOLTAGE_WINDOW = 60.0
 
 
-def voltage_drop(baseline: float, voltage: np.ndarray) -> float:
-    """``baseline − min(voltage)`` [V], ≥ 0; NaN when there is no finite voltage."""
+def voltage_drop(baseline: float, voltage: np.ndarray, time_since_onset: np.ndarray,
+                 window: float = VOLTAGE_WINDOW) -> float:
+    """``baseline − min(voltage)`` over ``0 ≤ time_since_onset ≤ window`` [V], ≥ 0; NaN when there is no finite
+    voltage there. ``voltage`` [V] and ``time_since_onset`` [s] are ``(n,)``."""
+    t = np.asarray(time_since_onset, dtype=float)
     v = np.asarray(voltage, dtype=float)
+    v = v[(t >= 0.0) & (t <= window)]
     if not np.isfinite(v).any() or not math.isfinite(baseline):
         return math.nan
     return max(0.0, float(baseline - np.nanmin(v)))

@@ -19,7 +19,8 @@ Internal-short onset (`detect_short_onset`):
    (displacement measured from first contact, `contact_index`; NaN when not measured). No qualifying crossing → no short: NaN onset, ``short_detected``
    False.
 
-Voltage drop: baseline − minimum smoothed voltage over the record [V] (≥ 0).
+Voltage drop: baseline − minimum smoothed voltage within 60 s after the onset [V] (≥ 0;
+`simulators.features.voltage_drop`, which says why 60 s); without a detected short, over the whole record.
 Peak force: maximum of the smoothed compressive force [N]; ``force_suspect`` when it is below
 ``min_plausible_force`` (20 N: no cell is indented to failure under 20 N — a mislabelled unit, e.g. klbf).
 Peak temperature: maximum over the thermocouples (3-sample median filter) [K]. A channel is saturated when its
@@ -155,7 +156,8 @@ def indentation_features(ds: xr.Dataset, settings: OnsetSettings = OnsetSettings
         "short_detected": onset.detected,
         "time_short_onset": onset.time,
         "voltage_baseline": onset.baseline,
-        "voltage_drop": shared.voltage_drop(onset.baseline, vs),
+        # without a short there is no onset: the lowest voltage over the whole record
+        "voltage_drop": shared.voltage_drop(onset.baseline, vs, t - onset.time if onset.detected else np.zeros_like(t)),
         "force_peak": float(np.nanmax(fs)) if np.isfinite(fs).any() else math.nan,
     }
     out["force_suspect"] = bool(not (out["force_peak"] >= min_plausible_force))

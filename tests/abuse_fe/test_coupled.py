@@ -117,10 +117,11 @@ SHORT_6AH = dict(short_resistance=0.0548, current_limit_c_rate=10.95, kinetics_l
 def test_spot_runaway_without_spread_is_local_reaction_level():
     """A 6.4 A h cell shorted at 20 % SOC: the short spot reacts completely, the front stalls after a
     limited spread and the cell does not run away (levels 3–4, as observed for the 6.5 A h LCO cells at
-    20–40 % SOC in the dataset); no spurious runaway from round-off at the last, shortest time step."""
+    20–40 % SOC in the dataset); no spurious runaway from round-off at the last, shortest time step. (The spot's
+    reaction fraction is 0.72: once the separator around it melts, the short's heat spreads over the molten disc.)"""
     out = short_thermal_response(soc=0.2, **SHORT_6AH)
     assert not out["thermal_runaway"] and np.isnan(out["time_to_runaway"])
-    assert out["local_reaction_fraction"] > 0.9 and out["spread_fraction"] < 0.1
+    assert out["local_reaction_fraction"] > 0.5 and out["spread_fraction"] < 0.1
     assert hazard_level({**out, "short": True}) in (3, 4)
 
 
@@ -135,6 +136,21 @@ def test_front_spreads_at_full_charge_and_size_decides_ignition():
     assert hazard_level({**small, "short": True}) == 2
     # the nearest thermocouple reads the hot spot of the large cell at ≥ 10 K/s, the small one's ≈ 1–4 K/s
     assert big["temperature_rise_rate_censored"] and not small["temperature_rise_rate_censored"]
+
+
+def test_separator_meltdown_spreads_the_short_and_collapses_the_voltage(monkeypatch):
+    """Where the separator melts (165 degC) the short spreads and its resistance falls (R_s A_0 / A): the 6.4 A h
+    cell at SOC 1 loses 3.1 V within the 60-s window (the ORNL LCO 6.4 A h runaways: 4.0-4.2 V); with a separator
+    that never melts the voltage across the same short barely moves (0.46 V) though the cell still runs away.
+    Before the spot reaches 165 degC both cells are the same cell."""
+    import abuse_fe.coupled as coupled
+
+    melt = short_thermal_response(soc=1.0, **SHORT_6AH)
+    monkeypatch.setattr(coupled, "MELTDOWN_TEMPERATURE", np.inf)
+    solid = short_thermal_response(soc=1.0, **SHORT_6AH)
+    assert melt["thermal_runaway"] and solid["thermal_runaway"]
+    assert melt["voltage_drop"] > 3.0 and solid["voltage_drop"] < 0.6
+    assert melt["voltage"][0] == solid["voltage"][0]
 
 
 def test_ring_network_conserves_energy_and_converges():

@@ -45,20 +45,21 @@ def test_ring_network_conserves_energy_for_every_chemistry(name):
 
 
 def test_chemistry_sets_the_chain_kinetics_and_voltage():
-    """The same 10 A h cell and abuse (prior medians, a 35 mΩ short): the voltage before the short is the chemistry's
+    """The same 10 A h cell and abuse (prior medians: a 55 mΩ short): the voltage before the short is the chemistry's
     OCV; the LFP cell (mild cathode reaction) releases less decomposition heat than the NMC cell and does not run away
-    at SOC 1, the NMC cell does (the ORNL NMC 10 A h cells ran away from SOC 0.5, the LFP 10 A h cells never).
-    The NMC cell runs away for shorts of 30–45 mΩ and stays at levels 4–5 at the 55 mΩ prior median (spread 0.055:
-    the front stalls); an earlier Newton tolerance of the anode step (1e-6 per step) had tipped the median over."""
+    at SOC 1, the NMC cell does (the ORNL NMC 10 A h cells ran away from SOC 0.5, the LFP 10 A h cells never), within
+    seconds, and its separator meltdown takes the voltage to near zero within the 60-s window, as in the ORNL NMC
+    runaways (drop 3.5-4.2 V). Without the meltdown the same NMC cell stays at levels 4-5 (spread 0.05: the front
+    stalls) and runs away only for shorts of 30-45 mΩ, with a 0.5-V drop that no real runaway shows."""
     sim = IndentationLumped()
-    theta = default_theta(sim) | {"short_resistance": 0.035}
+    theta = default_theta(sim)
     out = {name: sim.run(theta, {"soc": 1.0, "capacity_nominal": 36000.0, "chemistry": chem.code(name)})
            for name in ("NMC", "LFP")}
     assert bool(out["NMC"].thermal_runaway) and not bool(out["LFP"].thermal_runaway)
+    assert float(out["NMC"].time_to_runaway) < 60.0
     chemical = {k: float(ds.heat_released_total - ds.heat_joule_total) for k, ds in out.items()}
     assert 0 < chemical["LFP"] < 0.6 * chemical["NMC"]
-    for k, ds in out.items():  # the voltage before the short is the chemistry's OCV at SOC 1 (the drop ends at 0 V)
-        assert float(ds.voltage_drop) == pytest.approx(chem.CHEMISTRIES[k].ocv[-1], abs=0.02)
+    assert float(out["NMC"].voltage_drop) > 3.4 and float(out["LFP"].voltage_drop) < float(out["NMC"].voltage_drop)
     assert int(out["LFP"].hazard_level) < 6 <= int(out["NMC"].hazard_level)
     with pytest.raises(Exception, match="not one of"):
         sim.run(theta, {"chemistry": 0.5})

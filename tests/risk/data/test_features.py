@@ -36,6 +36,28 @@ def test_no_short_on_scc_cells(combined):
     assert float(scc.voltage_drop.max()) < 0.05
 
 
+def test_voltage_drop_window_separates_large_cell_runaways(combined):
+    """The 60-s voltage drop (simulators.features.VOLTAGE_WINDOW) of the ORNL NMC 10 A h and LCO 6.4 A h cells above
+    SOC 0.1: every runaway (level >= 6) drops more than 3.4 V, every local reaction (levels 3-4) less than 1.4 V —
+    over their whole records (66-430 s) the same drops, over a simulated 30 min every cell had drained."""
+    big = combined.where(combined.cell_family.isin(["NMC 10 Ah", "LCO 6.4 Ah"]) & (combined.soc > 0.1)
+                         & np.isfinite(combined.hazard_level), drop=True)
+    level, drop = big.hazard_level.values, big.voltage_drop.values
+    assert (level >= 6).sum() == 11 and (level < 6).sum() == 11
+    assert drop[level >= 6].min() > 3.4 and drop[level < 6].max() < 1.4
+
+
+def test_voltage_drop_looks_only_at_the_window():
+    from simulators.features import VOLTAGE_WINDOW, voltage_drop
+
+    t = np.linspace(-10.0, 300.0, 3101)
+    v = np.where(t < 0, 4.0, 3.5) - np.where(t > 100.0, 3.0, 0.0)  # a partial short, then a collapse after 100 s
+    assert VOLTAGE_WINDOW == 60.0
+    assert voltage_drop(4.0, v, t) == pytest.approx(0.5)
+    assert voltage_drop(4.0, v, t, window=200.0) == pytest.approx(3.5)
+    assert np.isnan(voltage_drop(4.0, v, t - 1000.0))  # no sample in the window
+
+
 def test_detector_robust_to_glitch_and_noise():
     rng = np.random.default_rng(0)
     t = np.arange(0, 300, 0.1)
