@@ -64,7 +64,7 @@ from simulators import chemistry as chem
 from abuse_fe import indentation_lumped as _ip
 
 
-META: dict[str, tuple[str, str]] = {
+META: dict[str, tuple] = {
     **_ip.META,
     "time": ("s", "time since the internal-short onset"),
     "temperature_hotspot": ("K", "temperature of the short spot"),

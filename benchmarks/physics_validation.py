@@ -15,15 +15,23 @@
    criterion calibrated on the ruptures through the sign of the breach margin — the out-of-sample P(bottom
    rupture) of tests of a cell type the fold never saw (``crossval.json`` → ``heat.bottom_rupture``) against the
    rupture frequency per cell type and per SOC × trigger.
-5. **Indentation mechanics on the real force curves** (four ORNL LCO pouch families, `abuse_fe.calibration`;
+5. **Indentation observables, out of sample** (the default study, `studies/indentation_pouch.yaml`, run to its
+   cross-validation): per cell family, the physics model refitted *without that family* predicts its tests' force
+   at short onset, 60-s voltage drop and log temperature-rise rate (``crossval.json`` → ``observables.*.
+   leave_family_out``): observed mean, predicted median, median absolute error, coverage of the 90 % predictive
+   interval; over all held-out tests against a per-family × SOC normal interval fitted on the same training tests,
+   and the censored values (saturated thermocouples, no short within the stroke) whose bound the interval reaches.
+6. **Indentation mechanics on the real force curves** (four ORNL LCO pouch families, `abuse_fe.calibration`;
    crosshead speed 1 mm/min and thicknesses assumed): each family's loading-branch fit (relative RMSE, in
    sample) and its onset forces predicted from the punch law and critical strain pooled over the *other*
    families (leave-one-family-out median relative error).
 
-    python benchmarks/physics_validation.py [--full] [--run DIR] [--study YAML]
+    python benchmarks/physics_validation.py [--full] [--run DIR] [--study YAML] [--indentation-run DIR]
 
-``--full`` runs the study's full mode (ensemble 256, full cross-validation; ~1 h on 2 cores); the default is its
-``--quick`` mode (~10 min), whose numbers are labelled quick in the result.
+``--full`` runs the studies' full mode (calorimetry: ensemble 256, full cross-validation, ~1 h on 2 cores;
+indentation: ~15 min); the default is their ``--quick`` mode (~10 min each, the indentation families dealt into two
+grouped folds), whose numbers are labelled quick in the result. A run directory that already holds the study's
+cross-validation is reused (the stage cache).
 """
 from __future__ import annotations
 
@@ -42,6 +50,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.record import write_result  # noqa: E402
 
 STUDY = REPO / "studies" / "calorimetry_18650.yaml"
+INDENTATION_STUDY = REPO / "studies" / "indentation_pouch.yaml"
 HATCHARD_BRACKET = (150.0, 155.0)  # °C: survives / runs away (Hatchard et al., J. Electrochem. Soc. 148 (2001) A755)
 
 
@@ -61,6 +70,16 @@ def calorimetry_out_of_sample(run: Path, quick: bool, study: Path = STUDY) -> di
     out["bottom_rupture"] = {scheme: {k: v for k, v in e.items() if k != "fold_diagnostics"}
                              for scheme, e in (heat.get("bottom_rupture") or {}).items()}
     return out
+
+
+def indentation_out_of_sample(run: Path, quick: bool, study: Path = INDENTATION_STUDY) -> dict:
+    """Run the indentation study to its cross-validation (stage cache reused) and return every observable's
+    out-of-sample scores per held-out cell family (module doc, item 5)."""
+    cmd = [sys.executable, "-m", "risk.cli", "crossvalidate", str(study), "--out", str(run)]
+    cmd += ["--quick"] if quick else []
+    subprocess.run(cmd, check=True, cwd=REPO)
+    cv = json.loads((run / "crossval.json").read_text())
+    return {"quick": bool(cv.get("quick", quick)), "observables": cv.get("observables") or {}}
 
 
 def casing_breach(run: Path) -> dict:
@@ -128,7 +147,7 @@ def energy_balance(n: int = 40, seed: int = 0) -> dict:
 
 
 def mechanics(data: Path) -> dict:
-    """Force-curve fit per family and leave-one-family-out onset force (module doc, item 4)."""
+    """Force-curve fit per family and leave-one-family-out onset force (module doc, item 6)."""
     import warnings
 
     from abuse_fe.calibration import FAMILIES, fit_family, leave_family_out_onset, read_family
@@ -154,12 +173,18 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="the study's full mode (default: --quick)")
     ap.add_argument("--run", type=Path, default=None, help="run directory (default runs/physics_validation[_quick])")
     ap.add_argument("--study", type=Path, default=STUDY, help="the calorimetry study file (default the shipped one)")
+    ap.add_argument("--indentation-run", type=Path, default=None,
+                    help="run directory of the indentation study (default runs/physics_validation_indentation[_quick])")
     args = ap.parse_args()
     quick = not args.full
     run = args.run or REPO / "runs" / ("physics_validation_quick" if quick else "physics_validation")
     t0 = time.perf_counter()
     calorimetry = calorimetry_out_of_sample(run, quick, args.study)
     t_cal = time.perf_counter() - t0
+    ind_run = args.indentation_run or REPO / "runs" / ("physics_validation_indentation" + ("_quick" if quick else ""))
+    t0 = time.perf_counter()
+    indentation = indentation_out_of_sample(ind_run, quick)
+    t_ind = time.perf_counter() - t0
     oven = hatchard_oven()
     balance = energy_balance()
     mech = mechanics(REPO.parent / "shared" / "data" / "indentation" / "raw")
@@ -188,15 +213,31 @@ def main() -> None:
         print(f"P(bottom rupture), {scheme} ({e['n_tests']} tests, {e.get('n_ruptures')} ruptures), log loss / Brier: "
               + ", ".join(f"{m} {e[m]['log_loss']:.3f} / {e[m]['brier']:.3f}" for m in
                           ("physics", "family_frequency", "soc_trigger_frequency") if m in e))
+    print(f"\nIndentation observables ({'quick' if indentation['quick'] else 'full'} default study): physics model "
+          "refitted without the cell family it predicts")
+    print(f"{'observable':26s} {'cell family':18s} {'n':>3s} {'observed':>9s} {'predicted':>9s} {'|err| med':>9s} "
+          f"{'cov90':>6s}")
+    for name, entry in indentation["observables"].items():
+        lfo = entry.get("leave_family_out") or {}
+        for fam, r in (lfo.get("by_family") or {}).items():
+            print(f"{name:26s} {fam:18s} {r['n']:3d} {r['observed_mean']:9.3f} {r['predicted_median']:9.3f} "
+                  f"{r['median_abs_error']:9.3f} {r['coverage_90']:6.2f}")
+        if lfo.get("physics"):
+            base, bounds = lfo.get("group_normal") or {}, lfo.get("bounds") or {}
+            print(f"{name:26s} {'all: physics / group normal':28s} coverage {lfo['physics']['coverage_90']:.2f} / "
+                  f"{base.get('coverage_90', float('nan')):.2f}, interval score "
+                  f"{lfo['physics']['interval_score_90']:.3g} / {base.get('interval_score_90', float('nan')):.3g}; "
+                  f"bounds {bounds.get('n', 0)}, reached {bounds.get('within_90', float('nan')):.2f}")
     print("\nIndentation force curves (ORNL LCO pouch; speed and thickness assumed)")
     print(f"{'family':10s} {'tests':>5s} {'fit rel. RMSE':>13s} {'onset F meas.':>13s} {'LFO pred.':>9s} "
           f"{'LFO rel. err':>12s}")
     for fam, r in mech["families"].items():
         print(f"{fam:10s} {r['tests']:5d} {r['fit_rmse_relative']:13.3f} {r['onset_force_measured_mean']:13.0f} "
               f"{r['onset_force_predicted_lfo']:9.0f} {r['onset_force_lfo_median_relative_error']:12.3f}")
-    path = write_result("physics_validation", {"calorimetry": calorimetry, "hatchard_oven": oven,
-                                               "energy_balance": balance, "mechanics": mech, "casing_breach": breach,
-                                               "seconds_calorimetry": t_cal})
+    path = write_result("physics_validation", {"calorimetry": calorimetry, "indentation": indentation,
+                                               "hatchard_oven": oven, "energy_balance": balance, "mechanics": mech,
+                                               "casing_breach": breach, "seconds_calorimetry": t_cal,
+                                               "seconds_indentation": t_ind})
     print(f"wrote {path.relative_to(REPO)}")
 
 

@@ -217,15 +217,17 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
 
 
 def _score_observable(entry: dict, scheme: str, df: pd.DataFrame, held: np.ndarray, folds, y_all: np.ndarray,
-                      q: np.ndarray) -> None:
+                      q: np.ndarray, levels: tuple[tuple[str, ...], ...] | None = None) -> None:
     """Fill ``entry[scheme]`` with the physics and baseline interval scores of one observable on the held-out
-    tests that have it, and the physics model's out-of-sample scores per cell type (module doc)."""
+    tests that have it, and the physics model's out-of-sample scores per cell type (module doc); ``levels``: the
+    baseline's grouping (`group_normal_intervals`; default cell type × SOC × trigger)."""
     lo_b, hi_b = np.full(len(df), np.nan), np.full(len(df), np.nan)
     dfv = df.assign(value=y_all)
     for tr, te in folds:
         train = dfv.iloc[tr][np.isfinite(y_all[tr])]
         if len(train) >= 2:
-            lo_b[te], hi_b[te] = group_normal_intervals(train, dfv.iloc[te], value="value")
+            lo_b[te], hi_b[te] = group_normal_intervals(train, dfv.iloc[te], value="value",
+                                                        **({} if levels is None else {"levels": levels}))
     rows = held[np.isfinite(y_all[held]) & np.isfinite(q[0, held])]
     if rows.size == 0:
         return

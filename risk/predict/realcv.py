@@ -12,7 +12,20 @@ observables or outcome. TR ≡ observed hazard level ≥ 6. Layout::
                  {"log_loss", "brier", "ordinal_log_loss", "reliability": [{"p_mean", "freq", "n"}]},
               "n_tests", "n_folds", "fold_diagnostics": {model: {"ok", "rhat_max", ...}}},
      "link_scale": {"mean", "q05", "q95"} (the sim-to-real scale, from the full-data posterior),
+     "observables": {name: {"units", scheme: {"physics" | "group_normal": {"coverage_90", "width_90",
+                                                                          "interval_score_90"},
+                                              "n_tests", "bounds": {"n", "within_90"},
+                                              "by_family": {family: {"n", "coverage_90", "median_abs_error",
+                                                                     "observed_mean", "predicted_median"}}}}},
      "quick": bool}
+
+``observables`` scores the same folds' posterior predictive of every calibrated observable of the held-out tests
+(`risk.bayes.physics.predict_observables`: force at short onset, 60-s voltage drop, log temperature-rise rate, in
+the units of the decoder's channels) against the values the workbooks recorded, with the layout of
+`risk.predict.heatcv` (whose per-group normal interval, here per family × SOC, is the baseline): under
+``leave_family_out`` these are the simulator's errors on cell families the fit never saw. A censored value (a
+saturated thermocouple, no short within the stroke) is not interval-scored; ``bounds`` counts those and the share
+whose bound the 90 % interval reaches (for a lower bound: its 95 % quantile is above it).
 
 The ablation replaces the SOC and capacity covariates of the metadata regression by constants, one latent
 severity per family (leave-family-out of a full study only). ``--quick`` runs leave-family-out only, the
@@ -38,7 +51,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -317,6 +330,25 @@ def _worst(per_fold: list[dict]) -> dict:
             "divergences": sum(d["divergences"] for d in per_fold)}
 
 
+def _score_observables(observables: dict, scheme: str, df: pd.DataFrame, folds: list, observed: ObservedValues,
+                       q: np.ndarray) -> None:
+    """``observables[name][scheme]``: every observable's held-out physics intervals ``q`` ``(3, n, n_obs)`` (5, 50,
+    95 %) against the measured values and the family × SOC normal baseline (`risk.predict.heatcv._score_observable`),
+    and the bounds the 90 % interval reaches (module doc)."""
+    from risk.predict.heatcv import _score_observable
+
+    held = np.concatenate([te for _, te in folds])
+    for k, name in enumerate(observed.names):
+        entry = observables.setdefault(name, {"units": observed.units[k]})
+        _score_observable(entry, scheme, df, held, folds, observed.exact[:, k], q[..., k],
+                          levels=OBSERVABLE_BASELINE_LEVELS)
+        b = held[np.isfinite(observed.bound[held, k]) & np.isfinite(q[0, held, k])]
+        if b.size and scheme in entry:
+            up = observed.sign[b, k] > 0
+            reach = np.where(up, q[2, b, k] >= observed.bound[b, k], q[0, b, k] <= observed.bound[b, k])
+            entry[scheme]["bounds"] = {"n": int(b.size), "within_90": float(np.mean(reach))}
+
+
 def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None, seed: int, draws: int = 500,
                         tune: int = 500, chains: int = 4, target_accept: float = 0.9, max_dim: int = 3,
                         quick: bool = False, n_replicate_folds: int = 3, workers: int = 1,
@@ -382,6 +414,13 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     def logit_fn(u, c):
         return np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32)), dtype=float)
 
+    apply_obs = jax.jit(decoder.jax_apply)
+
+    def observable_fn(u, c):
+        res = apply_obs(np.asarray(u, np.float32), np.asarray(c, np.float32))
+        return np.asarray(res["mean"], float), np.asarray(res["log_scale"], float)
+
+    observed = ObservedValues.of(decoder, data, df["row"].to_numpy())
     fit_kw = {"seed": seed, "draws": draws, "tune": tune}
     folds_of = {"leave_replicates_out": lambda: leave_replicates_out(df, ["family", "soc"], n_replicate_folds, seed),
                 "leave_soc_out": lambda: leave_groups_out(df, "soc_band"),
@@ -404,15 +443,52 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
             pending[scheme] = pool.submit(rows, seeds=[seed + k for k in range(len(trains))])
         for scheme in schemes:
             out[scheme] = _score_scheme(scheme, pending[scheme], df, folds_of[scheme], cond, logit_fn, seed, quick,
-                                        fit_kw)
+                                        fit_kw, observable_fn=observable_fn, observed=observed,
+                                        observables=out.setdefault("observables", {}))
     return out
 
 
+#: the baseline of the observables' intervals: a normal per family × SOC, else per family, per SOC, all tests
+#: (`risk.predict.heatcv.group_normal_intervals`)
+OBSERVABLE_BASELINE_LEVELS = (("family", "soc"), ("family",), ("soc",), ())
+
+
+@dataclass(frozen=True)
+class ObservedValues:
+    """The held-out tests' measured observables in their channels' units: ``exact`` ``(n, n_obs)`` (NaN where not
+    measured or a bound), ``bound`` ``(n, n_obs)`` (NaN unless a bound) and its ``sign`` (+1 lower, −1 upper), the
+    observable ``names`` and ``units``, and the decoder's ``layout`` (normalised → channel units)."""
+
+    exact: np.ndarray
+    bound: np.ndarray
+    sign: np.ndarray
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+    layout: object
+
+    @classmethod
+    def of(cls, decoder, data, rows: np.ndarray) -> "ObservedValues":
+        """The values of ``data``'s tests at ``rows`` (decoder-normalised in ``data``; denormalised here)."""
+        from risk.bayes.model import censor_sign
+
+        obs = np.asarray(data.observables, float)[rows]
+        sign = censor_sign(data.censored, np.shape(data.observables))[rows]
+        values = decoder.layout.denormalise(obs)
+        units = {c.name: c.units for c in decoder.layout.channels}
+        return cls(np.where(sign == 0, values, np.nan), np.where(sign != 0, values, np.nan), sign,
+                   tuple(decoder.observable_names), tuple(units.get(n, "1") for n in decoder.observable_names),
+                   decoder.layout)
+
+
 def _score_scheme(scheme: str, pending: list, df: pd.DataFrame, folds, cond: np.ndarray, logit_fn, seed: int,
-                  quick: bool, fit_kw: dict) -> dict:
+                  quick: bool, fit_kw: dict, *, observable_fn=None, observed: "ObservedValues | None" = None,
+                  observables: dict | None = None) -> dict:
     """One scheme's entry of ``crossval.json``: the metadata regression (and ablation) fitted here while the
-    physics folds ``pending`` (`FoldFits.submit`) finish elsewhere, then every model scored on the same folds."""
-    from risk.bayes.physics import p_tr_from_levels, predict_levels
+    physics folds ``pending`` (`FoldFits.submit`) finish elsewhere, then every model scored on the same folds.
+    With ``observable_fn`` (`risk.bayes.physics.predict_observables`) and ``observed``, the physics folds' predictive
+    intervals of every observable are scored into ``observables[name][scheme]`` (module doc)."""
+    from risk.bayes.physics import p_tr_from_levels, predict_levels, predict_observables
+    from risk.predict.heatcv import ALPHA
 
     diags: dict = {}
 
@@ -422,9 +498,15 @@ def _score_scheme(scheme: str, pending: list, df: pd.DataFrame, folds, cond: np.
         diags["physics"] = _worst(per_fold) | {"folds": per_fold}
         return [tree for tree, _ in fitted]
 
+    q_obs = None if observed is None else np.full((3, len(df), len(observed.names)), np.nan)
+
     def physics_predict(tree, test: pd.DataFrame) -> pd.DataFrame:
         rows = test["row"].to_numpy()
         p_level = predict_levels(tree, logit_fn, list(test["family"]), cond[rows], seed=seed).mean(axis=0)
+        if q_obs is not None:
+            y = predict_observables(tree, observable_fn, list(test["family"]), cond[rows], seed=seed)
+            y = observed.layout.denormalise(y)  # (draws, n, n_obs) in the channels' units
+            q_obs[:, df.index.get_indexer(test.index)] = np.quantile(y, [ALPHA / 2, 0.5, 1 - ALPHA / 2], axis=0)
         return pd.DataFrame({"p": p_tr_from_levels(p_level), **{f"p_level_{j + 1}": p_level[:, j] for j in range(7)}})
 
     def metadata_many(trains: list[pd.DataFrame], constant: bool = False) -> list:
@@ -460,6 +542,8 @@ def _score_scheme(scheme: str, pending: list, df: pd.DataFrame, folds, cond: np.
         scores["ablation_family_constant"] = _scores(res.predictions)
     res = cross_validate(df, folds(), None, with_level(physics_predict), outcome="tr", fit_many=physics_many)
     entry = {"physics": _scores(res.predictions)} | scores
+    if q_obs is not None:
+        _score_observables(observables, scheme, df, list(folds()), observed, q_obs)
     entry.update(n_tests=int(len(df)), n_folds=int(res.predictions["fold"].nunique()),
                  fold_diagnostics={m: diags[m] for m in ("physics", "metadata", "ablation_family_constant")
                                    if m in diags})

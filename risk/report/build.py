@@ -336,11 +336,20 @@ def _validation(art: Artefacts) -> dict:
              "n_tests": entry.get("n_tests"), "n_folds": entry.get("n_folds"),
              "fold_ok": (entry.get("fold_diagnostics", {}).get("physics") or {}).get("ok")}
             for scheme, entry in (art.crossval.get("heat") or {}).items() if isinstance(entry, dict) and "physics" in entry]
-        res["observable_cv"] = [  # calorimetry: every calibrated observable out of sample, per held-out cell type
+        obs_cv = (art.crossval.get("heat") or {}).get("observables") or art.crossval.get("observables") or {}
+        res["observable_cv"] = [  # every calibrated observable out of sample, per held-out cell family
             {"observable": name, "units": entry.get("units", ""), "scheme": scheme, "family": family, **scores}
-            for name, entry in ((art.crossval.get("heat") or {}).get("observables") or {}).items()
+            for name, entry in obs_cv.items()
             for scheme, by in entry.items() if isinstance(by, dict)
             for family, scores in (by.get("by_family") or {}).items()]
+        res["observable_cv_all"] = [  # the same intervals over all held-out tests, against the per-group normal
+            {"observable": name, "units": entry.get("units", ""), "scheme": scheme, "n_tests": by.get("n_tests"),
+             **{f"{m}_{k}": (by.get(m) or {}).get(k) for m in ("physics", "group_normal")
+                for k in ("coverage_90", "interval_score_90")},
+             "better": by.get("group_normal") is not None
+             and by["physics"]["interval_score_90"] < by["group_normal"]["interval_score_90"],
+             "bounds": by.get("bounds")}
+            for name, entry in obs_cv.items() for scheme, by in entry.items() if isinstance(by, dict) and "physics" in by]
         for key, outcome in (("runaway_cv", "runaway"), ("rupture_cv", "bottom_rupture")):
             # calorimetry: out-of-fold P(TR) and P(bottom rupture) of the same folds against frequency baselines
             res[key] = [

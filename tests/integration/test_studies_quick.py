@@ -77,6 +77,16 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
             assert {"physics", "metadata", "family_frequency"} <= set(entry) and entry["n_folds"] >= QUICK_FAMILY_FOLDS
             for model in ("physics", "metadata", "family_frequency"):
                 assert 0 <= entry[model]["brier"] <= 1 and sum(b["n"] for b in entry[model]["reliability"]) == entry["n_tests"]
+            # every calibrated observable of the held-out tests against the physics folds' predictive intervals
+            # (a family the fold never saw) and the family × SOC normal baseline; bounds counted, not scored
+            for name in load_study(study, quick=True).sim2real.observables:
+                obs = cv["observables"][name]["leave_family_out"]
+                n_bounds = (obs.get("bounds") or {}).get("n", 0)
+                assert 0 < obs["n_tests"] + n_bounds <= entry["n_tests"]
+                assert sum(r["n"] for r in obs["by_family"].values()) == obs["n_tests"]
+                assert 0 <= obs["physics"]["coverage_90"] <= 1 and obs["physics"]["interval_score_90"] > 0
+                assert "group_normal" in obs
+            assert "Every calibrated observable out of sample, against a per-group normal interval" in html
         if "heat" in cv:  # calorimetry: the physics heat intervals on cell types the fold never saw
             entry = cv["heat"]["leave_family_out"]
             real = xr.open_dataset(out / "real.nc")
