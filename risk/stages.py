@@ -141,7 +141,8 @@ def _decoder_builder(ctx: RunContext):
     names = [p.name for p in load(s.simulator.name).parameters]
     priors = s.priors()
     dcfg = DecoderConfig(width=cfg.hidden, depth=cfg.layers, epochs=cfg.epochs_decoder, lr=cfg.learning_rate,
-                         val_fraction=cfg.holdout_fraction, seed=ctx.stage_seed("train"))
+                         val_fraction=cfg.holdout_fraction, gp_observables=tuple(cfg.gp_observables),
+                         seed=ctx.stage_seed("train"))
     # a test whose chemistry the data do not state (the Soteria cells) is simulated with the study's stated one
     stated = {k: _quantity_si(v) for k, v in s.conditions.items()
               if k in CATEGORICAL_CONDITIONS and isinstance(v, str)}

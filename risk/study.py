@@ -253,6 +253,9 @@ class Sim2Real(_Section):
     encoder_steps: Annotated[int, Field(gt=0)] = 800
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+    gp_observables: list[str] = Field(default_factory=list, description=(
+        "scalar observables emulated by a Gaussian process fitted on the simulations (sim2real.gp) instead of the "
+        "decoder MLP's heads; each must be one of `observables`"))
     rounds: Annotated[int, Field(ge=0, le=5, description=(
         "simulation rounds after calibration: simulate new cells drawn from the posterior, retrain the decoder "
         "on every simulation so far, recalibrate (risk.rounds); the reported numbers come from the last round"))] = 0

@@ -36,6 +36,8 @@ class DecoderConfig:
     epochs, batch_size, lr, weight_decay : Adam training; ``patience`` epochs without validation
         improvement stop training (best weights kept).
     val_fraction : share of simulations held out (used for early stopping and the metrics).
+    gp_observables : scalar observables whose means and log scales come from a Gaussian-process emulator fitted
+        on the training simulations (`sim2real.gp`) instead of the MLP's heads.
     seed : seeds the `torch.Generator` for init, split and shuffling.
     """
 
@@ -49,6 +51,7 @@ class DecoderConfig:
     weight_decay: float = 0.0
     val_fraction: float = 0.15
     patience: int = 60
+    gp_observables: tuple[str, ...] = ()
     seed: int = 0
 
 
@@ -279,6 +282,11 @@ class FrozenDecoderCVAE:
                 break
         net.load_state_dict(best_state)
         _refit_runaway_head(net, tr, val, cfg, g)
+        if cfg.gp_observables:
+            from sim2real.gp import fit_gp_scalars
+
+            net.set_gp(fit_gp_scalars(tr.u.numpy(), layout.normalise_conditions(tr.c.numpy()), tr.x.numpy(),
+                                      tr.mask.numpy(), layout, cfg.gp_observables, seed=cfg.seed % 2**32))
         dec = FrozenDecoder(net, layout, self.transform, cfg, sizes,
                             hashes={"ensemble": hash_dataset(ens)})
         dec.error_factor = _error_factor(dec, val)

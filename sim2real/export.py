@@ -15,6 +15,9 @@ The graph, for depth ``D`` (``silu(a) = a · sigmoid(a)``)::
     mean = (h_D @ Wcoef.T + bcoef) @ basis + basis_offset
     log_scale = (h_D @ Wchan.T + bchan) @ expand + log_scale_bias
     logit_runaway = h_D @ Wrun.T + brun + h0 @ Wskip.T      (Wskip: linear skip; 0 in older models)
+
+and, where the model has a Gaussian-process emulator of its scalar observables (``gp_*`` weights,
+`sim2real.networks.gp_replace`), their mean and log scale come from it instead of the MLP's heads.
 """
 from __future__ import annotations
 
@@ -24,14 +27,21 @@ import numpy as np
 
 
 def _graph(w: Mapping[str, np.ndarray], depth: int, xp, cat, silu) -> Callable:
+    from sim2real.networks import GP_KEYS, gp_replace
+
+    gp = {k: w[k] for k in GP_KEYS} if "gp_alpha" in w else None
+
     def apply(u, c):
         cn = (c - w["cond_loc"]) / w["cond_scale"]
         h = h0 = cat(u, cn)
         for i in range(depth):
             h = silu(h @ w[f"body{i}_w"].T + w[f"body{i}_b"])
+        mean = (h @ w["coef_w"].T + w["coef_b"]) @ w["basis"] + w["basis_offset"]
+        log_scale = (h @ w["chan_w"].T + w["chan_b"]) @ w["expand"] + w["log_scale_bias"]
+        if gp is not None:
+            mean, log_scale = gp_replace(gp, h0, mean, log_scale, xp)
         return {
-            "mean": (h @ w["coef_w"].T + w["coef_b"]) @ w["basis"] + w["basis_offset"],
-            "log_scale": (h @ w["chan_w"].T + w["chan_b"]) @ w["expand"] + w["log_scale_bias"],
+            "mean": mean, "log_scale": log_scale,
             "logit_runaway": (h @ w["runaway_w"].T + w["runaway_b"]
                               + (h0 @ w["runaway_skip_w"].T if "runaway_skip_w" in w else 0.0))[..., 0],
         }

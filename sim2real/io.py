@@ -84,7 +84,7 @@ def load_model(model_dir):
     """Rebuild the `FrozenDecoder` from ``model_dir`` (weights from ``decoder.npz``)."""
     from sim2real.bridge import ObservableLayout, ThetaTransform
     from sim2real.decoder import DecoderConfig, FrozenDecoder
-    from sim2real.networks import DecoderNet
+    from sim2real.networks import GP_KEYS, DecoderNet
 
     d = Path(model_dir)
     if not (d / "model.json").exists():
@@ -92,10 +92,11 @@ def load_model(model_dir):
     meta = json.loads((d / "model.json").read_text())
     layout = ObservableLayout.from_json(meta["layout"])
     transform = ThetaTransform.from_json(meta["transform"])
-    cfg = DecoderConfig(**meta["decoder_config"])
+    cfg = DecoderConfig(**meta["decoder_config"] | {"gp_observables": tuple(meta["decoder_config"].get("gp_observables", ()))})
     w = dict(np.load(d / "decoder.npz"))
+    gp = {k: w[k] for k in GP_KEYS} if "gp_alpha" in w else None
     net = DecoderNet(len(transform.names), len(layout.condition_names), w["basis"], w["basis_offset"], w["expand"],
-                     w["cond_loc"], w["cond_scale"], cfg.width, cfg.depth, torch.Generator().manual_seed(0))
+                     w["cond_loc"], w["cond_scale"], cfg.width, cfg.depth, torch.Generator().manual_seed(0), gp=gp)
     sd = {}
     for i in range(cfg.depth):
         sd[f"body.{2 * i}.weight"], sd[f"body.{2 * i}.bias"] = w[f"body{i}_w"], w[f"body{i}_b"]
@@ -103,7 +104,7 @@ def load_model(model_dir):
         sd[f"{k}.weight"], sd[f"{k}.bias"] = w[f"{k}_w"], w[f"{k}_b"]
     # models saved before the runaway head had its linear skip: a zero skip is the same function
     sd["runaway_skip.weight"] = w.get("runaway_skip_w", np.zeros((1, len(transform.names) + len(layout.condition_names))))
-    for k in ("log_scale_bias", "basis", "basis_offset", "expand", "cond_loc", "cond_scale"):
+    for k in ("log_scale_bias", "basis", "basis_offset", "expand", "cond_loc", "cond_scale", *(gp or {})):
         sd[k] = w[k]
     net.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in sd.items()})
     metrics = json.loads((d / "metrics.json").read_text()).get("decoder", {}) if (d / "metrics.json").exists() else {}

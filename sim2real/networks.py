@@ -30,6 +30,33 @@ def mlp(d_in: int, width: int, depth: int, generator: torch.Generator) -> nn.Seq
     return nn.Sequential(*layers)
 
 
+#: arrays of the Gaussian-process emulator of scalar observables (`sim2real.gp`, `gp_replace`)
+GP_KEYS = ("gp_x", "gp_inv_length", "gp_alpha", "gp_offset", "gp_log_scale", "gp_select", "gp_keep")
+
+
+def gp_replace(gp, x, mean, log_scale, xp):
+    """Means and log scales of the observables the GP emulates, in place of the MLP's.
+
+    ``gp``: ``gp_x`` (n_train, d) training inputs ``[u, c_normalised]``; per emulated observable j (m of them)
+    ``gp_inv_length`` (m, d) inverse ARD length scales, ``gp_alpha`` (m, n_train) the weights ``amp · K⁻¹ y``
+    [normalised x], ``gp_offset`` (m,), ``gp_log_scale`` (m,) the emulator's log sd (leave-one-out residuals);
+    ``gp_select`` (m, n_obs) one-hot columns, ``gp_keep`` (n_obs,) 1 where the MLP's output stays. ``x`` (..., d),
+    ``mean``/``log_scale`` (..., n_obs); ``xp``: torch, jax.numpy or pytensor.tensor. The squared-exponential
+    predictive mean ``offset + Σ_i alpha_i exp(−½ |(x − x_i) ⊙ inv_length|²)`` (Rasmussen & Williams, *Gaussian
+    Processes for Machine Learning*, 2006, eq. 2.25), one observable at a time to bound memory.
+    """
+    cols = []
+    n_gp = int(np.shape(getattr(gp["gp_offset"], "data", gp["gp_offset"]))[0])  # a PyTensor constant: its .data
+    for j in range(n_gp):
+        w = gp["gp_inv_length"][j]
+        a, b = x * w, gp["gp_x"] * w  # (..., d), (n, d)
+        d2 = (a * a).sum(-1)[..., None] - 2.0 * (a @ b.T) + (b * b).sum(-1)
+        cols.append(xp.exp(-0.5 * d2) @ gp["gp_alpha"][j] + gp["gp_offset"][j])
+    g = xp.stack(cols, axis=-1)  # (..., m)
+    return (mean * gp["gp_keep"] + g @ gp["gp_select"],
+            log_scale * gp["gp_keep"] + (g * 0.0 + gp["gp_log_scale"]) @ gp["gp_select"])
+
+
 class DecoderNet(nn.Module):
     """p(x | u, c): mean and log-scale of every normalised observable feature + runaway logit.
 
@@ -47,7 +74,8 @@ class DecoderNet(nn.Module):
     """
 
     def __init__(self, n_par: int, n_cond: int, basis: np.ndarray, basis_offset: np.ndarray, expand: np.ndarray,
-                 cond_loc: np.ndarray, cond_scale: np.ndarray, width: int, depth: int, generator: torch.Generator):
+                 cond_loc: np.ndarray, cond_scale: np.ndarray, width: int, depth: int, generator: torch.Generator,
+                 gp: dict[str, np.ndarray] | None = None):
         super().__init__()
         self.body = mlp(n_par + n_cond, width, depth, generator)
         self.coef = init_linear(nn.Linear(width, basis.shape[0]), generator)
@@ -67,6 +95,14 @@ class DecoderNet(nn.Module):
         self.register_buffer("cond_loc", f(cond_loc))
         self.register_buffer("cond_scale", f(cond_scale))
         self.n_par, self.n_cond, self.width, self.depth = n_par, n_cond, width, depth
+        self.set_gp(gp)
+
+    def set_gp(self, gp: dict[str, np.ndarray] | None) -> None:
+        """Register the Gaussian-process emulator of scalar observables (`sim2real.gp`; keys `GP_KEYS`), or none."""
+        self.has_gp = gp is not None
+        for k in GP_KEYS:
+            if gp is not None:
+                self.register_buffer(k, torch.as_tensor(np.asarray(gp[k], dtype=np.float32)))
 
     def forward(self, u: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
         """u (..., n_par) [1], c (..., n_cond) [SI] → dict(mean, log_scale (..., n_obs), logit_runaway (...))."""
@@ -74,11 +110,12 @@ class DecoderNet(nn.Module):
         cn = (c.to(dt) - self.cond_loc) / self.cond_scale
         x = torch.cat([u.to(dt), cn], dim=-1)
         h = self.body(x)
-        return {
-            "mean": self.coef(h) @ self.basis + self.basis_offset,
-            "log_scale": self.chan(h) @ self.expand + self.log_scale_bias,
-            "logit_runaway": (self.runaway(h) + self.runaway_skip(x)).squeeze(-1),
-        }
+        mean = self.coef(h) @ self.basis + self.basis_offset
+        log_scale = self.chan(h) @ self.expand + self.log_scale_bias
+        if self.has_gp:
+            mean, log_scale = gp_replace({k: getattr(self, k) for k in GP_KEYS}, x, mean, log_scale, torch)
+        return {"mean": mean, "log_scale": log_scale,
+                "logit_runaway": (self.runaway(h) + self.runaway_skip(x)).squeeze(-1)}
 
     def weights(self) -> dict[str, np.ndarray]:
         """All weights and buffers as float64 numpy arrays (the export format)."""
@@ -88,7 +125,8 @@ class DecoderNet(nn.Module):
         for k in ("coef", "chan", "runaway"):
             out[f"{k}_w"], out[f"{k}_b"] = getattr(self, k).weight, getattr(self, k).bias
         out["runaway_skip_w"] = self.runaway_skip.weight
-        for k in ("log_scale_bias", "basis", "basis_offset", "expand", "cond_loc", "cond_scale"):
+        for k in ("log_scale_bias", "basis", "basis_offset", "expand", "cond_loc", "cond_scale",
+                  *(GP_KEYS if self.has_gp else ())):
             out[k] = getattr(self, k)
         return {k: v.detach().cpu().double().numpy().copy() for k, v in out.items()}
 
