@@ -286,7 +286,7 @@ def _validation(art: Artefacts) -> dict:
         "metrics": None if art.metrics is None else _table_rows(art.metrics),
         "metrics_why": art.problems.get("metrics", NOT_COMPUTED),
         "ppc": [], "ppc_why": art.problems.get("posterior", NOT_COMPUTED), "crossval": None, "heat_cv": [],
-        "runaway_cv": [], "rupture_cv": [], "observable_cv": [],
+        "runaway_cv": [], "rupture_cv": [], "observable_cv": [], "observable_cv_all": [],
         "crossval_why": art.problems.get("crossval", NOT_COMPUTED)}
     post = art.posterior
     if post is not None and "posterior_predictive" in post and "observed_data" in post:
