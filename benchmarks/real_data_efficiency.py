@@ -65,7 +65,7 @@ def physics_tables(tree, decoder, data, rows: np.ndarray, *, family: str, n_fami
     """For a family the posterior never saw: per family draw d (posterior draws × ``n_family``) and test i of
     ``rows``: ``log_given (D, n)`` = log P(level_i, features_i | d) and ``p_level (D, n, 7)`` = P(level | d)
     from the conditions alone (cells averaged)."""
-    from risk.bayes.physics import _draws, _new_cells
+    from risk.bayes.physics import _draws, _new_cells, family_logit_offsets
 
     rng = np.random.default_rng(seed)
     cond = np.asarray(data.conditions, float)[rows]
@@ -84,7 +84,9 @@ def physics_tables(tree, decoder, data, rows: np.ndarray, *, family: str, n_fami
         ll_x = (np.where(exact, stats.norm.logpdf(z) - np.log(sd), 0.0) + np.where(lower, stats.norm.logsf(z), 0.0)).sum(-1)
         scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
         cut = _draws(post, "cutpoints")[keep]
-        p = _levels(cut[:, None, None, :], scale[:, None, None] * out["logit_runaway"])  # (S, n, C, 7)
+        eta = scale[:, None, None] * out["logit_runaway"] + family_logit_offsets(tree, keep, [family] * len(rows),
+                                                                                  cond, rng)[:, :, None]
+        p = _levels(cut[:, None, None, :], eta)  # (S, n, C, 7)
         p_obs = np.take_along_axis(p, level[None, :, None, None], axis=-1)[..., 0]
         log_given.append(special.logsumexp(np.log(np.maximum(p_obs, 1e-300)) + ll_x, axis=2) - np.log(n_cells))
         p_level.append(p.mean(axis=2))
@@ -184,7 +186,8 @@ def main() -> None:
     families = sorted(df["family"].unique())
     inf = study.inference
     setup = physics_setup(decoder, data, list(decoder.transform.priors), seed=args.seed, max_dim=inf.subspace_max_dim,
-                          family_discrepancy=inf.family_discrepancy_scale, family_scale=inf.family_scale)
+                          family_discrepancy=inf.family_discrepancy_scale, family_scale=inf.family_scale,
+                          family_logit=inf.family_logit_scale)
     # one physics fit per held-out family on every other test (observables and outcomes); the metadata
     # regression's six fits as batched copies of one NUTS run
     t0 = time.perf_counter()

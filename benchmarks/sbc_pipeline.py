@@ -54,7 +54,8 @@ def load_inputs(run: Path, seed: int, max_dim: int | None = None):
     dim = ctx.study.inference.subspace_max_dim if max_dim is None else max_dim
     return decoder, data, physics_setup(decoder, data, priors, seed=seed, max_dim=dim,
                                        family_discrepancy=ctx.study.inference.family_discrepancy_scale,
-                                       family_scale=ctx.study.inference.family_scale)
+                                       family_scale=ctx.study.inference.family_scale,
+                                       family_logit=ctx.study.inference.family_logit_scale)
 
 
 def main(argv=None) -> dict:

@@ -256,6 +256,11 @@ class Sim2Real(_Section):
     gp_observables: list[str] = Field(default_factory=list, description=(
         "scalar observables emulated by a Gaussian process fitted on the simulations (sim2real.gp) instead of the "
         "decoder MLP's heads; each must be one of `observables`"))
+    decoder_loss: Literal["nll", "faithful"] = Field("nll", description=(
+        "training loss of the decoder: 'nll' (mean and scale by their joint Gaussian likelihood) or 'faithful' (the "
+        "mean by squared error, the scale by the likelihood with the mean held fixed; sim2real.decoder)"))
+    weight_decay: Annotated[float, Field(ge=0, description="L2 penalty of the decoder's Adam optimiser")] = 0.0
+    batch_size: Annotated[int, Field(gt=0, description="simulations per decoder training step")] = 128
     rounds: Annotated[int, Field(ge=0, le=5, description=(
         "simulation rounds after calibration: simulate new cells drawn from the posterior, retrain the decoder "
         "on every simulation so far, recalibrate (risk.rounds); the reported numbers come from the last round"))] = 0
@@ -282,6 +287,9 @@ class Inference(_Section):
     family_discrepancy_scale: Annotated[float | None, Field(gt=0, description=(
         "half-t(3) scale [normalised observable units] of a family-level discrepancy of the observables "
         "(what the simulator misses about a cell design; risk.bayes.model): null = none"))] = None
+    family_logit_scale: Annotated[float | None, Field(gt=0, description=(
+        "HalfNormal scale [logit] of a family-level discrepancy of the runaway logit (what the simulator misses "
+        "about a design's runaway tendency; risk.bayes.model): null = none"))] = None
     emulator_error_length: Annotated[float | None, Field(gt=0, description=(
         "distance [the decoder's z-scored condition units] within which a cell family's tests share the decoder's "
         "error (the decoder emulates a deterministic simulator: replicates of a condition see the same error; "

@@ -104,14 +104,18 @@ class DecoderNet(nn.Module):
             if gp is not None:
                 self.register_buffer(k, torch.as_tensor(np.asarray(gp[k], dtype=np.float32)))
 
-    def forward(self, u: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
-        """u (..., n_par) [1], c (..., n_cond) [SI] → dict(mean, log_scale (..., n_obs), logit_runaway (...))."""
+    def forward(self, u: torch.Tensor, c: torch.Tensor, detach_scale: bool = False) -> dict[str, torch.Tensor]:
+        """u (..., n_par) [1], c (..., n_cond) [SI] → dict(mean, log_scale (..., n_obs), logit_runaway (...)).
+
+        ``detach_scale``: the log scale from the body's features with their gradient stopped (training by the
+        faithful loss, `sim2real.decoder.DecoderConfig`); the same values.
+        """
         dt = self.basis.dtype
         cn = (c.to(dt) - self.cond_loc) / self.cond_scale
         x = torch.cat([u.to(dt), cn], dim=-1)
         h = self.body(x)
         mean = self.coef(h) @ self.basis + self.basis_offset
-        log_scale = self.chan(h) @ self.expand + self.log_scale_bias
+        log_scale = self.chan(h.detach() if detach_scale else h) @ self.expand + self.log_scale_bias
         if self.has_gp:
             mean, log_scale = gp_replace({k: getattr(self, k) for k in GP_KEYS}, x, mean, log_scale, torch)
         return {"mean": mean, "log_scale": log_scale,

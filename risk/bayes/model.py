@@ -251,6 +251,9 @@ DESIGN_WALL = 0.5
 #: designs, ``family_discrepancy_mean`` (`build_hierarchical_model`): a constant-mean discrepancy (Kennedy &
 #: O'Hagan, JRSS B 63 (2001) 425, §4.3) of up to ~2 ensemble sd, weakly informative
 FAMILY_BIAS_SD = 1.0
+#: Normal(0, ·) prior sd [logit] of the runaway logit's family-discrepancy mean and capacity slope: the weakly
+#: informative scale of logistic-regression coefficients (Gelman, Jakulin, Pittau & Su, Ann. Appl. Stat. 2 (2008) 1360)
+FAMILY_LOGIT_MEAN_SD = 2.5
 #: the design region is the prior's central 1 − 2 · DESIGN_TAIL of each parameter (`design_region_u`)
 DESIGN_TAIL = 0.005
 
@@ -323,7 +326,7 @@ def _emulator_marginal(mean, scale, delta, y: np.ndarray, exact: np.ndarray, ent
 
 
 def hyperpriors(*, family_scale: float = FAMILY_SCALE, family_discrepancy_scale: float | None = None,
-                emulator: bool = False) -> list[dict[str, str]]:
+                emulator: bool = False, family_logit_scale: float | None = None) -> list[dict[str, str]]:
     """The priors of `build_hierarchical_model`'s hierarchy as table rows ``{"variable", "prior", "reason"}`` (the
     physical parameters' own priors are the study's); the scales a study sets are passed in, the others are the
     model's defaults."""
@@ -354,6 +357,13 @@ def hyperpriors(*, family_scale: float = FAMILY_SCALE, family_discrepancy_scale:
                   "what the simulator misses about a cell design; the study's inference.family_discrepancy_scale"),
                  ("family_discrepancy_mean (observable)", f"Normal(0, {FAMILY_BIAS_SD:g}) [normalised]",
                   "the simulator's bias shared by all cell designs (Kennedy & O'Hagan 2001, §4.3)")]
+    if family_logit_scale is not None:
+        rows += [("family_logit_sd", f"HalfNormal({family_logit_scale:g}) [logit]",
+                  "spread of the cell designs' runaway tendency beyond the simulator's; the study's "
+                  "inference.family_logit_scale"),
+                 ("family_logit_mean, family_logit_slope", f"Normal(0, {FAMILY_LOGIT_MEAN_SD:g}) [logit, per e-fold]",
+                  "the simulator's runaway bias shared by the designs and its trend in log capacity (weakly "
+                  "informative logistic coefficients: Gelman et al., Ann. Appl. Stat. 2 (2008) 1360)")]
     if emulator:
         rows.append(("emulator_share", "Beta(2, 2)",
                      "share of the decoder's error shared by a condition's replicates (Conti & O'Hagan, J. Stat. "
@@ -370,7 +380,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                              slope_scale: float = 0.5, family_discrepancy_scale: float | None = None,
                              design_bounds: tuple[np.ndarray, np.ndarray] | None = None,
                              design_wall: float = DESIGN_WALL, centred_families: Sequence[bool] | None = None,
-                             emulator_groups: np.ndarray | None = None,
+                             emulator_groups: np.ndarray | None = None, family_logit_scale: float | None = None,
                              name: str = "", weighted: bool = False) -> pm.Model:
     """Hierarchical calibration model with the frozen decoder as surrogate likelihood.
 
@@ -454,6 +464,16 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         ``(emulator_group, observable)``. A condition's replicates tell where the simulator sits there, and a new
         test at a tested condition inherits that (`risk.bayes.physics.predict_observables`). None: the decoder's scale
         is independent per test (``sd = sqrt(exp(2 log_scale) + δ²)``).
+    family_logit_scale : HalfNormal scale ``s_η`` [logit] of a family-level discrepancy of the runaway logit,
+        ``η_i = s · g(u_i, c_i) + m_η + β_η x_f(i) + τ_η z_η,f(i)``, ``z_η ~ Normal(0, 1)`` per family,
+        ``τ_η ~ HalfNormal(s_η)``, ``m_η, β_η ~ Normal(0, FAMILY_LOGIT_MEAN_SD)`` (``β_η`` with a ``family_covariate``)
+        (the outcome's counterpart of ``family_discrepancy_scale``; Kennedy & O'Hagan 2001 §4): what the simulator
+        misses about a design's runaway tendency once its observables have placed the family's cells — with a
+        sharp emulator the observables pin the family locations, and the small LCO pouches, which never ran away,
+        sat where the simulator gives P(TR) ≈ 0.2–0.3 (measured). The offsets' common part ``m_η`` and its trend
+        with the family covariate (cell size) ``β_η``: without them every family's offset came out negative
+        (−0.3 … −10.6) and ``τ_η`` 3.5 carried that common part into an unseen family's spread (measured). A
+        family the data never saw draws its offset from ``Normal(m_η + β_η x, τ_η²)``. None: no such term.
     train_mask : ``(n_folds, n_tests)`` bool: fit ``n_folds`` independent copies in one model, copy k
         seeing only the tests where ``train_mask[k]`` (cross-validation in one JAX compilation); every
         variable then leads with a ``fold`` dim.
@@ -474,6 +494,9 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
     deterministic ``family_offset (family, observable)`` (with ``family_discrepancy_scale``),
     ``emulator_share`` with the deterministics ``emulator_error_mean``, ``emulator_error_sd (emulator_group,
     observable)`` (with ``emulator_groups``),
+    ``family_logit_sd``, ``family_logit_mean``, ``family_logit_slope`` (with a covariate) and ``z_family_logit (family)``
+    with the deterministic ``family_logit_offset (family)``
+    (with ``family_logit_scale`` and outcomes),
     ``family_slope`` (scalar) with its image ``family_slope_u (parameter)`` = β W d in ``u`` (with a covariate);
     deterministics in ``u``: ``mu_pop (parameter)``, ``mu_family (family, parameter)``,
     ``u_test (test, parameter)``, ``cell_chol (parameter, direction)`` = basis · diag(cell_sd),
@@ -561,6 +584,17 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         if has_outcome:
             s = pm.LogNormal("link_scale", 0.0, link_scale_sd, dims=dims() or None)
             g = (s[..., None] if batch else s) * g
+            if family_logit_scale is not None:  # non-centred family offsets of the runaway logit (docstring)
+                ex = lambda v: v[..., None] if batch else v  # noqa: E731 (a scalar per copy against the families)
+                tau_eta = pm.HalfNormal("family_logit_sd", family_logit_scale, dims=dims() or None)
+                m_eta = pm.Normal("family_logit_mean", 0.0, FAMILY_LOGIT_MEAN_SD, dims=dims() or None)
+                centre_eta = ex(m_eta)
+                if family_covariate is not None:
+                    b_eta = pm.Normal("family_logit_slope", 0.0, FAMILY_LOGIT_MEAN_SD, dims=dims() or None)
+                    centre_eta = centre_eta + ex(b_eta) * x
+                z_eta = pm.Normal("z_family_logit", 0.0, 1.0, dims=dims("family"))
+                off = pm.Deterministic("family_logit_offset", centre_eta + ex(tau_eta) * z_eta, dims=dims("family"))
+                g = g + off[..., fam]
         logit = pm.Deterministic("logit_runaway", g, dims=dims("test"))
         if ent.size:
             # zero-avoiding Gamma(4, 4/scale) (mean = scale): a discrepancy free to reach 0 turns the

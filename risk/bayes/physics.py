@@ -44,7 +44,8 @@ class PhysicsSetup:
     family locations are sampled centred (`centred_directions`), or None (decided by `fit_physics`);
     ``emulator``: the tests and length scale of the correlated emulator error (`emulator_spec`), or None;
     ``family_scale``: HalfNormal scale of the between-family spread ``tau_family`` [u] (the study's
-    ``inference.family_scale``; `risk.bayes.model.build_hierarchical_model`)."""
+    ``inference.family_scale``; `risk.bayes.model.build_hierarchical_model`); ``family_logit``: HalfNormal scale of
+    the family-level discrepancy of the runaway logit (the study's ``inference.family_logit_scale``), or None."""
 
     prior_mean: np.ndarray
     prior_sd: np.ndarray
@@ -55,6 +56,7 @@ class PhysicsSetup:
     centred: tuple[bool, ...] | None = None
     emulator: dict | None = None
     family_scale: float = FAMILY_SCALE
+    family_logit: float | None = None
 
     def attrs(self) -> dict[str, str]:
         """Posterior attrs that `predict_levels` and `risk.predict.scenarios` read back."""
@@ -70,6 +72,8 @@ class PhysicsSetup:
             out["centred_families"] = json.dumps([bool(c) for c in self.centred])
         if self.emulator is not None:
             out["emulator_error"] = json.dumps(self.emulator)
+        if self.family_logit is not None:
+            out["family_logit_scale"] = json.dumps(float(self.family_logit))
         return out
 
     @classmethod
@@ -82,7 +86,8 @@ class PhysicsSetup:
                    None if fd is None else float(json.loads(fd)),
                    None if db is None else tuple(np.asarray(b, float) for b in json.loads(db)),
                    None if cf is None else tuple(bool(c) for c in json.loads(cf)),
-                   None if em is None else json.loads(em), float(json.loads(attrs.get("family_scale", str(FAMILY_SCALE)))))
+                   None if em is None else json.loads(em), float(json.loads(attrs.get("family_scale", str(FAMILY_SCALE)))),
+                   None if attrs.get("family_logit_scale") is None else float(json.loads(attrs["family_logit_scale"])))
 
     def family_covariate(self, data: CalibrationData) -> np.ndarray | None:
         """``(n_families,)`` covariate of ``data.families``: log of the family's mean condition − centre."""
@@ -131,12 +136,14 @@ def runaway_direction(jax_apply, sub: InformedSubspace, conditions: np.ndarray) 
 
 def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int, max_dim: int = 3,
                   n_prior: int = 256, family_discrepancy: float | None = None,
-                  emulator_length: float | None = None, family_scale: float = FAMILY_SCALE) -> PhysicsSetup:
+                  emulator_length: float | None = None, family_scale: float = FAMILY_SCALE,
+                  family_logit: float | None = None) -> PhysicsSetup:
     """Prior moments and informed subspace for ``data`` (its conditions, observed channels and which
     tests have an outcome — never the observed values or outcomes themselves); ``family_discrepancy`` is
     passed through (`PhysicsSetup`, the study's ``inference.family_discrepancy_scale``), ``emulator_length``
     (the study's ``inference.emulator_error_length``) gives the correlated emulator error over ``data``'s
-    tests (`emulator_spec`), ``family_scale`` is the prior scale of the family spread (`PhysicsSetup`); the centring is left to `fit_physics`, which decides it from the data it fits."""
+    tests (`emulator_spec`), ``family_scale`` is the prior scale of the family spread and ``family_logit`` that of the runaway
+    logit's family discrepancy (`PhysicsSetup`); the centring is left to `fit_physics`, which decides it from the data it fits."""
     import jax
 
     mean, sd = prior_moments_u(list(priors), decoder.to_unconstrained, seed=seed)
@@ -154,7 +161,7 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
         direction = runaway_direction(decoder.jax_apply, sub, data.conditions)
     emulator = None if emulator_length is None else emulator_spec(data, decoder.layout, emulator_length)
     return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction), family_discrepancy, bounds, emulator=emulator,
-                        family_scale=family_scale)
+                        family_scale=family_scale, family_logit=family_logit)
 
 
 def emulator_spec(data: CalibrationData, layout, length: float) -> dict:
@@ -200,7 +207,8 @@ def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup, *, 
                                     covariate_direction=(setup.covariate or {}).get("direction"),
                                     family_discrepancy_scale=setup.family_discrepancy,
                                     design_bounds=setup.design_bounds, centred_families=setup.centred,
-                                    emulator_groups=_training_groups(setup, data), weighted=weighted)
+                                    emulator_groups=_training_groups(setup, data),
+                                    family_logit_scale=setup.family_logit, weighted=weighted)
 
 
 def _training_groups(setup: PhysicsSetup, data: CalibrationData) -> np.ndarray | None:
@@ -353,7 +361,8 @@ def predict_levels(tree: xr.DataTree, logit_fn, families: Sequence[str], conditi
     scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
     cut = _draws(post, "cutpoints")[keep]
     c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
-    eta = scale[:, None, None] * np.asarray(logit_fn(u, c), dtype=float)  # (S, n, cells)
+    eta = (scale[:, None, None] * np.asarray(logit_fn(u, c), dtype=float)
+           + family_logit_offsets(tree, keep, families, conditions, rng)[:, :, None])  # (S, n, cells)
     cdf = special.expit(cut[:, None, None, :] - eta[..., None])  # P(level ≤ j), j = 1..6
     cdf = np.concatenate([np.zeros((*cdf.shape[:-1], 1)), cdf, np.ones((*cdf.shape[:-1], 1))], axis=-1)
     return np.diff(cdf, axis=-1).mean(axis=2)  # (S, n, 7)
@@ -401,7 +410,9 @@ def predict_levels_given_observables(tree: xr.DataTree, apply_fn, families: Sequ
     ess = 1.0 / (w**2).sum(axis=(0, 2))
     scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
     cut = _draws(post, "cutpoints")[keep]
-    cdf = special.expit(cut[:, None, None, :] - scale[:, None, None, None] * g[..., None])
+    eta = scale[:, None, None] * g + family_logit_offsets(tree, keep, families, conditions,
+                                                          rng)[:, :, None]  # (S, n, cells)
+    cdf = special.expit(cut[:, None, None, :] - eta[..., None])
     cdf = np.concatenate([np.zeros((*cdf.shape[:-1], 1)), cdf, np.ones((*cdf.shape[:-1], 1))], axis=-1)
     p_cell = np.diff(cdf, axis=-1)  # (S, n, cells, 7)
     weight = w.sum(-1)  # (S, n)
@@ -419,7 +430,9 @@ def predict_p_tr(tree: xr.DataTree, logit_fn, families: Sequence[str], condition
     u, keep, post = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws)
     scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
     c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
-    return special.expit(scale[:, None, None] * np.asarray(logit_fn(u, c), dtype=float)).mean(axis=2)
+    eta = scale[:, None, None] * np.asarray(logit_fn(u, c), dtype=float) + family_logit_offsets(
+        tree, keep, families, conditions, rng)[:, :, None]
+    return special.expit(eta).mean(axis=2)
 
 
 def predict_observables(tree: xr.DataTree, observable_fn, families: Sequence[str], conditions: np.ndarray, *,
@@ -502,6 +515,34 @@ def _emulator_errors(tree: xr.DataTree, post: xr.Dataset, keep: np.ndarray, fami
     return np.sqrt(share)[:, None, None] * out * emulated, share[:, None] * emulated
 
 
+def family_logit_offsets(tree: xr.DataTree, keep: np.ndarray, families: Sequence[str], conditions: np.ndarray,
+                         rng: np.random.Generator) -> np.ndarray:
+    """``(S, n)`` family discrepancy of the runaway logit (`risk.bayes.model`, ``family_logit_scale``) for the
+    retained draws ``keep`` ``(S,)`` of the stacked (chain, draw) samples and each of ``families`` ``(n,)`` under
+    ``conditions`` ``(n, n_cond)`` [SI]: a known family's posterior ``family_logit_offset``, an unseen family's draw
+    from ``Normal(m_η + β_η x, τ_η²)`` with x its cell's covariate (`risk.predict.scenarios.population_shift`), one
+    standard normal per family and draw; zeros for a posterior without the term."""
+    post = tree["posterior"]
+    keep = np.asarray(keep, int)
+    out = np.zeros((keep.size, len(families)))
+    if "family_logit_offset" not in post:
+        return out
+    off, sd = _draws(post, "family_logit_offset")[keep], _draws(post, "family_logit_sd")[keep]  # (S, F), (S,)
+    centre = _draws(post, "family_logit_mean")[keep] if "family_logit_mean" in post else np.zeros(keep.size)
+    spec = json.loads(tree.attrs.get("family_covariate", "null"))
+    slope = _draws(post, "family_logit_slope")[keep] if "family_logit_slope" in post and spec else None
+    conditions = np.asarray(conditions, float).reshape(len(families), -1)
+    known = [str(f) for f in post["family"].values]
+    z: dict[str, np.ndarray] = {}
+    for i, f in enumerate(map(str, families)):
+        if f in known:
+            out[:, i] = off[:, known.index(f)]
+            continue
+        x = 0.0 if slope is None else np.log(conditions[i, spec["index"]]) - spec["centre"]
+        out[:, i] = centre + (0.0 if slope is None else slope * x) + sd * z.setdefault(f, rng.standard_normal(keep.size))
+    return out
+
+
 def _family_offsets(post: xr.Dataset, keep: np.ndarray, families: Sequence[str],
                     rng: np.random.Generator) -> np.ndarray:
     """Family-level observable discrepancy ``(S, n_tests, n_obs)`` per retained draw: a known family's
@@ -558,7 +599,8 @@ def sample_tests(tree: xr.DataTree, apply_fn, family: str, conditions: np.ndarra
         mean, var = mean + np.exp(log_scale) * em[0][d, 0], var * (1.0 - em[1][d])
     y = mean + np.sqrt(var + delta ** 2) * rng.standard_normal(mean.shape)
     scale = _draws(post, "link_scale")[keep][d] if "link_scale" in post else np.ones(n)
-    eta = scale * np.asarray(out["logit_runaway"], float)
+    eta = scale * np.asarray(out["logit_runaway"], float) + family_logit_offsets(tree, keep, [family], conditions,
+                                                                                 rng)[d, 0]
     if "cutpoints" in post:
         cut = _draws(post, "cutpoints")[keep][d]  # (n, 6): P(level ≤ j) = expit(c_j − η)
         level = 1 + (rng.random(n)[:, None] > special.expit(cut - eta[:, None])).sum(axis=1)

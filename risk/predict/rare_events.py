@@ -343,6 +343,7 @@ def new_cell_limit_states(tree, logit_fn: Callable[[np.ndarray, np.ndarray], np.
     n_draws : posterior draws kept (evenly spaced over the stacked chains).
     seed : seed of the uninformed-direction draws.
     """
+    from risk.bayes.physics import family_logit_offsets
     from risk.bayes.sampling import stack_draws
     from risk.predict.scenarios import (_uninformed_draws, clip_to_design, family_slope_draws, link_draws,
                                         population_shift)
@@ -354,7 +355,10 @@ def new_cell_limit_states(tree, logit_fn: Callable[[np.ndarray, np.ndarray], np.
     c = np.asarray(scenario.conditions, dtype=float)
     families = [str(f) for f in tree["posterior"]["family"].values]
     keep = np.linspace(0, len(mu_pop) - 1, min(int(n_draws), len(mu_pop))).astype(int)
-    rest = _uninformed_draws(tree, len(keep), np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    rest = _uninformed_draws(tree, len(keep), rng)
+    # the runaway logit's family discrepancy (a known family's, else one draw per posterior draw): part of the shift
+    shift = shift[keep] + family_logit_offsets(tree, keep, [scenario.cell_family], c[None], rng)[:, 0]
     if scenario.cell_family in families:
         loc = mu_f[keep, families.index(scenario.cell_family)]
         factor = chol[keep]
@@ -363,7 +367,7 @@ def new_cell_limit_states(tree, logit_fn: Callable[[np.ndarray, np.ndarray], np.
         factor = np.concatenate([fam_chol[keep], chol[keep]], axis=2)
     out = []
     for j, s in enumerate(keep):
-        a, b = float(shift[s]), float(scale[s])
+        a, b = float(shift[j]), float(scale[s])
 
         def logit(u, a=a, b=b):
             u = clip_to_design(tree, np.asarray(u, float))

@@ -384,7 +384,8 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
                                   seed=seed, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
                                   max_dim=max_dim, quick=quick, n_replicate_folds=n_replicate_folds, workers=workers,
                                   family_discrepancy=family_discrepancy, centred=centred,
-                                  emulator_length=emulator_length, family_scale=family_scale)
+                                  emulator_length=emulator_length, family_scale=family_scale,
+                                  family_logit=study.inference.family_logit_scale)
         out = {"quick": bool(quick)} if heat is None else {"quick": bool(quick), "heat": heat}
         if calorimetry and not quick:  # the metadata heat/bottom-rupture model's own CV, as a baseline
             out["metadata_only"] = crossvalidate_real(table, seed=seed, draws=draws, tune=tune)
@@ -406,7 +407,8 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     df["soc_band"] = np.digitize(df["soc"], [0.3 + 1e-9, 0.7 + 1e-9])
     setup = fold_setup(physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim,
                                      family_discrepancy=family_discrepancy, emulator_length=emulator_length,
-                                     family_scale=family_scale), centred)
+                                     family_scale=family_scale, family_logit=study.inference.family_logit_scale),
+                          centred)
     import jax
 
     apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])

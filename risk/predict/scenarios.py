@@ -81,6 +81,12 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
     families = [str(f) for f in tree["posterior"]["family"].values]
     S, _, P = mu_f.shape
     rest = _uninformed_draws(tree, S, rng)  # (S, P): the prior along the directions the data do not inform
+    from risk.bayes.physics import family_logit_offsets
+
+    total = tree["posterior"].sizes["chain"] * tree["posterior"].sizes["draw"]
+    kept = np.arange(total) if S == total else np.linspace(0, total - 1, S).astype(int)
+    offset = family_logit_offsets(tree, kept, [sc.cell_family for sc in scenarios],
+                                  np.array([np.asarray(sc.conditions, float) for sc in scenarios]), rng)  # (S, K)
     out = np.empty((len(scenarios), S, n_cells))
     for k, sc in enumerate(scenarios):
         if sc.cell_family in families:
@@ -91,7 +97,7 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
         z = rng.standard_normal((S, n_cells, chol.shape[2]))
         u = clip_to_design(tree, (loc + rest)[:, None, :] + np.einsum("spq,scq->scp", chol, z))
         c = np.broadcast_to(np.asarray(sc.conditions, dtype=float), (S, n_cells, len(sc.conditions)))
-        out[k] = special.expit(shift[:, None] + scale[:, None] * np.asarray(logit_fn(u, c), dtype=float))
+        out[k] = special.expit((shift + offset[:, k])[:, None] + scale[:, None] * np.asarray(logit_fn(u, c), dtype=float))
     return out
 
 

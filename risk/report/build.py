@@ -237,10 +237,10 @@ def _hyperpriors(art: Artefacts) -> list[dict]:
     from risk.bayes.model import FAMILY_SCALE, hyperpriors
 
     a = tree.attrs
-    fd = a.get("family_discrepancy_scale")
+    fd, fl = a.get("family_discrepancy_scale"), a.get("family_logit_scale")
     return hyperpriors(family_scale=float(json.loads(a.get("family_scale", str(FAMILY_SCALE)))),
                        family_discrepancy_scale=None if fd is None else float(json.loads(fd)),
-                       emulator="emulator_error" in a)
+                       emulator="emulator_error" in a, family_logit_scale=None if fl is None else float(json.loads(fl)))
 
 
 def _misspecification(art: Artefacts) -> dict | None:

@@ -316,3 +316,37 @@ def test_emulator_error_is_the_decoders_scale_shared_by_a_group_and_integrated_o
     np.testing.assert_allclose(got_w, expected(keep)[0], rtol=1e-8)
     with pytest.raises(ValueError, match="emulator_groups"):
         build_hierarchical_model(data, linear_surrogate, emulator_groups=groups[:-1], **kw)
+
+
+@pytest.mark.parametrize("folds", [None, 2])
+def test_family_logit_discrepancy_adds_a_family_offset_to_the_runaway_logit(folds):
+    """η_i = s · g(u_i, c_i) + τ_η z_η,f(i) (``family_logit_scale``), in one model and in batched fold copies."""
+    data, _ = _data()
+    mask = None if folds is None else np.ones((folds, len(data.test)), bool)
+    kw = dict(parameter_names=["k1", "k2"], prior_mean=np.zeros(2), prior_sd=np.ones(2), train_mask=mask)
+    plain = build_hierarchical_model(data, linear_surrogate, **kw)
+    model = build_hierarchical_model(data, linear_surrogate, family_logit_scale=1.0, **kw)
+    assert {"family_logit_sd", "family_logit_mean", "z_family_logit"} <= {v.name for v in model.free_RVs}
+    assert "family_logit_sd" not in {v.name for v in plain.free_RVs}
+    point = model.initial_point()
+    rng = np.random.default_rng(5)
+    for name in point:
+        point[name] = point[name] + 0.3 * rng.standard_normal(np.shape(point[name]))
+    z = np.array([1.5, -0.5]) if folds is None else np.array([[1.5, -0.5], [0.2, 2.0]])
+    point["z_family_logit"], point["family_logit_sd_log__"] = z, np.log(np.full(() if folds is None else folds, 0.7))
+    point["family_logit_mean"] = np.full(() if folds is None else folds, -0.4)
+
+    def logit(m, at):
+        [out] = m.replace_rvs_by_values([m["logit_runaway"]])
+        return m.compile_fn(out, inputs=m.value_vars, on_unused_input="ignore")(at)
+
+    base = logit(plain, {k: v for k, v in point.items() if k in {v.name for v in plain.value_vars}})
+    fam = data.family_index
+    np.testing.assert_allclose(logit(model, point), base - 0.4 + 0.7 * z[..., fam], rtol=1e-10, atol=1e-12)
+    # with a family covariate x the offsets' centre moves along it: m_η + β_η x_f
+    cov = build_hierarchical_model(data, linear_surrogate, family_logit_scale=1.0, family_covariate=np.array([-0.5, 0.5]),
+                                   **kw)
+    at = cov.initial_point() | {k: point[k] for k in point if k in {v.name for v in cov.value_vars}}
+    at["family_logit_slope"] = np.full(() if folds is None else folds, 1.2)
+    shift = logit(cov, at) - logit(cov, at | {"family_logit_slope": np.zeros(() if folds is None else folds)})
+    np.testing.assert_allclose(shift, 1.2 * np.array([-0.5, 0.5])[fam] * np.ones_like(shift), rtol=1e-10, atol=1e-12)

@@ -189,3 +189,35 @@ def test_replicates_of_a_tested_condition_share_the_emulator_error():
         cover[name], width[name] = np.mean(hits), np.mean(widths)
     assert 0.82 < cover["emulated"] < 0.99, cover
     assert width["emulated"] < 0.75 * width["plain"], width
+
+
+def test_family_logit_offsets_known_family_posterior_unseen_family_its_spread():
+    """`family_logit_offsets`: a known family's posterior offset per draw, an unseen family's draws from
+    Normal(m_η + β_η x, τ_η²) at its cell's covariate, shared by its entries; zeros for a posterior without the term."""
+    import json
+
+    import xarray as xr
+
+    from risk.bayes.physics import family_logit_offsets
+
+    rng = np.random.default_rng(0)
+    chains, draws = 4, 2000
+    off = rng.normal(size=(chains, draws, 2))
+    post = xr.Dataset({"family_logit_offset": (("chain", "draw", "family"), off),
+                       "family_logit_sd": (("chain", "draw"), np.full((chains, draws), 0.8)),
+                       "family_logit_mean": (("chain", "draw"), np.full((chains, draws), -1.0)),
+                       "family_logit_slope": (("chain", "draw"), np.full((chains, draws), 2.0))},
+                      coords={"family": ["a", "b"]})
+    tree = xr.DataTree.from_dict({"posterior": post})
+    tree.attrs["family_covariate"] = json.dumps({"index": 0, "centre": np.log(2.0)})
+    keep = np.arange(0, chains * draws, 2)
+    cap = np.array([[4.0], [2.0 * np.e], [1.0], [2.0 * np.e]])  # capacities; "new" at x = 1
+    out = family_logit_offsets(tree, keep, ["b", "new", "a", "new"], cap, np.random.default_rng(1))
+    flat = off.reshape(-1, 2)[keep]
+    np.testing.assert_array_equal(out[:, 0], flat[:, 1])
+    np.testing.assert_array_equal(out[:, 2], flat[:, 0])
+    np.testing.assert_array_equal(out[:, 1], out[:, 3])  # one draw per unseen family, shared by its tests
+    assert out[:, 1].mean() == pytest.approx(-1.0 + 2.0 * 1.0, abs=0.05)
+    assert out[:, 1].std() == pytest.approx(0.8, rel=0.05)
+    bare = xr.DataTree.from_dict({"posterior": post.drop_vars(["family_logit_offset", "family_logit_sd"])})
+    assert not family_logit_offsets(bare, keep, ["a", "new"], cap[:2], np.random.default_rng(1)).any()
