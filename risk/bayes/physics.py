@@ -22,8 +22,8 @@ import numpy as np
 import xarray as xr
 from scipy import special, stats
 
-from risk.bayes.model import (FAMILY_SCALE, CalibrationData, build_hierarchical_model, censor_sign, design_region_u,
-                              prior_moments_u)
+from risk.bayes.model import (FAMILY_LOGIT_NU, FAMILY_SCALE, CalibrationData, build_hierarchical_model, censor_sign,
+                              design_region_u, prior_moments_u)
 from risk.bayes.subspace import InformedSubspace, informed_subspace
 
 
@@ -520,8 +520,8 @@ def family_logit_offsets(tree: xr.DataTree, keep: np.ndarray, families: Sequence
     """``(S, n)`` family discrepancy of the runaway logit (`risk.bayes.model`, ``family_logit_scale``) for the
     retained draws ``keep`` ``(S,)`` of the stacked (chain, draw) samples and each of ``families`` ``(n,)`` under
     ``conditions`` ``(n, n_cond)`` [SI]: a known family's posterior ``family_logit_offset``, an unseen family's draw
-    from ``Normal(m_η + β_η x, τ_η²)`` with x its cell's covariate (`risk.predict.scenarios.population_shift`), one
-    standard normal per family and draw; zeros for a posterior without the term."""
+    ``m_η + β_η x + τ_η t`` with x its cell's covariate (`risk.predict.scenarios.population_shift`) and one Student-t
+    deviate (``FAMILY_LOGIT_NU``) per family and draw; zeros for a posterior without the term."""
     post = tree["posterior"]
     keep = np.asarray(keep, int)
     out = np.zeros((keep.size, len(families)))
@@ -539,7 +539,7 @@ def family_logit_offsets(tree: xr.DataTree, keep: np.ndarray, families: Sequence
             out[:, i] = off[:, known.index(f)]
             continue
         x = 0.0 if slope is None else np.log(conditions[i, spec["index"]]) - spec["centre"]
-        out[:, i] = centre + (0.0 if slope is None else slope * x) + sd * z.setdefault(f, rng.standard_normal(keep.size))
+        out[:, i] = centre + (0.0 if slope is None else slope * x) + sd * z.setdefault(f, rng.standard_t(FAMILY_LOGIT_NU, keep.size))
     return out
 
 
