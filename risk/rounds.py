@@ -64,14 +64,15 @@ def posterior_design(tree: xr.DataTree, decoder, data, condition_values: Mapping
 
 
 def decoder_error(decoder, ensemble: xr.Dataset) -> dict:
-    """A decoder's error on simulations ``ensemble`` (store layout): ``{"nrmse": {observable: float}, "brier",
-    "coverage90": {observable: float}, "n"}`` (`sim2real.validation.decoder_metrics`; NRMSE over the range of
-    these simulations, so decoders scored on the same set compare)."""
+    """A decoder's error on simulations ``ensemble`` (store layout): ``{"nrmse": {observable: float}, "r2":
+    {observable: float}, "brier", "coverage90": {observable: float}, "n"}`` (`sim2real.validation.decoder_metrics`,
+    on each observable's modelled scale; NRMSE over the range of these simulations, so decoders scored on the same
+    set compare)."""
     from sim2real.bridge import ensemble_to_batch
     from sim2real.validation import decoder_metrics
 
     m = decoder_metrics(decoder, ensemble_to_batch(ensemble, decoder.layout, decoder.transform))
-    return {"nrmse": m["nrmse"], "brier": m["brier"], "coverage90": m["coverage90"], "n": int(ensemble.sizes["sample"])}
+    return {"nrmse": m["nrmse"], "r2": m["r2"], "brier": m["brier"], "coverage90": m["coverage90"], "n": int(ensemble.sizes["sample"])}
 
 
 def scenario_p_tr(tree: xr.DataTree, decoder, scenarios: Sequence, *, seed: int) -> dict[str, float]:

@@ -1,7 +1,11 @@
 """Validation: decoder accuracy on held-out simulations, outcome-head scores, posterior calibration.
 
-- `nrmse`: root-mean-square error of the decoder mean in SI units divided by the range (max − min) of
-  the true values of that observable over the evaluation set (curves pooled over their grid),
+- `nrmse`: root-mean-square error of the decoder mean divided by the range (max − min) of the true values of
+  that observable over the evaluation set (curves pooled over their grid), both on the observable's modelled
+  scale (its ``transform``: log for a force or heat spanning decades, logit for a share, else SI) — the scale the
+  decoder is trained and the likelihood is evaluated on; in SI units a log-modelled force's few largest values
+  would dominate it,
+- `r2`: coefficient of determination of the decoder mean on the same scale (1 − MSE / variance of the truth),
 - `brier`, `auc`: of the runaway head,
 - `interval_coverage`: share of true parameters inside central posterior intervals,
 - `sbc_ranks` + `sbc_uniformity_pvalue`: simulation-based calibration ranks.
@@ -33,30 +37,32 @@ def auc(score: np.ndarray, y: np.ndarray) -> float:
 def decoder_metrics(decoder, batch: Batch) -> dict:
     """Held-out metrics of a `FrozenDecoder` on simulations ``batch``.
 
-    Returns ``{"nrmse": {observable: float}, "brier": float, "auc": float, "coverage90": {observable: float},
-    "runaway_rate": float}``; NRMSE as in the module docstring; ``coverage90`` is the share of observed
-    values inside the decoder's central 90 % predictive interval.
+    Returns ``{"nrmse": {observable: float}, "r2": {observable: float}, "brier": float, "auc": float,
+    "coverage90": {observable: float}, "runaway_rate": float}``; NRMSE and R² as in the module docstring, on the
+    modelled scale; ``coverage90`` is the share of observed values inside the decoder's central 90 % predictive
+    interval.
     """
     out = decoder.torch_apply(batch.u.numpy(), batch.c.numpy())
     lay = decoder.layout
-    x = lay.denormalise(batch.x.double().numpy())
+    x_n, mean_n = batch.x.double().numpy(), np.asarray(out["mean"], float)
+    scale, offset = np.asarray(lay.scale), np.asarray(lay.offset)
+    x, mean = x_n * scale + offset, mean_n * scale + offset  # modelled scale (before the inverse transform)
     m = batch.mask.numpy() > 0
-    mean = lay.denormalise(out["mean"])
-    # coverage on the modelled (normalised) scale, where the predictive is Gaussian
-    z = np.abs(out["mean"] - batch.x.double().numpy()) / np.exp(out["log_scale"])
-    nr, cov = {}, {}
+    z = np.abs(mean_n - x_n) / np.exp(out["log_scale"])  # the predictive is Gaussian on the normalised scale
+    nr, r2, cov = {}, {}, {}
     for ch, sl in lay.slices().items():
         xm, mm, mk, zm = x[:, sl], mean[:, sl], m[:, sl], z[:, sl]
         if not mk.any():
             continue
         t = xm[mk]
-        rng = float(t.max() - t.min()) or 1.0
-        nr[ch] = float(np.sqrt(np.mean((mm[mk] - t) ** 2)) / rng)
+        mse = float(np.mean((mm[mk] - t) ** 2))
+        nr[ch] = float(np.sqrt(mse) / (float(t.max() - t.min()) or 1.0))
+        r2[ch] = float(1.0 - mse / t.var()) if t.var() > 0 else float("nan")
         cov[ch] = float(np.mean(zm[mk] <= 1.6448536))
     p = 1 / (1 + np.exp(-out["logit_runaway"]))
     ym = batch.y_mask.numpy() > 0
     y = batch.y.numpy()[ym]
-    return {"nrmse": nr, "coverage90": cov, "brier": brier(p[ym], y), "auc": auc(p[ym], y),
+    return {"nrmse": nr, "r2": r2, "coverage90": cov, "brier": brier(p[ym], y), "auc": auc(p[ym], y),
             "runaway_rate": float(y.mean()) if y.size else float("nan")}
 
 
