@@ -632,9 +632,11 @@ def _scenario_simulator_check(ctx: RunContext, tree, decoder, logit_fn, scenario
     names = decoder.layout.condition_names
     decoder_p = [1 / (1 + np.exp(-logit_fn(u, np.broadcast_to(sc.conditions, (len(u), len(sc.conditions))))))
                  for u, sc in zip(cells, scenarios)]
-    sims = [partial(_simulated_runaway, s.simulator.name, dict(s.simulator.options), decoder.transform,
-                    dict(zip(names, map(float, sc.conditions))), s.ensemble.timeout) for sc in scenarios]
-    check = ScenarioCheck(cells, decoder_p, sims, workers=max(1, s.ensemble.workers),
+    args = [(s.simulator.name, dict(s.simulator.options), decoder.transform, dict(zip(names, map(float, sc.conditions))),
+             s.ensemble.timeout) for sc in scenarios]
+    check = ScenarioCheck(cells, decoder_p, [partial(_simulated_runaway, *a) for a in args],
+                          batch_simulators=[partial(_simulated_runaways, *a) for a in args],
+                          batch_size=s.ensemble.batch_size, workers=max(1, s.ensemble.workers),
                           note=f"{s.simulator.name}, {n} new cells per scenario (one per posterior draw)"
                                + (" (quick)" if ctx.quick else ""))
     return check
@@ -655,14 +657,15 @@ def _check_with_simulator(ctx: RunContext, decoder, logit_fn, cells: np.ndarray,
 
     s = ctx.study
     cond = dict(zip(decoder.layout.condition_names, map(float, conditions)))
-    simulate = partial(_simulated_runaway, s.simulator.name, dict(s.simulator.options), decoder.transform, cond,
-                       s.ensemble.timeout)
+    args = (s.simulator.name, dict(s.simulator.options), decoder.transform, cond, s.ensemble.timeout)
+    simulate, simulate_batch = partial(_simulated_runaway, *args), partial(_simulated_runaways, *args)
 
     def surrogate_p(u: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-logit_fn(u, np.broadcast_to(conditions, (len(u), len(conditions))))))
 
     # the study's ensemble workers run the cells (50 FE runs: 84 s one after another on the default study)
-    out = check_failure_samples(cells, surrogate_p, simulate, n=n, seed=seed, workers=max(1, s.ensemble.workers))
+    out = check_failure_samples(cells, surrogate_p, simulate, n=n, seed=seed, workers=max(1, s.ensemble.workers),
+                                simulate_batch=simulate_batch, batch_size=s.ensemble.batch_size)
     out.update(simulator=s.simulator.name, quick=bool(ctx.quick))
     if ctx.quick:
         out["note"] = f"quick: {out.get('n', 0)} runs; a full study re-runs at least {MIN_SIMULATOR_CHECKS}"
@@ -680,6 +683,19 @@ def _simulated_runaway(simulator: str, options: dict, transform, condition: dict
     if not r["ok"]:
         raise RuntimeError(r["error"])
     return bool(np.asarray(r["dataset"]["thermal_runaway"]).any())
+
+
+def _simulated_runaways(simulator: str, options: dict, transform, condition: dict, timeout: float,
+                        us: np.ndarray) -> list[tuple[bool | None, str | None, float]]:
+    """`_simulated_runaway` at the cells ``us`` ``(k, n_param)`` as one batch (`simulators.ensemble.run_chunk`:
+    the simulator's vectorised `run_batch`, the same results; a failing batch re-run cell by cell, each failure
+    recorded): per cell ``(runaway or None, error or None, seconds)``."""
+    from simulators.ensemble import run_chunk
+
+    thetas = transform.from_unconstrained(np.asarray(us, float).reshape(-1, len(transform.names)))
+    samples = [(i, dict(zip(transform.names, map(float, th))), condition) for i, th in enumerate(thetas)]
+    return [(bool(np.asarray(r["dataset"]["thermal_runaway"]).any()), None, r["wall_time"]) if r["ok"]
+            else (None, str(r["error"])[:500], r["wall_time"]) for _, r in run_chunk(simulator, options, samples, timeout)]
 
 
 def _posterior_rare_event(ctx: RunContext, tree, logit_fn, scenario, seed: int) -> tuple[dict, np.ndarray]:

@@ -242,8 +242,53 @@ class _TimedRun:
             return None, f"{type(err).__name__}: {err}"[:500], time.perf_counter() - t0
 
 
+#: one cell's run: ``(outcome or None, error or None, seconds)``
+RunResult = tuple[bool | None, str | None, float]
+
+
+@dataclass(frozen=True)
+class _TimedBatch:
+    """``simulate_batch(us (k, n_param))`` → ``k`` `RunResult`s (a batched simulator run that records its own failed
+    cells, e.g. through `simulators.ensemble.run_chunk`); a batch that raises is recorded as failed for every cell.
+    Picklable when ``simulate_batch`` is."""
+
+    simulate_batch: Callable[[np.ndarray], list[RunResult]]
+
+    def __call__(self, us: np.ndarray) -> list[RunResult]:
+        t0 = time.perf_counter()
+        try:
+            out = list(self.simulate_batch(us))
+            if len(out) != len(us):
+                raise RuntimeError(f"{len(out)} results for a batch of {len(us)} cells")
+            return out
+        except Exception as err:  # noqa: BLE001 — a failed simulation is recorded, not fatal
+            share = (time.perf_counter() - t0) / max(len(us), 1)
+            return [(None, f"{type(err).__name__}: {err}"[:500], share)] * len(us)
+
+
+def run_jobs(jobs: Sequence[tuple[Callable, np.ndarray]]) -> list[RunResult]:
+    """Run ``[(runner, cells), ...]`` here, one after another; a `_TimedRun` takes one cell ``(n_param,)``, a
+    `_TimedBatch` a chunk ``(k, n_param)``; the results flattened in job order."""
+    return [r for run, us in jobs for r in _run_job(run, us)]
+
+
+def _run_job(run, us) -> list[RunResult]:
+    return run(us) if isinstance(run, _TimedBatch) else [run(us)]
+
+
+def chunked(cells: np.ndarray, batch_size: int, workers: int) -> list[np.ndarray]:
+    """``cells`` ``(m, n_param)`` split into contiguous chunks of at most ``batch_size``, their number a multiple of
+    ``workers`` where that keeps every chunk non-empty (equal shares for the workers)."""
+    cells = np.asarray(cells, float)
+    n_chunks = int(np.ceil(len(cells) / max(batch_size, 1)))
+    n_chunks = min(len(cells), int(np.ceil(n_chunks / max(workers, 1))) * max(workers, 1))
+    return [c for c in np.array_split(cells, max(n_chunks, 1)) if len(c)]
+
+
 def check_failure_samples(u: np.ndarray, surrogate_p: Callable[[np.ndarray], np.ndarray],
-                          simulate: Callable[[np.ndarray], bool], *, n: int, seed: int, workers: int = 1) -> dict:
+                          simulate: Callable[[np.ndarray], bool], *, n: int, seed: int, workers: int = 1,
+                          simulate_batch: Callable[[np.ndarray], list[RunResult]] | None = None,
+                          batch_size: int = 16) -> dict:
     """Re-run failure-region cells with the full simulator: the fraction it confirms, with a Wilson 95 %
     interval, against what the surrogate expects at the same cells.
 
@@ -258,6 +303,9 @@ def check_failure_samples(u: np.ndarray, surrogate_p: Callable[[np.ndarray], np.
     n : cells to re-run (drawn without replacement; all of them if fewer).
     workers : runs at once in spawned processes (``simulate`` must then be picklable: a module-level function or
         a `functools.partial` of one); 1 runs them here, one after another.
+    simulate_batch : optional ``us (k, n_param) → k`` `RunResult`s, the same simulations run as one batch (a
+        simulator's vectorised `run_batch`, the same results; `risk.stages._simulated_runaways`); the cells then
+        run in chunks of at most ``batch_size`` (`chunked`).
 
     Returns
     -------
@@ -275,15 +323,18 @@ def check_failure_samples(u: np.ndarray, surrogate_p: Callable[[np.ndarray], np.
         return {"n": 0, "note": "no failure-region samples to check"}
     rng = np.random.default_rng(seed)
     pick = u[rng.choice(len(u), size=min(n, len(u)), replace=False)]
-    run = _TimedRun(simulate)
-    if workers > 1 and len(pick) > 1:
+    if simulate_batch is not None:
+        jobs = [(_TimedBatch(simulate_batch), c) for c in chunked(pick, batch_size, workers)]
+    else:
+        jobs = [(_TimedRun(simulate), ui) for ui in pick]
+    if workers > 1 and len(jobs) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(workers, len(pick)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(run, pick))
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = [r for rs in pool.map(_run_job, *zip(*jobs)) for r in rs]
     else:
-        results = [run(ui) for ui in pick]
+        results = run_jobs(jobs)
     outcomes = [o for o, _, _ in results]
     seconds = [t for _, _, t in results]
     failed = [{"u": ui.tolist(), "error": e} for ui, (_, e, _) in zip(pick, results) if e is not None]

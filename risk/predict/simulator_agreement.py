@@ -20,11 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import xarray as xr
 
-from risk.predict.rare_events import _TimedRun, wilson_interval
-
-
-def _apply(run: _TimedRun, u: np.ndarray):
-    return run(u)
+from risk.predict.rare_events import RunResult, _run_job, _TimedBatch, _TimedRun, chunked, run_jobs, wilson_interval
 
 
 def scenario_cells(tree: xr.DataTree, scenarios: Sequence, n: int, *, seed: int) -> list[np.ndarray]:
@@ -46,17 +42,23 @@ class ScenarioCheck:
     run here with ``workers ≤ 1``) so that the caller can compute meanwhile; `result` waits and tabulates."""
 
     def __init__(self, cells: Sequence[np.ndarray], decoder_p: Sequence[np.ndarray],
-                 simulators: Sequence[Callable[[np.ndarray], bool]], *, workers: int = 1, note: str = ""):
+                 simulators: Sequence[Callable[[np.ndarray], bool]], *, workers: int = 1, note: str = "",
+                 batch_simulators: Sequence[Callable[[np.ndarray], list[RunResult]]] | None = None,
+                 batch_size: int = 16):
         import time
 
         self.note = note
         self.cells, self.decoder_p = [np.asarray(c, float) for c in cells], list(decoder_p)
-        jobs = [(_TimedRun(sim), u) for sim, us in zip(simulators, self.cells) for u in us]
+        if batch_simulators is not None:  # chunks of a scenario's cells through the simulator's vectorised path
+            jobs = [(_TimedBatch(bsim), c) for bsim, us in zip(batch_simulators, self.cells) if len(us)
+                    for c in chunked(us, batch_size, 1)]
+        else:
+            jobs = [(_TimedRun(sim), u) for sim, us in zip(simulators, self.cells) for u in us]
         self._t0 = time.perf_counter()
         self._pool = None
         if workers > 1 and len(jobs) > 1:
             self._pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
-            self._futures = [self._pool.submit(_apply, run, u) for run, u in jobs]
+            self._futures = [self._pool.submit(_run_job, run, u) for run, u in jobs]
         else:
             self._jobs = jobs
 
@@ -66,11 +68,11 @@ class ScenarioCheck:
 
         if self._pool is not None:
             try:
-                results = [f.result() for f in self._futures]
+                results = [r for f in self._futures for r in f.result()]
             finally:
                 self._pool.shutdown()
         else:
-            results = [run(u) for run, u in self._jobs]
+            results = run_jobs(self._jobs)
         ds = _tabulate(self.cells, self.decoder_p, results, time.perf_counter() - self._t0)
         if self.note:
             ds.attrs["simulator_check"] = self.note
@@ -78,7 +80,9 @@ class ScenarioCheck:
 
 
 def check_scenarios(cells: Sequence[np.ndarray], decoder_p: Sequence[np.ndarray],
-                    simulators: Sequence[Callable[[np.ndarray], bool]], *, workers: int = 1) -> xr.Dataset:
+                    simulators: Sequence[Callable[[np.ndarray], bool]], *, workers: int = 1,
+                    batch_simulators: Sequence[Callable[[np.ndarray], list[RunResult]]] | None = None,
+                    batch_size: int = 16) -> xr.Dataset:
     """Run the full simulator at every scenario's cells and compare with the decoder.
 
     Parameters
@@ -89,6 +93,9 @@ def check_scenarios(cells: Sequence[np.ndarray], decoder_p: Sequence[np.ndarray]
         conditions; an exception is a failed run, recorded in ``simulator_runs_failed`` and left out (never fatal).
         Picklable (a module-level function or `functools.partial` of one) when ``workers > 1``.
     workers : simulations at once (spawned processes).
+    batch_simulators : optional, per scenario ``us (k, n_param) → k`` `risk.predict.rare_events.RunResult`s: the
+        same simulations as one batch (the simulator's vectorised `run_batch`), a scenario's cells in chunks of at
+        most ``batch_size``; ``simulators`` are then unused.
 
     Returns
     -------
@@ -96,7 +103,8 @@ def check_scenarios(cells: Sequence[np.ndarray], decoder_p: Sequence[np.ndarray]
     ``simulator_runaway_fraction`` with ``simulator_runaway_wilson_lo``/``_hi`` (95 %), ``decoder_runaway_p``
     (mean over the completed runs' cells), ``decoder_within_wilson`` (1/0), ``seconds_total`` (attr).
     """
-    return ScenarioCheck(cells, decoder_p, simulators, workers=workers).result()
+    return ScenarioCheck(cells, decoder_p, simulators, workers=workers, batch_simulators=batch_simulators,
+                         batch_size=batch_size).result()
 
 
 def _tabulate(cells, decoder_p, results, seconds: float) -> xr.Dataset:

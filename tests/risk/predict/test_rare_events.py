@@ -110,6 +110,17 @@ def test_failure_samples_checked_in_worker_processes_give_the_serial_result():
         assert pooled[key] == serial[key], key
     assert [f["u"] for f in pooled["failed_runs"]] == [f["u"] for f in serial["failed_runs"]]
     assert pooled["n_failed_runs"] > 0 and "solver diverged" in pooled["failed_runs"][0]["error"]
+    # the same cells through a batch runner, in chunks (the simulator's vectorised path): the same numbers
+    for workers in (1, 2):
+        batched = check_failure_samples(cells, lambda u: np.full(len(u), 0.5), _crashing_above_zero, n=12, seed=2,
+                                        workers=workers, simulate_batch=_crashing_above_zero_batch, batch_size=5)
+        for key in ("n", "n_completed", "n_failed_runs", "confirmed", "wilson95", "surrogate_z"):
+            assert batched[key] == serial[key], (key, workers)
+        assert [f["u"] for f in batched["failed_runs"]] == [f["u"] for f in serial["failed_runs"]]
+
+
+def _crashing_above_zero_batch(us):  # module level: worker processes unpickle it by reference
+    return [(None, "RuntimeError: solver diverged", 0.0) if u[1] > 0 else (bool(u[0] > 0.0), None, 0.0) for u in us]
 
 
 @pytest.mark.parametrize("k, n", [(0, 50), (1, 50), (7, 50), (25, 50), (50, 50), (3, 8)])
