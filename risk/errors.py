@@ -20,6 +20,10 @@ class InputError(Exception):
         self.problem, self.path, self.field, self.line = problem, path, field, line
         super().__init__(self._format())
 
+    def __reduce__(self):
+        """Pickled with its fields (workbooks are read in worker processes, `risk.data.indentation`)."""
+        return _rebuild, (type(self), self.problem, self.path, self.field, self.line)
+
     def _format(self) -> str:
         where = str(self.path) if self.path is not None else ""
         if self.line is not None:
@@ -27,6 +31,10 @@ class InputError(Exception):
         if self.field:
             where += f" [{self.field}]" if where else f"[{self.field}]"
         return f"{where}: {self.problem}" if where else self.problem
+
+
+def _rebuild(cls, problem, path, field, line):
+    return cls(problem, path=path, field=field, line=line)
 
 
 class StudyError(InputError):

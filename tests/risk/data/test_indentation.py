@@ -4,6 +4,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from risk.data.indentation import raw_files, read_folder, read_workbook
 from risk.errors import DataError
@@ -132,3 +133,25 @@ def test_folder_with_corrupt_file(tmp_path):
     ds = r.tests[0]
     assert ds.attrs["cell_family"] == "NMC 10 Ah" and ds.attrs["soc"] == 0.5
     assert np.isclose(float(ds.force_indenter.max()), 990 * 0.45359237 * 9.80665, rtol=1e-6)
+
+
+def test_workbooks_read_in_worker_processes_equal_one_process(indentation_folder, tmp_path):
+    """`read_workbooks` in two spawned processes: the same datasets, in order, and a broken file's DataError
+    (with its fields, pickled back) in its place."""
+    import pickle
+
+    from risk.data.indentation import read_workbooks
+    from risk.data.limits import LimitError
+    err = LimitError("too big", path=tmp_path / "x.xlsx", field="sheet1", line=3)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is LimitError and (back.problem, back.path, back.field, back.line) == \
+        ("too big", tmp_path / "x.xlsx", "sheet1", 3) and str(back) == str(err)
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"garbage")
+    paths = raw_files(indentation_folder)[:3] + [broken]
+    serial = read_workbooks(paths, workers=1)
+    parallel = read_workbooks(paths, workers=2, min_files=2)
+    for a, b in zip(serial[:3], parallel[:3], strict=True):
+        xr.testing.assert_identical(a, b)
+    assert isinstance(parallel[3], DataError) and parallel[3].path == broken and \
+        parallel[3].problem == serial[3].problem
