@@ -676,13 +676,14 @@ def _simulated_runaway(simulator: str, options: dict, transform, condition: dict
                        u: np.ndarray) -> bool:
     """Does the full ``simulator`` run away at the cell ``u`` ``(n_param,)`` (u space, mapped to θ by the
     decoder's ``transform``)? A failed run raises (`risk.predict.rare_events.check_failure_samples` records it)."""
+    from sim2real.bridge import simulated_runaway
     from simulators.ensemble import run_one
 
     theta = dict(zip(transform.names, map(float, transform.from_unconstrained(np.asarray(u, float)[None])[0])))
     r = run_one(simulator, options, theta, condition, timeout)
     if not r["ok"]:
         raise RuntimeError(r["error"])
-    return bool(np.asarray(r["dataset"]["thermal_runaway"]).any())
+    return bool(np.nan_to_num(simulated_runaway(r["dataset"])).any())
 
 
 def _simulated_runaways(simulator: str, options: dict, transform, condition: dict, timeout: float,
@@ -690,11 +691,12 @@ def _simulated_runaways(simulator: str, options: dict, transform, condition: dic
     """`_simulated_runaway` at the cells ``us`` ``(k, n_param)`` as one batch (`simulators.ensemble.run_chunk`:
     the simulator's vectorised `run_batch`, the same results; a failing batch re-run cell by cell, each failure
     recorded): per cell ``(runaway or None, error or None, seconds)``."""
+    from sim2real.bridge import simulated_runaway
     from simulators.ensemble import run_chunk
 
     thetas = transform.from_unconstrained(np.asarray(us, float).reshape(-1, len(transform.names)))
     samples = [(i, dict(zip(transform.names, map(float, th))), condition) for i, th in enumerate(thetas)]
-    return [(bool(np.asarray(r["dataset"]["thermal_runaway"]).any()), None, r["wall_time"]) if r["ok"]
+    return [(bool(np.nan_to_num(simulated_runaway(r["dataset"])).any()), None, r["wall_time"]) if r["ok"]
             else (None, str(r["error"])[:500], r["wall_time"]) for _, r in run_chunk(simulator, options, samples, timeout)]
 
 

@@ -46,8 +46,22 @@ EXCLUDED = ("thermal_runaway", "hazard_level", "wall_time", "theta", "condition"
 #: values well above ``shift`` and absolute below it, and every predictive quantile is ≥ 0
 TRANSFORMS = ("identity", "logit", "log")
 SHARE_EPS = 0.005
-#: Observed hazard level at and above which a real test without a ``thermal_runaway`` flag counts as runaway
+#: Hazard level at and above which a test — real without a ``thermal_runaway`` flag, or simulated by a simulator
+#: that scores levels (`abuse_fe.hazard`) — counts as runaway
 RUNAWAY_HAZARD_LEVEL = 6  # TR = observed hazard level ≥ 6 (pouch rupture and beyond), as in risk.bayes
+
+
+def simulated_runaway(ds: xr.Dataset) -> np.ndarray:
+    """The runaway outcome of simulations (any shape, float 0/1, NaN where unknown): ``hazard_level ≥
+    RUNAWAY_HAZARD_LEVEL`` when the simulator scores the dataset's hazard levels — the definition the real tests'
+    labels follow (level 6, pouch rupture at a bulk temperature ≥ 160 °C without a cell runaway, is TR, not only
+    level 7) — else its ``thermal_runaway`` flag (the databank's outcome), else NaN."""
+    if "hazard_level" in ds:
+        h = np.asarray(ds["hazard_level"].values, dtype=float)
+        return np.where(np.isfinite(h) & (h > 0), (h >= RUNAWAY_HAZARD_LEVEL).astype(float), np.nan)
+    if OUTCOME_NAME in ds:
+        return np.asarray(ds[OUTCOME_NAME].values, dtype=float)
+    return np.full(ds.sizes["sample"], np.nan) if "sample" in ds.dims else np.array(np.nan)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -452,7 +466,7 @@ def ensemble_to_batch(ens: xr.Dataset, layout: ObservableLayout, transform: Thet
         raise ValueError(f"ensemble parameters {params} differ from the transform's {list(transform.names)}")
     th = np.asarray(ens["theta"].values, dtype=float)
     C = np.asarray(ens["condition"].sel(condition_name=list(layout.condition_names)).values, dtype=float)
-    y = ens[OUTCOME_NAME].values.astype(float) if OUTCOME_NAME in ens else np.full(ens.sizes["sample"], np.nan)
+    y = simulated_runaway(ens)
     return _tensors(_features(ens, layout.channels, "sample"), layout, C, y, transform.to_unconstrained(th),
                     ens["sample"].values)
 

@@ -163,3 +163,21 @@ def test_categorical_condition_default_is_a_level_not_a_median_between_codes():
     assert build_layout(ens, condition_defaults={"chemistry": 2.0}).condition_default[1] == 2.0
     real = xr.Dataset({"heat": ("test", [4e4, 6e4]), "chemistry": ("test", [1.0, np.nan])})
     assert real_to_batch(real, layout).c[:, 1].tolist() == [1.0, 0.0]
+
+
+def test_simulated_runaway_is_hazard_level_six_or_more_where_the_simulator_scores_levels(ensemble, oven_sim):
+    """TR ≡ level ≥ 6 for simulations as for the real tests: a level-6 simulation (pouch rupture at a bulk
+    temperature ≥ 160 °C, no cell runaway) is a runaway in the decoder's training outcome; a simulator without
+    levels keeps its flag."""
+    from sim2real.bridge import simulated_runaway
+
+    ds = xr.Dataset({"hazard_level": ("sample", np.array([1, 5, 6, 7, 0])),
+                     "thermal_runaway": ("sample", np.array([False, False, False, True, False]))})
+    np.testing.assert_array_equal(simulated_runaway(ds), [0.0, 0.0, 1.0, 1.0, np.nan])
+    np.testing.assert_array_equal(simulated_runaway(ds.drop_vars("hazard_level")), [0, 0, 0, 1, 0])
+    assert np.isnan(simulated_runaway(xr.Dataset({"x": ("sample", np.zeros(2))}))).all()
+    assert float(simulated_runaway(ds.isel(sample=2))) == 1.0  # one simulation's dataset (the predict checks)
+    lay = build_layout(ensemble)
+    tr = ThetaTransform.from_priors(oven_sim.parameter_names, [p.prior for p in oven_sim.parameters])
+    levels = xr.DataArray(np.where(ensemble["thermal_runaway"].values, 7, 6), dims="sample")
+    np.testing.assert_array_equal(ensemble_to_batch(ensemble.assign(hazard_level=levels), lay, tr).y.numpy(), 1.0)
