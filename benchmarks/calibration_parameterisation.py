@@ -35,6 +35,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.record import write_result  # noqa: E402
+
 
 def _ensure_run(run: Path) -> None:
     if (run / "model" / "model.json").exists() and (run / "real.nc").exists():
@@ -92,11 +94,11 @@ def main() -> None:
               f"{r['divergences']:>6}  {r['ok']}")
     ratio = rows[0]["ess_bulk_per_s"] / max(rows[-1]["ess_bulk_per_s"], 1e-12)
     print(f"ESS/s ratio {rows[0]['parameterisation']}/{rows[-1]['parameterisation']}: {ratio:.1f}")
-    out = REPO / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "calibration_parameterisation.json").write_text(json.dumps(
-        {"draws": args.draws, "tune": args.tune, "tests": int(len(data.test)), "rows": rows,
-         "ess_per_s_ratio": ratio, "ratio_of": [rows[0]["parameterisation"], rows[-1]["parameterisation"]], "eigenvalues": sub.subspace.eigenvalues.tolist()}, indent=2, default=float))
+    path = write_result("calibration_parameterisation",
+                        {"draws": args.draws, "tune": args.tune, "tests": int(len(data.test)), "rows": rows,
+                         "ess_per_s_ratio": ratio, "ratio_of": [rows[0]["parameterisation"], rows[-1]["parameterisation"]],
+                         "eigenvalues": sub.subspace.eigenvalues.tolist()})
+    print(f"→ {path}")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,15 @@ Two measurements, printed as tables:
    and so is the worker's first import of PyBaMM (the loop's process imports it before timing).
 
     .venv/bin/python benchmarks/ensemble_runner.py [--n 80] [--n-long 100] [--blocks 10]
+
+Writes both tables' rows to ``benchmarks/results/ensemble_runner.json``.
 """
 from __future__ import annotations
 
 import argparse
 import multiprocessing
 import shutil
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +33,9 @@ from distributed import Client
 
 from simulators import load
 from simulators.ensemble import Design, design, local_cluster, open_ensemble, run_ensemble
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_result  # noqa: E402
 
 
 def plain_loop(name: str, options: dict, plan: Design) -> float:
@@ -57,20 +63,24 @@ def subset(plan: Design, rows: np.ndarray) -> Design:
     return Design(plan.theta[rows], plan.parameter_names, plan.condition[rows], plan.condition_names)
 
 
-def throughput(n: int) -> None:
+def throughput(n: int) -> dict:
     name, options = "coupled_short_lumped", {"n_time": 31}
     plan = design({p.name: p.prior for p in load(name).parameters}, {"soc": (0.3, 1.0)}, n, "sobol", seed=0)
     loop = plain_loop(name, options, plan)
     (w1, s1), (w2, s2) = runner(name, options, plan, 1), runner(name, options, plan, 2)
     print(f"{name}, n = {n} (each runner call starts its own cluster)")
     print(f"{'mode':20s} {'wall [s]':>9s} {'sims/s':>7s} {'in-sim time [s]':>16s}")
+    rows = []
     for mode, wall, sim_time in (("plain loop", loop, loop), ("runner, 1 worker", w1, s1),
                                  ("runner, 2 workers", w2, s2)):
         print(f"{mode:20s} {wall:9.2f} {n / wall:7.2f} {sim_time:16.2f}")
+        rows.append({"mode": mode, "wall_s": wall, "sims_per_s": n / wall, "in_sim_s": sim_time})
     print(f"throughput 2 workers / 1 worker: {w1 / w2:.2f}x;  runner (1 worker) / plain loop: {w1 / loop:.2f}\n")
+    return {"simulator": name, "options": options, "n": n, "rows": rows, "speedup_2_over_1_workers": w1 / w2,
+            "runner_1_worker_over_loop": w1 / loop}
 
 
-def overhead(n: int, blocks: int) -> None:
+def overhead(n: int, blocks: int) -> dict:
     name = "pybamm_plating"
     plan = design({p.name: p.prior for p in load(name).parameters},
                   {"c_rate_charge": (1.0, 4.0), "temperature_ambient": (263.15, 298.15)}, n, "sobol", seed=0)
@@ -104,6 +114,11 @@ def overhead(n: int, blocks: int) -> None:
     print(f"total {n:4d} {loop_total:9.2f} {runner_total:11.2f} {sim_total:11.2f} {runner_total / loop_total:6.3f}")
     print(f"runner / plain loop ({loop_total / n:.1f} s per simulation, cluster start-up included): "
           f"{runner_total / loop_total:.3f};  runner's own time (wall - in-sim): {runner_total - sim_total:.1f} s")
+    return {"simulator": name, "n": n, "blocks": [{"block": b, "n": k, "loop_s": loop, "runner_s": wall, "in_sim_s": sim,
+                                                   "ratio": wall / loop} for b, k, loop, wall, sim in rows],
+            "cluster_startup_s": start, "loop_total_s": loop_total, "runner_total_s": runner_total,
+            "in_sim_total_s": sim_total, "runner_over_loop": runner_total / loop_total,
+            "runner_own_time_s": runner_total - sim_total}
 
 
 def main():
@@ -112,8 +127,8 @@ def main():
     ap.add_argument("--n-long", type=int, default=100, help="pybamm_plating runs (overhead)")
     ap.add_argument("--blocks", type=int, default=10, help="ABBA blocks of the overhead measurement")
     args = ap.parse_args()
-    throughput(args.n)
-    overhead(args.n_long, args.blocks)
+    payload = {"throughput": throughput(args.n), "overhead": overhead(args.n_long, args.blocks)}
+    print(f"→ {write_result('ensemble_runner', payload)}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Benchmark of the indentation FE: wall time per simulation (mesh × MPI ranks), Hertz check, mesh
-convergence, lumped-law agreement and the calibration to the real LCO curves. Prints tables.
+convergence, lumped-law agreement and the calibration to the real LCO curves. Prints tables; the full and
+``--quick`` runs also write their rows to ``benchmarks/results/fe_indentation.json``.
 
     .venv/bin/python benchmarks/fe_indentation.py              # everything (≈ 5–10 min on 2 cores)
     .venv/bin/python benchmarks/fe_indentation.py --quick      # coarse/medium only, no 'fine' MPI runs
@@ -23,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 import abuse_fe  # noqa: F401
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 THETA = {"modulus_cell": 5e7, "hardening_modulus": 3e8, "hardening_exponent": 2.0, "strain_critical": 0.4}
@@ -71,12 +75,15 @@ def hertz():
     δ = np.array([0.0, 5e-6, 10e-6, 20e-6])
     print("\nHertz check: rigid sphere R = 5 mm on a 10 mm layer, E = 100 MPa, ν = 0.3 (F = 4/3 E* √R δ^1.5)")
     print(f"{'mesh':8s} " + " ".join(f"{'F/F_H @ %g µm' % (d * 1e6):>15s}" for d in δ[1:]))
+    rows = []
     for n in (16, 32, 48):
         p = IndentationProblem(n, n, domain_radius=10e-3, poisson_ratio=ν, grading_r=4.0, grading_z=4.0, penalty=1e4, smoothing=1e-6)
         p.set_state(modulus=E, hardening_modulus=1.0, hardening_exponent=2.0, punch_radius=R, thickness=10e-3)
         res = p.solve_path(δ)
         ratio = res.force[1:] / (4 / 3 * E / (1 - ν**2) * np.sqrt(R) * δ[1:] ** 1.5)
         print(f"{n}x{n:<5d} " + " ".join(f"{x:15.4f}" for x in ratio))
+        rows.append({"mesh": f"{n}x{n}", "depth_um": (δ[1:] * 1e6).tolist(), "force_over_hertz": ratio.tolist()})
+    return rows
 
 
 def lumped_agreement(n: int = 31, fit: bool = False):
@@ -111,6 +118,9 @@ def lumped_agreement(n: int = 31, fit: bool = False):
     print(f"{'':8s} {'median':>8s} {'p90':>8s} {'max':>8s}")
     print(f"{'force':8s} {np.median(ef):8.3f} {np.quantile(ef, .9):8.3f} {ef.max():8.3f}")
     print(f"{'strain':8s} {np.median(es):8.3f} {np.quantile(es, .9):8.3f} {es.max():8.3f}")
+    return {"load_paths": len(rows), "relative_error": {
+        k: {"median": float(np.median(e)), "p90": float(np.quantile(e, .9)), "max": float(e.max())}
+        for k, e in (("force", ef), ("strain", es))}}
 
 
 def calibration():
@@ -120,6 +130,7 @@ def calibration():
     print(f"\nCalibration to the real LCO pouch curves (speed {SPEED_ASSUMED * 6e4:.1f} mm/min ASSUMED; thickness assumed)")
     print(f"{'family':10s} {'n':>3s} {'E [MPa]':>8s} {'B [MPa]':>8s} {'n_h':>5s} {'ε_c':>6s} {'RMSE [N]':>9s} "
           f"{'rel':>6s} {'rel FE':>7s} {'rel FE-fit':>10s} {'onset meas [mm]':>16s} {'LOO MAE [mm]':>13s} {'LOO MAE FE':>10s}")
+    rows = []
     for fam in FAMILIES:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -133,6 +144,13 @@ def calibration():
               f"{th['hardening_exponent']:5.2f} {th['strain_critical']:6.3f} {fit.rmse:9.1f} {fit.rmse_relative:6.3f} "
               f"{rel_fe:7.3f} {fit_fe.rmse_relative:10.3f} {m.mean() * 1e3:8.2f} ± {m.std() * 1e3:4.2f} "
               f"{fit.onset_mae * 1e3:13.2f} {fit_fe.onset_mae * 1e3:10.2f}")
+        rows.append({"family": fam, "n": len(curves), "modulus_cell_mpa": th["modulus_cell"] / 1e6,
+                     "hardening_modulus_mpa": th["hardening_modulus"] / 1e6, "hardening_exponent": th["hardening_exponent"],
+                     "strain_critical": th["strain_critical"], "rmse_n": fit.rmse, "rmse_relative": fit.rmse_relative,
+                     "rmse_relative_fe": rel_fe, "rmse_relative_fe_fit": fit_fe.rmse_relative,
+                     "onset_measured_mm_mean": m.mean() * 1e3, "onset_measured_mm_sd": m.std() * 1e3,
+                     "onset_loo_mae_mm": fit.onset_mae * 1e3, "onset_loo_mae_mm_fe": fit_fe.onset_mae * 1e3})
+    return {"speed_assumed_mm_per_min": SPEED_ASSUMED * 6e4, "families": rows}
 
 
 def coupled_timing():
@@ -140,12 +158,17 @@ def coupled_timing():
 
     θ = default_theta(IndentationLumped) | {"strain_critical": 0.4}
     print("\nCoupled chain, wall time per run (warm)")
+    rows = []
     for cls in (IndentationLumped, IndentationFECoupled):
         sim = cls()
         sim.run(θ, {})
         t0 = time.perf_counter()
         ds = sim.run(θ, {})
-        print(f"{cls.name:24s} {time.perf_counter() - t0:6.2f} s   hazard {int(ds.hazard_level)}  TR {bool(ds.thermal_runaway)}")
+        wall = time.perf_counter() - t0
+        print(f"{cls.name:24s} {wall:6.2f} s   hazard {int(ds.hazard_level)}  TR {bool(ds.thermal_runaway)}")
+        rows.append({"simulator": cls.name, "wall_s": wall, "hazard_level": int(ds.hazard_level),
+                     "thermal_runaway": bool(ds.thermal_runaway)})
+    return rows
 
 
 if __name__ == "__main__":
@@ -168,9 +191,9 @@ if __name__ == "__main__":
     if a.fit_lumped:
         lumped_agreement(fit=True)
         sys.exit(0)
-    timings(("coarse", "medium") if a.quick else ("coarse", "medium", "fine"), (1, 2))
-    hertz()
-    calibration()
-    coupled_timing()
+    payload = {"quick": a.quick, "theta": THETA, "conditions": COND,
+               "timings": timings(("coarse", "medium") if a.quick else ("coarse", "medium", "fine"), (1, 2)),
+               "hertz": hertz(), "calibration": calibration(), "coupled_timing": coupled_timing()}
     if not a.quick:
-        lumped_agreement()
+        payload["lumped_agreement"] = lumped_agreement()
+    print(f"→ {write_result('fe_indentation', payload)}")

@@ -9,9 +9,7 @@ Run: ``.venv/bin/python benchmarks/hostile_inputs.py``
 """
 from __future__ import annotations
 
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -19,6 +17,9 @@ import time
 from pathlib import Path
 
 from risk.schema.hostile_corpus import CASES
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,11 +56,9 @@ def main() -> None:
     for r in rows:
         print(f"{r['case']:<{width}} {r['command']:<13} {r['exit_code']:>4} {r['wall_s']:>8.2f} "
               f"{'yes' if r['named'] else 'NO':>5} {'yes' if r['ok'] else 'NO':>5}")
-    out = ROOT / "benchmarks" / "results" / "hostile_inputs.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "hostile_inputs", "limit_s": LIMIT_S, "cli_startup_s": round(base, 3),
-                               "machine": {"python": platform.python_version(), "platform": platform.platform()},
-                               "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "cases": rows}, indent=1) + "\n")
+    # benchmark, date, git revision and machine (python, platform, cores, memory) are added by write_result
+    out = write_result("hostile_inputs", {"limit_s": LIMIT_S, "cli_startup_s": round(base, 3),
+                                          "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "cases": rows})
     print(f"wrote {out.relative_to(ROOT)}; {sum(r['ok'] for r in rows)}/{len(rows)} rejected with exit 2 in < {LIMIT_S:g} s")
 
 

@@ -12,7 +12,11 @@ the true hyperparameters for uniformity (χ² on 10 bins, Bonferroni over parame
 ``risk run studies/indentation_pouch.yaml --quick`` run (``risk simulate``, ``ingest``, ``train`` are
 enough). Default: the newest ``runs/*`` or ``.pytest_cache/trisk-quick-runs/indentation_pouch-*`` with a
 ``model/`` dir. The run is copied to a temporary directory first (nothing is written into it).
-Writes ``benchmarks/results/sbc_pipeline.json``.
+``--checkpoint FILE``: one `sbc_ranks` call per batch, batch c with its own prior draws (seed + 100·c), and FILE
+rewritten with the ranks so far after every batch, so a run stopped early keeps its finished batches;
+``--resume FILE`` (with ``--checkpoint``) keeps the finished batches of such a file (or of a plain run of one batch,
+which is batch 0) and runs the rest.
+Writes ``benchmarks/results/sbc_pipeline.json`` (``--out``) through `record.write_result`.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "sbc_pipeline.json"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_result  # noqa: E402
 
 
 def find_run() -> Path:
@@ -72,9 +79,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=20261202)
     ap.add_argument("--method", choices=("folds", "nested"), default="folds")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="run batch by batch (batch c: prior draws and NUTS seeded seed + 100·c) and rewrite this "
+                         "file with the ranks so far after every batch")
+    ap.add_argument("--resume", type=Path, default=None,
+                    help="with --checkpoint: keep the finished batches of this checkpoint (same settings) and run the rest")
     args = ap.parse_args(argv)
+    if args.resume is not None and args.checkpoint is None:
+        ap.error("--resume needs --checkpoint")
 
-    from risk.bayes.sbc import format_table, rank_uniformity, sbc_ranks
+    import numpy as np
+
+    from risk.bayes.sbc import SBCResult, format_table, rank_uniformity, sbc_ranks
 
     t0 = time.perf_counter()
     src = args.run or find_run()
@@ -87,28 +103,68 @@ def main(argv=None) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"decoder of {src}: {len(decoder.parameter_names)} parameters, subspace dim {setup.subspace.dim}", flush=True)
-    res = sbc_ranks(decoder, data, setup, n_replicates=args.replicates, n_families=args.families,
-                    tests_per_family=args.tests_per_family, seed=args.seed, batch_size=args.batch_size,
-                    draws=args.draws, tune=args.tune, thin=args.thin, method=args.method,
-                    log=lambda m: print(m, flush=True))
-    uni = rank_uniformity(res.ranks, res.n_draws, bins=args.bins)
-    wall = time.perf_counter() - t0
+    kw = dict(n_families=args.families, tests_per_family=args.tests_per_family, draws=args.draws, tune=args.tune,
+              thin=args.thin, method=args.method, log=lambda m: print(m, flush=True))
+    if args.checkpoint is None:
+        res = sbc_ranks(decoder, data, setup, n_replicates=args.replicates, seed=args.seed,
+                        batch_size=args.batch_size, **kw)
+        out = _payload(res, args, src, uni := rank_uniformity(res.ranks, res.n_draws, bins=args.bins),
+                       time.perf_counter() - t0)
+    else:
+        parts, done, wall0 = [], 0, 0.0
+        if args.resume is not None:
+            prev = json.loads(args.resume.read_text())
+            done = prev["replicates"]
+            seeds = prev["design"].get("batch_seeds", [prev["design"]["seed"]])
+            same = {k: prev[k] == getattr(args, k) for k in ("draws", "tune", "thin", "bins")} | {
+                "method": prev["design"]["method"] == args.method, "batch_size": prev["design"]["batch_size"] == args.batch_size,
+                "families": prev["design"]["n_families"] == args.families,
+                "tests": prev["design"]["tests_per_family"] == args.tests_per_family,
+                "seeds": seeds == [args.seed + 100 * i for i in range(len(seeds))],
+                "batches": done == len(seeds) * args.batch_size and done < args.replicates}
+            if not all(same.values()):
+                sys.exit(f"--resume {args.resume}: settings differ ({[k for k, v in same.items() if not v]})")
+            ranks = {k: np.asarray(v, dtype=int) for k, v in prev["ranks"].items()}
+            parts.append(SBCResult(ranks, prev["n_thinned_draws"], {}, prev["design"], prev["batches"]))
+            wall0 = prev["wall_time_s"]
+            print(f"resumed {done} replicates ({len(seeds)} batches, {wall0:.0f} s) from {args.resume}", flush=True)
+        for c, start in enumerate(range(0, args.replicates, args.batch_size)):
+            if start < done:
+                continue
+            n = min(args.batch_size, args.replicates - start)
+            part = sbc_ranks(decoder, data, setup, n_replicates=n, seed=args.seed + 100 * c, batch_size=n, **kw)
+            for rec in part.batches:
+                rec.update(batch=c, replicates=[start, start + n - 1], seed=args.seed + 100 * c)
+            parts.append(part)
+            res = SBCResult({k: np.concatenate([q.ranks[k] for q in parts]) for k in part.ranks}, part.n_draws,
+                            {k: np.concatenate([q.truth[k] for q in parts if q.truth]) for k in part.truth},
+                            dict(part.design, seed=args.seed, batch_seeds=[args.seed + 100 * i for i in range(c + 1)]),
+                            [b for q in parts for b in q.batches])
+            uni = rank_uniformity(res.ranks, res.n_draws, bins=args.bins)
+            out = _payload(res, args, src, uni, wall0 + time.perf_counter() - t0)
+            out["complete"] = start + n >= args.replicates
+            if args.resume is not None:
+                out["resumed_from"] = {"file": str(args.resume), "replicates": done, "wall_time_s": wall0}
+            write_result("sbc_pipeline", out, path=args.checkpoint)
     print(format_table(uni))
-    print(f"{args.replicates} replicates, {res.n_draws} thinned draws each, {res.divergences} divergences, "
-          f"wall time {wall / 60:.1f} min")
-    out = {"replicates": args.replicates, "run": str(src), "design": res.design, "draws": args.draws,
-           "tune": args.tune, "thin": args.thin, "n_thinned_draws": res.n_draws, "bins": args.bins,
-           "p_values": {k: v["p_value"] for k, v in uni["parameters"].items()},
-           "p_bonferroni": {k: v["p_bonferroni"] for k, v in uni["parameters"].items()},
-           "rank_histograms": {k: v["counts"] for k, v in uni["parameters"].items()},
-           "m": uni["m"], "alpha": uni["alpha"], "min_p_bonferroni": uni["min_p_bonferroni"],
-           "verdict": "pass" if uni["pass"] else "fail", "divergences": res.divergences, "batches": res.batches,
-           "wall_time_s": round(wall, 1),
-           "ranks": {k: v.tolist() for k, v in res.ranks.items()}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    print(f"→ {args.out}")
+    print(f"{out['replicates']} replicates, {res.n_draws} thinned draws each, {res.divergences} divergences, "
+          f"wall time {out['wall_time_s'] / 60:.1f} min")
+    path = write_result("sbc_pipeline", out, path=args.out)
+    print(f"→ {path}")
     return out
+
+
+def _payload(res, args, src, uni: dict, wall: float) -> dict:
+    """The recorded result: settings, p-values, rank histograms, sampler records and ranks."""
+    return {"replicates": len(next(iter(res.ranks.values()))), "run": str(src), "design": res.design,
+            "draws": args.draws, "tune": args.tune, "thin": args.thin, "n_thinned_draws": res.n_draws, "bins": args.bins,
+            "p_values": {k: v["p_value"] for k, v in uni["parameters"].items()},
+            "p_bonferroni": {k: v["p_bonferroni"] for k, v in uni["parameters"].items()},
+            "rank_histograms": {k: v["counts"] for k, v in uni["parameters"].items()},
+            "m": uni["m"], "alpha": uni["alpha"], "min_p_bonferroni": uni["min_p_bonferroni"],
+            "verdict": "pass" if uni["pass"] else "fail", "divergences": res.divergences, "batches": res.batches,
+            "wall_time_s": round(wall, 1),
+            "ranks": {k: v.tolist() for k, v in res.ranks.items()}}
 
 
 if __name__ == "__main__":
