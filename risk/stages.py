@@ -446,7 +446,6 @@ CANDIDATE_EVALUATIONS = 64_000_000
 
 def predict(ctx: RunContext) -> dict:
     """P(TR | scenario) for new cells, aleatory/epistemic split, sensitivity, rare events."""
-    import jax
     import xarray as xr
 
     from risk.bayes.sampling import load_posterior, stack_draws
@@ -467,10 +466,7 @@ def predict(ctx: RunContext) -> dict:
     lower, upper = (np.full(len(decoder.parameter_names), v, np.float32) for v in (-np.inf, np.inf))
     if tree is not None and "design_bounds" in tree.attrs:
         lower, upper = (np.asarray(b, np.float32) for b in json.loads(tree.attrs["design_bounds"]))
-    apply = jax.jit(lambda u, c: decoder.jax_apply(jax.numpy.clip(u, lower, upper), c)["logit_runaway"])
-
-    def logit_fn(u, c):
-        return np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32)), dtype=float)
+    logit_fn = decoder.numpy_apply("logit_runaway", bounds=(lower, upper))
 
     seed = ctx.stage_seed("predict")
     names = list(decoder.parameter_names)

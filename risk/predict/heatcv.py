@@ -99,7 +99,6 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     family_scale : the study's ``inference.family_scale`` (`risk.bayes.physics.PhysicsSetup`); family_logit : its
         ``inference.family_logit_scale`` (the same).
     """
-    import jax
 
     from risk.bayes.physics import physics_setup, predict_observables, predict_p_tr
     from risk.predict.crossval import frequency_baseline
@@ -136,14 +135,14 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
                                      family_discrepancy=family_discrepancy, emulator_length=emulator_length,
                                      family_scale=family_scale, family_logit=family_logit),
                           centred)
-    apply = jax.jit(decoder.jax_apply)
+    apply = decoder.numpy_apply()
 
     def observable_fn(u, c):
-        res = apply(np.asarray(u, np.float32), np.asarray(c, np.float32))
-        return np.asarray(res["mean"], float), np.asarray(res["log_scale"], float)
+        res = apply(u, c)
+        return res["mean"], res["log_scale"]
 
     def logit_fn(u, c):
-        return np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32))["logit_runaway"], float)
+        return apply(u, c)["logit_runaway"]
 
     from risk.predict.realcv import QUICK_FAMILY_FOLDS
 

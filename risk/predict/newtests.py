@@ -259,7 +259,6 @@ def _physics_heat(run_dir: Path, df: pd.DataFrame, ds, *, seed: int) -> pd.DataF
     """``heat_q05/q50/q95`` [kJ]: the physics posterior predictive of total heat of a new test, and
     ``ejecta_share_q05/q50/q95`` [1] (the ejecta's share of that heat, should the test run away and eject) and
     ``p_bottom_rupture`` (P(breach margin > 0), ``bottom_rupture_model = physics``) where the decoder models them."""
-    import jax
 
     from risk.bayes.physics import predict_observables
     from risk.rundir import decoder_dir
@@ -277,11 +276,11 @@ def _physics_heat(run_dir: Path, df: pd.DataFrame, ds, *, seed: int) -> pd.DataF
     if "heat_released_total" not in obs:
         raise DataError("the run's decoder has no heat_released_total observable: use --model metadata",
                         path=run_dir / "model")
-    apply = jax.jit(decoder.jax_apply)
+    apply = decoder.numpy_apply()
 
     def observable_fn(u, c):
-        res = apply(np.asarray(u, np.float32), np.asarray(c, np.float32))
-        return np.asarray(res["mean"], float), np.asarray(res["log_scale"], float)
+        res = apply(u, c)
+        return res["mean"], res["log_scale"]
 
     y = predict_observables(load_posterior(run_dir / "posterior.nc"), observable_fn, list(df["cell_type"]), cond,
                             seed=seed)
@@ -335,7 +334,6 @@ def _simulated_chemistries(study: dict) -> set[str]:
 
 def _predict_physics(run_dir: Path, df: pd.DataFrame, *, seed: int) -> pd.DataFrame:
     """Hazard-level probabilities of the physics posterior for new cells under each test's conditions."""
-    import jax
 
     from risk.bayes.physics import p_tr_from_levels, predict_levels
     from risk.rundir import decoder_dir
@@ -357,9 +355,8 @@ def _predict_physics(run_dir: Path, df: pd.DataFrame, *, seed: int) -> pd.DataFr
         codes = df["chemistry"].map(lambda c: categorical_code(str(c))).to_numpy(dtype=float, na_value=np.nan)
         j = names.index("chemistry")
         cond[:, j] = np.where(np.isfinite(codes), codes, cond[:, j])
-    apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])
-    p_level = predict_levels(tree, lambda u, c: np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32))),
-                             list(df["family"]), cond, seed=seed)  # (S, n, 7)
+    p_level = predict_levels(tree, decoder.numpy_apply("logit_runaway"), list(df["family"]), cond,
+                             seed=seed)  # (S, n, 7)
     p_tr = p_tr_from_levels(p_level)  # (S, n)
     out = pd.DataFrame({"FileName": df["FileName"].to_numpy(), "p_tr": p_tr.mean(0),
                         "p_tr_q05": np.quantile(p_tr, 0.05, axis=0), "p_tr_q95": np.quantile(p_tr, 0.95, axis=0)},

@@ -409,18 +409,12 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
                                      family_discrepancy=family_discrepancy, emulator_length=emulator_length,
                                      family_scale=family_scale, family_logit=study.inference.family_logit_scale),
                           centred)
-    import jax
-
-    apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])
-
-    def logit_fn(u, c):
-        return np.asarray(apply(np.asarray(u, np.float32), np.asarray(c, np.float32)), dtype=float)
-
-    apply_obs = jax.jit(decoder.jax_apply)
+    logit_fn = decoder.numpy_apply("logit_runaway")
+    apply_obs = decoder.numpy_apply()
 
     def observable_fn(u, c):
-        res = apply_obs(np.asarray(u, np.float32), np.asarray(c, np.float32))
-        return np.asarray(res["mean"], float), np.asarray(res["log_scale"], float)
+        res = apply_obs(u, c)
+        return res["mean"], res["log_scale"]
 
     observed = ObservedValues.of(decoder, data, df["row"].to_numpy())
     fit_kw = {"seed": seed, "draws": draws, "tune": tune}

@@ -235,7 +235,6 @@ def observable_quantiles(tree: xr.DataTree, decoder, scenarios: Sequence[Scenari
     family, or of a new family, under its conditions; decoder scale plus the calibrated discrepancy). Where the
     decoder models the casing's breach margin, ``p_casing_breach_mean`` | ``_q05`` | ``_q50`` | ``_q95`` [1]: the
     share of a posterior draw's new cells whose margin is > 0, and its spread over draws (epistemic)."""
-    import jax
 
     from risk.bayes.physics import predict_observables
 
@@ -244,11 +243,11 @@ def observable_quantiles(tree: xr.DataTree, decoder, scenarios: Sequence[Scenari
               if ch.dim is None and ch.name in names]
     if not scalar or not scenarios:
         return {}
-    apply = jax.jit(decoder.jax_apply)
+    apply = decoder.numpy_apply()
 
     def observable_fn(u, c):
-        res = apply(np.asarray(u, np.float32), np.asarray(c, np.float32))
-        return np.asarray(res["mean"], float), np.asarray(res["log_scale"], float)
+        res = apply(u, c)
+        return res["mean"], res["log_scale"]
 
     families, conditions = [sc.cell_family for sc in scenarios], np.array([sc.conditions for sc in scenarios], float)
     y = predict_observables(tree, observable_fn, families, conditions, seed=seed, max_draws=max_draws)

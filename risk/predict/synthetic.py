@@ -26,7 +26,6 @@ def synthetic_tests(run_dir: str | Path, family: str, soc: float, n: int, *, con
     decoder condition, one ``<observable> [unit]`` per scalar observable (SI), ``hazard_level`` (1–7; empty
     when the model has no ordinal outcome) and ``thermal_runaway`` (0/1; TR ≡ hazard level ≥ 6).
     """
-    import jax
     import yaml
 
     import simulators
@@ -57,12 +56,7 @@ def synthetic_tests(run_dir: str | Path, family: str, soc: float, n: int, *, con
         cond = np.asarray(family_conditions(layout, real, family, {"soc": soc, **(conditions or {})}), float)
     except ValueError as err:
         raise InputError(str(err), field="family") from None
-    apply = jax.jit(decoder.jax_apply)
-
-    def apply_fn(u, c):
-        return {k: np.asarray(v, float) for k, v in apply(np.asarray(u, np.float32), np.asarray(c, np.float32)).items()}
-
-    res = sample_tests(tree, apply_fn, family, cond, n, seed=seed)
+    res = sample_tests(tree, decoder.numpy_apply(), family, cond, n, seed=seed)
     study = yaml.safe_load((run_dir / "study.yaml").read_text())
     units = {c.name: c.unit for c in simulators.load(study["simulator"]["name"]).conditions}
     known = family in set(map(str, tree["posterior"]["family"].values))

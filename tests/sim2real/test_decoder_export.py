@@ -117,3 +117,30 @@ def test_runaway_head_refit_restores_an_unfitted_head_and_leaves_observables(dec
     y, p = val.y.numpy(), torch.sigmoid(after["logit_runaway"]).numpy()
     pos, neg = p[y == 1], p[y == 0]
     assert (pos[:, None] > neg[None, :]).mean() > 0.95  # AUC
+
+
+def test_numpy_apply_matches_torch_over_shapes_chunks_and_bounds(model_dir, monkeypatch):
+    """`FrozenDecoder.numpy_apply`: broadcast leading shapes, padded size classes and chunks give torch's values
+    (float32 tolerance), ``bounds`` clip u; an empty input gives empty outputs."""
+    import sim2real.decoder as sd
+
+    monkeypatch.setattr(sd, "CHUNK_ROWS", 16)  # exercise chunking and the padded last chunk at test sizes
+    monkeypatch.setattr(sd, "MIN_ROWS", 4)
+    dec = load_decoder(model_dir)
+    rng = np.random.default_rng(2)
+    apply, logit = dec.numpy_apply(), dec.numpy_apply("logit_runaway")
+    for shape in [(3,), (5, 7), (2, 3, 6), (40,)]:  # 3 → 4 rows; 35 and 36 → chunks of 16; 40 → 3 chunks
+        u = rng.normal(size=(*shape, 3))
+        c = np.stack([rng.uniform(418, 458, shape[-1]), rng.uniform(0.2, 1.0, shape[-1])], -1)  # broadcast over rows
+        ref = dec.torch_apply(u, np.broadcast_to(c, (*shape, 2)).copy())
+        out = apply(u, c)
+        for k in ref:
+            assert out[k].shape == ref[k].shape and out[k].dtype == np.float64
+            np.testing.assert_allclose(out[k], ref[k], atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(logit(u, c), ref["logit_runaway"], atol=1e-4, rtol=1e-4)
+    assert logit(np.zeros((0, 3)), np.zeros((0, 2))).shape == (0,)
+    lower, upper = np.full(3, -0.5), np.full(3, 0.5)
+    clipped = dec.numpy_apply("logit_runaway", bounds=(lower, upper))
+    u = rng.normal(size=(9, 3)) * 3
+    c = np.column_stack([rng.uniform(418, 458, 9), rng.uniform(0.2, 1.0, 9)])
+    np.testing.assert_allclose(clipped(u, c), dec.torch_apply(np.clip(u, lower, upper), c)["logit_runaway"], atol=1e-4)
