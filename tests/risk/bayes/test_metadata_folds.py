@@ -64,3 +64,19 @@ def test_heat_model_weights_hide_exactly_the_zero_weight_tests():
     without = build(**args, heat_kj=np.where(hide, np.nan, heat), bottom_rupture=np.where(hide, np.nan, rupture))
     pm.set_data({"test_weight": (~hide).astype(float)}, model=weighted)
     np.testing.assert_allclose(weighted.compile_logp()(p), without.compile_logp()(p), rtol=1e-10)
+
+
+def test_the_weighted_ordinal_model_is_compiled_once_per_table_and_settings():
+    """`_weighted_ordinal`: the same table and sampler settings reuse one `WeightedFits` (the CV's schemes); another
+    table (the ablation) or other settings get their own; the two most recently used are kept."""
+    from risk.bayes.baselines import _WEIGHTED_ORDINAL, _weighted_ordinal
+
+    _WEIGHTED_ORDINAL.clear()
+    fam, soc, logcap, level = _inputs()
+    kw = {"draws": 10, "tune": 10, "chains": 4, "target_accept": 0.9}
+    a = _weighted_ordinal((fam, 3, soc, logcap), level, **kw)
+    assert _weighted_ordinal((fam, 3, soc.copy(), logcap), level.copy(), **kw) is a
+    b = _weighted_ordinal((fam, 3, np.full_like(soc, 0.5), logcap), level, **kw)  # the ablation's constant SOC
+    assert b is not a and _weighted_ordinal((fam, 3, soc, logcap), level, **kw) is a
+    assert _weighted_ordinal((fam, 3, soc, logcap), level, **(kw | {"draws": 20})) is not a
+    assert len(_WEIGHTED_ORDINAL) == 2 and b not in _WEIGHTED_ORDINAL.values()
