@@ -69,17 +69,24 @@ def group_normal_intervals(train: pd.DataFrame, test: pd.DataFrame, value: str =
     within = train.groupby(by)[value].transform(lambda v: v - v.mean())
     dof = len(train) - train.groupby(by).ngroups
     pooled = float(np.sqrt((within ** 2).sum() / dof)) if dof > 0 else float(train[value].std(ddof=1))
-    lo, hi = np.empty(len(test)), np.empty(len(test))
-    for i, (_, row) in enumerate(test.iterrows()):
-        for keys in levels:
-            group = train
-            for k in keys:
-                group = group[group[k] == row[k]]
-            if len(group):
+    # per level, each group's (mean, sd, n) once; a test takes the first level holding its group
+    stats = []
+    for keys in levels:
+        if keys:
+            agg = train.groupby(list(keys))[value].agg(["mean", "std", "size"])
+            index = agg.index if len(keys) > 1 else [(k,) for k in agg.index]
+            stats.append((list(keys), dict(zip(index, agg.itertuples(index=False, name=None)))))
+        else:
+            stats.append(([], {(): (train[value].mean(), train[value].std(ddof=1), len(train))}))
+    lo, hi = np.full(len(test), np.nan), np.full(len(test), np.nan)
+    for i, row in enumerate(test.to_dict("records")):
+        for keys, table in stats:
+            found = table.get(tuple(row[k] for k in keys))
+            if found is not None and found[2] > 0:
+                m, sd, n = found
+                sd = float(sd) if n >= 2 else pooled
+                lo[i], hi[i] = m - Z * sd, m + Z * sd
                 break
-        sd = float(group[value].std(ddof=1)) if len(group) >= 2 else pooled
-        m = float(group[value].mean())
-        lo[i], hi[i] = m - Z * sd, m + Z * sd
     return lo, hi
 
 
