@@ -365,7 +365,7 @@ def _refit_round(ctx: RunContext, ensembles: list, priors, out, seed: int):
 
 
 def _misspecification(ctx: RunContext, tree, data, decoder) -> dict:
-    """Posterior predictive p-values, simulated-range and design checks of the calibrated model →
+    """Posterior predictive p-values, simulated-range, discrepancy, design-edge and design checks of the calibrated model →
     ``misspecification.json`` (`risk.bayes.misspecification`)."""
     from risk.bayes.misspecification import misspecification_report, write
     from risk.bayes.model import DISCREPANCY_SCALE
@@ -380,6 +380,8 @@ def _misspecification(ctx: RunContext, tree, data, decoder) -> dict:
     write(result, ctx.path("misspecification.json"))
     if result["flag"]:
         ctx.console.print("[yellow]misspecification flagged:[/] " + "; ".join(result["reasons"]))
+    if result["extrapolation"]:
+        ctx.console.print("[yellow]extrapolation:[/] " + "; ".join(result["extrapolation_reasons"]))
     return result
 
 

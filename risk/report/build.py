@@ -245,7 +245,8 @@ def _hyperpriors(art: Artefacts) -> list[dict]:
 
 def _misspecification(art: Artefacts) -> dict | None:
     """``misspecification.json`` as table rows: one per observable/outcome with its posterior predictive
-    p-values, outside-interval share, outside-simulated-range share and discrepancy check; the design rows."""
+    p-values, outside-interval share, outside-simulated-range share and discrepancy check; the parameters whose
+    calibrated cells reach beyond the design region (≥ 0.5 %, largest share first); the design rows."""
     m = art.misspecification
     if m is None:
         return None
@@ -263,8 +264,11 @@ def _misspecification(art: Artefacts) -> dict | None:
         rows.append({"name": name, "p_values": r["p_values"], "outside_interval": None, "outside_range": None,
                      "discrepancy": None, "discrepancy_prior": None, "flag": bool(r["extreme"])})
     design = [{"name": k, **v} for k, v in m.get("design", {}).items()]
+    edge = sorted(({"name": k, **v} for k, v in m.get("design_edge", {}).items() if v["share_beyond"] >= 0.005),
+                  key=lambda r: -r["share_beyond"])
     return {"flag": bool(m.get("flag")), "reasons": m.get("reasons", []), "rows": rows, "design": design,
-            "alpha": m.get("alpha")}
+            "design_edge": edge, "extrapolation": bool(m.get("extrapolation")),
+            "extrapolation_reasons": m.get("extrapolation_reasons", []), "alpha": m.get("alpha")}
 
 
 def _rounds(art: Artefacts) -> dict | None:

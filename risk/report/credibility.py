@@ -160,7 +160,10 @@ def _validation(art: Artefacts) -> dict:
         level = min(level, 2)
         ev.append("misspecification flagged (misspecification.json): " + "; ".join(mis.get("reasons", [])[:3]))
     elif mis is not None:
-        ev.append("no misspecification flagged (posterior predictive p-values, simulated range, design)")
+        ev.append("no misspecification flagged (posterior predictive p-values, simulated range, discrepancy, "
+                  "design edge)")
+    if mis is not None and mis.get("extrapolation"):  # a few tests outside the design: their predictions extrapolate
+        ev.append("extrapolation (misspecification.json): " + "; ".join(mis.get("extrapolation_reasons", [])[:3]))
     if quick:
         ev.append("quick run: reduced cross-validation (leave-family-out only, reduced draws)")
     return {"factor": "Validation", "level": level, "evidence": ev, "criteria": criteria}

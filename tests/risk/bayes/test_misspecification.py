@@ -91,3 +91,46 @@ def test_simulated_range_treats_upper_bounds_as_upper_bounds():
     res = ms.simulated_range_checks(real, sign, sim, np.ones_like(sim, bool), ["x"])["x"]
     # ≤ -1 lies below every simulation; ≤ 3 and ≥ 1 are compatible with the simulated range
     assert res["n_outside"] == 1
+
+
+def _calibrated_cells(u: np.ndarray, bounds) -> xr.DataTree:
+    """A calibrated tree with ``u_test (chain, draw, test, parameter)`` and its design region."""
+    import json
+
+    post = xr.Dataset({"u_test": (("chain", "draw", "test", "parameter"), u)},
+                      coords={"parameter": ["kinetics", "energy"]})
+    tree = xr.DataTree.from_dict({"posterior": post})
+    tree.attrs["design_bounds"] = json.dumps([list(bounds[0]), list(bounds[1])])
+    return tree
+
+
+def test_design_edge_flags_the_parameter_the_data_push_beyond_the_simulated_design():
+    rng = np.random.default_rng(3)
+    bounds = (np.full(2, -2.576), np.full(2, 2.576))  # the prior's central 99 % of a standard normal
+    u = rng.normal(size=(4, 500, 30, 2))  # cells drawn from the prior: ≈ 1 % beyond each parameter's box
+    u[..., 1] += 2.5  # the "energy" cells pulled to the upper edge, as a simulator short of energy needs
+    res = ms.design_edge_checks(_calibrated_cells(u, bounds))
+    assert res["kinetics"]["share_beyond"] == pytest.approx(0.01, abs=0.005) and not res["kinetics"]["extreme"]
+    assert res["energy"]["share_above"] > 0.4 and res["energy"]["share_below"] == 0 and res["energy"]["extreme"]
+    assert res["kinetics"]["prior_share"] == pytest.approx(0.01) and res["energy"]["design_max"] == pytest.approx(2.576)
+    assert ms.design_edge_checks(xr.DataTree.from_dict({"posterior": xr.Dataset()})) == {}
+
+
+def test_the_report_flags_misspecification_apart_from_tests_outside_the_design():
+    rng = np.random.default_rng(4)
+    bounds = (np.full(2, -2.576), np.full(2, 2.576))
+    u = rng.normal(size=(4, 50, 10, 2))
+    u[..., 0] -= 3.0
+    tree = _calibrated_cells(u, bounds)
+    y_rep = rng.normal(size=(200, 20))
+    fit = _tree(rng.normal(size=20), y_rep)
+    tree["posterior"] = tree["posterior"].to_dataset().assign(discrepancy=fit["posterior"]["discrepancy"])
+    tree["posterior_predictive"], tree["observed_data"] = fit["posterior_predictive"], fit["observed_data"]
+
+    class Data:
+        observable_names = ("a", "b")
+
+    res = ms.misspecification_report(tree, Data(), None, None, entry_observable=np.repeat([0, 1], 10),
+                                     discrepancy_scale=0.2)
+    assert res["flag"] and any(r.startswith("kinetics:") and "below" in r for r in res["reasons"])
+    assert not res["extrapolation"] and res["extrapolation_reasons"] == []
