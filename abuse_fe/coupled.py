@@ -93,8 +93,9 @@ COUPLED_PARAMETERS: tuple[Parameter, ...] = _ip.MECHANICAL_PARAMETERS + (
     # model's dead-short current U_ocv / R_int ≈ 130 C (measured 2026-12-06, full study): TR log loss leaving
     # replicates / SOC bands / families out 0.184 / 0.190 / 0.400 -> 0.175 / 0.178 / 0.397 and the force intervals
     # narrower (families out 11 000 -> 8 300 N), but the voltage drop's worse (replicates out 3.53 -> 4.20 V, behind
-    # the per-family normal's 3.95) and 12 % of the cells still beyond: runaway heat wants more current, the voltage
-    # across the short (I R_s) less — a tension of this circuit, not of the prior's end. Not adopted.
+    # the per-family normal's 3.95) and 12 % of the cells still beyond. In the ensemble the voltage drop follows R_s
+    # (Spearman -0.83) and barely the current limit (0.07-0.13), the runaway rises with it (0.22): why the wider
+    # prior costs the voltage drop is not established. Not adopted.
     Parameter("current_limit_c_rate", "1", Prior("loguniform", low=3.0, high=40.0),
               "transport-limited short current in multiples of 1C",
               "PyBaMM DFN short simulations (Chen2020 set): 10-30 C plateaus"),
