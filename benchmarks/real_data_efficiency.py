@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import special, stats  # noqa: E402
 
-from benchmarks.record import write_result  # noqa: E402
+from benchmarks.record import results_dir, write_result  # noqa: E402
 
 KS = (0, 1, 2, 3, 5)
 TR_INDEX = 5  # level index of hazard level 6
@@ -282,7 +282,7 @@ def _figure(table: pd.DataFrame, average: pd.DataFrame, families: list[str]) -> 
     axes[0].set_ylabel("TR log loss on its other tests")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    out = REPO / "benchmarks" / "results" / "real_data_efficiency.png"
+    out = results_dir() / "real_data_efficiency.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     return out

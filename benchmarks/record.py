@@ -1,5 +1,8 @@
 """Where every benchmark writes its result: ``benchmarks/results/<name>.json`` with machine facts and the
-git revision, so a table in docs/benchmarks.md can always be traced to the code and machine it came from."""
+git revision, so a table in docs/benchmarks.md can always be traced to the code and machine it came from.
+
+The environment variable ``TRISK_BENCH_RESULTS`` (a directory) redirects every result: `benchmarks/suite.py`
+(``make benchmarks``) writes its snapshot under ``benchmarks/results/suite/`` that way."""
 from __future__ import annotations
 
 import json
@@ -11,6 +14,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+
+
+def results_dir() -> Path:
+    """``benchmarks/results``, or the directory ``TRISK_BENCH_RESULTS`` names."""
+    return Path(os.environ.get("TRISK_BENCH_RESULTS") or RESULTS)
 
 
 def machine() -> dict:
@@ -37,8 +45,8 @@ def git_revision() -> str:
 
 def write_result(name: str, payload: dict, path: Path | None = None) -> Path:
     """Write ``payload`` plus ``benchmark``, ``date``, ``git_revision`` and ``machine`` to
-    ``benchmarks/results/<name>.json`` (or ``path``); returns the path."""
-    out = path or RESULTS / f"{name}.json"
+    ``<results_dir()>/<name>.json`` (or ``path``); returns the path."""
+    out = path or results_dir() / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": name, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "git_revision": git_revision(), "machine": machine(), **payload}
