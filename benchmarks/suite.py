@@ -43,7 +43,7 @@ SUITE_ARGS = {
     # headline adds the fine mesh on 1 and 2 ranks (~3 min): convergence to 0.1 % is recorded there
     "fe_indentation": ["--quick"],
     # headline: 100 replicates in 10 batches (60-85 min); here 2 batches, 5 expected ranks per bin
-    "sbc_pipeline": ["--replicates", "20", "--bins", "4", "--out", str(OUT / "sbc_pipeline.json")],
+    "sbc_pipeline": ["--replicates", "20", "--bins", "4", "--out", "benchmarks/results/suite/sbc_pipeline.json"],
 }
 
 
