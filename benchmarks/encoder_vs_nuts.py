@@ -10,6 +10,10 @@ On a run directory of the default study (frozen decoder, encoder and real tests,
 2. **Expected coverage on simulations**: tests drawn from the encoder's own generative model (u from the
    prior, conditions and masks of the real tests, x from the frozen decoder plus the learned discrepancy,
    outcome hidden); pooled coverage of central 50 % / 90 % intervals and RMSE of the posterior mean [prior sd].
+3. **The encoder as NUTS's warm start** (issue 16 item 1, "where that helps"): NUTS of the real tests' posteriors
+   with a short warm-up (`WARM_STARTS`), started at the encoder's means (`sim2real.nuts_reference`'s default) or at
+   the prior's centre u = 0; R-hat, bulk ESS, divergences, wall time and the 1-Wasserstein distance to the long
+   reference of item 1 [its sd].
 
 Prints the tables and writes ``benchmarks/results/encoder_vs_nuts.json``.
 
@@ -38,6 +42,9 @@ def _ensure_run(run: Path) -> None:
         return
     cmd = [sys.executable, "-m", "risk.cli", "train", str(REPO / "studies" / "indentation_pouch.yaml"), "--out", str(run)]
     subprocess.run(cmd, check=True, cwd=REPO)
+
+
+WARM_STARTS = (50, 150)  # NUTS warm-up iterations of the warm-start comparison (500 draws, 2 chains)
 
 
 def _summary(d: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
@@ -93,6 +100,23 @@ def main() -> None:
         else:
             print(f"{r['method']:32s} {'R-hat %.3f, ESS %.0f, %d div.' % (diag['rhat_max'], diag['ess_bulk_min'], diag['divergences']):>56s} "
                   f"{r['ms_per_test']:9.1f}")
+
+    warm_rows = []
+    for warmup in WARM_STARTS:
+        for start in ("encoder means", "prior centre"):
+            init = None if start == "encoder means" else np.zeros((n, len(fit.parameter_names)))
+            t0 = time.perf_counter()
+            u_w, d_w = nuts_reference(fit, batch, draws=500, warmup=warmup, chains=2, seed=args.seed + 7, init=init)
+            wall = time.perf_counter() - t0
+            w1 = posterior_distance(u_w, ref)["w1"]
+            warm_rows.append({"warmup": warmup, "start": start, "wall_s": wall, **d_w,
+                              "w1_median": float(np.median(w1)), "w1_max": float(w1.max())})
+    out["warm_start"] = warm_rows
+    print("\nNUTS warm start (500 draws, 2 chains), against the reference above")
+    print(f"{'warm-up':>8s}  {'start':<15s}{'R-hat':>7s}{'ESS':>7s}{'div':>5s}{'wall s':>8s}{'W1 med':>8s}{'W1 max':>8s}")
+    for r in warm_rows:
+        print(f"{r['warmup']:>8d}  {r['start']:<15s}{r['rhat_max']:7.3f}{r['ess_bulk_min']:7.0f}{r['divergences']:5d}"
+              f"{r['wall_s']:8.1f}{r['w1_median']:8.3f}{r['w1_max']:8.3f}")
 
     rng = np.random.default_rng(args.seed + 1)
     u, x, m, y, ym, c = decoder_draws(fit.decoder, fit.decoder.transform, batch, args.simulated,

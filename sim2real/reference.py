@@ -58,10 +58,11 @@ def _potential(fit: EncoderFit, b: Batch):
 
 
 def nuts_reference(fit: EncoderFit, real=None, *, draws: int = 1000, warmup: int = 1000, chains: int = 2,
-                   seed: int = 0) -> tuple[np.ndarray, dict]:
+                   seed: int = 0, init: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """NUTS draws of every test's posterior: ``(u (n_test, chains·draws, n_par), diagnostics)``.
 
-    Initialised at the encoder's means; the chains run in parallel when JAX shows a device per chain (importing
+    Initialised at the encoder's means (the amortised warm start), or at ``init`` — ``(n_test, n_par)`` or
+    ``(chains, n_test, n_par)`` in u; the chains run in parallel when JAX shows a device per chain (importing
     `risk` asks XLA for four host devices), else one after the other. Diagnostics
     ``{"rhat_max", "ess_bulk_min", "divergences"}`` over all tests and parameters (ArviZ).
     """
@@ -77,7 +78,8 @@ def nuts_reference(fit: EncoderFit, real=None, *, draws: int = 1000, warmup: int
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                 chain_method="parallel" if jax.local_device_count() >= chains else "sequential",
                 progress_bar=False)
-    init = np.broadcast_to(loc, (chains, *loc.shape)).copy()
+    start = np.asarray(loc if init is None else init, dtype=float)
+    init = np.broadcast_to(start, (chains, *loc.shape)).copy()
     mcmc.run(jax.random.PRNGKey(seed), init_params=init, extra_fields=("diverging",))
     u = np.asarray(mcmc.get_samples(group_by_chain=True))  # (chain, draw, n, p)
     ds = az.convert_to_datatree({"u": u})
