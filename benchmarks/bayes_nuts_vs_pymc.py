@@ -70,7 +70,8 @@ def main() -> None:
     data = calibration_data(read_real(args.run / "real.nc"), decoder)
     priors = [study.priors()[n] for n in decoder.parameter_names]
     setup = physics_setup(decoder, data, priors, seed=args.seed, max_dim=study.inference.subspace_max_dim,
-                          family_scale=study.inference.family_scale, family_logit=study.inference.family_logit_scale)
+                          family_scale=study.inference.family_scale, family_logit=study.inference.family_logit_scale,
+                          family_link=study.inference.family_link_scale)
     # the centring `fit_physics` would pick, decided once so that every arm samples the same parameterisation
     fit = advi_fit(build_physics_model(data, decoder, setup), seed=args.seed)
     setup = replace(setup, centred=centred_directions(fit[1]) or (False,) * setup.subspace.dim)

@@ -68,7 +68,8 @@ def main() -> None:
     data = calibration_data(read_real(args.run / "real.nc"), decoder)
     priors = [study.priors()[n] for n in decoder.parameter_names]
     sub = physics_setup(decoder, data, priors, seed=args.seed, max_dim=study.inference.subspace_max_dim,
-                        family_scale=study.inference.family_scale, family_logit=study.inference.family_logit_scale)
+                        family_scale=study.inference.family_scale, family_logit=study.inference.family_logit_scale,
+                          family_link=study.inference.family_link_scale)
     full = PhysicsSetup(sub.prior_mean, sub.prior_sd, InformedSubspace.full(decoder.parameter_names, sub.prior_mean),
                         family_scale=sub.family_scale)
     rows = []

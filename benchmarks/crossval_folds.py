@@ -66,7 +66,7 @@ def main() -> None:
     centred = tuple(json.loads(load_posterior(args.run / "posterior.nc").attrs["centred_families"]))
     setup = fold_setup(physics_setup(decoder, data, priors, seed=args.seed, max_dim=inf.subspace_max_dim,
                                      family_discrepancy=inf.family_discrepancy_scale, family_scale=inf.family_scale,
-                                     family_logit=inf.family_logit_scale), centred)
+                                     family_logit=inf.family_logit_scale, family_link=inf.family_link_scale), centred)
     apply = jax.jit(lambda u, c: decoder.jax_apply(u, c)["logit_runaway"])
 
     def logit_fn(u, c):

@@ -65,7 +65,7 @@ def physics_tables(tree, decoder, data, rows: np.ndarray, *, family: str, n_fami
     """For a family the posterior never saw: per family draw d (posterior draws × ``n_family``) and test i of
     ``rows``: ``log_given (D, n)`` = log P(level_i, features_i | d) and ``p_level (D, n, 7)`` = P(level | d)
     from the conditions alone (cells averaged)."""
-    from risk.bayes.physics import _draws, _new_cells, family_logit_offsets
+    from risk.bayes.physics import _draws, _new_cells, runaway_logits
 
     rng = np.random.default_rng(seed)
     cond = np.asarray(data.conditions, float)[rows]
@@ -73,7 +73,8 @@ def physics_tables(tree, decoder, data, rows: np.ndarray, *, family: str, n_fami
     level = np.asarray(data.hazard_level, float)[rows].astype(int) - 1
     log_given, p_level = [], []
     for _ in range(n_family):
-        u, keep, post = _new_cells(tree, [family] * len(rows), cond, rng=rng, n_cells=n_cells, max_draws=max_draws)
+        u, keep, post, loc = _new_cells(tree, [family] * len(rows), cond, rng=rng, n_cells=n_cells,
+                                        max_draws=max_draws, with_location=True)
         c = np.broadcast_to(cond[None, :, None, :], (*u.shape[:3], cond.shape[1]))
         out = decoder.torch_apply(u, c)
         delta = _draws(post, "discrepancy")[keep]
@@ -82,10 +83,9 @@ def physics_tables(tree, decoder, data, rows: np.ndarray, *, family: str, n_fami
         z = (np.nan_to_num(y) - out["mean"]) / sd
         exact, lower = np.isfinite(y) & ~cens[None, :, None, :], np.isfinite(y) & cens[None, :, None, :]
         ll_x = (np.where(exact, stats.norm.logpdf(z) - np.log(sd), 0.0) + np.where(lower, stats.norm.logsf(z), 0.0)).sum(-1)
-        scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
         cut = _draws(post, "cutpoints")[keep]
-        eta = scale[:, None, None] * out["logit_runaway"] + family_logit_offsets(tree, keep, [family] * len(rows),
-                                                                                  cond, rng)[:, :, None]
+        eta = runaway_logits(tree, keep, [family] * len(rows), cond, out["logit_runaway"], loc,
+                             lambda uu, cc: decoder.torch_apply(uu, cc)["logit_runaway"], rng)
         p = _levels(cut[:, None, None, :], eta)  # (S, n, C, 7)
         p_obs = np.take_along_axis(p, level[None, :, None, None], axis=-1)[..., 0]
         log_given.append(special.logsumexp(np.log(np.maximum(p_obs, 1e-300)) + ll_x, axis=2) - np.log(n_cells))
@@ -187,7 +187,7 @@ def main() -> None:
     inf = study.inference
     setup = physics_setup(decoder, data, list(decoder.transform.priors), seed=args.seed, max_dim=inf.subspace_max_dim,
                           family_discrepancy=inf.family_discrepancy_scale, family_scale=inf.family_scale,
-                          family_logit=inf.family_logit_scale)
+                          family_logit=inf.family_logit_scale, family_link=inf.family_link_scale)
     # one physics fit per held-out family on every other test (observables and outcomes); the metadata
     # regression's six fits as batched copies of one NUTS run
     t0 = time.perf_counter()

@@ -62,7 +62,8 @@ def load_inputs(run: Path, seed: int, max_dim: int | None = None):
     return decoder, data, physics_setup(decoder, data, priors, seed=seed, max_dim=dim,
                                        family_discrepancy=ctx.study.inference.family_discrepancy_scale,
                                        family_scale=ctx.study.inference.family_scale,
-                                       family_logit=ctx.study.inference.family_logit_scale)
+                                       family_logit=ctx.study.inference.family_logit_scale,
+                                       family_link=ctx.study.inference.family_link_scale)
 
 
 def main(argv=None) -> dict:

@@ -220,7 +220,7 @@ def calibrate(ctx: RunContext) -> dict:
     seed = ctx.stage_seed("calibrate")
     setup = physics_setup(decoder, data, priors, seed=seed, max_dim=inf.subspace_max_dim,
                           family_discrepancy=inf.family_discrepancy_scale, emulator_length=inf.emulator_error_length,
-                          family_scale=inf.family_scale, family_logit=inf.family_logit_scale)
+                          family_scale=inf.family_scale, family_logit=inf.family_logit_scale, family_link=inf.family_link_scale)
     table = _metadata_table(ctx)
     metadata = _start_metadata_fit(ctx, table, seed) if table is not None else None
     # keep going on bad diagnostics: the report shows the failure banner, and `risk run` exits 3 at the
@@ -357,7 +357,7 @@ def _refit_round(ctx: RunContext, ensembles: list, priors, out, seed: int):
     data = calibration_data(_real(ctx), decoder)
     setup = physics_setup(decoder, data, priors, seed=seed, max_dim=inf.subspace_max_dim,
                           family_discrepancy=inf.family_discrepancy_scale, emulator_length=inf.emulator_error_length,
-                          family_scale=inf.family_scale, family_logit=inf.family_logit_scale)
+                          family_scale=inf.family_scale, family_logit=inf.family_logit_scale, family_link=inf.family_link_scale)
     tree, diag = fit_physics(data, decoder, setup, seed=seed, draws=inf.draws, tune=inf.tune, chains=inf.chains,
                              target_accept=inf.target_accept, out_dir=out, allow_bad_diagnostics=True, force=True,
                              provenance={"study_hash": s.hash, "data_notes": list(data.notes), "round": out.name})
@@ -525,13 +525,14 @@ def predict(ctx: RunContext) -> dict:
     # distribution (dependent inputs) and grouped epistemic/aleatory indices; the ±2 box Sobol indices
     # of the surrogate are kept beside them. Rare events for the least likely scenario: per posterior draw
     # (an interval), plus the plug-in value at posterior-mean parameters for comparison.
-    def real_logit_fn(u, c, offset=0.0):  # the decoder's logit through the posterior-mean sim-to-real link
-        return link[0] + offset + link[1] * logit_fn(u, c)
+    def real_logit_fn(u, c, offset=0.0, scale=None):  # the decoder's logit through the posterior-mean link
+        return link[0] + offset + (link[1] if scale is None else scale) * logit_fn(u, c)
 
     tree_or_none = tree if basis == "posterior" else None
     c0, mu_0 = np.asarray(scenarios[0].conditions), mu_family.get(scenarios[0].cell_family, population_at(scenarios[0].conditions))
-    off_0 = _plugin_logit_offset(tree_or_none, scenarios[0], seed)
-    sens = sobol_indices(lambda u: 1 / (1 + np.exp(-real_logit_fn(u, np.broadcast_to(c0, (len(u), len(c0))), off_0))),
+    off_0, scale_0 = _plugin_link(tree_or_none, scenarios[0], seed, logit_fn, mu_0)
+    sens = sobol_indices(lambda u: 1 / (1 + np.exp(-real_logit_fn(u, np.broadcast_to(c0, (len(u), len(c0))), off_0,
+                                                                  scale_0))),
                          names, [(m - 2.0, m + 2.0) for m in mu_0], n_base=128 if ctx.quick else 1024, seed=seed)
     for v in ("S1", "ST"):
         sens[v].attrs["long_name"] += " of P(TR) over an independent uniform ±2 box in u around the family " \
@@ -543,8 +544,8 @@ def predict(ctx: RunContext) -> dict:
     k = int(np.argmin(pred["p_tr_mean"].values))
     ck = np.asarray(scenarios[k].conditions)
     mu_k = mu_family.get(scenarios[k].cell_family, population_at(ck))
-    off_k = _plugin_logit_offset(tree_or_none, scenarios[k], seed)
-    g = tr_limit_state(lambda u: real_logit_fn(u, np.broadcast_to(ck, (len(u), len(ck))), off_k), mu_k, chol)
+    off_k, scale_k = _plugin_link(tree_or_none, scenarios[k], seed, logit_fn, mu_k)
+    g = tr_limit_state(lambda u: real_logit_fn(u, np.broadcast_to(ck, (len(u), len(ck))), off_k, scale_k), mu_k, chol)
     ss = subset_simulation(g, 1 + chol.shape[1], seed=seed, n_per_level=500 if ctx.quick else 2000)
     where = "family" if scenarios[k].cell_family in mu_family else "population"
     rare = {"scenario": scenarios[k].name, "subset_simulation": {"p": ss.p, "cov": ss.cov, "calls": ss.calls},
@@ -730,17 +731,22 @@ def _posterior_rare_event(ctx: RunContext, tree, logit_fn, scenario, seed: int) 
 SHAPLEY_CALLS_PER_DRAW = 1000 * 3 * 510
 
 
-def _plugin_logit_offset(tree, scenario, seed: int) -> float:
-    """Posterior mean of the runaway logit's family discrepancy for ``scenario``'s family (`risk.bayes.physics.
-    family_logit_offsets`; an unseen family's mean m + β x at its cell) — the plug-in counterpart of the per-draw
-    offsets; 0 without a posterior or without the term."""
-    from risk.bayes.physics import family_logit_offsets
+def _plugin_link(tree, scenario, seed: int, logit_fn, location: np.ndarray) -> tuple[float, float | None]:
+    """Posterior means of the runaway logit's shift and sim-to-real scale for ``scenario``'s family at the plug-in
+    ``location`` ``(n_param,)`` (`risk.bayes.physics.family_logit_offsets`, `link_scales`, `reference_shift`; an
+    unseen family's mean over its draws) — the plug-in counterpart of the per-draw link; ``(0, None)`` without a
+    posterior (None: the study-wide scale)."""
+    from risk.bayes.physics import family_logit_offsets, link_scales, reference_shift
 
     if tree is None:
-        return 0.0
+        return 0.0, None
     total = tree["posterior"].sizes["chain"] * tree["posterior"].sizes["draw"]
-    return float(family_logit_offsets(tree, np.arange(total), [scenario.cell_family],
-                                      np.asarray(scenario.conditions, float)[None], np.random.default_rng(seed)).mean())
+    rng = np.random.default_rng(seed)
+    keep, family, c = np.arange(total), [scenario.cell_family], np.asarray(scenario.conditions, float)[None]
+    offset, scale = family_logit_offsets(tree, keep, family, c, rng), link_scales(tree, keep, family, rng)
+    ref = reference_shift(tree, keep, scale, np.broadcast_to(np.asarray(location, float), (total, 1, len(location))),
+                          c, logit_fn)
+    return float((offset + ref).mean()), float(scale.mean())
 
 
 def _shapley_sensitivity(ctx: RunContext, tree, logit_fn, real_logit_fn, scenario, mu, chol, names, seed: int):

@@ -290,6 +290,10 @@ class Inference(_Section):
     family_logit_scale: Annotated[float | None, Field(gt=0, description=(
         "HalfNormal scale [logit] of a family-level discrepancy of the runaway logit (what the simulator misses "
         "about a design's runaway tendency; risk.bayes.model): null = none"))] = None
+    family_link_scale: Annotated[float | None, Field(gt=0, description=(
+        "HalfNormal scale [log] of the family-to-family spread of the sim-to-real scale of the runaway logit (how "
+        "steeply a design's runaway follows the simulator's, e.g. in SOC; risk.bayes.model): null = one scale for "
+        "all families"))] = None
     emulator_error_length: Annotated[float | None, Field(gt=0, description=(
         "distance [the decoder's z-scored condition units] within which a cell family's tests share the decoder's "
         "error (the decoder emulates a deterministic simulator: replicates of a condition see the same error; "

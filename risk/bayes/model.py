@@ -261,6 +261,19 @@ FAMILY_LOGIT_NU = 3.0
 DESIGN_TAIL = 0.005
 
 
+#: the state of charge [1] at which a family's runaway logit is referenced when its sim-to-real scale is per family
+#: (``family_link_scale``): the middle of the tested range, where the large cells switch to runaway
+SOC_REF = 0.5
+
+
+def reference_conditions(conditions: np.ndarray, condition_names: Sequence[str]) -> np.ndarray:
+    """``(..., n_cond)`` copy of ``conditions`` with the ``soc`` column at `SOC_REF` (unchanged without one)."""
+    out = np.array(conditions, dtype=float, copy=True)
+    if "soc" in condition_names:
+        out[..., list(condition_names).index("soc")] = SOC_REF
+    return out
+
+
 def design_region_u(priors: Sequence[Prior], to_unconstrained: Callable[[np.ndarray], np.ndarray],
                     n: int = 8192, seed: int = 0, tail: float = DESIGN_TAIL) -> tuple[np.ndarray, np.ndarray]:
     """Per parameter, the ``tail`` and ``1 − tail`` quantiles of ``u`` under the study priors: ``(lower, upper)``,
@@ -329,7 +342,8 @@ def _emulator_marginal(mean, scale, delta, y: np.ndarray, exact: np.ndarray, ent
 
 
 def hyperpriors(*, family_scale: float = FAMILY_SCALE, family_discrepancy_scale: float | None = None,
-                emulator: bool = False, family_logit_scale: float | None = None) -> list[dict[str, str]]:
+                emulator: bool = False, family_logit_scale: float | None = None,
+                family_link_scale: float | None = None) -> list[dict[str, str]]:
     """The priors of `build_hierarchical_model`'s hierarchy as table rows ``{"variable", "prior", "reason"}`` (the
     physical parameters' own priors are the study's); the scales a study sets are passed in, the others are the
     model's defaults."""
@@ -370,6 +384,11 @@ def hyperpriors(*, family_scale: float = FAMILY_SCALE, family_discrepancy_scale:
                  ("family_logit_mean, family_logit_slope", f"Normal(0, {FAMILY_LOGIT_MEAN_SD:g}) [logit, per e-fold]",
                   "the simulator's runaway bias shared by the designs and its trend in log capacity (weakly "
                   "informative logistic coefficients: Gelman et al., Ann. Appl. Stat. 2 (2008) 1360)")]
+    if family_link_scale is not None:
+        rows += [("family_link_sd", f"HalfNormal({family_link_scale:g}) [log]",
+                  "spread of the cell designs' sim-to-real scale of the runaway logit (how steeply a design's runaway "
+                  "follows the simulator's); the study's inference.family_link_scale"),
+                 ("z_family_link (family)", "Normal(0, 1)", "non-centred family deviates of the log scale")]
     if emulator:
         rows.append(("emulator_share", "Beta(2, 2)",
                      "share of the decoder's error shared by a condition's replicates (Conti & O'Hagan, J. Stat. "
@@ -387,6 +406,7 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                              design_bounds: tuple[np.ndarray, np.ndarray] | None = None,
                              design_wall: float = DESIGN_WALL, centred_families: Sequence[bool] | None = None,
                              emulator_groups: np.ndarray | None = None, family_logit_scale: float | None = None,
+                             family_link_scale: float | None = None,
                              name: str = "", weighted: bool = False) -> pm.Model:
     """Hierarchical calibration model with the frozen decoder as surrogate likelihood.
 
@@ -483,6 +503,18 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         normal deviates the one design far below the others (Soteria SCC) still set ``τ_η`` 2.6, with Student-t
         deviates 1.9 (leave-family-out TR log loss 0.411 → 0.403, measured). A family the data never saw draws its
         offset from ``m_η + β_η x + τ_η t_ν``. None: no such term.
+    family_link_scale : HalfNormal scale ``s_λ`` [log] of the family spread of the logit's sim-to-real scale
+        about each family's reference point: ``η_i = s · g_ref,i + s_f(i) · (g(u_i, c_i) − g_ref,i) + …`` with
+        ``g_ref,i = g(μ_f(i), c_i at SOC_REF)`` the decoder's logit at the family location under the test's
+        conditions at the reference SOC (`reference_conditions`), ``s_f = s · exp(τ_λ z_λ,f)``,
+        ``z_λ ~ Normal(0, 1)``, ``τ_λ ~ HalfNormal(s_λ)``. The decoder's logit is smooth in SOC where a given
+        cell's simulated runaway is a step (a classifier of a few hundred simulations); one scale for all designs
+        cannot be steep for the large NMC and LCO cells, which switch from level 4 to 7 between two SOC steps, and
+        gentle for the Soteria controls, which are mixed over 40–50 % SOC (measured). About the reference point the
+        family scale sets the steepness only, the family's level stays with ``s · g_ref`` and the offset: scaling
+        the whole logit let a family without a runaway (Soteria SCC) run to logits of −90 along a ridge of scale
+        and offset (10 divergences in 4 × 1000 draws, measured). A family the data never saw draws its scale from
+        ``s · exp(τ_λ N(0, 1))``. None: one scale for all families.
     train_mask : ``(n_folds, n_tests)`` bool: fit ``n_folds`` independent copies in one model, copy k
         seeing only the tests where ``train_mask[k]`` (cross-validation in one JAX compilation); every
         variable then leads with a ``fold`` dim.
@@ -506,6 +538,8 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
     ``family_logit_sd``, ``family_logit_mean``, ``family_logit_slope`` (with a covariate) and ``z_family_logit (family)``
     with the deterministic ``family_logit_offset (family)``
     (with ``family_logit_scale`` and outcomes),
+    ``family_link_sd`` and ``z_family_link (family)`` with the deterministic ``family_link_scale (family)``
+    (with ``family_link_scale`` and outcomes),
     ``family_slope`` (scalar) with its image ``family_slope_u (parameter)`` = β W d in ``u`` (with a covariate);
     deterministics in ``u``: ``mu_pop (parameter)``, ``mu_family (family, parameter)``,
     ``u_test (test, parameter)``, ``cell_chol (parameter, direction)`` = basis · diag(cell_sd),
@@ -592,7 +626,19 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
                           for x in (data.hazard_level, data.runaway))
         if has_outcome:
             s = pm.LogNormal("link_scale", 0.0, link_scale_sd, dims=dims() or None)
-            g = (s[..., None] if batch else s) * g
+            exl = (lambda v: v[..., None]) if batch else (lambda v: v)  # noqa: E731 (a scalar per copy)
+            if family_link_scale is None:
+                g = exl(s) * g
+            else:  # non-centred family scales of the logit about each family's reference point (docstring)
+                tau_l = pm.HalfNormal("family_link_sd", family_link_scale, dims=dims() or None)
+                z_l = pm.Normal("z_family_link", 0.0, 1.0, dims=dims("family"))
+                s_f = pm.Deterministic("family_link_scale", exl(s) * pt.exp(exl(tau_l) * z_l), dims=dims("family"))
+                u_ref = to_u(a_f[..., fam, :])  # (*batch, N, P): each test's family location
+                c_ref = pt.as_tensor_variable(np.tile(reference_conditions(data.conditions, data.condition_names),
+                                                      (max(1, len(seen)), 1)))
+                g_ref = surrogate(pt.reshape(u_ref, (batch[0] * n, n_param)) if batch else u_ref, c_ref)
+                g_ref = pt.reshape(g_ref["logit_runaway"], (batch[0], n)) if batch else g_ref["logit_runaway"]
+                g = exl(s) * g_ref + s_f[..., fam] * (g - g_ref)
             if family_logit_scale is not None:  # non-centred family offsets of the runaway logit (docstring)
                 ex = lambda v: v[..., None] if batch else v  # noqa: E731 (a scalar per copy against the families)
                 tau_eta = pm.HalfNormal("family_logit_sd", family_logit_scale, dims=dims() or None)

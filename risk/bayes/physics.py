@@ -45,7 +45,10 @@ class PhysicsSetup:
     ``emulator``: the tests and length scale of the correlated emulator error (`emulator_spec`), or None;
     ``family_scale``: HalfNormal scale of the between-family spread ``tau_family`` [u] (the study's
     ``inference.family_scale``; `risk.bayes.model.build_hierarchical_model`); ``family_logit``: HalfNormal scale of
-    the family-level discrepancy of the runaway logit (the study's ``inference.family_logit_scale``), or None."""
+    the family-level discrepancy of the runaway logit (the study's ``inference.family_logit_scale``), or None;
+    ``family_link``: HalfNormal scale [log] of the family spread of the logit's sim-to-real scale (the study's
+    ``inference.family_link_scale``), or None; ``condition_names``: the decoder's conditions (where `runaway_logits`
+    finds the SOC of the reference point)."""
 
     prior_mean: np.ndarray
     prior_sd: np.ndarray
@@ -57,6 +60,8 @@ class PhysicsSetup:
     emulator: dict | None = None
     family_scale: float = FAMILY_SCALE
     family_logit: float | None = None
+    family_link: float | None = None
+    condition_names: tuple[str, ...] = ()
 
     def attrs(self) -> dict[str, str]:
         """Posterior attrs that `predict_levels` and `risk.predict.scenarios` read back."""
@@ -74,6 +79,10 @@ class PhysicsSetup:
             out["emulator_error"] = json.dumps(self.emulator)
         if self.family_logit is not None:
             out["family_logit_scale"] = json.dumps(float(self.family_logit))
+        if self.family_link is not None:
+            out["family_link_scale"] = json.dumps(float(self.family_link))
+        if self.condition_names:
+            out["condition_names"] = json.dumps(list(self.condition_names))
         return out
 
     @classmethod
@@ -87,7 +96,9 @@ class PhysicsSetup:
                    None if db is None else tuple(np.asarray(b, float) for b in json.loads(db)),
                    None if cf is None else tuple(bool(c) for c in json.loads(cf)),
                    None if em is None else json.loads(em), float(json.loads(attrs.get("family_scale", str(FAMILY_SCALE)))),
-                   None if attrs.get("family_logit_scale") is None else float(json.loads(attrs["family_logit_scale"])))
+                   None if attrs.get("family_logit_scale") is None else float(json.loads(attrs["family_logit_scale"])),
+                   None if attrs.get("family_link_scale") is None else float(json.loads(attrs["family_link_scale"])),
+                   tuple(json.loads(attrs.get("condition_names", "[]"))))
 
     def family_covariate(self, data: CalibrationData) -> np.ndarray | None:
         """``(n_families,)`` covariate of ``data.families``: log of the family's mean condition − centre."""
@@ -137,13 +148,13 @@ def runaway_direction(jax_apply, sub: InformedSubspace, conditions: np.ndarray) 
 def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int, max_dim: int = 3,
                   n_prior: int = 256, family_discrepancy: float | None = None,
                   emulator_length: float | None = None, family_scale: float = FAMILY_SCALE,
-                  family_logit: float | None = None) -> PhysicsSetup:
+                  family_logit: float | None = None, family_link: float | None = None) -> PhysicsSetup:
     """Prior moments and informed subspace for ``data`` (its conditions, observed channels and which
     tests have an outcome — never the observed values or outcomes themselves); ``family_discrepancy`` is
     passed through (`PhysicsSetup`, the study's ``inference.family_discrepancy_scale``), ``emulator_length``
     (the study's ``inference.emulator_error_length``) gives the correlated emulator error over ``data``'s
     tests (`emulator_spec`), ``family_scale`` is the prior scale of the family spread and ``family_logit`` that of the runaway
-    logit's family discrepancy (`PhysicsSetup`); the centring is left to `fit_physics`, which decides it from the data it fits."""
+    logit's family discrepancy and ``family_link`` that of the family spread of its scale (`PhysicsSetup`); the centring is left to `fit_physics`, which decides it from the data it fits."""
     import jax
 
     mean, sd = prior_moments_u(list(priors), decoder.to_unconstrained, seed=seed)
@@ -161,7 +172,8 @@ def physics_setup(decoder, data: CalibrationData, priors: Sequence, *, seed: int
         direction = runaway_direction(decoder.jax_apply, sub, data.conditions)
     emulator = None if emulator_length is None else emulator_spec(data, decoder.layout, emulator_length)
     return PhysicsSetup(mean, sd, sub, _covariate_spec(data, direction), family_discrepancy, bounds, emulator=emulator,
-                        family_scale=family_scale, family_logit=family_logit)
+                        family_scale=family_scale, family_logit=family_logit, family_link=family_link,
+                        condition_names=tuple(data.condition_names))
 
 
 def emulator_spec(data: CalibrationData, layout, length: float) -> dict:
@@ -208,7 +220,8 @@ def build_physics_model(data: CalibrationData, decoder, setup: PhysicsSetup, *, 
                                     family_discrepancy_scale=setup.family_discrepancy,
                                     design_bounds=setup.design_bounds, centred_families=setup.centred,
                                     emulator_groups=_training_groups(setup, data),
-                                    family_logit_scale=setup.family_logit, weighted=weighted)
+                                    family_logit_scale=setup.family_logit, family_link_scale=setup.family_link,
+                                    weighted=weighted)
 
 
 def _training_groups(setup: PhysicsSetup, data: CalibrationData) -> np.ndarray | None:
@@ -303,16 +316,19 @@ def _draws(post: xr.Dataset, var: str) -> np.ndarray:
 
 
 def _new_cells(tree: xr.DataTree, families: Sequence[str], conditions: np.ndarray, *, rng: np.random.Generator,
-               n_cells: int, max_draws: int | None) -> tuple[np.ndarray, np.ndarray, xr.Dataset]:
+               n_cells: int, max_draws: int | None, with_location: bool = False):
     """Physical parameters ``u`` ``(S, n_tests, n_cells, n_param)`` of new cells, one set per retained
-    posterior draw, and the retained draw indices ``(S,)`` into the stacked (chain, draw) samples.
+    posterior draw, and the retained draw indices ``(S,)`` into the stacked (chain, draw) samples
+    (``(u, keep, posterior)``; with ``with_location`` also each test's family location ``(S, n_tests, n_param)``,
+    the reference point of `runaway_logits`).
 
     A known family sits at its posterior location; an unseen one is drawn once per draw from the population
     over families (at each test's capacity when the posterior has a family covariate); the cell is drawn
-    from the cell-to-cell distribution; the directions the data do not inform from the prior. A cell beyond
+    from the cell-to-cell distribution; the directions the data do not inform stay at the anchor, as in the fit
+    (`risk.bayes.subspace`). A cell beyond
     the decoder's design region (`PhysicsSetup.design_bounds`) is evaluated on its boundary.
     """
-    from risk.predict.scenarios import _uninformed_draws, clip_to_design, family_slope_draws, population_shift
+    from risk.predict.scenarios import clip_to_design, family_slope_draws, population_shift
 
     post = tree["posterior"].to_dataset()
     total = post.sizes["chain"] * post.sizes["draw"]
@@ -325,7 +341,6 @@ def _new_cells(tree: xr.DataTree, families: Sequence[str], conditions: np.ndarra
     S, P, k = chol.shape
     conditions = np.asarray(conditions, float)
     n = conditions.shape[0]
-    rest = _uninformed_draws(tree, S, rng)
     shift = population_shift(tree, slope, conditions)  # (S, n, P): where a new family of each test's size sits
     new_family_loc = {}
     loc = np.empty((S, n, P))
@@ -337,7 +352,9 @@ def _new_cells(tree: xr.DataTree, families: Sequence[str], conditions: np.ndarra
                 new_family_loc[f] = mu_pop + np.einsum("spq,sq->sp", fam_chol, rng.standard_normal((S, k)))
             loc[:, i] = new_family_loc[f] + shift[:, i]
     z = rng.standard_normal((S, n, n_cells, k))
-    u = (loc + rest[:, None, :])[:, :, None, :] + np.einsum("spq,sncq->sncp", chol, z)
+    u = loc[:, :, None, :] + np.einsum("spq,sncq->sncp", chol, z)
+    if with_location:
+        return clip_to_design(tree, u), keep, post, clip_to_design(tree, loc)
     return clip_to_design(tree, u), keep, post
 
 
@@ -357,12 +374,12 @@ def predict_levels(tree: xr.DataTree, logit_fn, families: Sequence[str], conditi
     """
     rng = np.random.default_rng(seed)
     conditions = np.asarray(conditions, float)
-    u, keep, post = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws)
-    scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
+    u, keep, post, loc = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws,
+                                    with_location=True)
     cut = _draws(post, "cutpoints")[keep]
     c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
-    eta = (scale[:, None, None] * np.asarray(logit_fn(u, c), dtype=float)
-           + family_logit_offsets(tree, keep, families, conditions, rng)[:, :, None])  # (S, n, cells)
+    eta = runaway_logits(tree, keep, families, conditions, np.asarray(logit_fn(u, c), dtype=float), loc, logit_fn,
+                         rng)  # (S, n, cells)
     cdf = special.expit(cut[:, None, None, :] - eta[..., None])  # P(level ≤ j), j = 1..6
     cdf = np.concatenate([np.zeros((*cdf.shape[:-1], 1)), cdf, np.ones((*cdf.shape[:-1], 1))], axis=-1)
     return np.diff(cdf, axis=-1).mean(axis=2)  # (S, n, 7)
@@ -393,7 +410,8 @@ def predict_levels_given_observables(tree: xr.DataTree, apply_fn, families: Sequ
     """
     rng = np.random.default_rng(seed)
     conditions = np.asarray(conditions, float)
-    u, keep, post = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws)
+    u, keep, post, loc = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws,
+                                    with_location=True)
     c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
     out = apply_fn(u, c)
     mean, log_scale, g = (np.asarray(out[k], float) for k in ("mean", "log_scale", "logit_runaway"))
@@ -408,10 +426,9 @@ def predict_levels_given_observables(tree: xr.DataTree, apply_fn, families: Sequ
     w = np.exp(loglik - loglik.max(axis=(0, 2), keepdims=True))
     w = w / w.sum(axis=(0, 2), keepdims=True)
     ess = 1.0 / (w**2).sum(axis=(0, 2))
-    scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
     cut = _draws(post, "cutpoints")[keep]
-    eta = scale[:, None, None] * g + family_logit_offsets(tree, keep, families, conditions,
-                                                          rng)[:, :, None]  # (S, n, cells)
+    eta = runaway_logits(tree, keep, families, conditions, g, loc,
+                         lambda uu, cc: np.asarray(apply_fn(uu, cc)["logit_runaway"], float), rng)  # (S, n, cells)
     cdf = special.expit(cut[:, None, None, :] - eta[..., None])
     cdf = np.concatenate([np.zeros((*cdf.shape[:-1], 1)), cdf, np.ones((*cdf.shape[:-1], 1))], axis=-1)
     p_cell = np.diff(cdf, axis=-1)  # (S, n, cells, 7)
@@ -427,11 +444,11 @@ def predict_p_tr(tree: xr.DataTree, logit_fn, families: Sequence[str], condition
     posterior calibrated on runaway outcomes only (no cutpoints)."""
     rng = np.random.default_rng(seed)
     conditions = np.asarray(conditions, float)
-    u, keep, post = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws)
-    scale = _draws(post, "link_scale")[keep] if "link_scale" in post else np.ones(keep.size)
+    u, keep, post, loc = _new_cells(tree, families, conditions, rng=rng, n_cells=n_cells, max_draws=max_draws,
+                                    with_location=True)
     c = np.broadcast_to(conditions[None, :, None, :], (*u.shape[:3], conditions.shape[1]))
-    eta = scale[:, None, None] * np.asarray(logit_fn(u, c), dtype=float) + family_logit_offsets(
-        tree, keep, families, conditions, rng)[:, :, None]
+    eta = runaway_logits(tree, keep, families, conditions, np.asarray(logit_fn(u, c), dtype=float), loc, logit_fn,
+                         rng)
     return special.expit(eta).mean(axis=2)
 
 
@@ -515,6 +532,64 @@ def _emulator_errors(tree: xr.DataTree, post: xr.Dataset, keep: np.ndarray, fami
     return np.sqrt(share)[:, None, None] * out * emulated, share[:, None] * emulated
 
 
+def runaway_logits(tree: xr.DataTree, keep: np.ndarray, families: Sequence[str], conditions: np.ndarray,
+                   g: np.ndarray, location: np.ndarray, logit_fn, rng: np.random.Generator,
+                   draws: np.ndarray | None = None) -> np.ndarray:
+    """The calibrated runaway logit ``η`` ``(S', n, cells)`` of new cells from the decoder's logit ``g`` ``(S', n,
+    cells)`` (`risk.bayes.model.build_hierarchical_model`): ``s_f g + o_f`` with the family's sim-to-real scale
+    (`link_scales`) and logit offset (`family_logit_offsets`); with per-family scales about the family's reference
+    point, ``s g_ref + s_f (g − g_ref) + o_f`` where ``g_ref = logit_fn(location, conditions at SOC_REF)`` and
+    ``location`` ``(S', n, n_param)`` is each test's family location per draw.
+
+    ``keep`` ``(S,)``: the retained draws of the stacked samples; ``draws`` ``(S',)``: which of them each row of ``g``
+    belongs to (default: all, in order); ``conditions`` ``(n, n_cond)`` [SI]."""
+    rows = np.arange(len(keep)) if draws is None else np.asarray(draws, int)
+    scale = link_scales(tree, keep, families, rng)[rows]  # (S', n)
+    offset = family_logit_offsets(tree, keep, families, conditions, rng)[rows]
+    shift = reference_shift(tree, keep[rows], scale, location, conditions, logit_fn)
+    return scale[..., None] * g + (offset + shift)[..., None]
+
+
+def reference_shift(tree: xr.DataTree, keep: np.ndarray, scale: np.ndarray, location: np.ndarray,
+                    conditions: np.ndarray, logit_fn) -> np.ndarray:
+    """``(S, n)`` the part of the runaway logit that per-family scales leave at the study-wide scale:
+    ``(s − s_f) · g_ref`` with ``g_ref = logit_fn(location, conditions at SOC_REF)`` (`risk.bayes.model`,
+    ``family_link_scale``), so that ``η = s_f · g + o_f + this``; zeros for a posterior without family scales.
+    ``keep`` ``(S,)`` the draws (indices of the stacked samples), ``scale`` ``(S, n)`` the families' scales
+    (`link_scales`), ``location`` ``(S, n, n_param)`` the family locations, ``conditions`` ``(n, n_cond)`` [SI]."""
+    from risk.bayes.model import reference_conditions
+
+    if "family_link_scale" not in tree["posterior"]:
+        return np.zeros(np.shape(scale))
+    names = json.loads(tree.attrs.get("condition_names", "[]"))
+    c_ref = reference_conditions(np.asarray(conditions, float).reshape(np.shape(scale)[1], -1), names)
+    g_ref = np.asarray(logit_fn(location, np.broadcast_to(c_ref, (*location.shape[:2], c_ref.shape[1]))), float)
+    s = _draws(tree["posterior"], "link_scale")[np.asarray(keep, int)]
+    return (s[:, None] - scale) * g_ref
+
+
+def link_scales(tree: xr.DataTree, keep: np.ndarray, families: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """``(S, n)`` sim-to-real scale of the runaway logit (`risk.bayes.model`: ``link_scale``, per family with
+    ``family_link_scale``) for the retained draws ``keep`` ``(S,)`` and each of ``families`` ``(n,)``: a known
+    family's posterior ``family_link_scale``, an unseen family's draw ``s · exp(τ_λ N(0, 1))`` (one per family and
+    draw); ``link_scale`` for every family in a posterior without family scales, ones without a link."""
+    post = tree["posterior"]
+    keep = np.asarray(keep, int)
+    if "link_scale" not in post:
+        return np.ones((keep.size, len(families)))
+    s = _draws(post, "link_scale")[keep]  # (S,)
+    if "family_link_scale" not in post:
+        return np.repeat(s[:, None], len(families), axis=1)
+    s_f, tau = _draws(post, "family_link_scale")[keep], _draws(post, "family_link_sd")[keep]  # (S, F), (S,)
+    known = [str(f) for f in post["family"].values]
+    z: dict[str, np.ndarray] = {}
+    out = np.empty((keep.size, len(families)))
+    for i, f in enumerate(map(str, families)):
+        out[:, i] = s_f[:, known.index(f)] if f in known else s * np.exp(tau * z.setdefault(
+            f, rng.standard_normal(keep.size)))
+    return out
+
+
 def family_logit_offsets(tree: xr.DataTree, keep: np.ndarray, families: Sequence[str], conditions: np.ndarray,
                          rng: np.random.Generator) -> np.ndarray:
     """``(S, n)`` family discrepancy of the runaway logit (`risk.bayes.model`, ``family_logit_scale``) for the
@@ -583,7 +658,8 @@ def sample_tests(tree: xr.DataTree, apply_fn, family: str, conditions: np.ndarra
     conditions = np.asarray(conditions, float)[None, :]
     total = tree["posterior"].sizes["chain"] * tree["posterior"].sizes["draw"]
     n_cells = max(1, int(np.ceil(n / total)))
-    u, keep, post = _new_cells(tree, [family], conditions, rng=rng, n_cells=n_cells, max_draws=None)
+    u, keep, post, loc = _new_cells(tree, [family], conditions, rng=rng, n_cells=n_cells, max_draws=None,
+                                    with_location=True)
     S = keep.size
     pick = rng.choice(S * n_cells, size=n, replace=False)
     d, cell = pick // n_cells, pick % n_cells
@@ -598,9 +674,8 @@ def sample_tests(tree: xr.DataTree, apply_fn, family: str, conditions: np.ndarra
     if em is not None:  # one error per posterior draw at these conditions (as `_predictive_normal`)
         mean, var = mean + np.exp(log_scale) * em[0][d, 0], var * (1.0 - em[1][d])
     y = mean + np.sqrt(var + delta ** 2) * rng.standard_normal(mean.shape)
-    scale = _draws(post, "link_scale")[keep][d] if "link_scale" in post else np.ones(n)
-    eta = scale * np.asarray(out["logit_runaway"], float) + family_logit_offsets(tree, keep, [family], conditions,
-                                                                                 rng)[d, 0]
+    logit_fn = lambda uu, cc: np.asarray(apply_fn(uu, cc)["logit_runaway"], float)  # noqa: E731
+    eta = runaway_logits(tree, keep, [family], conditions, np.asarray(out["logit_runaway"], float)[:, None, None], loc[d], logit_fn, rng, draws=d)[:, 0, 0]
     if "cutpoints" in post:
         cut = _draws(post, "cutpoints")[keep][d]  # (n, 6): P(level ≤ j) = expit(c_j − η)
         level = 1 + (rng.random(n)[:, None] > special.expit(cut - eta[:, None])).sum(axis=1)

@@ -26,7 +26,8 @@ import xarray as xr
 
 #: free variables whose priors are power-scaled (the hierarchy's top level; the per-family and per-test
 #: standard normals are part of the model's structure, not prior knowledge: Kallioinen et al. 2024, §4)
-TOP_LEVEL = ("a_pop", "tau_family", "family_slope", "cell_sd", "link_scale", "family_logit_sd", "family_logit_mean",
+TOP_LEVEL = ("a_pop", "tau_family", "family_slope", "cell_sd", "link_scale", "family_link_sd", "family_logit_sd",
+             "family_logit_mean",
              "family_logit_slope", "discrepancy", "family_discrepancy", "family_discrepancy_mean", "emulator_share",
              "cutpoints_gaps")
 THRESHOLD = 0.05

@@ -32,7 +32,8 @@ from risk.bayes.physics import COVARIATE_CONDITION, PhysicsSetup
 #: the hyperparameters / population quantities whose ranks are checked (``cutpoints`` without the one
 #: pinned at 0, which is not a parameter)
 SBC_VARIABLES = ("a_pop", "tau_family", "cell_sd", "discrepancy", "family_discrepancy", "family_discrepancy_mean",
-                 "link_scale", "cutpoints", "family_slope", "family_logit_sd", "family_logit_mean", "family_logit_slope")
+                 "link_scale", "cutpoints", "family_slope", "family_logit_sd", "family_logit_mean", "family_logit_slope",
+                 "family_link_sd")
 PINNED_CUTPOINT = 4  # index of c_5 ≡ 0 in the 6 cutpoints (`risk.bayes.model._cutpoints`)
 
 
@@ -113,7 +114,8 @@ def _model_kwargs(design: CalibrationData, decoder, setup: PhysicsSetup) -> dict
                 family_covariate=setup.family_covariate(design),
                 covariate_direction=(setup.covariate or {}).get("direction"),
                 family_discrepancy_scale=setup.family_discrepancy, design_bounds=setup.design_bounds,
-                centred_families=setup.centred, family_logit_scale=setup.family_logit)
+                centred_families=setup.centred, family_logit_scale=setup.family_logit,
+                family_link_scale=setup.family_link)
 
 
 def _stacked(design: CalibrationData, y: np.ndarray, levels: np.ndarray) -> tuple[CalibrationData, np.ndarray]:
@@ -138,7 +140,8 @@ def _scalars(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
     values = np.asarray(values, float)
     if name == "cutpoints":
         return {f"cutpoints[{i + 1}]": values[..., i] for i in range(N_LEVELS - 1) if i != PINNED_CUTPOINT}
-    if name in ("link_scale", "family_slope", "family_logit_sd", "family_logit_mean", "family_logit_slope"):
+    if name in ("link_scale", "family_slope", "family_logit_sd", "family_logit_mean", "family_logit_slope",
+                "family_link_sd"):
         return {name: values}
     return {f"{name}[{i}]": values[..., i] for i in range(values.shape[-1])}
 

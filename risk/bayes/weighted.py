@@ -96,7 +96,8 @@ class WeightedFits:
 
         @jax.jit
         def advi_steps(state, w):
-            return jax.lax.scan(lambda s, _: (svi.update(s, w)[0], None), state, None, length=steps)[0]
+            # stable_update: a non-finite step is skipped (as `risk.bayes.sampling.advi_fit`)
+            return jax.lax.scan(lambda s, _: (svi.stable_update(s, w)[0], None), state, None, length=steps)[0]
 
         init_kernel, sample_kernel = hmc(potential_fn_gen=lambda w: (lambda z: -logp(z, w)), algo="NUTS")
         tune, total, target = self.tune, self.tune + self.draws, self.target_accept

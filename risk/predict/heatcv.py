@@ -94,7 +94,8 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
                        chains: int = 4, target_accept: float = 0.9, max_dim: int = 3, quick: bool = False,
                        n_replicate_folds: int = 3, workers: int = 1, family_discrepancy: float | None = None,
                        centred: tuple[bool, ...] | None = None, emulator_length: float | None = None,
-                       family_scale: float = FAMILY_SCALE, family_logit: float | None = None) -> dict | None:
+                       family_scale: float = FAMILY_SCALE, family_logit: float | None = None,
+                       family_link: float | None = None) -> dict | None:
     """The ``"heat"`` entry of ``crossval.json`` (module doc); None when the decoder has no heat observable.
 
     Parameters
@@ -104,7 +105,7 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     table : the databank workbook (the trigger of each test, for the baseline's groups); None: one trigger.
     quick : leave cell types out only (in `QUICK_FAMILY_FOLDS` grouped folds), at the draws given.
     family_scale : the study's ``inference.family_scale`` (`risk.bayes.physics.PhysicsSetup`); family_logit : its
-        ``inference.family_logit_scale`` (the same).
+        ``inference.family_logit_scale`` (the same); family_link : its ``inference.family_link_scale`` (the same).
     """
 
     from risk.bayes.physics import physics_setup, predict_observables, predict_p_tr
@@ -140,7 +141,8 @@ def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None
     df["soc_trigger"] = df["soc"].astype(str) + " " + df["trigger"]
     setup = fold_setup(physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim,
                                      family_discrepancy=family_discrepancy, emulator_length=emulator_length,
-                                     family_scale=family_scale, family_logit=family_logit),
+                                     family_scale=family_scale, family_logit=family_logit,
+                                     family_link=family_link),
                           centred)
     apply = decoder.numpy_apply()
 

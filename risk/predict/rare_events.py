@@ -383,8 +383,8 @@ def new_cell_limit_states(tree, logit_fn: Callable[[np.ndarray, np.ndarray], np.
     The same new cell as `risk.predict.scenarios.new_cell_p_tr`, so ``P(g_s ≤ 0)`` is that draw's
     ``p_tr_draws`` value: a calibrated family sits at ``mu_family^s``; an unseen family at
     ``mu_pop^s + slope^s x`` with its family-to-family spread as extra standard normal coordinates
-    (factor ``[family_chol^s, cell_chol^s]``); the directions the data do not inform get one prior draw
-    per posterior draw (epistemic); the draw's sim-to-real link acts on the logit.
+    (factor ``[family_chol^s, cell_chol^s]``); the directions the data do not inform stay at the subspace's
+    anchor, as in the fit; the draw's sim-to-real link acts on the logit.
 
     Parameters
     ----------
@@ -392,38 +392,42 @@ def new_cell_limit_states(tree, logit_fn: Callable[[np.ndarray, np.ndarray], np.
     logit_fn : ``(u (..., n_param), c (..., n_cond)) → logit_runaway (...)`` of the decoder.
     scenario : `risk.predict.scenarios.Scenario`.
     n_draws : posterior draws kept (evenly spaced over the stacked chains).
-    seed : seed of the uninformed-direction draws.
+    seed : seed of an unseen family's draws (its runaway-logit offset and scale).
     """
-    from risk.bayes.physics import family_logit_offsets
+    from risk.bayes.physics import family_logit_offsets, link_scales, reference_shift
     from risk.bayes.sampling import stack_draws
-    from risk.predict.scenarios import (_uninformed_draws, clip_to_design, family_slope_draws, link_draws,
+    from risk.predict.scenarios import (clip_to_design, family_slope_draws, link_draws,
                                         population_shift)
 
     mu_f, mu_pop, chol = stack_draws(tree, "mu_family"), stack_draws(tree, "mu_pop"), stack_draws(tree, "cell_chol")
     fam_chol = (stack_draws(tree, "family_chol") if "family_chol" in tree["posterior"]
                 else np.einsum("pq,sq->spq", np.eye(mu_pop.shape[1]), stack_draws(tree, "tau_family")))
-    shift, scale = link_draws(tree)
+    shift, _ = link_draws(tree)
     c = np.asarray(scenario.conditions, dtype=float)
     families = [str(f) for f in tree["posterior"]["family"].values]
     keep = np.linspace(0, len(mu_pop) - 1, min(int(n_draws), len(mu_pop))).astype(int)
     rng = np.random.default_rng(seed)
-    rest = _uninformed_draws(tree, len(keep), rng)
     # the runaway logit's family discrepancy (a known family's, else one draw per posterior draw): part of the shift
     shift = shift[keep] + family_logit_offsets(tree, keep, [scenario.cell_family], c[None], rng)[:, 0]
+    scale = link_scales(tree, keep, [scenario.cell_family], rng)[:, 0]  # the family's sim-to-real scale
     if scenario.cell_family in families:
         loc = mu_f[keep, families.index(scenario.cell_family)]
         factor = chol[keep]
     else:
         loc = mu_pop[keep] + population_shift(tree, family_slope_draws(tree)[keep], c[None])[:, 0]
         factor = np.concatenate([fam_chol[keep], chol[keep]], axis=2)
+    # per-family scales about the family's reference point (risk.bayes.physics.reference_shift); an unseen family's
+    # own location is part of the limit state's coordinates, its reference point the population centre
+    shift = shift + reference_shift(tree, keep, scale[:, None], clip_to_design(tree, loc)[:, None, :], c[None],
+                                    logit_fn)[:, 0]
     out = []
     for j, s in enumerate(keep):
-        a, b = float(shift[j]), float(scale[s])
+        a, b = float(shift[j]), float(scale[j])
 
         def logit(u, a=a, b=b):
             u = clip_to_design(tree, np.asarray(u, float))
             return a + b * np.asarray(logit_fn(u, np.broadcast_to(c, (len(u), len(c)))), dtype=float)
 
-        location = loc[j] + rest[j]
+        location = loc[j]
         out.append(DrawLimitState(int(s), location, factor[j], a, b, tr_limit_state(logit, location, factor[j])))
     return out

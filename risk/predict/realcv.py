@@ -385,7 +385,8 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
                                   max_dim=max_dim, quick=quick, n_replicate_folds=n_replicate_folds, workers=workers,
                                   family_discrepancy=family_discrepancy, centred=centred,
                                   emulator_length=emulator_length, family_scale=family_scale,
-                                  family_logit=study.inference.family_logit_scale)
+                                  family_logit=study.inference.family_logit_scale,
+                                  family_link=study.inference.family_link_scale)
         out = {"quick": bool(quick)} if heat is None else {"quick": bool(quick), "heat": heat}
         if calorimetry and not quick:  # the metadata heat/bottom-rupture model's own CV, as a baseline
             out["metadata_only"] = crossvalidate_real(table, seed=seed, draws=draws, tune=tune)
@@ -407,7 +408,8 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
     df["soc_band"] = np.digitize(df["soc"], [0.3 + 1e-9, 0.7 + 1e-9])
     setup = fold_setup(physics_setup(decoder, data, priors, seed=seed, max_dim=max_dim,
                                      family_discrepancy=family_discrepancy, emulator_length=emulator_length,
-                                     family_scale=family_scale, family_logit=study.inference.family_logit_scale),
+                                     family_scale=family_scale, family_logit=study.inference.family_logit_scale,
+                                     family_link=study.inference.family_link_scale),
                           centred)
     logit_fn = decoder.numpy_apply("logit_runaway")
     apply_obs = decoder.numpy_apply()

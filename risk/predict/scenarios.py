@@ -56,12 +56,11 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
     ----------
     tree : posterior of `risk.bayes.model.build_hierarchical_model` (``mu_family``, ``mu_pop``,
         ``cell_chol``, ``family_chol`` (or ``tau_family``); family coord ``family``). When its attrs
-        hold a ``subspace`` (`risk.bayes.subspace.InformedSubspace` JSON) with ``prior_mean`` and
-        ``prior_sd``, the directions the real tests do not inform are integrated over the prior,
-        one draw per posterior draw (they are epistemic: unknown, not cell-to-cell).
+        hold a ``subspace`` (`risk.bayes.subspace.InformedSubspace`), the directions the real tests do not
+        inform stay at its anchor, as in the fit (their effect is carried by the fitted family terms).
     logit_fn : ``logit_fn(u (..., n_param), c (..., n_cond)) -> logit_runaway (...)`` in NumPy/JAX
-        (e.g. `FrozenDecoder.jax_apply(...)["logit_runaway"]`); each draw's link (`link_draws`) is
-        applied to it.
+        (e.g. `FrozenDecoder.jax_apply(...)["logit_runaway"]`); each draw's link (`link_draws`; the family's scale,
+        `risk.bayes.physics.link_scales`) is applied to it.
     scenarios : the scenarios; an unknown ``cell_family`` uses the population over families.
     n_cells : new cells per posterior draw.
     seed : seed of the new-cell draws.
@@ -72,21 +71,20 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
     mu_pop, chol = stack_draws(tree, "mu_pop"), stack_draws(tree, "cell_chol")  # (S, P), (S, P, k)
     fam_chol = (stack_draws(tree, "family_chol") if "family_chol" in tree["posterior"]
                 else np.einsum("pq,sq->spq", np.eye(mu_pop.shape[1]), stack_draws(tree, "tau_family")))
-    shift, scale = link_draws(tree)
+    shift, _ = link_draws(tree)
     slope = family_slope_draws(tree)
     if max_draws is not None and mu_f.shape[0] > max_draws:
         keep = np.linspace(0, mu_f.shape[0] - 1, max_draws).astype(int)
-        mu_f, mu_pop, chol, fam_chol, shift, scale, slope = (x[keep] for x in (mu_f, mu_pop, chol, fam_chol, shift,
-                                                                               scale, slope))
+        mu_f, mu_pop, chol, fam_chol, shift, slope = (x[keep] for x in (mu_f, mu_pop, chol, fam_chol, shift, slope))
     families = [str(f) for f in tree["posterior"]["family"].values]
     S, _, P = mu_f.shape
-    rest = _uninformed_draws(tree, S, rng)  # (S, P): the prior along the directions the data do not inform
-    from risk.bayes.physics import family_logit_offsets
+    from risk.bayes.physics import family_logit_offsets, link_scales, reference_shift
 
     total = tree["posterior"].sizes["chain"] * tree["posterior"].sizes["draw"]
     kept = np.arange(total) if S == total else np.linspace(0, total - 1, S).astype(int)
     offset = family_logit_offsets(tree, kept, [sc.cell_family for sc in scenarios],
                                   np.array([np.asarray(sc.conditions, float) for sc in scenarios]), rng)  # (S, K)
+    scale = link_scales(tree, kept, [sc.cell_family for sc in scenarios], rng)  # (S, K): the family's link scale
     out = np.empty((len(scenarios), S, n_cells))
     for k, sc in enumerate(scenarios):
         if sc.cell_family in families:
@@ -95,9 +93,12 @@ def new_cell_p_tr(tree: xr.DataTree, logit_fn: Callable[[np.ndarray, np.ndarray]
             loc = (mu_pop + population_shift(tree, slope, np.asarray(sc.conditions, float)[None])[:, 0]
                    + np.einsum("spq,sq->sp", fam_chol, rng.standard_normal((S, fam_chol.shape[2]))))
         z = rng.standard_normal((S, n_cells, chol.shape[2]))
-        u = clip_to_design(tree, (loc + rest)[:, None, :] + np.einsum("spq,scq->scp", chol, z))
+        u = clip_to_design(tree, loc[:, None, :] + np.einsum("spq,scq->scp", chol, z))
         c = np.broadcast_to(np.asarray(sc.conditions, dtype=float), (S, n_cells, len(sc.conditions)))
-        out[k] = special.expit((shift + offset[:, k])[:, None] + scale[:, None] * np.asarray(logit_fn(u, c), dtype=float))
+        ref = reference_shift(tree, kept, scale[:, k, None], clip_to_design(tree, loc)[:, None, :],
+                              np.asarray(sc.conditions, float)[None], logit_fn)[:, 0]
+        out[k] = special.expit((shift + offset[:, k] + ref)[:, None]
+                               + scale[:, k, None] * np.asarray(logit_fn(u, c), dtype=float))
     return out
 
 
@@ -129,19 +130,6 @@ def clip_to_design(tree: xr.DataTree, u: np.ndarray) -> np.ndarray:
         return u
     lower, upper = (np.asarray(b, float) for b in json.loads(tree.attrs["design_bounds"]))
     return np.clip(u, lower, upper)
-
-
-def _uninformed_draws(tree: xr.DataTree, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``(n, n_param)`` prior draws projected on the directions held at the prior (zeros without a subspace)."""
-    from risk.bayes.subspace import InformedSubspace
-
-    attrs = tree.attrs
-    if "subspace" not in attrs or "prior_mean" not in attrs:
-        return np.zeros((n, tree["posterior"].sizes["parameter"]))
-    sub = InformedSubspace.from_json(attrs["subspace"])
-    mean, sd = np.asarray(json.loads(attrs["prior_mean"])), np.asarray(json.loads(attrs["prior_sd"]))
-    xi = mean + sd * rng.standard_normal((n, mean.size))
-    return (xi - sub.anchor) @ sub.complement.T
 
 
 def link_draws(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:

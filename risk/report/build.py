@@ -237,10 +237,11 @@ def _hyperpriors(art: Artefacts) -> list[dict]:
     from risk.bayes.model import FAMILY_SCALE, hyperpriors
 
     a = tree.attrs
-    fd, fl = a.get("family_discrepancy_scale"), a.get("family_logit_scale")
+    fd, fl, fk = a.get("family_discrepancy_scale"), a.get("family_logit_scale"), a.get("family_link_scale")
     return hyperpriors(family_scale=float(json.loads(a.get("family_scale", str(FAMILY_SCALE)))),
                        family_discrepancy_scale=None if fd is None else float(json.loads(fd)),
-                       emulator="emulator_error" in a, family_logit_scale=None if fl is None else float(json.loads(fl)))
+                       emulator="emulator_error" in a, family_logit_scale=None if fl is None else float(json.loads(fl)),
+                       family_link_scale=None if fk is None else float(json.loads(fk)))
 
 
 def _misspecification(art: Artefacts) -> dict | None:

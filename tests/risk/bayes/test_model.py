@@ -350,3 +350,44 @@ def test_family_logit_discrepancy_adds_a_family_offset_to_the_runaway_logit(fold
     at["family_logit_slope"] = np.full(() if folds is None else folds, 1.2)
     shift = logit(cov, at) - logit(cov, at | {"family_logit_slope": np.zeros(() if folds is None else folds)})
     np.testing.assert_allclose(shift, 1.2 * np.array([-0.5, 0.5])[fam] * np.ones_like(shift), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("folds", [None, 2])
+def test_family_link_scale_stretches_the_runaway_logit_about_the_family_reference(folds):
+    """η_i = s · g_ref,i + s_f(i) · (g_i − g_ref,i), g_ref,i = g(μ_f(i), c_i at SOC_REF), s_f = s · exp(τ_λ z_λ,f)
+    (``family_link_scale``), in one model and in batched fold copies; the family scales are recorded as
+    ``family_link_scale (family)``."""
+    from dataclasses import replace
+
+    from risk.bayes.model import SOC_REF
+
+    data, _ = _data()
+    data = replace(data, condition_names=("soc",))
+    mask = None if folds is None else np.ones((folds, len(data.test)), bool)
+    kw = dict(parameter_names=["k1", "k2"], prior_mean=np.zeros(2), prior_sd=np.ones(2), train_mask=mask)
+    plain = build_hierarchical_model(data, linear_surrogate, **kw)
+    model = build_hierarchical_model(data, linear_surrogate, family_link_scale=0.5, **kw)
+    assert {"family_link_sd", "z_family_link"} <= {v.name for v in model.free_RVs}
+    assert "family_link_sd" not in {v.name for v in plain.free_RVs}
+    point = model.initial_point()
+    rng = np.random.default_rng(6)
+    for name in point:
+        point[name] = point[name] + 0.3 * rng.standard_normal(np.shape(point[name]))
+    z = np.array([1.5, -0.5]) if folds is None else np.array([[1.5, -0.5], [0.2, 2.0]])
+    tau = np.full(() if folds is None else folds, 0.7)
+    point["z_family_link"], point["family_link_sd_log__"] = z, np.log(tau)
+
+    def value(m, name, at):
+        [out] = m.replace_rvs_by_values([m[name]])
+        return m.compile_fn(out, inputs=m.value_vars, on_unused_input="ignore")(at)
+
+    s = np.exp(point["link_scale_log__"])
+    s_ = s[..., None] if folds else s
+    g = value(plain, "logit_runaway", {k: v for k, v in point.items() if k in {v.name for v in plain.value_vars}}) / s_
+    mu_f = value(model, "mu_family", point)  # (..., family, parameter)
+    fam = data.family_index
+    g_ref = 2.0 * mu_f[..., fam, 0] + 3.0 * SOC_REF - 1.0  # linear_surrogate at the family location, SOC_REF
+    s_f = s_ * np.exp(0.7 * z)
+    np.testing.assert_allclose(value(model, "family_link_scale", point), s_f, rtol=1e-10)
+    np.testing.assert_allclose(value(model, "logit_runaway", point), s_ * g_ref + s_f[..., fam] * (g - g_ref),
+                               rtol=1e-10, atol=1e-12)

@@ -222,3 +222,59 @@ def test_family_logit_offsets_known_family_posterior_unseen_family_its_spread():
     assert np.median(np.abs(out[:, 1] - np.median(out[:, 1]))) == pytest.approx(0.8 * 0.7649, rel=0.06)
     bare = xr.DataTree.from_dict({"posterior": post.drop_vars(["family_logit_offset", "family_logit_sd"])})
     assert not family_logit_offsets(bare, keep, ["a", "new"], cap[:2], np.random.default_rng(1)).any()
+
+
+def test_link_scales_known_family_posterior_unseen_family_lognormal_spread():
+    """`link_scales`: a known family's posterior ``family_link_scale`` per draw, an unseen family's draws
+    s · exp(τ_λ N(0, 1)) shared by its entries; ``link_scale`` for every family without family scales."""
+    import xarray as xr
+
+    from risk.bayes.physics import link_scales
+
+    rng = np.random.default_rng(0)
+    chains, draws = 4, 2000
+    s_f = np.exp(rng.normal(size=(chains, draws, 2)))
+    post = xr.Dataset({"family_link_scale": (("chain", "draw", "family"), s_f),
+                       "link_scale": (("chain", "draw"), np.full((chains, draws), 1.5)),
+                       "family_link_sd": (("chain", "draw"), np.full((chains, draws), 0.6))},
+                      coords={"family": ["a", "b"]})
+    tree = xr.DataTree.from_dict({"posterior": post})
+    keep = np.arange(0, chains * draws, 2)
+    out = link_scales(tree, keep, ["b", "new", "a", "new"], np.random.default_rng(1))
+    flat = s_f.reshape(-1, 2)[keep]
+    np.testing.assert_array_equal(out[:, 0], flat[:, 1])
+    np.testing.assert_array_equal(out[:, 2], flat[:, 0])
+    np.testing.assert_array_equal(out[:, 1], out[:, 3])  # one draw per unseen family, shared by its tests
+    log_new = np.log(out[:, 1])
+    assert np.median(log_new) == pytest.approx(np.log(1.5), abs=0.05)
+    assert log_new.std() == pytest.approx(0.6, rel=0.06)
+    shared = xr.DataTree.from_dict({"posterior": post.drop_vars(["family_link_scale", "family_link_sd"])})
+    np.testing.assert_array_equal(link_scales(shared, keep, ["a", "new"], np.random.default_rng(1)), 1.5)
+    bare = xr.DataTree.from_dict({"posterior": post.drop_vars(["family_link_scale", "family_link_sd", "link_scale"])})
+    np.testing.assert_array_equal(link_scales(bare, keep, ["a"], np.random.default_rng(1)), 1.0)
+
+
+def test_reference_shift_keeps_the_family_level_at_the_study_wide_scale():
+    """`reference_shift`: (s − s_f) · g(location, conditions at SOC_REF) per draw and test, so that s_f · g + shift
+    equals s · g_ref + s_f · (g − g_ref) (`risk.bayes.model`); zeros without per-family scales."""
+    import json
+
+    import xarray as xr
+
+    from risk.bayes.model import SOC_REF
+    from risk.bayes.physics import reference_shift
+
+    s = np.array([[1.0, 2.0]])  # (chain, draw)
+    post = xr.Dataset({"link_scale": (("chain", "draw"), s),
+                       "family_link_scale": (("chain", "draw", "family"), np.ones((1, 2, 1)))}, coords={"family": ["a"]})
+    tree = xr.DataTree.from_dict({"posterior": post})
+    tree.attrs["condition_names"] = json.dumps(["capacity", "soc"])
+    logit_fn = lambda u, c: u[..., 0] + 10.0 * c[..., 1] + c[..., 0]  # noqa: E731
+    scale = np.array([[3.0, 0.5], [1.0, 4.0]])  # (S, n)
+    loc = np.array([[[0.2], [0.4]], [[-1.0], [0.0]]])  # (S, n, n_param)
+    cond = np.array([[2.0, 0.9], [5.0, 0.1]])  # the tests' own SOC is replaced by SOC_REF
+    got = reference_shift(tree, np.array([0, 1]), scale, loc, cond, logit_fn)
+    g_ref = loc[..., 0] + 10.0 * SOC_REF + cond[:, 0]
+    np.testing.assert_allclose(got, (s[0][:, None] - scale) * g_ref)
+    bare = xr.DataTree.from_dict({"posterior": post.drop_vars("family_link_scale")})
+    assert not reference_shift(bare, np.array([0, 1]), scale, loc, cond, logit_fn).any()
