@@ -94,10 +94,17 @@ class WeightedFits:
         svi = SVI(density, guide, numpyro.optim.Adam(self.learning_rate), Trace_ELBO())
         steps = self.advi_steps
 
-        @jax.jit
-        def advi_steps(state, w):
-            # stable_update: a non-finite step is skipped (as `risk.bayes.sampling.advi_fit`)
-            return jax.lax.scan(lambda s, _: (svi.stable_update(s, w)[0], None), state, None, length=steps)[0]
+        def scan(update):
+            return jax.jit(lambda state, w: jax.lax.scan(lambda s, _: (update(s, w)[0], None), state, None,
+                                                         length=steps)[0])
+
+        plain, stable = scan(svi.update), scan(svi.stable_update)
+
+        def advi_steps(state, w):  # plain Adam steps; skipping non-finite ones only if they poisoned the fit
+            out = plain(state, w)   # (as `risk.bayes.sampling.advi_fit`)
+            if all(np.isfinite(np.asarray(v)).all() for v in svi.get_params(out).values()):
+                return out
+            return stable(state, w)
 
         init_kernel, sample_kernel = hmc(potential_fn_gen=lambda w: (lambda z: -logp(z, w)), algo="NUTS")
         tune, total, target = self.tune, self.tune + self.draws, self.target_accept
