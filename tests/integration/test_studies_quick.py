@@ -208,7 +208,13 @@ def _check_predict_new_tests(run: Path, tmp_path: Path) -> None:
     p = dict(zip(out["FileName"], out["p_tr"]))
     assert model["LCO-Pouch-3000mAh-100SOC-cell1"] == "physics"
     assert p["LCO-Pouch-3000mAh-0SOC-cell1"] < p["LCO-Pouch-3000mAh-100SOC-cell1"]
-    assert ((out["p_tr_q05"] <= out["p_tr"]) & (out["p_tr"] <= out["p_tr_q95"])).all()
+    # p_tr is the posterior mean, which a heavily skewed posterior puts outside its own 90 % interval (the never-shorted
+    # Soteria SCC cells: mean 3e-5 over draws of 3e-10 ... 3e-6 and a tail above), so the checks are the interval's
+    # order and range and the mean's consistency with the level probabilities
+    assert ((0 <= out["p_tr_q05"]) & (out["p_tr_q05"] <= out["p_tr_q95"]) & (out["p_tr_q95"] <= 1)).all()
+    levels = out[[f"p_level_{k}" for k in range(1, 8)]]
+    np.testing.assert_allclose(levels.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(out["p_tr"], out["p_level_6"] + out["p_level_7"], atol=1e-9)
 
 
 def _check_predict_from_curves(run: Path, tmp_path: Path) -> None:
@@ -237,7 +243,7 @@ def _check_predict_from_curves(run: Path, tmp_path: Path) -> None:
     levels = out[[f"p_level_{j}" for j in range(1, 8)]]
     np.testing.assert_allclose(levels.sum(axis=1), 1.0, atol=1e-9)
     np.testing.assert_allclose(out["p_tr"], levels[["p_level_6", "p_level_7"]].sum(axis=1), atol=1e-9)
-    assert ((out["p_tr_q05"] <= out["p_tr"]) & (out["p_tr"] <= out["p_tr_q95"])).all()
+    assert ((0 <= out["p_tr_q05"]) & (out["p_tr_q05"] <= out["p_tr_q95"]) & (out["p_tr_q95"] <= 1)).all()
     post = out[physics]
     assert (post["likelihood_ess"] > 100).all() and (post["encoder_ess"] > 30).all()
     for name, lo, hi in (("short_resistance", 1e-3, 3.0), ("strain_critical", 0.1, 0.9)):  # the study's priors
