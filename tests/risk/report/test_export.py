@@ -90,10 +90,16 @@ def test_exports_agree_with_predictions(exported):
     np.testing.assert_allclose(df["events_per_million_cell_years"], per_million, rtol=1e-9)
     cost = np.array([exp["cost_per_event_by_severity"][str(s)] for s in pred["severity"].values])
     np.testing.assert_allclose(df["annual_expected_loss"], exp["fleet_size"] * per_million / 1e6 * cost, rtol=1e-9)
-    # the bounds are quantiles over joint draws of P(TR) and the rates
+    # the bounds are quantiles over joint draws of P(TR) and the rates; they hold the expected rate wherever the mean
+    # P(TR) lies within its own 90 % interval (a heavily skewed posterior, e.g. the never-shorted Soteria SCC cells at
+    # P(TR) ~ 1e-6 with a tail above, puts its mean beyond the 95th percentile)
     live = share > 0
     lo, hi = df["events_per_million_cell_years_q05"], df["events_per_million_cell_years_q95"]
-    assert (lo[live] < per_million[live]).all() and (per_million[live] < hi[live]).all()
+    assert (lo[live] <= hi[live]).all()
+    q05, q95 = np.quantile(draws, [0.05, 0.95], axis=1)
+    central = live & (q05 < draws.mean(1)) & (draws.mean(1) < q95)
+    assert central.sum() >= 2
+    assert (lo[central] < per_million[central]).all() and (per_million[central] < hi[central]).all()
     assert (df.loc[~live, "events_per_million_cell_years"] == 0).all()
     assert (df["n_draws"] == draws.shape[1]).all()
 
