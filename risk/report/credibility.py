@@ -270,11 +270,25 @@ def _robustness(art: Artefacts) -> dict:
     if ps is not None:
         rows = ps.get("rows") or []
         flagged = [r["quantity"] for r in rows if r.get("diagnosis") not in (None, "ok")]
-        conflict = [q for q in flagged if str(q).startswith("p_tr")]
         ev.append(f"power-scaling prior sensitivity: {len(flagged)} of {len(rows)} quantities flagged"
                   + (f" ({', '.join(map(str, flagged[:6]))})" if flagged else ""))
+        p_rows = [r for r in rows if str(r["quantity"]).startswith("p_tr")]
+        # prior-dominated: the priors move the mean P(TR) more than the data do (absolute gradients of the mean);
+        # a file without them (older runs) falls back to "flagged at all"
+        dominated = [r["quantity"] for r in p_rows
+                     if (r["prior_dominated"] if r.get("prior_dominated") is not None
+                         else r.get("diagnosis") not in (None, "ok"))]
+        moves = []
+        for key, verb in (("halved", "halving"), ("doubled", "doubling")):
+            shifts = [abs(r[f"shift_prior_{key}"]) for r in p_rows if r.get(f"shift_prior_{key}") is not None]
+            if shifts:
+                moves.append(f"{verb} the priors' weight moves a mean P(TR) by at most {max(shifts):.3f}")
+        if p_rows:
+            ev.append(f"{len(dominated)} of {len(p_rows)} scenario P(TR) prior-dominated"
+                      + (f" ({', '.join(map(str, dominated[:4]))})" if dominated else "")
+                      + "".join(f"; {m}" for m in moves))
         level = 2 if level >= 1 else 1
-        if not conflict and level >= 2:
+        if not dominated and level >= 2:
             level = 3
             if not flagged and art.next_test is not None:
                 level = 4
@@ -284,7 +298,8 @@ def _robustness(art: Artefacts) -> dict:
         ev.append("no sensitivity or prior-sensitivity analysis in this run")
     return {"factor": "Results robustness", "level": level, "evidence": ev,
             "criteria": "1 parameter sensitivity; 2 and prior sensitivity; 3 and the scenarios' P(TR) not prior-"
-                        "dominated; 4 and no quantity flagged, with the next informative test named"}
+                        "dominated (the data move each mean P(TR) more than the priors do); 4 and no quantity "
+                        "flagged, with the next informative test named"}
 
 
 def _use_history(study: dict) -> dict:

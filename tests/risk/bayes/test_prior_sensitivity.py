@@ -1,6 +1,7 @@
 """Power-scaling prior sensitivity on the linear test model: a confident prior that contradicts the data is
 flagged, a weak one is not; derived per-draw quantities are assessed too."""
 import numpy as np
+import pytest
 
 from risk.bayes import build_hierarchical_model, sample
 from risk.bayes.prior_sensitivity import per_draw, prior_sensitivity
@@ -32,6 +33,20 @@ def test_conflicting_prior_is_flagged_and_a_weak_one_is_not():
     row = _row(conflict, "a_pop[d1]")
     assert row["prior"] > 0.05 and row["diagnosis"] != "ok"
     assert _row(conflict, "derived[k1]")["prior"] > 0.05
+    # absolute changes of the mean: a stronger prior pulls k1 up towards 2, stronger data down towards 0.1; halving
+    # (doubling) the prior's weight moves it down (up) wherever PSIS can tell (k̂ ≤ 0.7), else the shift is not given;
+    # a linear function of k1 moves linearly
+    assert row["prior_mean_gradient"] > 0 > row["likelihood_mean_gradient"]
+    weight = conflict["prior_weight"]
+    assert weight["halved"]["reliable"] or weight["doubled"]["reliable"]
+    for key, sign in (("halved", -1), ("doubled", 1)):
+        shift = row[f"shift_prior_{key}"]
+        assert (shift * sign > 0) if weight[key]["reliable"] else shift is None
+    k1, twice = _row(conflict, "derived[k1]"), _row(conflict, "derived[twice_k1]")
+    assert k1["prior_mean_gradient"] == pytest.approx(row["prior_mean_gradient"], rel=1e-6)
+    for key in ("prior_mean_gradient", "likelihood_mean_gradient", "shift_prior_doubled", "mean", "sd"):
+        if k1[key] is not None:
+            assert twice[key] == pytest.approx(2 * k1[key], rel=1e-6)
 
     # a weak prior's sensitivity sits at the estimator's floor, not at 0: measured for a_pop[d1] over seeds 4-6 at
     # 4 x 2000 draws 0.035-0.039 with prior sd 10 (0.032-0.046 with sd 3; 0.028-0.067 at 4 x 500 draws)

@@ -69,6 +69,28 @@ def test_uncertainty_and_verification_levels(tmp_path):
     assert _factor(credibility.assess(art, {}, sbc), "Use history")["level"] == 0
 
 
+def test_robustness_level_needs_scenario_p_tr_moved_more_by_the_data_than_by_the_priors(tmp_path):
+    import xarray as xr
+
+    def ps(prior_grad, lik_grad, diagnosis="potential prior-data conflict"):
+        return {"rows": [{"quantity": "link_scale", "diagnosis": diagnosis},
+                         {"quantity": "p_tr[a]", "diagnosis": diagnosis, "prior_mean_gradient": prior_grad,
+                          "likelihood_mean_gradient": lik_grad, "prior_dominated": abs(prior_grad) > abs(lik_grad),
+                          "shift_prior_halved": -prior_grad / 2}]}
+
+    sens = xr.Dataset({"s": ("x", [1.0])})
+    level = {}
+    for name, sensitivity in (("data", ps(-0.03, 0.10)), ("prior", ps(-0.10, 0.03)), ("old", {"rows": [
+            {"quantity": "p_tr[a]", "diagnosis": "potential prior-data conflict"}]})):
+        res = credibility.assess(Artefacts(run_dir=tmp_path, sensitivity=sens, prior_sensitivity=sensitivity), {}, None)
+        level[name] = _factor(res, "Results robustness")
+    assert level["data"]["level"] == 3  # a flagged P(TR) whose mean the data move more than the priors
+    assert any("halving the priors' weight moves a mean P(TR) by at most 0.015" in e for e in level["data"]["evidence"])
+    assert level["prior"]["level"] == 2 and any("1 of 1 scenario P(TR) prior-dominated" in e
+                                                 for e in level["prior"]["evidence"])
+    assert level["old"]["level"] == 2  # no absolute gradients recorded: flagged counts as prior-dominated
+
+
 def test_degraded_crossval_lowers_the_level_in_the_real_report(run_copy):
     """On the real quick run: the computed validation level and the SBC record as the report shows them; the
     level follows crossval.json — a physics model that beats its baselines raises it, one that loses to them
