@@ -10,7 +10,11 @@ Both fits use the same run directory (frozen decoder + real tests of the default
 - ``subspace_noncentred``: the same with every family location non-centred (the parameterisation before);
 - ``subspace_no_wall``: the same without the wall (families free to leave the simulated region);
 - ``full``: the identity basis without the wall (every physical parameter a free family location and a
-  per-test latent), the first parameterisation.
+  per-test latent), the first parameterisation — the same model otherwise (family runaway-logit offsets and
+  per-family link scales), except the family covariate, which is a direction of the subspace.
+
+Every arm is fitted as the calibrate stage fits it (`risk.stages`: the study's chains, target_accept and
+inference options).
 
 Prints a table (wall time, min bulk/tail ESS, ESS/s, R-hat, divergences) and writes
 ``benchmarks/results/calibration_parameterisation.json``.
@@ -57,7 +61,7 @@ def main() -> None:
     _ensure_run(args.run)
 
     from risk.bayes.data import calibration_data
-    from risk.bayes.physics import PhysicsSetup, fit_physics, physics_setup
+    from risk.bayes.physics import fit_physics, physics_setup
     from risk.bayes.subspace import InformedSubspace
     from risk.data import read_real
     from risk.study import load_study
@@ -67,11 +71,13 @@ def main() -> None:
     decoder = load_decoder(args.run / "model")
     data = calibration_data(read_real(args.run / "real.nc"), decoder)
     priors = [study.priors()[n] for n in decoder.parameter_names]
-    sub = physics_setup(decoder, data, priors, seed=args.seed, max_dim=study.inference.subspace_max_dim,
-                        family_scale=study.inference.family_scale, family_logit=study.inference.family_logit_scale,
-                          family_link=study.inference.family_link_scale)
-    full = PhysicsSetup(sub.prior_mean, sub.prior_sd, InformedSubspace.full(decoder.parameter_names, sub.prior_mean),
-                        family_scale=sub.family_scale)
+    inf = study.inference
+    sub = physics_setup(decoder, data, priors, seed=args.seed, max_dim=inf.subspace_max_dim,
+                        family_discrepancy=inf.family_discrepancy_scale, emulator_length=inf.emulator_error_length,
+                        family_scale=inf.family_scale, family_logit=inf.family_logit_scale,
+                        family_link=inf.family_link_scale)
+    full = replace(sub, subspace=InformedSubspace.full(decoder.parameter_names, sub.prior_mean), covariate=None,
+                   design_bounds=None, centred=None)
     rows = []
     arms = {"subspace": sub, "subspace_noncentred": replace(sub, centred=(False,) * sub.subspace.dim),
             "subspace_no_wall": replace(sub, design_bounds=None), "full": full}
@@ -79,7 +85,8 @@ def main() -> None:
         setup = arms[name]
         t0 = time.perf_counter()
         tree, d = fit_physics(data, decoder, setup, seed=args.seed, draws=args.draws, tune=args.tune,
-                              allow_bad_diagnostics=True, posterior_predictive=False)
+                              chains=inf.chains, target_accept=inf.target_accept, allow_bad_diagnostics=True,
+                              posterior_predictive=False)
         wall = time.perf_counter() - t0
         steps = float(tree["sample_stats"]["n_steps"].mean()) if "n_steps" in tree["sample_stats"] else float("nan")
         rows.append({"parameterisation": name, "dim": setup.subspace.dim, "wall_s": wall,
