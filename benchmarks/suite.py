@@ -34,7 +34,7 @@ HELPERS = {"record", "ensembles", "suite"}  # modules, not benchmarks
 OUT = REPO / "benchmarks" / "results" / "suite"
 # Timing benchmarks first (the machine is quietest then), the long accuracy benchmarks last.
 ORDER = ("simulators_throughput", "sim2real_speed", "coupled_chain_batch", "coupled_fe_path", "ensemble_runner",
-         "fe_thermal", "fe_indentation", "hostile_inputs", "bayes_nuts_vs_pymc", "calibration_parameterisation",
+         "fe_thermal", "fe_indentation", "short_electrochem", "hostile_inputs", "bayes_nuts_vs_pymc", "calibration_parameterisation",
          "crossval_folds", "encoder_vs_nuts", "real_data_efficiency", "physics_validation", "misspecification",
          "sim2real_vs_npe", "sbc_pipeline")
 SUITE_ARGS = {

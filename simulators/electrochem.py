@@ -1,9 +1,7 @@
-"""PyBaMM wrappers: short-circuit discharge, OCV/resistance tables, lithium plating under aggressive cycling.
+"""PyBaMM wrappers: OCV/resistance tables, lithium plating under aggressive cycling.
 
-We wrap PyBaMM (Sulzer et al., J. Open Res. Softw. 9 (2021) 14) and never re-implement DFN/SPMe.
-Model choice for shorts: SPMe with a lumped thermal submodel — electrolyte polarisation matters at the
-2–5C rates of soft shorts (SPM would overpredict the current), while DFN costs ~5× more for a lumped
-temperature we only need averaged; ~2 s per short on one core (measured).
+We wrap PyBaMM (Sulzer et al., J. Open Res. Softw. 9 (2021) 14) and never re-implement DFN/SPMe. The
+internal short computed by PyBaMM (DFN + kinetics in one DAE) is `simulators.electrochem_short`.
 Parameter set: Chen2020 (LG M50 21700; Chen et al., J. Electrochem. Soc. 167 (2020) 080534); plating and
 SEI growth: OKane2022 (O'Kane et al., Phys. Chem. Chem. Phys. 24 (2022) 7909).
 """
@@ -25,63 +23,6 @@ def _pybamm():
     import pybamm  # heavy: imported only here
 
     return pybamm
-
-
-def short_circuit_discharge(resistance: float, *, soc: float = 1.0, temperature: float = 298.15,
-                            parameter_set: str = "Chen2020", t_end: float = 4 * 3600.0, n_time: int = 201,
-                            h_conv: float | None = None, voltage_cutoff: float = 2.5) -> xr.Dataset:
-    """Discharge through a constant ``resistance`` [Ω] (SPMe + lumped thermal, PyBaMM "resistance" mode).
-
-    Returns a dataset on ``time`` (n_time points in [0, t_end] s; NaN after the cut-off) with
-    ``current`` [A], ``voltage`` [V], ``ocv`` [V], ``soc`` [1], ``heat_short`` = I V [W] (into the
-    short), ``heat_cell`` [W] (PyBaMM "Total heating"), ``temperature`` [K] and the totals
-    ``energy_short``, ``energy_cell_heat``, ``energy_ocv`` = ∫ I OCV dt [J], ``charge_passed`` [A s].
-    """
-    pybamm = _pybamm()
-    model = pybamm.lithium_ion.SPMe({"thermal": "lumped", "operating mode": "resistance"})
-    pv = pybamm.ParameterValues(parameter_set)
-    pv.update({"Resistance function [Ohm]": float(resistance), "Lower voltage cut-off [V]": voltage_cutoff,
-               "Ambient temperature [K]": temperature, "Initial temperature [K]": temperature})
-    if h_conv is not None:
-        pv.update({"Total heat transfer coefficient [W.m-2.K-1]": h_conv})
-    sim = pybamm.Simulation(model, parameter_values=pv)  # PyBaMM default solver (IDAKLU, its tolerances)
-    try:
-        sol = sim.solve([0.0, t_end], initial_soc=soc)
-    except pybamm.SolverError as err:
-        raise SimulationError(f"PyBaMM short circuit R={resistance} Ω failed: {err}") from err
-    t = sol["Time [s]"].entries
-    cap = pv["Nominal cell capacity [A.h]"] * 3600.0
-    I, V = sol["Current [A]"].entries, sol["Voltage [V]"].entries
-    ocv = sol["Battery open-circuit voltage [V]"].entries
-    Q = sol["Total heating [W]"].entries
-    T = sol["Volume-averaged cell temperature [K]"].entries
-    q_passed = sol["Discharge capacity [A.h]"].entries * 3600.0
-    grid = np.linspace(0.0, t_end, n_time)
-
-    def on_grid(y):
-        return np.where(grid <= t[-1], np.interp(grid, t, y), np.nan)
-
-    ds = xr.Dataset(
-        {
-            "current": ("time", on_grid(I)), "voltage": ("time", on_grid(V)), "ocv": ("time", on_grid(ocv)),
-            "soc": ("time", on_grid(soc - q_passed / cap)), "heat_short": ("time", on_grid(I * V)),
-            "heat_cell": ("time", on_grid(Q)), "temperature": ("time", on_grid(T)),
-            "energy_short": np.trapezoid(I * V, t), "energy_cell_heat": np.trapezoid(Q, t),
-            "energy_ocv": np.trapezoid(I * ocv, t), "charge_passed": float(q_passed[-1]),
-        },
-        coords={"time": grid},
-        attrs={"parameter_set": parameter_set, "model": "SPMe + lumped thermal", "resistance": resistance},
-    )
-    return attach_units(ds, {
-        "time": ("s", "time since short onset"), "current": ("A", "short-circuit current"),
-        "voltage": ("V", "terminal voltage"), "ocv": ("V", "open-circuit voltage of the cell"),
-        "soc": ("1", "state of charge"), "heat_short": ("W", "Joule heat in the short resistance (I V)"),
-        "heat_cell": ("W", "heat generated inside the electrodes (PyBaMM total heating)"),
-        "temperature": ("K", "volume-averaged cell temperature"),
-        "energy_short": ("J", "energy dissipated in the short"), "energy_cell_heat": ("J", "heat generated in the cell"),
-        "energy_ocv": ("J", "∫ I OCV dt: electrical energy withdrawn from storage"),
-        "charge_passed": ("A s", "charge passed through the short"),
-    })
 
 
 @functools.lru_cache(maxsize=8)

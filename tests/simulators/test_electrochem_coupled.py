@@ -1,25 +1,10 @@
-"""PyBaMM short circuit (stored energy), plating simulator, coupled short → runaway simulator."""
+"""PyBaMM plating simulator, coupled short → runaway simulator (the PyBaMM short: test_electrochem_short.py)."""
 
 import numpy as np
 import pytest
 
 import simulators.coupled  # noqa: F401  (registers coupled_short_lumped until its entry point exists)
 from simulators import load
-from simulators.electrochem import ocv_resistance_table, short_circuit_discharge
-
-
-def test_short_circuit_energy_matches_stored_energy():
-    """Long-time limit: the electrical energy withdrawn by a 0.3 Ω short (∫ I OCV dt) equals the stored
-    energy ∫ OCV dq of a C/20 discharge within 5 %; heat in short + cell within 10 % (the 2.5 V cut-off
-    leaves ≈ 6 % of the charge; C/20 voltage carries ~10 mV polarisation). Measured: 0.971 and 0.926."""
-    soc_grid, ocv, _, cap = ocv_resistance_table("Chen2020", 298.15)
-    stored = cap * np.trapezoid(ocv, soc_grid)
-    assert 60e3 < stored < 70e3  # LG M50: 5 Ah × ~3.63 V ≈ 65 kJ
-    ds = short_circuit_discharge(0.3, t_end=3 * 3600.0, n_time=61)
-    assert float(ds.energy_ocv) == pytest.approx(stored, rel=0.05)
-    assert float(ds.energy_short + ds.energy_cell_heat) == pytest.approx(stored, rel=0.10)
-    assert float(ds.charge_passed) == pytest.approx(cap, rel=0.08)
-    assert ds.current.attrs["units"] == "A"
 
 
 @pytest.mark.slow
