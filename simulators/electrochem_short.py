@@ -22,10 +22,10 @@ the kinetics, and both heat the cell. The heat terms are integrated as extra sta
 
 Why DFN (Doyle, Fuller, Newman, J. Electrochem. Soc. 140 (1993) 1526) and not SPMe: at the 2–25 C of
 shorts the electrolyte of the LG M50's 75 µm positive electrode depletes (measured: SPMe reaches
-c_e = 0 after 84 s at 0.3 Ω where the DFN discharges the cell fully). Why not PyBaMM's 2.5 V cut-off: the
+c_e = 1 mol/m³ after 84 s at 0.3 Ω where the DFN discharges the cell fully). Why not PyBaMM's 2.5 V cut-off: the
 terminal voltage of a short is 0 by construction; the run ends instead at the first *physical* event:
 
-- ``runaway``: the chemical self-heating rate q / (ρ c_p) reaches `simulators.lumped.RUNAWAY_RATE`
+- ``runaway``: the chemical self-heating rate V_jr q / (m c_p) reaches `simulators.lumped.RUNAWAY_RATE`
   (1 K/s, Feng et al., Energy Storage Mater. 10 (2018) 246), the project's one runaway definition; beyond
   it the electrochemical parameter set is far outside its range of validity,
 - ``electrolyte depleted``: min c_e < ``ELECTROLYTE_MIN`` somewhere (Sand's time of a hard short: the
@@ -56,7 +56,7 @@ from simulators.registry import register
 
 ELECTROLYTE_MIN = 1e-3  # mol/m3: electrolyte depleted (the DFN's log c_e and j0 ∝ c_e^0.5 are singular at 0)
 STOICHIOMETRY_MARGIN = 1e-3  # a particle surface this close to 0 (negative) or 1 (positive): drained
-NUMERICS = {"rtol": 1e-6, "atol": 1e-8}  # IDAKLU; 1e-4/1e-6 puts the first-law residual at ~1e-4
+NUMERICS = {"rtol": 1e-6, "atol": 1e-8}  # IDAKLU tolerances
 
 SHORT_META = {
     "time": ("s", "time since short onset"),
