@@ -59,7 +59,7 @@ def main() -> None:
     _ensure_run(args.run)
 
     from risk.bayes.data import calibration_data
-    from risk.bayes.physics import build_physics_model, centred_directions, fit_physics, physics_setup
+    from risk.bayes.physics import build_physics_model, centred_families, fit_physics, physics_setup
     from risk.bayes.sampling import advi_fit
     from risk.data import read_real
     from risk.study import load_study
@@ -74,7 +74,7 @@ def main() -> None:
                           family_link=study.inference.family_link_scale)
     # the centring `fit_physics` would pick, decided once so that every arm samples the same parameterisation
     fit = advi_fit(build_physics_model(data, decoder, setup), seed=args.seed)
-    setup = replace(setup, centred=centred_directions(fit[1]) or (False,) * setup.subspace.dim)
+    setup = replace(setup, centred=centred_families(fit[1], data.families) or (False,) * setup.subspace.dim)
     ta = study.inference.target_accept
     rows = []
     for arm in args.arms.split(","):

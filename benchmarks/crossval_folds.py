@@ -47,7 +47,7 @@ def main() -> None:
 
     from benchmarks.record import write_result
     from risk.bayes.data import calibration_data
-    from risk.bayes.physics import fit_physics, p_tr_from_levels, physics_setup, predict_levels
+    from risk.bayes.physics import centring_from_json, fit_physics, p_tr_from_levels, physics_setup, predict_levels
     from risk.bayes.sampling import load_posterior
     from risk.data import read_real
     from risk.predict.crossval import log_loss
@@ -63,7 +63,7 @@ def main() -> None:
     data = calibration_data(read_real(args.run / "real.nc"), decoder)  # the study's selection (ingest applied it)
     families = list(data.families)
     priors = [study.priors()[n] for n in decoder.parameter_names]
-    centred = tuple(json.loads(load_posterior(args.run / "posterior.nc").attrs["centred_families"]))
+    centred = centring_from_json(json.loads(load_posterior(args.run / "posterior.nc").attrs["centred_families"]))
     setup = fold_setup(physics_setup(decoder, data, priors, seed=args.seed, max_dim=inf.subspace_max_dim,
                                      family_discrepancy=inf.family_discrepancy_scale, family_scale=inf.family_scale,
                                      family_logit=inf.family_logit_scale, family_link=inf.family_link_scale), centred)

@@ -385,7 +385,7 @@ def _misspecification(ctx: RunContext, tree, data, decoder) -> dict:
     return result
 
 
-def _calibrated_centring(ctx: RunContext) -> tuple[bool, ...] | None:
+def _calibrated_centring(ctx: RunContext) -> dict[str, tuple[bool, ...]] | tuple[bool, ...] | None:
     """The calibrated physics posterior's centring of the family locations (``centred_families`` attr), or None."""
     import xarray as xr
 
@@ -394,7 +394,9 @@ def _calibrated_centring(ctx: RunContext) -> tuple[bool, ...] | None:
         return None
     with xr.open_datatree(path, engine="h5netcdf") as tree:
         cf = tree.attrs.get("centred_families")
-    return None if cf is None else tuple(bool(c) for c in json.loads(cf))
+    from risk.bayes.physics import centring_from_json
+
+    return None if cf is None else centring_from_json(json.loads(cf))
 
 
 def crossvalidate(ctx: RunContext) -> dict:

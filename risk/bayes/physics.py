@@ -15,7 +15,7 @@ One place assembles what the calibrate, crossvalidate and predict stages share:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +40,9 @@ class PhysicsSetup:
     unit ``direction`` ``(k,)`` of the subspace; or None); ``family_discrepancy``: half-t(3) scale of the
     family-level observable discrepancy [normalised] (`risk.bayes.model.build_hierarchical_model`), or None;
     ``design_bounds``: ``(lower, upper)`` ``(n_param,)`` each [u], the decoder's design region
-    (`risk.bayes.model.design_region_u`), or None; ``centred``: ``(k,)`` bool, the directions along which the
-    family locations are sampled centred (`centred_directions`), or None (decided by `fit_physics`);
+    (`risk.bayes.model.design_region_u`), or None; ``centred``: ``{family: (k,) bool}``, the family locations
+    sampled centred (`centred_families`; a ``(k,)`` tuple: per direction, every family alike), or None (decided by
+    `fit_physics`);
     ``emulator``: the tests and length scale of the correlated emulator error (`emulator_spec`), or None;
     ``family_scale``: HalfNormal scale of the between-family spread ``tau_family`` [u] (the study's
     ``inference.family_scale``; `risk.bayes.model.build_hierarchical_model`); ``family_logit``: HalfNormal scale of
@@ -56,7 +57,7 @@ class PhysicsSetup:
     covariate: dict | None = None
     family_discrepancy: float | None = None
     design_bounds: tuple[np.ndarray, np.ndarray] | None = None
-    centred: tuple[bool, ...] | None = None
+    centred: Mapping[str, tuple[bool, ...]] | tuple[bool, ...] | None = None
     emulator: dict | None = None
     family_scale: float = FAMILY_SCALE
     family_logit: float | None = None
@@ -74,7 +75,7 @@ class PhysicsSetup:
         if self.design_bounds is not None:
             out["design_bounds"] = json.dumps([np.asarray(b, float).tolist() for b in self.design_bounds])
         if self.centred is not None:
-            out["centred_families"] = json.dumps([bool(c) for c in self.centred])
+            out["centred_families"] = json.dumps(centring_json(self.centred))
         if self.emulator is not None:
             out["emulator_error"] = json.dumps(self.emulator)
         if self.family_logit is not None:
@@ -94,7 +95,7 @@ class PhysicsSetup:
                    InformedSubspace.from_json(attrs["subspace"]), None if cov is None else json.loads(cov),
                    None if fd is None else float(json.loads(fd)),
                    None if db is None else tuple(np.asarray(b, float) for b in json.loads(db)),
-                   None if cf is None else tuple(bool(c) for c in json.loads(cf)),
+                   None if cf is None else centring_from_json(json.loads(cf)),
                    None if em is None else json.loads(em), float(json.loads(attrs.get("family_scale", str(FAMILY_SCALE)))),
                    None if attrs.get("family_logit_scale") is None else float(json.loads(attrs["family_logit_scale"])),
                    None if attrs.get("family_link_scale") is None else float(json.loads(attrs["family_link_scale"])),
@@ -235,50 +236,58 @@ def _training_groups(setup: PhysicsSetup, data: CalibrationData) -> np.ndarray |
 
 
 #: a direction's family locations are sampled centred when mean-field ADVI puts the sd of their non-centred
-#: z below this (`centred_directions`)
+#: z below this (`centred_families`)
 CENTRED_Z_SD = 0.3
-#: fewer families than this keep every direction non-centred (`centred_directions`)
+#: fewer families than this keep every family location non-centred (`centred_families`)
 CENTRED_MIN_FAMILIES = 5
 
 
-def centred_directions(params: dict, threshold: float = CENTRED_Z_SD,
-                       min_families: int = CENTRED_MIN_FAMILIES) -> tuple[bool, ...]:
-    """Per subspace direction, sample the family locations centred? ``params``: the ADVI fit of the non-centred
-    model (`risk.bayes.sampling.advi_fit`); True where the families' mean ADVI sd of ``z_family`` < ``threshold``
-    and at least ``min_families`` families are fitted.
+def centring_json(centred: Mapping[str, Sequence[bool]] | Sequence[bool]) -> dict | list:
+    """``PhysicsSetup.centred`` as JSON-ready ``{family: [bool]}`` (or ``[bool]`` per direction)."""
+    if isinstance(centred, Mapping):
+        return {str(f): [bool(c) for c in v] for f, v in centred.items()}
+    return [bool(c) for c in centred]
+
+
+def centring_from_json(value) -> dict[str, tuple[bool, ...]] | tuple[bool, ...]:
+    """The inverse of `centring_json` (a posterior's ``centred_families`` attr, parsed)."""
+    if isinstance(value, dict):
+        return {str(f): tuple(bool(c) for c in v) for f, v in value.items()}
+    return tuple(bool(c) for c in value)
+
+
+def centred_families(params: dict, families: Sequence[str], threshold: float = CENTRED_Z_SD,
+                     min_families: int = CENTRED_MIN_FAMILIES) -> dict[str, tuple[bool, ...]]:
+    """Per family and subspace direction, sample the family location centred? ``params``: the ADVI fit of the
+    non-centred model (`risk.bayes.sampling.advi_fit`), ``families``: its families in model order. Returns
+    ``{family: (k,) bool}``, True where that family's ADVI sd of ``z_family`` < ``threshold`` and at least
+    ``min_families`` families are fitted ({} without ``z_family``).
 
     A group location the data pin down is sampled best centred, one they barely inform non-centred
     (Papaspiliopoulos, Roberts & Sköld, Statist. Sci. 22 (2007) 59; Betancourt & Girolami 2015): the family's
     data then fix ``a_f`` and a non-centred ``z = (a_f − a_pop)/τ`` becomes a ridge in (a_pop, τ, z); a centred
-    location the data do not pin makes a funnel in (τ, a_f) instead. Measured on the default study (4 × (1000 +
-    1000) draws, seed 1; ADVI z sds 0.14, 0.27, 0.35, NUTS posterior sds 0.49, 0.50, 0.62):
+    location the data do not pin makes a funnel in (τ, a_f) instead. The families of one direction differ: on the
+    default study with one simulation round, along the first direction five families were pinned (ADVI sd 0.12–0.26)
+    and three barely informed (0.41–0.63), their mean 0.313. Centring by the mean per direction (the rule before)
+    left that direction non-centred, and the pinned families' ridge gave 7 divergences in 4 × (1000 + 1000) draws
+    at target_accept 0.98 (17 at 2000 + 2000); centring per family: 2 (at small τ, the funnel the zero-avoiding τ
+    prior of `risk.bayes.model.build_hierarchical_model` closes: 0 at 0.99, R-hat 1.007, bulk / tail ESS
+    752 / 1228, in half the time; measured, docs/benchmarks.md "Simulation rounds").
 
-    ====================  =================  ========  ===========
-    centred directions    leapfrog steps     bulk ESS  divergences
-    ====================  =================  ========  ===========
-    d1, d2 (this rule)    39                 913       0
-    d1, d3                31                 1054      6 (τ₃ → 0.06)
-    d1, d2, d3            31                 766       5 (τ₃ → 0.06)
-    ====================  =================  ========  ===========
-
-    Against every direction non-centred (`benchmarks/calibration_parameterisation.py`, seed 7): 46 vs 63 steps,
-    but bulk ESS 941 vs 1165 — no gain in ESS per second on the full default study; the gains are on the quick
-    study (bulk ESS 1200 → 1700 at 38 → 31 steps) and in the cross-validation folds (leave-family-out worst
-    R-hat 1.07 → 1.027, bulk ESS 97 → 201 at 300 + 300 draws).
-
-    Mean-field ADVI understates posterior sds (here by 2–3 ×), hence a threshold of 0.3 on its sd. On the
-    databank, where the cell types barely separate (ADVI z sd ≈ 0.88), everything stays non-centred. With few
+    Mean-field ADVI understates posterior sds (2–3 × on the default study), hence a threshold of 0.3 on its sd. On
+    the databank, where the cell types barely separate (ADVI z sd ≈ 0.88), everything stays non-centred. With few
     families the between-family scale τ is barely identified (Gelman, Bayesian Analysis 1 (2006) 515) and a
     centred location opens a funnel as τ → 0: the quick study's leave-family-out folds (3 training families,
     d1 centred) had 36 divergences; hence non-centred below `CENTRED_MIN_FAMILIES`.
     """
     if "z_family_auto_scale" not in params:
-        return ()
+        return {}
     sd = np.asarray(params["z_family_auto_scale"], float)
     sd = sd.reshape(-1, sd.shape[-1])
-    if sd.shape[0] < min_families:
-        return (False,) * sd.shape[1]
-    return tuple(bool(v) for v in sd.mean(axis=0) < threshold)
+    if sd.shape[0] != len(families):
+        raise ValueError(f"ADVI fit has {sd.shape[0]} family locations, expected {len(families)} families")
+    pinned = (sd < threshold) & (sd.shape[0] >= min_families)
+    return {str(f): tuple(bool(v) for v in row) for f, row in zip(families, pinned)}
 
 
 def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: int, draws: int, tune: int,
@@ -287,8 +296,8 @@ def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: in
     `risk.bayes.sampling.advi_initial_points`, warm-up from ADVI's scales: `risk.bayes.sampling.advi_inverse_mass`);
     returns ``(tree, diagnostics)``.
 
-    Without ``setup.centred`` the ADVI fit of the non-centred model first decides which directions' family
-    locations to sample centred (`centred_directions`); the model is then rebuilt and ADVI rerun if any is.
+    Without ``setup.centred`` the ADVI fit of the non-centred model first decides which family locations to
+    sample centred (`centred_families`); the model is then rebuilt and ADVI rerun if any is.
     The tree's attrs carry ``setup.attrs()`` (subspace, prior moments, centring) for prediction and
     ``observed_entry_observable`` (JSON list: the observable index of each ``observed_entry``).
     """
@@ -299,8 +308,8 @@ def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: in
     model = build_physics_model(data, decoder, setup)
     fit = advi_fit(model, seed=seed)
     if setup.centred is None:
-        setup = replace(setup, centred=centred_directions(fit[1]) or None)
-        if setup.centred is not None and any(setup.centred):
+        setup = replace(setup, centred=centred_families(fit[1], data.families) or None)
+        if setup.centred is not None and any(any(c) for c in setup.centred.values()):
             model = build_physics_model(data, decoder, setup)
             fit = advi_fit(model, seed=seed)
     init = advi_initial_points(model, chains, seed=seed, fit=fit)

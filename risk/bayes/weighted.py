@@ -81,7 +81,9 @@ class WeightedFits:
             logp_graph = clone_replace([model.logp()], replace={model[WEIGHT]: w_in})
             logp_fn = get_jaxified_graph(inputs=[*values, w_in], outputs=logp_graph)
             outputs = [v for v in model.unobserved_value_vars if not v.name.endswith("__")]
-            post_fn = get_jaxified_graph(inputs=values, outputs=outputs)
+            # the weights too: which family locations are centred depends on the families a fit sees
+            post_fn = get_jaxified_graph(inputs=[*values, w_in],
+                                         outputs=clone_replace(outputs, replace={model[WEIGHT]: w_in}))
 
         logp = jax.jit(lambda xs, w: logp_fn(*xs, w)[0])
 
@@ -125,7 +127,7 @@ class WeightedFits:
         nuts = (jax.pmap(chain, in_axes=(0, 0, 0, None)) if parallel else
                 jax.jit(jax.vmap(chain, in_axes=(0, 0, 0, None))))
         self.chain_method = "parallel" if parallel else "vectorized"
-        post = jax.jit(jax.vmap(lambda *xs: post_fn(*xs)))
+        post = jax.jit(jax.vmap(lambda xs, w: post_fn(*xs, w), in_axes=(0, None)))
         self._compiled = (names, shapes, outputs, svi, advi_steps, nuts, post)
 
     # ---------------------------------------------------------------------------------------------- fit
@@ -179,7 +181,7 @@ class WeightedFits:
         z = [np.asarray(v)[:, t:] for v in z]
         self._last_draws = z  # (chain, draw, ...) per value variable, unconstrained: what `resume` starts from
         D = self.draws
-        flat = post(*[jnp.asarray(v.reshape(C * D, *v.shape[2:])) for v in z])
+        flat = post([jnp.asarray(v.reshape(C * D, *v.shape[2:])) for v in z], w)
         tree = self._tree([np.asarray(a).reshape(C, D, *np.shape(a)[1:]) for a in flat], outputs, keep)
         n_steps = np.asarray(n_steps)[:, t:]
         stats = {"diverging": np.asarray(diverging)[:, t:], "n_steps": n_steps,

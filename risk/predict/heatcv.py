@@ -35,6 +35,7 @@ the ``bottom_rupture`` entry scores the physics P(margin > 0) of each held-out t
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,8 @@ def group_normal_intervals(train: pd.DataFrame, test: pd.DataFrame, value: str =
 def crossvalidate_heat(decoder, data, priors, *, decoder_dir, table: Path | None, seed: int, draws: int, tune: int,
                        chains: int = 4, target_accept: float = 0.9, max_dim: int = 3, quick: bool = False,
                        n_replicate_folds: int = 3, workers: int = 1, family_discrepancy: float | None = None,
-                       centred: tuple[bool, ...] | None = None, emulator_length: float | None = None,
+                       centred: Mapping[str, Sequence[bool]] | Sequence[bool] | None = None,
+                       emulator_length: float | None = None,
                        family_scale: float = FAMILY_SCALE, family_logit: float | None = None,
                        family_link: float | None = None) -> dict | None:
     """The ``"heat"`` entry of ``crossval.json`` (module doc); None when the decoder has no heat observable.

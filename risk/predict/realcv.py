@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -200,9 +201,9 @@ def _fitter(key: str, decoder_dir: str, data, setup, kw: dict):
     """``(WeightedFits, setup)`` of ``data``'s weighted physics model, built and compiled once per process.
 
     Without ``setup.centred`` the centring is decided once, by ADVI of the non-centred model on all of ``data``
-    (`risk.bayes.physics.centred_directions`): the geometry the sampler works in, never the posterior."""
+    (`risk.bayes.physics.centred_families`): the geometry the sampler works in, never the posterior."""
     if key not in _FITTERS:
-        from risk.bayes.physics import build_physics_model, centred_directions
+        from risk.bayes.physics import build_physics_model, centred_families
         from risk.bayes.sampling import advi_fit
         from risk.bayes.weighted import WeightedFits
         from sim2real import load_decoder
@@ -210,7 +211,7 @@ def _fitter(key: str, decoder_dir: str, data, setup, kw: dict):
         decoder = load_decoder(decoder_dir)
         if setup.centred is None:
             fit = advi_fit(build_physics_model(data, decoder, setup), seed=0)
-            setup = replace(setup, centred=centred_directions(fit[1]) or (False,) * setup.subspace.basis.shape[1])
+            setup = replace(setup, centred=centred_families(fit[1], data.families) or (False,) * setup.subspace.dim)
         _FITTERS.clear()  # one study's folds at a time
         _FITTERS[key] = (WeightedFits(build_physics_model(data, decoder, setup, weighted=True), **kw), setup)
     return _FITTERS[key]
@@ -300,17 +301,24 @@ def fit_folds(decoder_dir, data, rows: list[np.ndarray], setup, *, seeds: list[i
         return [f.result() for f in pool.submit(rows, seeds)]
 
 
-def fold_setup(setup, centred: tuple[bool, ...] | None):
-    """The folds' `PhysicsSetup`: with ``centred`` (the calibrated model's centring, `risk.bayes.physics.
-    centred_directions`) every fold samples in that geometry and skips the second ADVI fit that deciding it per
-    fold costs (~12 s of compilation each); centring changes the sampler's geometry, never the posterior, so the
-    decision taken on all tests leaks nothing into a fold. None (or a different number of directions): each fold
+def fold_setup(setup, centred: Mapping[str, Sequence[bool]] | Sequence[bool] | None):
+    """The folds' `PhysicsSetup`: with ``centred`` (the calibrated model's centring, ``{family: (k,) bool}`` or
+    ``(k,)``, `risk.bayes.physics.centred_families`) every fold samples in that geometry and skips the second ADVI
+    fit that deciding it per fold costs (~12 s of compilation each); centring changes the sampler's geometry, never
+    the posterior, so the decision taken on all tests leaks nothing into a fold (a family a fold does not see is
+    non-centred in it, `risk.bayes.model.centring_mask`). None (or a different number of directions): each fold
     decides."""
     from dataclasses import replace
 
-    if centred is None or len(centred) != setup.subspace.basis.shape[1]:
+    from risk.bayes.physics import centring_from_json, centring_json
+
+    if centred is None:
         return setup
-    return replace(setup, centred=tuple(bool(c) for c in centred))
+    centred = centring_from_json(centring_json(centred))
+    rows = centred.values() if isinstance(centred, Mapping) else [centred]
+    if any(len(r) != setup.subspace.dim for r in rows):
+        return setup
+    return replace(setup, centred=centred)
 
 
 def training_rows(n: int, held: np.ndarray, family: np.ndarray, whole_families: bool) -> np.ndarray:
@@ -352,7 +360,8 @@ def _score_observables(observables: dict, scheme: str, df: pd.DataFrame, folds: 
 def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None, seed: int, draws: int = 500,
                         tune: int = 500, chains: int = 4, target_accept: float = 0.9, max_dim: int = 3,
                         quick: bool = False, n_replicate_folds: int = 3, workers: int = 1,
-                        family_discrepancy: float | None = None, centred: tuple[bool, ...] | None = None,
+                        family_discrepancy: float | None = None,
+                        centred: Mapping[str, Sequence[bool]] | Sequence[bool] | None = None,
                         emulator_length: float | None = None, family_scale: float = FAMILY_SCALE) -> dict:
     """Grouped CV of the physics model, the metadata regression and the family-frequency baseline.
 

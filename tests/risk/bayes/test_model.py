@@ -194,17 +194,56 @@ def test_centred_family_locations_are_the_same_model():
 
     mu, mu_nc = mu_family(ce, point_c), mu_family(nc, point)
     np.testing.assert_allclose(mu, mu_nc, rtol=1e-9, atol=1e-12)
+    # per family: family a centred along d2 only, b non-centred (an unnamed family is non-centred)
+    pf = build_hierarchical_model(data, linear_surrogate, centred_families={"a": [False, True]}, **kw)
+    point_f = dict(point, z_family=np.where([[False, True], [False, False]], centre + tau * z, z))
+    np.testing.assert_allclose(pf.compile_logp()(point_f), lp_nc - np.log(tau[1]), rtol=1e-9)
+    np.testing.assert_allclose(mu_family(pf, point_f), mu_nc, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="centred_families"):
         build_hierarchical_model(data, linear_surrogate, centred_families=[True], **kw)
+    with pytest.raises(ValueError, match="family 'b'"):
+        build_hierarchical_model(data, linear_surrogate, centred_families={"b": [True]}, **kw)
 
 
-def test_centred_directions_from_advi_scales():
-    from risk.bayes.physics import centred_directions
+def test_a_family_a_fit_does_not_see_stays_non_centred():
+    """In the weighted model (one graph for every cross-validation fold) a family whose tests all have weight 0 is
+    sampled non-centred whatever the centring says (a prior-only centred location is a funnel in τ): with family b
+    unseen, the log density of the all-centred model is the non-centred one minus family a's Jacobian alone; with b
+    seen, minus both families'."""
+    data, _ = _data()
+    kw = dict(parameter_names=["k1", "k2"], prior_mean=np.zeros(2), prior_sd=np.ones(2), weighted=True)
+    nc = build_hierarchical_model(data, linear_surrogate, **kw)
+    ce = build_hierarchical_model(data, linear_surrogate, centred_families={"a": [True, True], "b": [True, True]},
+                                  **kw)
+    point = nc.initial_point()
+    rng = np.random.default_rng(5)
+    for name in point:
+        point[name] = point[name] + 0.3 * rng.standard_normal(np.shape(point[name]))
+    tau, z = np.exp(point["tau_family_log__"]), point["z_family"]
+    loc = point["a_pop"] + tau * z
+    b_seen = np.ones(len(data.test))
+    b_unseen = np.where(data.family == "b", 0.0, 1.0)
+    for w, centred_rows, jacobian in ((b_unseen, [True, False], np.log(tau).sum()),
+                                      (b_seen, [True, True], 2 * np.log(tau).sum())):
+        for m in (nc, ce):
+            m["test_weight"].set_value(w)
+        point_c = dict(point, z_family=np.where(np.array(centred_rows)[:, None], loc, z))
+        np.testing.assert_allclose(ce.compile_logp()(point_c), nc.compile_logp()(point) - jacobian, rtol=1e-9)
 
-    sd = np.array([[0.1, 0.9, 0.3], [0.2, 0.7, 0.35]] * 3)  # 6 families × 3 directions
-    assert centred_directions({"z_family_auto_scale": sd}) == (True, False, False)
-    assert centred_directions({"z_family_auto_scale": sd[:4]}) == (False, False, False)  # too few families
-    assert centred_directions({}) == ()
+
+def test_centred_families_from_advi_scales():
+    from risk.bayes.physics import centred_families, centring_from_json, centring_json
+
+    sd = np.array([[0.1, 0.9, 0.3], [0.2, 0.7, 0.35], [0.5, 0.1, 0.2]] * 2)  # 6 families × 3 directions
+    fams = [f"f{i}" for i in range(6)]
+    got = centred_families({"z_family_auto_scale": sd}, fams)
+    assert got["f0"] == (True, False, False) and got["f1"] == (True, False, False)
+    assert got["f2"] == (False, True, True)  # per family: f2 is pinned where the others are not
+    assert centring_from_json(json.loads(json.dumps(centring_json(got)))) == got  # the posterior attr round trip
+    assert centred_families({"z_family_auto_scale": sd[:4]}, fams[:4]) == {f: (False,) * 3 for f in fams[:4]}
+    assert centred_families({}, fams) == {}
+    with pytest.raises(ValueError, match="6 family locations, expected 5"):
+        centred_families({"z_family_auto_scale": sd}, fams[:5])
 
 
 def test_advi_inverse_mass_follows_the_value_variables_order_numpyro_receives():

@@ -102,6 +102,9 @@ def test_folds_take_the_calibrated_centring_when_its_directions_match():
                            eigenvalues=np.ones(4), n_tests=10)
     setup = PhysicsSetup(np.zeros(4), np.ones(4), sub)
     assert fold_setup(setup, (True, False, True)).centred == (True, False, True)
+    per_family = {"f1": [True, False, True], "f2": [False, False, False]}
+    assert fold_setup(setup, per_family).centred == {"f1": (True, False, True), "f2": (False, False, False)}
+    assert fold_setup(setup, {"f1": [True, False]}) is setup  # another subspace
     assert fold_setup(setup, None) is setup  # no calibrated posterior: each fold decides
     assert fold_setup(setup, (True, True)) is setup  # another subspace: its centring does not apply
 
