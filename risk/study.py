@@ -282,8 +282,8 @@ class Inference(_Section):
                                            "space calibrated per family and cell (the data-informed subspace, "
                                            "risk.bayes.subspace); the others stay at the prior")] = 3
     family_scale: Annotated[float, Field(gt=0, le=3, description=(
-        "HalfNormal scale [prior sd of u] of the between-family spread of the cell families' physical-parameter "
-        "locations (risk.bayes.model.build_hierarchical_model, tau_family)"))] = 0.5
+        "prior mean [prior sd of u] of the between-family spread of the cell families' physical-parameter "
+        "locations, tau_family ~ Gamma(2, 2 / family_scale) (risk.bayes.model.build_hierarchical_model)"))] = 0.5
     family_discrepancy_scale: Annotated[float | None, Field(gt=0, description=(
         "half-t(3) scale [normalised observable units] of a family-level discrepancy of the observables "
         "(what the simulator misses about a cell design; risk.bayes.model): null = none"))] = None
