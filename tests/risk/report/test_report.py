@@ -49,7 +49,7 @@ def test_full_report_is_self_contained_and_complete(run_copy):
     from risk.bayes.model import hyperpriors
 
     rows = hyperpriors(family_scale=study["inference"]["family_scale"])
-    assert f"HalfNormal({study['inference']['family_scale']:g}) [prior sd of u]" in text
+    assert f"Gamma(2, 2 / {study['inference']['family_scale']:g}) [prior sd of u]" in text
     for row in rows:
         assert row["variable"] in text and row["prior"] in text, row
     assert "USD" in text
