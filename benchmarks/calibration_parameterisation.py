@@ -5,8 +5,8 @@ Both fits use the same run directory (frozen decoder + real tests of the default
 
 - ``subspace``: `risk.bayes.physics` as the calibrate stage runs it (family and cell latents in the
   k-dimensional data-informed subspace, `risk.bayes.subspace`, with the soft wall at the decoder's design
-  region, `risk.bayes.model.design_penalty`, family locations centred where the ADVI pilot
-  finds them pinned by the data, `risk.bayes.physics.centred_families`);
+  region, `risk.bayes.model.design_penalty`, family locations partially centred, as far as the ADVI
+  pilot finds them pinned by the data, `risk.bayes.physics.centred_families`);
 - ``subspace_noncentred``: the same with every family location non-centred (the parameterisation before);
 - ``subspace_no_wall``: the same without the wall (families free to leave the simulated region);
 - ``full``: the identity basis without the wall (every physical parameter a free family location and a

@@ -385,7 +385,7 @@ def _misspecification(ctx: RunContext, tree, data, decoder) -> dict:
     return result
 
 
-def _calibrated_centring(ctx: RunContext) -> dict[str, tuple[bool, ...]] | tuple[bool, ...] | None:
+def _calibrated_centring(ctx: RunContext) -> dict[str, tuple[float, ...]] | tuple[float, ...] | None:
     """The calibrated physics posterior's centring of the family locations (``centred_families`` attr), or None."""
     import xarray as xr
 

@@ -275,24 +275,29 @@ def reference_conditions(conditions: np.ndarray, condition_names: Sequence[str])
     return out
 
 
-def centring_mask(centred: Sequence[bool] | Mapping[str, Sequence[bool]] | None, families: Sequence[str],
+def centring_mask(centred: Sequence[float] | Mapping[str, Sequence[float]] | None, families: Sequence[str],
                   k: int) -> np.ndarray:
-    """``(n_families, k)`` bool: which family locations `build_hierarchical_model` samples centred. ``centred``: None
-    (none), ``(k,)`` (per direction, every family alike) or ``{family: (k,)}`` (per family and direction,
-    `risk.bayes.physics.centred_families`; a family it does not name is non-centred)."""
+    """``(n_families, k)`` float in [0, 1]: how far `build_hierarchical_model` centres each family location (0
+    non-centred, 1 centred, between: partially centred). ``centred``: None (none), ``(k,)`` (per direction, every
+    family alike) or ``{family: (k,)}`` (per family and direction, `risk.bayes.physics.centred_families`; a family
+    it does not name is non-centred); booleans read as 0 / 1."""
     F = len(families)
     if centred is None:
-        return np.zeros((F, k), bool)
+        return np.zeros((F, k))
     if isinstance(centred, Mapping):
-        rows = [np.asarray(centred.get(str(f), np.zeros(k, bool)), bool) for f in families]
+        rows = [np.asarray(centred.get(str(f), np.zeros(k)), float) for f in families]
         for f, r in zip(families, rows):
             if r.shape != (k,):
                 raise ValueError(f"centred_families of family {str(f)!r} has shape {r.shape}, expected ({k},)")
-        return np.array(rows, bool).reshape(F, k)
-    cf = np.asarray(centred, bool)
-    if cf.shape != (k,):
-        raise ValueError(f"centred_families has shape {cf.shape}, expected ({k},)")
-    return np.broadcast_to(cf, (F, k)).copy()
+        cf = np.array(rows, float).reshape(F, k)
+    else:
+        cf = np.asarray(centred, float)
+        if cf.shape != (k,):
+            raise ValueError(f"centred_families has shape {cf.shape}, expected ({k},)")
+        cf = np.broadcast_to(cf, (F, k)).copy()
+    if not np.all((cf >= 0) & (cf <= 1)):
+        raise ValueError(f"centred_families must lie in [0, 1], got {cf.min():g} ... {cf.max():g}")
+    return cf
 
 
 def design_region_u(priors: Sequence[Prior], to_unconstrained: Callable[[np.ndarray], np.ndarray],
@@ -500,12 +505,14 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
         two modes (R-hat 1.13; measured).
         None: no wall.
     design_wall : width of the soft wall [u].
-    centred_families : which family locations are sampled centred (`centring_mask`): ``(k,)`` bool per direction,
-        or ``{family: (k,) bool}`` per family and direction. Where centred, ``z_family`` is the family location
-        itself, ``a_f ~ Normal(a_pop + β x_f d, τ)``; elsewhere its standard normal deviate (non-centred, the
-        default). The same posterior, a different geometry: centred where a family's tests pin its location
-        (`risk.bayes.physics.centred_families`). A family none of whose tests a copy sees (``train_mask``, weight 0)
-        is non-centred in that copy whatever this says (a prior-only centred location is a funnel in (τ, a_f)).
+    centred_families : how far each family location is centred, λ in [0, 1] (`centring_mask`): ``(k,)`` per
+        direction, or ``{family: (k,)}`` per family and direction (booleans read as 0 / 1). ``z_family ~ Normal(λ c_f,
+        τ^λ)`` and ``a_f = c_f + τ^(1-λ) (z_family - λ c_f)`` with ``c_f = a_pop + β x_f d``: at λ = 1 ``z_family`` is
+        the family location itself (centred), at 0 its standard normal deviate (non-centred, the default), between
+        partially centred. The same prior on ``a_f`` for every λ, a different geometry
+        (`risk.bayes.physics.centred_families` sets λ from how tightly a family's tests pin its location). A family
+        none of whose tests a copy sees (``train_mask``, weight 0) is non-centred in that copy whatever this says (a
+        prior-only centred location is a funnel in (τ, a_f)).
     emulator_groups : ``(n_tests,)`` int, 0-based: tests that share the surrogate's error (`risk.bayes.physics.
         emulator_groups`: a cell family's tests under the same conditions, up to a distance). The decoder emulates a
         deterministic simulator, so its scale ``exp(log_scale)`` is the error of the emulator at ``(u, c)`` — the same
@@ -632,16 +639,18 @@ def build_hierarchical_model(data: CalibrationData, surrogate: Surrogate, *, par
             pm.Deterministic("family_slope_u", (beta[..., None] if batch else beta) * (W @ d), dims=dims("parameter"))
         # which family locations are centred, per copy: a family none of whose tests a copy sees follows the prior
         # alone, and a centred prior-only location is a funnel in (τ, a_f), so it stays non-centred there
-        cf = centring_mask(centred_families, data.families, k)  # (F, k)
+        lam = centring_mask(centred_families, data.families, k)  # (F, k)
         member = (fam[None, :] == np.arange(len(data.families))[:, None]).astype(float)  # (F, N)
         if batch:
-            cf = cf[None] & (seen.astype(float) @ member.T > 0)[..., None]  # (B, F, k)
+            lam = lam[None] * (seen.astype(float) @ member.T > 0)[..., None]  # (B, F, k)
         elif w is not None:  # symbolic in the weights: one compiled graph serves every fold (risk.bayes.weighted)
-            cf = pt.and_(cf, pt.gt(pt.dot(member, w), 0)[:, None])
-        # z_family: the family location itself where centred, its standard normal z elsewhere
-        z_f = pm.Normal("z_family", pt.switch(cf, centre, 0.0), pt.switch(cf, tau[..., None, :], 1.0),
-                        dims=dims("family", "direction"))
-        a_f = pt.switch(cf, z_f, centre + tau[..., None, :] * z_f)  # (*batch, F, k)
+            lam = lam * pt.gt(pt.dot(member, w), 0)[:, None]
+        # z_family ~ N(λ centre, τ^λ), a_f = centre + τ^(1-λ) (z - λ centre): the location itself where λ = 1
+        # (centred), its standard normal z where λ = 0 (non-centred), partially centred between (Papaspiliopoulos,
+        # Roberts & Sköld 2003; Gorinova, Moore & Hoffman, ICML 2020); the same prior on a_f for every λ
+        tau_f = tau[..., None, :]
+        z_f = pm.Normal("z_family", lam * centre, tau_f ** lam, dims=dims("family", "direction"))
+        a_f = centre + tau_f ** (1 - lam) * (z_f - lam * centre)  # (*batch, F, k)
         sd = pm.HalfNormal("cell_sd", cell_scale, dims=dims("direction"))
         z_t = pm.Normal("z_test", 0.0, 1.0, dims=dims("test", "direction"))
         a_t = a_f[..., fam, :] + sd[..., None, :] * z_t  # (*batch, N, k)

@@ -40,9 +40,9 @@ class PhysicsSetup:
     unit ``direction`` ``(k,)`` of the subspace; or None); ``family_discrepancy``: half-t(3) scale of the
     family-level observable discrepancy [normalised] (`risk.bayes.model.build_hierarchical_model`), or None;
     ``design_bounds``: ``(lower, upper)`` ``(n_param,)`` each [u], the decoder's design region
-    (`risk.bayes.model.design_region_u`), or None; ``centred``: ``{family: (k,) bool}``, the family locations
-    sampled centred (`centred_families`; a ``(k,)`` tuple: per direction, every family alike), or None (decided by
-    `fit_physics`);
+    (`risk.bayes.model.design_region_u`), or None; ``centred``: ``{family: (k,) λ}``, how far each family
+    location is sampled centred (λ in [0, 1], `centred_families`; a ``(k,)`` tuple: per direction, every family
+    alike), or None (decided by `fit_physics`);
     ``emulator``: the tests and length scale of the correlated emulator error (`emulator_spec`), or None;
     ``family_scale``: HalfNormal scale of the between-family spread ``tau_family`` [u] (the study's
     ``inference.family_scale``; `risk.bayes.model.build_hierarchical_model`); ``family_logit``: HalfNormal scale of
@@ -235,59 +235,66 @@ def _training_groups(setup: PhysicsSetup, data: CalibrationData) -> np.ndarray |
     return np.asarray(setup.emulator["group"], int)
 
 
-#: a direction's family locations are sampled centred when mean-field ADVI puts the sd of their non-centred
-#: z below this (`centred_families`)
-CENTRED_Z_SD = 0.3
+#: the range of the family spread τ, about ADVI's estimate τ̂ (divided by the first, times the second), over which
+#: a family location's partial centring averages its shrinkage factor (`centred_families`)
+CENTRING_TAU_RANGE = (10.0, 3.0)
 #: fewer families than this keep every family location non-centred (`centred_families`)
 CENTRED_MIN_FAMILIES = 5
 
 
-def centring_json(centred: Mapping[str, Sequence[bool]] | Sequence[bool]) -> dict | list:
-    """``PhysicsSetup.centred`` as JSON-ready ``{family: [bool]}`` (or ``[bool]`` per direction)."""
+def centring_json(centred: Mapping[str, Sequence[float]] | Sequence[float]) -> dict | list:
+    """``PhysicsSetup.centred`` as JSON-ready ``{family: [λ]}`` (or ``[λ]`` per direction), λ to 4 decimals."""
     if isinstance(centred, Mapping):
-        return {str(f): [bool(c) for c in v] for f, v in centred.items()}
-    return [bool(c) for c in centred]
+        return {str(f): [round(float(c), 4) for c in v] for f, v in centred.items()}
+    return [round(float(c), 4) for c in centred]
 
 
-def centring_from_json(value) -> dict[str, tuple[bool, ...]] | tuple[bool, ...]:
-    """The inverse of `centring_json` (a posterior's ``centred_families`` attr, parsed)."""
+def centring_from_json(value) -> dict[str, tuple[float, ...]] | tuple[float, ...]:
+    """The inverse of `centring_json` (a posterior's ``centred_families`` attr, parsed; booleans read as 0 / 1)."""
     if isinstance(value, dict):
-        return {str(f): tuple(bool(c) for c in v) for f, v in value.items()}
-    return tuple(bool(c) for c in value)
+        return {str(f): tuple(float(c) for c in v) for f, v in value.items()}
+    return tuple(float(c) for c in value)
 
 
-def centred_families(params: dict, families: Sequence[str], threshold: float = CENTRED_Z_SD,
-                     min_families: int = CENTRED_MIN_FAMILIES) -> dict[str, tuple[bool, ...]]:
-    """Per family and subspace direction, sample the family location centred? ``params``: the ADVI fit of the
-    non-centred model (`risk.bayes.sampling.advi_fit`), ``families``: its families in model order. Returns
-    ``{family: (k,) bool}``, True where that family's ADVI sd of ``z_family`` < ``threshold`` and at least
-    ``min_families`` families are fitted ({} without ``z_family``).
+def centred_families(params: dict, families: Sequence[str], tau_range: tuple[float, float] = CENTRING_TAU_RANGE,
+                     min_families: int = CENTRED_MIN_FAMILIES) -> dict[str, tuple[float, ...]]:
+    """How far to centre each family location, per family and subspace direction: ``{family: (k,) λ}``, λ in [0, 1]
+    (`risk.bayes.model.build_hierarchical_model`: 0 non-centred, 1 centred). ``params``: the ADVI fit of the
+    non-centred model (`risk.bayes.sampling.advi_fit`), ``families``: its families in model order ({} without
+    ``z_family``; all 0 below ``min_families`` families).
 
-    A group location the data pin down is sampled best centred, one they barely inform non-centred
-    (Papaspiliopoulos, Roberts & Sköld, Statist. Sci. 22 (2007) 59; Betancourt & Girolami 2015): the family's
-    data then fix ``a_f`` and a non-centred ``z = (a_f − a_pop)/τ`` becomes a ridge in (a_pop, τ, z); a centred
-    location the data do not pin makes a funnel in (τ, a_f) instead. The families of one direction differ: on the
-    default study with one simulation round, along the first direction five families were pinned (ADVI sd 0.12–0.26)
-    and three barely informed (0.41–0.63), their mean 0.313. Centring by the mean per direction (the rule before)
-    left that direction non-centred, and the pinned families' ridge gave 7 divergences in 4 × (1000 + 1000) draws
-    at target_accept 0.98 (17 at 2000 + 2000); centring per family: 2 (at small τ, the funnel the zero-avoiding τ
-    prior of `risk.bayes.model.build_hierarchical_model` closes: 0 at 0.99, R-hat 1.007, bulk / tail ESS
-    752 / 1228, in half the time; measured, docs/benchmarks.md "Simulation rounds").
+    A group location the data pin down is sampled best centred, one they barely inform non-centred: for a normal
+    location with data-only sd σ_f under a group scale τ, the partially centred parameterisation with weight
+    κ = τ² / (τ² + σ_f²) makes it independent of τ (Papaspiliopoulos, Roberts & Sköld, Statist. Sci. 22 (2007) 59;
+    Gorinova, Moore & Hoffman, ICML 2020, "VIP"). τ is not known before sampling, so λ is κ averaged over log τ in
+    [τ̂ / r₁, τ̂ r₂] (`CENTRING_TAU_RANGE`; closed form ½ ln((τ_hi² + σ_f²) / (τ_lo² + σ_f²)) / ln(τ_hi / τ_lo)):
+    the conditional sd of ``z_family`` is then about equal at both ends, where a binary choice leaves a funnel neck
+    at small τ (centred) or a ridge at large τ (non-centred). σ_f comes from the non-centred ADVI fit,
+    σ_f² = τ̂² s² / (1 − s²) with s the ADVI sd of ``z_family`` (∞ for s ≥ 1: data that do not inform the location),
+    and is stable where ADVI's τ̂ is not: mean-field ADVI understates a group scale, and on the default study with
+    one simulation round τ̂ along the first direction was 0.10 or 0.17 under two seeds of the same model (its NUTS
+    posterior: mean 0.27, 5 % quantile 0.07) while σ_f of every family agreed within 3 %. The rule before (centred
+    where s < 0.3) flipped four families with τ̂, and the sampler then met the funnel neck at τ ≈ 0.01 or the ridge
+    at large τ (1–7 divergences; docs/benchmarks.md "Simulation rounds").
 
-    Mean-field ADVI understates posterior sds (2–3 × on the default study), hence a threshold of 0.3 on its sd. On
-    the databank, where the cell types barely separate (ADVI z sd ≈ 0.88), everything stays non-centred. With few
-    families the between-family scale τ is barely identified (Gelman, Bayesian Analysis 1 (2006) 515) and a
+    With few families the between-family scale τ is barely identified (Gelman, Bayesian Analysis 1 (2006) 515) and a
     centred location opens a funnel as τ → 0: the quick study's leave-family-out folds (3 training families,
     d1 centred) had 36 divergences; hence non-centred below `CENTRED_MIN_FAMILIES`.
     """
     if "z_family_auto_scale" not in params:
         return {}
-    sd = np.asarray(params["z_family_auto_scale"], float)
-    sd = sd.reshape(-1, sd.shape[-1])
-    if sd.shape[0] != len(families):
-        raise ValueError(f"ADVI fit has {sd.shape[0]} family locations, expected {len(families)} families")
-    pinned = (sd < threshold) & (sd.shape[0] >= min_families)
-    return {str(f): tuple(bool(v) for v in row) for f, row in zip(families, pinned)}
+    s = np.asarray(params["z_family_auto_scale"], float)
+    s = s.reshape(-1, s.shape[-1])
+    if s.shape[0] != len(families):
+        raise ValueError(f"ADVI fit has {s.shape[0]} family locations, expected {len(families)} families")
+    if s.shape[0] < min_families:
+        return {str(f): (0.0,) * s.shape[1] for f in families}
+    tau = np.exp(np.asarray(params["tau_family_log___auto_loc"], float)).reshape(-1)
+    lo, hi = tau / tau_range[0], tau * tau_range[1]
+    with np.errstate(divide="ignore"):
+        var_f = np.where(s < 1, tau**2 * s**2 / np.maximum(1 - s**2, 1e-300), np.inf)  # (F, k)
+    lam = np.where(np.isfinite(var_f), 0.5 * np.log((hi**2 + var_f) / (lo**2 + var_f)) / np.log(hi / lo), 0.0)
+    return {str(f): tuple(float(np.clip(v, 0.0, 1.0)) for v in row) for f, row in zip(families, lam)}
 
 
 def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: int, draws: int, tune: int,
@@ -309,7 +316,7 @@ def fit_physics(data: CalibrationData, decoder, setup: PhysicsSetup, *, seed: in
     fit = advi_fit(model, seed=seed)
     if setup.centred is None:
         setup = replace(setup, centred=centred_families(fit[1], data.families) or None)
-        if setup.centred is not None and any(any(c) for c in setup.centred.values()):
+        if setup.centred is not None and any(any(c) for c in setup.centred.values()):  # any λ > 0
             model = build_physics_model(data, decoder, setup)
             fit = advi_fit(model, seed=seed)
     init = advi_initial_points(model, chains, seed=seed, fit=fit)

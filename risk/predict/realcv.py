@@ -211,7 +211,7 @@ def _fitter(key: str, decoder_dir: str, data, setup, kw: dict):
         decoder = load_decoder(decoder_dir)
         if setup.centred is None:
             fit = advi_fit(build_physics_model(data, decoder, setup), seed=0)
-            setup = replace(setup, centred=centred_families(fit[1], data.families) or (False,) * setup.subspace.dim)
+            setup = replace(setup, centred=centred_families(fit[1], data.families) or (0.0,) * setup.subspace.dim)
         _FITTERS.clear()  # one study's folds at a time
         _FITTERS[key] = (WeightedFits(build_physics_model(data, decoder, setup, weighted=True), **kw), setup)
     return _FITTERS[key]
@@ -301,8 +301,8 @@ def fit_folds(decoder_dir, data, rows: list[np.ndarray], setup, *, seeds: list[i
         return [f.result() for f in pool.submit(rows, seeds)]
 
 
-def fold_setup(setup, centred: Mapping[str, Sequence[bool]] | Sequence[bool] | None):
-    """The folds' `PhysicsSetup`: with ``centred`` (the calibrated model's centring, ``{family: (k,) bool}`` or
+def fold_setup(setup, centred: Mapping[str, Sequence[float]] | Sequence[float] | None):
+    """The folds' `PhysicsSetup`: with ``centred`` (the calibrated model's centring, ``{family: (k,) λ}`` or
     ``(k,)``, `risk.bayes.physics.centred_families`) every fold samples in that geometry and skips the second ADVI
     fit that deciding it per fold costs (~12 s of compilation each); centring changes the sampler's geometry, never
     the posterior, so the decision taken on all tests leaks nothing into a fold (a family a fold does not see is
@@ -361,7 +361,7 @@ def crossvalidate_study(study, decoder, data, priors, *, decoder_dir, table=None
                         tune: int = 500, chains: int = 4, target_accept: float = 0.9, max_dim: int = 3,
                         quick: bool = False, n_replicate_folds: int = 3, workers: int = 1,
                         family_discrepancy: float | None = None,
-                        centred: Mapping[str, Sequence[bool]] | Sequence[bool] | None = None,
+                        centred: Mapping[str, Sequence[float]] | Sequence[float] | None = None,
                         emulator_length: float | None = None, family_scale: float = FAMILY_SCALE) -> dict:
     """Grouped CV of the physics model, the metadata regression and the family-frequency baseline.
 

@@ -172,7 +172,8 @@ def test_family_offset_only_on_observables_with_exact_values():
 
 def test_centred_family_locations_are_the_same_model():
     """Centring the family locations along a direction changes the geometry, not the posterior: the centred log
-    density at a = a_pop + β x d + τ z equals the non-centred one at z minus the Jacobian log τ per family."""
+    density at a = a_pop + β x d + τ z equals the non-centred one at z minus the Jacobian log τ per family (λ log τ
+    where partially centred with weight λ)."""
     data, _ = _data()
     kw = dict(parameter_names=["k1", "k2"], prior_mean=np.zeros(2), prior_sd=np.ones(2),
               family_covariate=np.array([-0.3, 0.3]), covariate_direction=np.array([0.6, 0.8]))
@@ -199,8 +200,16 @@ def test_centred_family_locations_are_the_same_model():
     point_f = dict(point, z_family=np.where([[False, True], [False, False]], centre + tau * z, z))
     np.testing.assert_allclose(pf.compile_logp()(point_f), lp_nc - np.log(tau[1]), rtol=1e-9)
     np.testing.assert_allclose(mu_family(pf, point_f), mu_nc, rtol=1e-9, atol=1e-12)
+    # partially centred, λ = (0.3, 0.7) for family a: z = λ c + τ^λ z_nc, the log density minus λ log τ
+    lam = np.array([[0.3, 0.7], [0.0, 0.0]])
+    pp = build_hierarchical_model(data, linear_surrogate, centred_families={"a": [0.3, 0.7]}, **kw)
+    point_p = dict(point, z_family=lam * centre + tau**lam * z)
+    np.testing.assert_allclose(pp.compile_logp()(point_p), lp_nc - (lam[0] * np.log(tau)).sum(), rtol=1e-9)
+    np.testing.assert_allclose(mu_family(pp, point_p), mu_nc, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="centred_families"):
         build_hierarchical_model(data, linear_surrogate, centred_families=[True], **kw)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        build_hierarchical_model(data, linear_surrogate, centred_families=[1.5, 0.0], **kw)
     with pytest.raises(ValueError, match="family 'b'"):
         build_hierarchical_model(data, linear_surrogate, centred_families={"b": [True]}, **kw)
 
@@ -232,18 +241,38 @@ def test_a_family_a_fit_does_not_see_stays_non_centred():
 
 
 def test_centred_families_from_advi_scales():
-    from risk.bayes.physics import centred_families, centring_from_json, centring_json
+    """λ (how far to centre a family location) from the non-centred ADVI fit: the shrinkage factor averaged over log τ
+    in the range about ADVI's τ̂, so that the partially centred z has the same conditional sd at both ends of the
+    range (the rule's purpose); 0 for a location the data do not inform, larger the tighter the tests pin it."""
+    from risk.bayes.physics import CENTRING_TAU_RANGE, centred_families, centring_from_json, centring_json
 
-    sd = np.array([[0.1, 0.9, 0.3], [0.2, 0.7, 0.35], [0.5, 0.1, 0.2]] * 2)  # 6 families × 3 directions
+    sd = np.array([[0.1, 0.9, 0.3], [0.2, 0.7, 0.35], [0.5, 1.0, 0.2]] * 2)  # 6 families × 3 directions
+    tau = np.array([0.2, 0.8, 1.5])
     fams = [f"f{i}" for i in range(6)]
-    got = centred_families({"z_family_auto_scale": sd}, fams)
-    assert got["f0"] == (True, False, False) and got["f1"] == (True, False, False)
-    assert got["f2"] == (False, True, True)  # per family: f2 is pinned where the others are not
-    assert centring_from_json(json.loads(json.dumps(centring_json(got)))) == got  # the posterior attr round trip
-    assert centred_families({"z_family_auto_scale": sd[:4]}, fams[:4]) == {f: (False,) * 3 for f in fams[:4]}
+    params = {"z_family_auto_scale": sd, "tau_family_log___auto_loc": np.log(tau)}
+    lam = np.array([centred_families(params, fams)[f] for f in fams])
+    assert lam[2, 1] == 0.0  # sd 1: the data do not inform the location
+    assert np.all((lam >= 0) & (lam <= 1))
+    assert lam[0, 0] > lam[1, 0] > lam[2, 0] and lam[1, 1] > lam[0, 1]  # tighter pinned, more centred
+    # the conditional sd of z = λ c + τ^(λ-1) (a - c) given τ, a normal location with data-only sd σ_f:
+    # τ^(λ-1) (1/τ² + 1/σ_f²)^(-1/2), equal at both ends of the range
+    with np.errstate(divide="ignore"):
+        var_f = tau**2 * sd**2 / (1 - sd**2)
+    for lo, hi in ((tau / CENTRING_TAU_RANGE[0], tau * CENTRING_TAU_RANGE[1]),):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_lo = lo ** (lam - 1) / np.sqrt(1 / lo**2 + 1 / var_f)
+            s_hi = hi ** (lam - 1) / np.sqrt(1 / hi**2 + 1 / var_f)
+        finite = np.isfinite(var_f)
+        np.testing.assert_allclose(s_lo[finite], s_hi[finite], rtol=1e-9)
+    got = centred_families(params, fams)
+    assert centring_from_json(json.loads(json.dumps(centring_json(got)))) == {
+        f: tuple(round(v, 4) for v in r) for f, r in got.items()}  # the posterior attr round trip (4 decimals)
+    assert centring_from_json([True, False]) == (1.0, 0.0)  # an older posterior's booleans
+    small = {"z_family_auto_scale": sd[:4], "tau_family_log___auto_loc": np.log(tau)}
+    assert centred_families(small, fams[:4]) == {f: (0.0,) * 3 for f in fams[:4]}
     assert centred_families({}, fams) == {}
     with pytest.raises(ValueError, match="6 family locations, expected 5"):
-        centred_families({"z_family_auto_scale": sd}, fams[:5])
+        centred_families(params, fams[:5])
 
 
 def test_advi_inverse_mass_follows_the_value_variables_order_numpyro_receives():
