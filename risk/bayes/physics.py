@@ -236,8 +236,11 @@ def _training_groups(setup: PhysicsSetup, data: CalibrationData) -> np.ndarray |
 
 
 #: the range of the family spread τ, about ADVI's estimate τ̂ (divided by the first, times the second), over which
-#: a family location's partial centring averages its shrinkage factor (`centred_families`)
-CENTRING_TAU_RANGE = (10.0, 3.0)
+#: a family location's partial centring averages its shrinkage factor (`centred_families`). Wide below: the sampler
+#: diverges in the lower tail of τ (on the default study with one simulation round at τ₃ ≈ 0.2 = τ̂₃ / 7 and τ₁ ≈
+#: 0.01 = τ̂₁ / 10-17); with τ̂ / 10 one of three seeds kept a divergence at target_accept 0.99, with τ̂ / 30 none
+#: (docs/benchmarks.md "Simulation rounds")
+CENTRING_TAU_RANGE = (30.0, 3.0)
 #: fewer families than this keep every family location non-centred (`centred_families`)
 CENTRED_MIN_FAMILIES = 5
 
