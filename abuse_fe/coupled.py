@@ -35,8 +35,10 @@ Chain (one simulation, t = 0 at the short onset)
    seconds of its runaway (ORNL NMC 10 A h and LCO 6.4 A h runaways: half the drop within 3–30 s; their
    local reactions hold ~3.5 V). Strang splitting (kinetics ½Δt, implicit tridiagonal step Δt,
    kinetics ½Δt) with step-size control on |ΔT| ≤ 5 K. This reduced option (0.5–4 s) is what
-   ensembles use; option ``thermal="fe"`` runs the 3D pouch FE of `abuse_fe.thermal` instead
-   (`short_thermal_response_fe`, seconds to a minute per run).
+   ensembles use; option ``thermal="fe"`` runs the model it reduces instead: the same cell, circuit and meltdown
+   on an axisymmetric (r, z) FE mesh that resolves the gradients through the stack
+   (`abuse_fe.hotspot.short_thermal_response_fe`, 0.2–10 s per run; the rings' error against it across the prior:
+   benchmarks/hotspot_fe_vs_rings.py).
 4. **Outcomes** — ``thermal_runaway`` when the chemical self-heating rate of the bulk of the cell (outside
    the short spot) exceeds ``runaway_rate`` (1 K/s, Feng et al., Energy Storage Mater. 10 (2018) 246): a
    runaway confined to the spot is "local reactions" (levels 3–4), not a cell runaway; ``time_to_runaway`` from
@@ -413,98 +415,6 @@ def short_thermal_response_batch(
     return out
 
 
-def short_history(*, short_resistance: float, current_limit_c_rate: float, soc: float, capacity: float,
-                  t_end: float, n: int = 4001, cell: CellThermal = CellThermal()) -> dict[str, np.ndarray]:
-    """Equivalent-circuit short discharge (temperature independent) on n times in [0, t_end].
-
-    Returns ``time`` [s], ``current`` [A], ``power_spot`` = I² R_s [W], ``power_bulk`` = U_ocv I − I² R_s [W],
-    ``soc`` [1] (midpoint rule in SOC; the same circuit as `short_thermal_response`).
-    """
-    Q, R_s = capacity, short_resistance
-    R_int = cell.internal_resistance_ah / (Q / 3600.0)
-    I_lim = current_limit_c_rate * Q / 3600.0
-    t = np.linspace(0.0, t_end, n)
-    dt = t[1] - t[0]
-    z = np.empty(n)
-    I = np.empty(n)
-    P = np.empty(n)
-    z[0] = soc
-    ocv = lambda z: float(np.interp(z, *cell.ocv))  # noqa: E731
-    current = lambda z: min(max(ocv(z), 0.0) / (R_s + R_int), I_lim)  # noqa: E731
-    for k in range(n):
-        I[k] = current(z[k])
-        P[k] = ocv(z[k]) * I[k]
-        if k + 1 < n:
-            z_mid = z[k] - I[k] * dt / (2 * Q)
-            z[k + 1] = z[k] - current(z_mid) * dt / Q
-    return {"time": t, "current": I, "power_spot": I**2 * R_s, "power_bulk": np.maximum(P - I**2 * R_s, 0.0), "soc": z}
-
-
-def short_thermal_response_fe(
-    *, short_resistance: float, current_limit_c_rate: float, kinetics_log_rate_shift: float, heat_transfer: float,
-    soc: float, capacity: float, thickness: float, spot_radius: float, temperature_ambient: float,
-    t_end: float = 1800.0, n_time: int = 181, kinetics: str = "hatchard2001", cell: CellThermal = CellThermal(),
-    cells_in_plane: int = 12, cells_through: int = 3,
-) -> dict:
-    """The FE counterpart of `short_thermal_response` (``thermal="fe"``): 3D pouch conduction with kinetics.
-
-    The cell is a square pouch (face area from the capacity as in the reduced model) meshed by
-    `abuse_fe.geometry.pouch`; `abuse_fe.thermal.ThermalAbuseProblem` (POUCH materials) solves it with
-    the short-spot power I² R_s deposited as a Gaussian of radius r_s at the cell centre and the
-    electrode (bulk) power U_ocv I − I² R_s as a flux through the whole top face (its ``HEATER`` patch —
-    an approximation of a volumetric source, fair when the through-plane diffusion time ρc H²/k ≈ 1–2 min is
-    short against the discharge). Outcomes as in the reduced model; ``local_reaction_fraction`` and
-    ``spread_fraction`` are inferred from the kinetic heat: the spot (π r_s² H) is credited first, the rest
-    counts as spread; ``thermal_runaway`` requires the FE runaway criterion (local self-heating > 10 K/s)
-    *and* spread ≥ 0.5 (the reactions consumed most of the cell), for the reduced model's semantics. The short
-    current is computed beforehand (`short_history`, temperature independent), so the separator meltdown of the
-    reduced model is not in it: the two agree until the spot reaches `MELTDOWN_TEMPERATURE`.
-    """
-    import abuse_fe.geometry as geo
-    from abuse_fe.materials import POUCH
-    from abuse_fe.thermal import ThermalAbuseProblem
-
-    ks = load_kinetics(kinetics).at_soc(min(max(soc, 0.0), 1.0))
-    ks = ks.with_(log_A={r.name: kinetics_log_rate_shift for r in ks.reactions})
-    V_cell = capacity * cell.voltage_nominal / cell.energy_density
-    L = math.sqrt(V_cell / thickness)
-    r_s = min(max(spot_radius, 0.2e-3), 0.25 * L)
-    spec = geo.PouchSpec(f"indented_{L * 1e3:.1f}mm", length=L, width=L, thickness=thickness, heater_size=(2 * L, 2 * L),
-                         cells={"coarse": (cells_in_plane, cells_in_plane, cells_through)})
-    problem = ThermalAbuseProblem(geo.pouch(spec, "coarse"), POUCH, kinetics=ks, heat_transfer_coefficient=heat_transfer)
-    hist = short_history(short_resistance=short_resistance, current_limit_c_rate=current_limit_c_rate, soc=soc,
-                         capacity=capacity, t_end=t_end, cell=cell)
-    grid = np.linspace(0.0, t_end, n_time)
-    ds = problem.run(t_end, temperature_initial=temperature_ambient, ambient=temperature_ambient,
-                     heater_power=(hist["time"], hist["power_bulk"]), source_power=(hist["time"], hist["power_spot"]),
-                     source_center=(L / 2, L / 2, thickness / 2), source_radius=r_s, output_times=grid)
-    q_vol = float(ks.heat_remaining(ks.initial()))  # [J/m³]
-    V_s = math.pi * r_s**2 * thickness
-    E_kin = float(ds.heat_kinetics_total)
-    local = min(E_kin / (q_vol * V_s), 1.0) if q_vol > 0 else 0.0
-    spread = max(E_kin - q_vol * V_s, 0.0) / (q_vol * (V_cell - V_s)) if q_vol > 0 else 0.0
-    runaway = bool(ds.thermal_runaway) and spread >= 0.5
-    charge = np.trapezoid(hist["current"], hist["time"])
-    voltage = np.interp(grid, hist["time"], hist["current"]) * short_resistance
-    return {
-        "time": grid,
-        **measured_features(grid, ds.temperature_mean.values, voltage, float(np.interp(soc, *cell.ocv))),
-        "temperature_hotspot": ds.temperature_max.values,
-        "temperature_mean": ds.temperature_mean.values,
-        "current_short": np.interp(grid, hist["time"], hist["current"]),
-        "voltage": voltage,
-        "thermal_runaway": runaway,
-        "time_to_runaway": float(ds.time_to_runaway) if runaway else math.nan,
-        "temperature_peak": float(ds.temperature_peak),
-        "temperature_bulk_peak": float(ds.temperature_mean.max()),
-        "heat_released_total": float(ds.heat_kinetics_total + ds.heat_short_total + ds.heat_heater_total),
-        "heat_joule_total": float(ds.heat_short_total + ds.heat_heater_total),
-        "discharge_fraction": float(charge / capacity),
-        "local_reaction_fraction": local,
-        "spread_fraction": spread,
-    }
-
-
 def _until_short(force: np.ndarray, strain: np.ndarray, radius: np.ndarray, strain_critical: float):
     """The load path ``(force, strain, radius)`` on the displacement grid up to the first depth whose strain
     reaches ``strain_critical``, NaN beyond: the separator has failed there and the homogenised jelly roll has no
@@ -533,7 +443,8 @@ class _IndentationCoupled(Simulator):
 
     def __post_init__(self):
         if self.thermal not in ("lumped", "fe"):
-            raise ValueError(f"{self.name}: thermal must be 'lumped' (ring model, 0.5–4 s) or 'fe' (3D pouch FE), "
+            raise ValueError(f"{self.name}: thermal must be 'lumped' (ring model, 0.5–4 s) or 'fe' (axisymmetric FE, "
+                             f"abuse_fe.hotspot), "
                              f"got {self.thermal!r}")
 
     def grid(self) -> np.ndarray:
@@ -578,6 +489,8 @@ class _IndentationCoupled(Simulator):
             if self.thermal == "lumped":
                 results = short_thermal_response_batch(**{k: [x[k] for x in inputs] for k in inputs[0]}, **options)
             else:
+                from abuse_fe.hotspot import short_thermal_response_fe
+
                 results = [short_thermal_response_fe(**x, **options) for x in inputs]
             share = (_time.perf_counter() - t0) / len(idx)
             for i, th in zip(idx, results):

@@ -170,21 +170,14 @@ def test_ring_network_conserves_energy_and_converges():
     assert fine["time_to_runaway"] == pytest.approx(out["time_to_runaway"], rel=0.05)
 
 
-def test_fe_thermal_option_agrees_with_reduced_model():
-    """thermal="fe" (3D pouch FE) vs the ring model on one short: same electrical energy (< 1 %),
-    peak temperature within 10 % of the rise (measured 1 %), same hazard level; the simulator option works."""
-    from abuse_fe.coupled import short_thermal_response_fe
-
-    kw = dict(short_resistance=0.0548, current_limit_c_rate=10.95, kinetics_log_rate_shift=0.0, heat_transfer=100.0,
-              soc=0.6, capacity=1800.0, thickness=5e-3, spot_radius=3.5e-3, temperature_ambient=298.15,
-              t_end=900.0, n_time=91)
-    red, fe = short_thermal_response(**kw), short_thermal_response_fe(**kw)
-    assert fe["heat_joule_total"] == pytest.approx(red["heat_joule_total"], rel=0.01)
-    assert fe["temperature_peak"] - 298.15 == pytest.approx(red["temperature_peak"] - 298.15, rel=0.10)
-    assert not fe["thermal_runaway"] and not red["thermal_runaway"]
+def test_fe_thermal_option_runs_the_hotspot_fe():
+    """thermal="fe" runs the chain with `abuse_fe.hotspot` (the FE hot spot, tests/abuse_fe/test_hotspot.py): a
+    dataset of the chain's layout and a hazard level; an unknown option is refused."""
     sim = IndentationLumped(thermal="fe", t_end=300.0, n_time=31)
     ds = sim.run(default_theta(sim) | {"strain_critical": 0.4}, {"soc": 0.3})
-    assert ds.sizes["time"] == 31 and 1 <= int(ds.hazard_level) <= 7
+    ref = IndentationLumped(t_end=300.0, n_time=31).run(default_theta(sim) | {"strain_critical": 0.4}, {"soc": 0.3})
+    assert set(ds.data_vars) == set(ref.data_vars) and ds.sizes["time"] == 31 and 1 <= int(ds.hazard_level) <= 7
+    assert float(ds.force_short_onset) == float(ref.force_short_onset)
     with pytest.raises(ValueError, match="thermal"):
         IndentationLumped(thermal="3d")
 

@@ -1,0 +1,135 @@
+"""The ring model the default study simulates against the FE hot-spot model it reduces, on fresh prior draws.
+
+For each draw (Sobol over the chain's priors and the default study's condition sets: half LCO cells of 0.4–7 A h,
+a quarter each NMC and LFP cells of 2–14 A h, SOC 0–1; seed 11), the study's simulator ``fe_indentation_coupled``
+(dolfinx punch, `abuse_fe.coupled.short_thermal_response` rings) and the same simulator with ``thermal="fe"``
+(`abuse_fe.hotspot`: the same cell, circuit and separator meltdown on an axisymmetric (r, z) FE mesh, gradients
+through the stack resolved) run side by side. Reported over the runs that shorted: agreement of the runaway
+(hazard level ≥ TR_LEVEL, the one definition every stage uses) and of the hazard level, the errors of the
+study's observables (the onset force is the same mechanics in both: its error is 0 by construction), the peak
+temperatures, the first law of the FE runs, and seconds per run. Prints a table, writes
+``benchmarks/results/hotspot_fe_vs_rings.json``.
+
+    .venv/bin/python benchmarks/hotspot_fe_vs_rings.py              # 48 draws, 2 processes (≈ 5 min)
+    .venv/bin/python benchmarks/hotspot_fe_vs_rings.py --n 16 --workers 1
+"""
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.record import write_result  # noqa: E402
+
+#: the default study's condition sets (studies/indentation_pouch.yaml), capacities in A s
+CONDITIONS = {"soc": (0.0, 1.0), "capacity_nominal": (1440.0, 25200.0), "chemistry": 0.0}
+SETS = [(0.5, {}), (0.25, {"chemistry": 1.0, "capacity_nominal": (7200.0, 50400.0)}),
+        (0.25, {"chemistry": 2.0, "capacity_nominal": (7200.0, 50400.0)})]
+OUTPUTS = ("hazard_level", "thermal_runaway", "force_short_onset", "voltage_drop", "temperature_rise_rate_log",
+           "temperature_peak", "temperature_bulk_peak", "spread_fraction", "time_to_runaway", "short")
+
+
+def pair(sample: tuple[dict, dict]) -> dict:
+    """One draw through the rings and through the FE hot spot: the outputs of both and their wall times [s]."""
+    import abuse_fe  # noqa: F401  (before dolfinx)
+    from abuse_fe.coupled import IndentationFECoupled
+
+    theta, condition = sample
+    row = {"theta": theta, "condition": condition}
+    for name, sim in (("rings", IndentationFECoupled()), ("fe", IndentationFECoupled(thermal="fe"))):
+        t0 = time.perf_counter()
+        ds = sim.run(theta, condition)
+        row[f"{name}_s"] = time.perf_counter() - t0
+        row[name] = {k: float(ds[k]) for k in OUTPUTS}
+    return row
+
+
+def summarise(rows: list[dict], tr_level: int) -> dict:
+    shorted = [r for r in rows if r["fe"]["short"]]
+    tr = lambda r, m: r[m]["hazard_level"] >= tr_level  # noqa: E731
+    n = len(shorted)
+    diff = lambda key: np.array([r["fe"][key] - r["rings"][key] for r in shorted])  # noqa: E731
+    peak_rise = np.array([(r["rings"]["temperature_peak"] - r["condition"]["temperature_ambient"])
+                          / (r["fe"]["temperature_peak"] - r["condition"]["temperature_ambient"]) - 1 for r in shorted])
+    both = [r for r in shorted if tr(r, "fe") and tr(r, "rings")]
+    return {
+        "draws": len(rows), "shorted": n,
+        "runaway_fe": int(sum(tr(r, "fe") for r in shorted)), "runaway_rings": int(sum(tr(r, "rings") for r in shorted)),
+        "runaway_agreement": float(np.mean([tr(r, "fe") == tr(r, "rings") for r in shorted])),
+        "hazard_level_agreement": float(np.mean(diff("hazard_level") == 0)),
+        "hazard_level_within_one": float(np.mean(np.abs(diff("hazard_level")) <= 1)),
+        "onset_force_max_rel_error": float(np.max(np.abs(diff("force_short_onset"))
+                                                  / np.array([r["fe"]["force_short_onset"] for r in shorted]))),
+        "voltage_drop_mae_V": float(np.mean(np.abs(diff("voltage_drop")))),
+        "rise_rate_log_mae": float(np.mean(np.abs(diff("temperature_rise_rate_log")))),
+        "rise_rate_log_bias_fe_minus_rings": float(np.mean(diff("temperature_rise_rate_log"))),
+        "peak_rise_rel_error_median": float(np.median(np.abs(peak_rise))),
+        "peak_rise_rel_error_max": float(np.max(np.abs(peak_rise))),
+        "bulk_peak_mae_K": float(np.mean(np.abs(diff("temperature_bulk_peak")))),
+        "spread_fraction_mae": float(np.mean(np.abs(diff("spread_fraction")))),
+        "time_to_runaway_median_ratio_rings_over_fe": float(np.median([r["rings"]["time_to_runaway"]
+                                                                      / r["fe"]["time_to_runaway"] for r in both]))
+        if both else float("nan"),
+        "seconds_per_run_rings": float(np.mean([r["rings_s"] for r in rows])),
+        "seconds_per_run_fe": float(np.mean([r["fe_s"] for r in rows])),
+        "time_ratio_fe_over_rings": float(np.sum([r["fe_s"] for r in rows]) / np.sum([r["rings_s"] for r in rows])),
+    }
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=48, help="prior draws")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    import abuse_fe  # noqa: F401
+    from abuse_fe.coupled import IndentationFECoupled
+    from risk.bayes.model import TR_LEVEL
+    from simulators.ensemble import design_sets
+
+    priors = {p.name: p.prior for p in IndentationFECoupled.parameters}
+    plan = design_sets(priors, CONDITIONS, SETS, args.n, "sobol", args.seed)
+    defaults = {c.name: c.default for c in IndentationFECoupled.conditions}
+    samples = [(th, defaults | c) for th, c in (plan.sample(i) for i in range(args.n))]
+    t0 = time.perf_counter()
+    if args.workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows = list(pool.map(pair, samples))
+    else:
+        rows = [pair(s) for s in samples]
+    wall = time.perf_counter() - t0
+    summary = summarise(rows, TR_LEVEL) | {"wall_s": wall, "workers": args.workers, "seed": args.seed}
+
+    print(f"{'chem':>5}{'SOC':>6}{'Q [Ah]':>8}{'R_s [Ω]':>9}{'h':>7}  level rings/FE  {'ΔV drop':>8}"
+          f"{'Δ ln rate':>10}{'peak rings/FE [K]':>20}{'s rings/FE':>13}")
+    for r in rows:
+        c, th = r["condition"], r["theta"]
+        print(f"{int(c['chemistry']):>5}{c['soc']:>6.2f}{c['capacity_nominal'] / 3600:>8.2f}{th['short_resistance']:>9.3f}"
+              f"{th['heat_transfer_coefficient']:>7.0f}  {int(r['rings']['hazard_level']):>5} / {int(r['fe']['hazard_level'])}"
+              f"      {r['fe']['voltage_drop'] - r['rings']['voltage_drop']:>8.3f}"
+              f"{r['fe']['temperature_rise_rate_log'] - r['rings']['temperature_rise_rate_log']:>10.3f}"
+              f"{r['rings']['temperature_peak']:>11.0f} / {r['fe']['temperature_peak']:<6.0f}"
+              f"{r['rings_s']:>6.1f} / {r['fe_s']:.1f}")
+    for k, v in summary.items():
+        print(f"{k:<46}{v:.4g}" if isinstance(v, float) else f"{k:<46}{v}")
+    write_result("hotspot_fe_vs_rings", {"summary": summary, "rows": rows})
+    return summary
+
+
+if __name__ == "__main__":
+    main()
