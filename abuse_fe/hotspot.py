@@ -10,7 +10,7 @@ Geometry and physics (the ring model's, resolved in z)
 A disc of the pouch's face area (radius r_b) and thickness H centred on the short, axis r = 0 through the
 short spot (radius r_s, the punch contact at the onset); Q1 elements, n_spot uniform across the spot and
 geometric out to r_b, uniform in z. Orthotropic conduction, k_in in the plane (`CellThermal`) and
-k_through across the stack (`JELLY_ROLL_POUCH`, Steinhardt et al. 2022); both faces cooled by h to T∞,
+k_through across the stack (`CellThermal`: `JELLY_ROLL_POUCH`, Steinhardt et al. 2022); both faces cooled by h to T∞,
 the pouch edge adiabatic. On the axisymmetric measure dV = 2π r dr dz (lumped mass m_j = ∫ρc φ_j dV, lumped
 face areas a_j = ∫_faces φ_j dA)::
 
@@ -26,7 +26,7 @@ melts from the spot outwards), and R = R_s A_0 / A with A the shorted face area.
 kinetics ½Δt), step control |ΔT| ≤ ``dT_step`` and SOC change ≤ 1 % per step, as in the ring model.
 
 Outcomes as the ring model's: ``thermal_runaway`` when the chemical self-heating of the cell outside the spot
-(heat-capacity weighted) exceeds ``runaway_rate``; the thermocouple reads the *face* temperature at r_s +
+(heat-capacity weighted, read through the `RUNAWAY_RATE_TIME` lag) exceeds ``runaway_rate``; the thermocouple reads the *face* temperature at r_s +
 ``probe_distance`` (the ring model: the ring's through-thickness mean); ``local_reaction_fraction`` and
 ``spread_fraction`` inside and outside r_s. Mass lumping and the implicit step keep the first law exact
 per step: stored + lost = chemical + Joule to round-off (``energy_balance_residual``).
@@ -45,8 +45,9 @@ from dolfinx import fem, mesh as dmesh
 from mpi4py import MPI
 from scipy.linalg import solveh_banded
 
-from abuse_fe.coupled import MELTDOWN_TEMPERATURE, THERMOCOUPLE_DISTANCE, CellThermal, measured_features
-from abuse_fe.materials import JELLY_ROLL_POUCH
+from abuse_fe.coupled import (
+    MELTDOWN_TEMPERATURE, RUNAWAY_RATE_TIME, THERMOCOUPLE_DISTANCE, CellThermal, measured_features,
+)
 from simulators.kinetics import load as load_kinetics
 
 #: Mesh of the default hot-spot model: elements across the spot radius, from the spot to the pouch edge, and
@@ -89,12 +90,12 @@ def short_thermal_response_fe(
     soc: float, capacity: float, thickness: float, spot_radius: float, temperature_ambient: float,
     t_end: float = 1800.0, n_time: int = 181, kinetics: str = "hatchard2001", cell=None,
     runaway_rate: float = 1.0, dT_step: float = 5.0, short_model=None, probe_distance: float | None = None,
-    conductivity_through: float = JELLY_ROLL_POUCH.conductivity_b, mesh: dict | None = None,
+    mesh: dict | None = None,
 ) -> dict:
     """The hot spot of one internal short on the axisymmetric FE mesh, ``short_onset`` → ``t_end`` [s].
 
-    Arguments as `abuse_fe.coupled.short_thermal_response` (SI units: Ω, A s, W/(m² K), m, K), plus
-    ``conductivity_through`` [W/(m K)] and ``mesh`` (keys of `MESH`). ``short_model``, optional:
+    Arguments as `abuse_fe.coupled.short_thermal_response` (SI units: Ω, A s, W/(m² K), m, K; k_in and k_through
+    from ``cell``), plus ``mesh`` (keys of `MESH`). ``short_model``, optional:
     ``(soc (1,), T_max (1,)) -> (current (1,), heat (1,))`` replacing the equivalent circuit.
 
     Returns the ring model's dict — ``time`` (n_time,) [s], ``temperature_hotspot`` (volume mean of the spot),
@@ -110,7 +111,8 @@ def short_thermal_response_fe(
     V_cell = Q * cell.voltage_nominal / cell.energy_density
     r_b = math.sqrt(V_cell / H / math.pi)
     r_s = min(max(float(spot_radius), 0.2e-3), 0.5 * r_b)
-    nodes, K, vol, area = _assemble(r_s, r_b, H, cell.conductivity_in_plane, conductivity_through, **m_opts)
+    nodes, K, vol, area = _assemble(r_s, r_b, H, cell.conductivity_in_plane, cell.conductivity_through_plane,
+                                    **m_opts)
     ρc = cell.heat_capacity_volumetric
     m = ρc * vol
     hA = h * area
@@ -158,6 +160,7 @@ def short_thermal_response_fe(
     T = np.full(n, T_amb)
     z = float(soc)
     C_bulk = m[~in_spot].sum()
+    rate_read = 0.0  # the bulk's chemical heating rate through the RUNAWAY_RATE_TIME lag [K/s]
     U0 = float(m @ T)
     t, dt, dt_max, dt_min = 0.0, 1.0e-2, 5.0, 1.0e-5
     E_chem = E_joule = E_loss = charge = 0.0
@@ -192,7 +195,8 @@ def short_thermal_response_fe(
             continue
         rel = (rel1 + rel3)[0]
         q_chem_rate = float(rel[~in_spot] @ vol[~in_spot]) / C_bulk / d
-        if math.isnan(t_run) and q_chem_rate > runaway_rate and d >= 1.0e-3:
+        rate_read += (q_chem_rate - rate_read) * -math.expm1(-d / RUNAWAY_RATE_TIME)
+        if math.isnan(t_run) and rate_read > runaway_rate:
             t_run = t + d
         E_chem += float(rel @ vol)
         E_joule += (P_s + P_b) * d
