@@ -88,15 +88,14 @@ def _assemble(spot_radius: float, outer_radius: float, thickness: float, k_in: f
 def short_thermal_response_fe(
     *, short_resistance: float, current_limit_c_rate: float, kinetics_log_rate_shift: float, heat_transfer: float,
     soc: float, capacity: float, thickness: float, spot_radius: float, temperature_ambient: float,
-    t_end: float = 1800.0, n_time: int = 181, kinetics: str = "hatchard2001", cell=None,
-    runaway_rate: float = 1.0, dT_step: float = 5.0, short_model=None, probe_distance: float | None = None,
+    t_end: float = 1800.0, n_time: int = 181, kinetics: str = "hatchard2001", cell: CellThermal | None = None,
+    runaway_rate: float = 1.0, dT_step: float = 5.0, probe_distance: float | None = None,
     mesh: dict | None = None,
 ) -> dict:
     """The hot spot of one internal short on the axisymmetric FE mesh, ``short_onset`` → ``t_end`` [s].
 
     Arguments as `abuse_fe.coupled.short_thermal_response` (SI units: Ω, A s, W/(m² K), m, K; k_in and k_through
-    from ``cell``), plus ``mesh`` (keys of `MESH`). ``short_model``, optional:
-    ``(soc (1,), T_max (1,)) -> (current (1,), heat (1,))`` replacing the equivalent circuit.
+    from ``cell``), plus ``mesh`` (keys of `MESH`); the short current is the equivalent circuit's.
 
     Returns the ring model's dict — ``time`` (n_time,) [s], ``temperature_hotspot`` (volume mean of the spot),
     ``temperature_mean``, ``temperature_probe`` [K], ``current_short`` [A], ``voltage`` [V] on that grid, the
@@ -149,10 +148,7 @@ def short_thermal_response_fe(
     shorted = n_spot_cols
     R_short = R_s
 
-    def circuit(z, T_max):
-        if short_model is not None:
-            current, heat = short_model(np.array([z]), np.array([T_max]))
-            return float(current[0]), float(heat[0])
+    def circuit(z):
         u = ocv(z)
         current = min(max(u, 0.0) / (R_short + R_int), I_lim)
         return current, u * current
@@ -166,18 +162,18 @@ def short_thermal_response_fe(
     E_chem = E_joule = E_loss = charge = 0.0
     t_run = math.nan
     T_peak = T_amb
-    I0 = circuit(z, T_amb)[0]
+    I0 = circuit(z)[0]
     hist = [(0.0, T_amb, T_amb, T_amb, I0, I0 * R_short)]
     while t_end - t > dt_min:
         d = dt
         left = t_end - t
         d = left if left < 1.5 * d else d
-        I_pred = circuit(z, T.max())[0]
+        I_pred = circuit(z)[0]
         if I_pred > 0:
             d = min(d, max(0.01 * Q / I_pred, dt_min))
         st1, rel1 = ks.advance(T[None], state, d / 2)
         T1 = T + rel1[0] / ρc
-        I, P_tot = circuit(z - I_pred * d / (2 * Q), T1.max())
+        I, P_tot = circuit(z - I_pred * d / (2 * Q))
         P_s = I**2 * R_short
         P_b = max(P_tot - P_s, 0.0)
         shorted_nodes = col < shorted
