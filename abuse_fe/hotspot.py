@@ -216,8 +216,11 @@ def short_thermal_response_fe(
     grid = np.linspace(0.0, t_end, n_time)
     released = q_avail - ks.heat_remaining(state)[0]
     U1 = float(m @ T)
-    frac = lambda sel: float(released[sel] @ vol[sel] / (q_avail[sel] @ vol[sel])) if q_avail[sel] @ vol[sel] > 0 \
-        else 0.0  # noqa: E731
+
+    def frac(sel):  # share of the releasable heat of the nodes ``sel`` that was released
+        avail = float(q_avail[sel] @ vol[sel])
+        return float(released[sel] @ vol[sel]) / avail if avail > 0 else 0.0
+
     return {
         "time": grid,
         **measured_features(ts, Tp, Vs, ocv(soc)),
