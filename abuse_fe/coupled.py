@@ -86,6 +86,9 @@ META: dict[str, tuple] = {
     "temperature_rise_rate_log": ("1", "ln of the largest surface-temperature rise rate in K/s, as the logger "
                                       "reads it (temperatures clipped at 150 degC; rate clipped to 1-10 K/s)"),
     "temperature_rise_rate_censored": ("1", "the rise rate reached 10 K/s (its clipped log is a lower bound)"),
+    "temperature_peak_window": ("K", "highest face temperature at the nearest thermocouple within 60 s of the "
+                                     "short onset, as the logger reads it (clipped at 150 degC)"),
+    "temperature_peak_window_censored": ("1", "that peak reached the logger's 150 degC ceiling (a lower bound)"),
 }
 
 COUPLED_PARAMETERS: tuple[Parameter, ...] = _ip.MECHANICAL_PARAMETERS + (
@@ -109,6 +112,14 @@ COUPLED_PARAMETERS: tuple[Parameter, ...] = _ip.MECHANICAL_PARAMETERS + (
     Parameter("kinetics_log_rate_shift", "1", Prior("uniform", low=-1.5, high=1.5),
               "shift of ln A of every decomposition reaction",
               "Hatchard et al., J. Electrochem. Soc. 148 (2001) A755; spread of fitted A"),
+    # Fixed at 10 mm until 2026-12-07: the 10-37 K/s the thermocouples of the large cells read without a runaway
+    # (LCO 6.4 A h at SOC 0-0.4, Soteria controls at 0-0.3, NMC 10 A h at 0.2-0.45) then needed a spot heating
+    # ~3x faster than at 2-5 mm, which the fit found only at weak face cooling and high current limits, where
+    # the chain runs away (docs/benchmarks.md, "Simulation rounds").
+    Parameter("thermocouple_distance", "m", Prior("loguniform", low=2.0e-3, high=20.0e-3),
+              "distance of the nearest face thermocouple from the edge of the short spot",
+              "positions not published (Lin et al., J. Energy Storage 61 (2023) 106798: TC1-TC4 on the faces "
+              "around the indentation site); 2 mm beyond the spot to 20 mm, a judgement"),
 )
 
 COUPLED_CONDITIONS: tuple[Condition, ...] = _ip.MECHANICAL_CONDITIONS + (
@@ -128,9 +139,12 @@ def measured_features(time: np.ndarray, temperature_surface: np.ndarray, voltage
     across the short, ``voltage_before`` the open-circuit voltage before the short [V].
     """
     rate = features.rise_rate_max(time, temperature_surface)
+    peak = features.peak_within(time, temperature_surface)
     return {"voltage_drop": features.voltage_drop(voltage_before, voltage, time),
             "temperature_rise_rate_log": features.log_rise_rate(rate),
-            "temperature_rise_rate_censored": features.rate_censored(rate)}
+            "temperature_rise_rate_censored": features.rate_censored(rate),
+            "temperature_peak_window": peak,
+            "temperature_peak_window_censored": features.reached_ceiling(np.array([peak]))}
 
 
 @dataclass(frozen=True)
@@ -184,10 +198,11 @@ MELTDOWN_TEMPERATURE = 165.0 + 273.15
 RUNAWAY_RATE_TIME = 3.0
 
 
-#: Distance of the nearest thermocouple from the punch axis [m]: the ORNL loggers carry TC1–TC4 on the
-#: pouch faces around the indentation site (Lin et al., J. Energy Storage 61 (2023) 106798, test set-up);
-#: their exact positions are not published, 10 mm is an assumption (the real feature takes the largest
-#: rate over the thermocouples, i.e. the nearest one).
+#: Distance of the nearest thermocouple from the edge of the short spot [m], when not given per run: the ORNL
+#: loggers carry TC1–TC4 on the pouch faces around the indentation site (Lin et al., J. Energy Storage 61 (2023)
+#: 106798, test set-up); their positions are not published, so the coupled simulators take the distance as an
+#: uncertain parameter (``thermocouple_distance``, prior 2–20 mm); 10 mm is the value of the functions' default
+#: (the real feature takes the largest rate over the thermocouples, i.e. the nearest one).
 THERMOCOUPLE_DISTANCE = 10.0e-3
 
 
@@ -227,6 +242,17 @@ def tridiagonal_solve(conductance: np.ndarray, diagonal: np.ndarray, rhs: np.nda
     for i in range(n - 2, -1, -1):
         x[:, i] = d[:, i] - c[:, i] * x[:, i + 1]
     return x
+
+
+def probe_interpolation(centre: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation in r between ring centres ``(B, n)`` [m] at ``radius`` ``(B,)`` [m]: the lower ring
+    index ``i`` ``(B,)`` and the weight ``w`` ``(B,)`` of ring ``i + 1`` (T = (1 − w) T_i + w T_{i+1}), the end
+    values held outside the centres."""
+    n = centre.shape[1]
+    i = np.clip([np.searchsorted(c, r, side="right") - 1 for c, r in zip(centre, radius)], 0, n - 2)
+    rows = np.arange(centre.shape[0])
+    lo, hi = centre[rows, i], centre[rows, i + 1]
+    return i, np.clip((radius - lo) / (hi - lo), 0.0, 1.0)
 
 
 def short_thermal_response(
@@ -269,8 +295,9 @@ def short_thermal_response(
     the rings lost heat as if uniform through the thickness and, against the FE hot spot that resolves z
     (`abuse_fe.hotspot`, benchmarks/hotspot_fe_vs_rings.py), ran away in 11 of 64 prior draws where it ran away in 15.
 
-    ``probe_distance`` [m]: the simulated thermocouple reads the face temperature there: in the ring
-    containing r_s + ``probe_distance``, T∞ + (T_i − T∞) h_eff / h (the face of that slab).
+    ``probe_distance`` [m]: the simulated thermocouple reads the face temperature at r_s + ``probe_distance``:
+    T∞ + (T − T∞) h_eff / h (the face of that slab), T interpolated linearly in r between the ring centres (a
+    smooth function of the distance, as the FE hot spot's nodal interpolation; constant beyond the outer centre).
 
     One cell: `short_thermal_response_batch` with a batch of one.
 
@@ -300,8 +327,8 @@ def short_thermal_response_batch(
     cell: CellThermal = CellThermal(), runaway_rate: float = 1.0, dT_step: float = 5.0, short_model=None,
     n_rings: int = 24, probe_distance: float = THERMOCOUPLE_DISTANCE, through_thickness: bool = True,
 ) -> list[dict]:
-    """`short_thermal_response` of B cells of one chemistry at once: every argument before ``t_end`` is a scalar
-    or an array ``(B,)``; returns one result dict per cell.
+    """`short_thermal_response` of B cells of one chemistry at once: every argument before ``t_end``, and
+    ``probe_distance``, is a scalar or an array ``(B,)``; returns one result dict per cell.
 
     Each cell keeps its own adaptive step, halved or grown exactly as when it runs alone, so a batch gives the
     results of B separate runs (to round-off); the numpy work of a step is shared by the cells still running
@@ -310,8 +337,8 @@ def short_thermal_response_batch(
     """
     vec = lambda v: np.asarray(v, dtype=float).reshape(-1)  # noqa: E731
     args = (short_resistance, current_limit_c_rate, kinetics_log_rate_shift, heat_transfer, soc, capacity, thickness,
-            spot_radius, temperature_ambient)
-    R_s, c_lim, shift, h, soc, Q, H, r_spot, T_amb = np.broadcast_arrays(*map(vec, args))
+            spot_radius, temperature_ambient, probe_distance)
+    R_s, c_lim, shift, h, soc, Q, H, r_spot, T_amb, d_probe = np.broadcast_arrays(*map(vec, args))
     B, n = Q.size, max(int(n_rings), 2)
     ks_all, init = load_kinetics(kinetics).per_cell(np.clip(soc, 0.0, 1.0), shift)
     V_cell = Q * cell.voltage_nominal / cell.energy_density
@@ -329,7 +356,7 @@ def short_thermal_response_batch(
     face = h_eff / np.where(h > 0, h, 1.0)  # (T_face - T∞) / (T_mean - T∞)
     hA = h_eff[:, None] * 2 * area
     share = vols / V_cell[:, None]  # the electrode (bulk) power by volume
-    probe = np.minimum([np.searchsorted(e, r + probe_distance) - 1 for e, r in zip(edges, r_s)], n - 1)
+    probe, probe_weight = probe_interpolation(centre, r_s + d_probe)
     area_within = np.cumsum(area, axis=1)  # face area of rings 0..i [m²]: the short's area with i + 1 rings shorted
     shorted = np.ones(B, dtype=int)  # rings shorted (from the centre out): the spot, then meltdown
     R_short = R_s.copy()  # the short's resistance R_s A_0 / A [Ω]
@@ -403,7 +430,8 @@ def short_thermal_response_batch(
             state[s][j] = st3[s][ok]
         T[j], t[j] = T3[ok], t[j] + d
         T_peak[j] = np.maximum(T_peak[j], T[j].max(1))
-        T_probe = T_amb[j] + face[j] * (T[j, probe[j]] - T_amb[j])
+        T_at_probe = (1.0 - probe_weight[j]) * T[j, probe[j]] + probe_weight[j] * T[j, probe[j] + 1]
+        T_probe = T_amb[j] + face[j] * (T_at_probe - T_amb[j])
         history.append((j, t[j], T[j, 0], (C[j] * T[j]).sum(1) / C[j].sum(1), T_probe, I, I * R_short[j]))
         # separator meltdown: the short spreads over the rings from the centre out that have reached it
         melted = np.cumprod(T[j] >= MELTDOWN_TEMPERATURE, axis=1).sum(1)
@@ -512,7 +540,8 @@ class _IndentationCoupled(Simulator):
                            kinetics_log_rate_shift=thetas[i]["kinetics_log_rate_shift"],
                            heat_transfer=thetas[i]["heat_transfer_coefficient"], soc=conditions[i]["soc"],
                            capacity=conditions[i]["capacity_nominal"], thickness=conditions[i]["cell_thickness"],
-                           spot_radius=runs[i]["r_on"], temperature_ambient=conditions[i]["temperature_ambient"])
+                           spot_radius=runs[i]["r_on"], temperature_ambient=conditions[i]["temperature_ambient"],
+                           probe_distance=thetas[i]["thermocouple_distance"])
                       for i in idx]
             options = dict(t_end=self.t_end, n_time=self.n_time, kinetics=kinetics,
                            cell=CellThermal.for_chemistry(chem.CHEMISTRIES[chem_name]))
@@ -542,11 +571,13 @@ class _IndentationCoupled(Simulator):
                   "temperature_bulk_peak": T_amb, "heat_released_total": 0.0, "heat_joule_total": 0.0,
                   "discharge_fraction": 0.0, "local_reaction_fraction": 0.0, "spread_fraction": 0.0,
                   "voltage_drop": 0.0, "temperature_rise_rate_log": features.log_rise_rate(0.0),
-                  "temperature_rise_rate_censored": False}
+                  "temperature_rise_rate_censored": False, "temperature_peak_window": T_amb,
+                  "temperature_peak_window_censored": False}
         level = hazard_level({**th, "short": short}, HazardRules())
         scalars = ("thermal_runaway", "time_to_runaway", "temperature_peak", "temperature_bulk_peak",
                    "heat_released_total", "heat_joule_total", "discharge_fraction", "local_reaction_fraction",
-                   "spread_fraction", "voltage_drop", "temperature_rise_rate_log", "temperature_rise_rate_censored")
+                   "spread_fraction", "voltage_drop", "temperature_rise_rate_log", "temperature_rise_rate_censored",
+                   "temperature_peak_window", "temperature_peak_window_censored")
         ds = xr.Dataset(
             {
                 "force_indenter": ("displacement", run["force"]),

@@ -20,6 +20,11 @@ call these functions, so a calibrated observable means the same thing on both si
   the coupled chain's thermocouple is a conduction-resolved face temperature near the short, not a
   flame), so a rate at the ceiling only says "at least 10 K/s": `rate_censored` marks it and the
   calibration uses it as a lower bound (`risk.bayes.data`).
+- `peak_within`: the highest thermocouple temperature within `TEMPERATURE_WINDOW` (60 s) after the short onset
+  [K], read through the logger's ceiling (150 °C; at the ceiling it is a lower bound, `reached_ceiling`). The
+  window for the reason the voltage drop has one (the large cells' records end 66 s after the onset); the peak
+  says how much of the short's heat reaches the face, which the rise rate alone does not (a 0.5 A h pouch drains
+  within a minute and peaks at 77–95 °C, a 6.4 A h one at SOC 0.2 reads 10–47 K/s and peaks at 79–97 °C).
 - `reached_ceiling`: the signal reached the logger's ceiling.
 """
 from __future__ import annotations
@@ -38,6 +43,8 @@ RATE_CEILING = 10.0
 #: Window after the short onset over which `voltage_drop` looks for the lowest voltage [s]: shorter than the
 #: shortest real record after the onset (66 s, LCO-LP-6400mAh-100SOC-cell1; see the module doc)
 VOLTAGE_WINDOW = 60.0
+#: Window after the short onset over which `peak_within` reads the peak temperature [s] (as `VOLTAGE_WINDOW`)
+TEMPERATURE_WINDOW = VOLTAGE_WINDOW
 
 
 def voltage_drop(baseline: float, voltage: np.ndarray, time_since_onset: np.ndarray,
@@ -76,6 +83,15 @@ def rise_rate_max(time: np.ndarray, temperature: np.ndarray, *, tau: float = 1.0
     if not good.any():
         return math.nan
     return float(np.max((temp[j[valid]][good] - temp[i][good]) / dt[good]))
+
+
+def peak_within(time_since_onset: np.ndarray, temperature: np.ndarray, window: float = TEMPERATURE_WINDOW,
+                ceiling: float = THERMOCOUPLE_CEILING) -> float:
+    """Highest ``temperature`` [K] over ``0 ≤ time_since_onset ≤ window`` [s], clipped at ``ceiling``; both
+    ``(n,)``; NaN when there is no finite sample there."""
+    t, temp = np.asarray(time_since_onset, dtype=float), np.asarray(temperature, dtype=float)
+    inside = (t >= 0.0) & (t <= window) & np.isfinite(temp)
+    return float(min(np.max(temp[inside]), ceiling)) if inside.any() else math.nan
 
 
 def log_rise_rate(rate: float, floor: float = RATE_FLOOR, ceiling: float = RATE_CEILING) -> float:

@@ -11,7 +11,8 @@ Censoring and exclusions (every one listed in ``CalibrationData.notes``, nothing
 - force values of a test whose peak force is implausibly low (``force_suspect``: a mislabelled unit,
   e.g. klbf read as N) are excluded from the force observables, with that reason.
 - ``temperature_rise_rate_log`` at its ceiling (10 K/s, `simulators.features`: venting and flame, which no
-  simulator here resolves) is a lower bound (``temperature_rise_rate_censored``).
+  simulator here resolves) is a lower bound (``temperature_rise_rate_censored``), as is
+  ``temperature_peak_window`` at the logger's 150 °C (``temperature_peak_window_censored``).
 - ``breach_margin_log`` (the simulator's log ratio of peak self-heating rate to the casing's breach rate,
   `simulators.lumped`) is never measured, only its sign: a test whose casing ruptured (``bottom_rupture``)
   has a margin ≥ 0 (a lower bound at 0), every other test with a known outcome a margin ≤ 0 (an upper bound).
@@ -71,12 +72,13 @@ def calibration_data(real: xr.Dataset, decoder) -> CalibrationData:
     sl = layout.slices()
     if "force_short_onset" in sl:
         censored[:, sl["force_short_onset"]] = censored_tests[:, None] & np.isfinite(obs[:, sl["force_short_onset"]])
-    for name, flag in (("temperature_rise_rate_log", "temperature_rise_rate_censored"),):
+    for name, flag, what in (("temperature_rise_rate_log", "temperature_rise_rate_censored", "rise rate ≥ 10 K/s"),
+                             ("temperature_peak_window", "temperature_peak_window_censored", "thermocouple at 150 °C")):
         if name in sl and flag in real:
             hit = np.asarray(real[flag].values, bool)
             censored[:, sl[name]] |= hit[:, None] & np.isfinite(obs[:, sl[name]])
             if hit.any():
-                notes.append(f"{name} censored at its ceiling (rise rate ≥ 10 K/s): {', '.join(tests[hit])}")
+                notes.append(f"{name} censored at its ceiling ({what}): {', '.join(tests[hit])}")
     if breach is not None:
         censored[:, sl[BREACH_MARGIN]] = np.where(breach == 1, 1, np.where(breach == 0, -1, 0))[:, None]
     y = np.where(b.y_mask.numpy() > 0, b.y.numpy().astype(float), np.nan)

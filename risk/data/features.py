@@ -27,6 +27,9 @@ Peak temperature: maximum over the thermocouples (3-sample median filter) [K]. A
 maximum is within ``saturation_tolerance`` of ``saturation_temperature`` (150 °C, the ORNL logger's ceiling)
 and held for ≥ 3 samples; ``temperature_peak_censored`` is True when the channel that gives the peak
 saturated (the true peak is then ≥ the reported value).
+Peak temperature after the short: the highest median-filtered thermocouple temperature within 60 s of the onset
+[K] (`simulators.features.peak_within`, which says why 60 s), censored when within ``saturation_tolerance`` of the
+ceiling; NaN without a short.
 Temperature-rise rate: per channel, the slope (T(t+τ) − T(t))/τ' over the first sample at least τ = 1 s later
 (τ' the actual spacing) of the median-filtered signal; maximum over time and channels [K/s].
 """
@@ -168,7 +171,7 @@ def indentation_features(ds: xr.Dataset, settings: OnsetSettings = OnsetSettings
     else:
         out["force_short_onset"] = math.nan
         out["displacement_short_onset"] = math.nan
-    peak, censored, rate = math.nan, False, math.nan
+    peak, censored, rate, early = math.nan, False, math.nan, math.nan
     tt = ds["time_thermocouple"].values
     for name in thermocouple_names(ds):
         temp = _smooth(ds[name].values, 3)
@@ -183,11 +186,18 @@ def indentation_features(ds: xr.Dataset, settings: OnsetSettings = OnsetSettings
         r = shared.rise_rate_max(tt, temp, ceiling=None)  # the logger already clipped it
         if not math.isnan(r) and (math.isnan(rate) or r > rate):
             rate = r
+        if onset.detected:
+            e = shared.peak_within(tt - onset.time, temp, ceiling=saturation_temperature)
+            if not math.isnan(e) and (math.isnan(early) or e > early):
+                early = e
     out["temperature_peak"] = peak
     out["temperature_peak_censored"] = bool(censored)
     out["temperature_rise_rate_max"] = rate
     out["temperature_rise_rate_log"] = shared.log_rise_rate(rate)
     out["temperature_rise_rate_censored"] = shared.rate_censored(rate)
+    out["temperature_peak_window"] = early
+    out["temperature_peak_window_censored"] = bool(
+        math.isfinite(early) and early >= saturation_temperature - saturation_tolerance)
     return out
 
 

@@ -628,6 +628,9 @@ _FEATURE_ATTRS = {
     "temperature_rise_rate_log": ("1", "ln of the maximum temperature-rise rate in K/s, clipped to 1-10 K/s "
                                        "(simulators.features)"),
     "temperature_rise_rate_censored": ("1", "the rise rate reached 10 K/s: its clipped log is a lower bound"),
+    "temperature_peak_window": ("K", "peak thermocouple temperature within 60 s of the short onset "
+                                     "(simulators.features.peak_within)"),
+    "temperature_peak_window_censored": ("1", "that peak reached the logger's 150 degC ceiling (a lower bound)"),
 }
 
 

@@ -194,7 +194,7 @@ def test_batched_chain_equals_runs_one_by_one():
     run: a batch mixing LCO, NMC and LFP cells, a run without a short and runs that run away."""
     sim = IndentationLumped(t_end=600.0, n_time=61)
     rng = np.random.default_rng(7)
-    thetas = [{p.name: float(p.prior.ppf(u)) for p, u in zip(sim.parameters, rng.uniform(0.05, 0.95, 8))}
+    thetas = [{p.name: float(p.prior.ppf(u)) for p, u in zip(sim.parameters, rng.uniform(0.05, 0.95, len(sim.parameters)))}
               for _ in range(9)]
     thetas[0] |= {"strain_critical": 5.0}  # no short within the indentation depth
     thetas[1] |= {"short_resistance": 0.035, "heat_transfer_coefficient": 20.0}
@@ -210,3 +210,29 @@ def test_batched_chain_equals_runs_one_by_one():
                                        err_msg=v)
     with pytest.raises(ValueError, match="unknown"):
         sim.run_batch([thetas[0] | {"bogus": 1.0}], [conds[0]])
+
+
+def test_thermocouple_distance_changes_the_reading_not_the_cell():
+    """The nearest thermocouple's distance from the spot (uncertain parameter ``thermocouple_distance``) sets
+    how fast the simulated logger sees the spot heat — nearer reads faster, smoothly in the distance (linear in
+    r between ring centres) — and nothing else: runaway, peaks, heat and voltage are the same cell's."""
+    from abuse_fe.coupled import probe_interpolation, short_thermal_response_batch
+
+    centre = np.array([[1.0, 2.0, 4.0, 8.0]])
+    i, w = probe_interpolation(np.repeat(centre, 4, 0), np.array([2.0, 3.0, 8.0, 20.0]))
+    assert i.tolist() == [1, 1, 2, 2] and np.allclose(w, [0.0, 0.5, 1.0, 1.0])
+    d = np.array([2.0, 5.0, 10.0, 10.1, 14.0, 14.1, 20.0]) * 1e-3
+    runs = short_thermal_response_batch(short_resistance=0.03, current_limit_c_rate=11.0, kinetics_log_rate_shift=0.0,
+                                        heat_transfer=100.0, soc=0.2, capacity=6.4 * 3600, thickness=5e-3,
+                                        spot_radius=3e-3, temperature_ambient=298.15, probe_distance=d,
+                                        kinetics="hatchard2001")
+    rate = np.exp([r["temperature_rise_rate_log"] for r in runs])
+    assert np.all(np.diff(rate) <= 1e-9) and rate[0] >= 9.99 and rate[4] < 0.5 * rate[0]
+    assert abs(np.log(rate[3] / rate[2])) < 0.05 and abs(np.log(rate[5] / rate[4])) < 0.05  # no jump at 0.1 mm
+    peak = np.array([r["temperature_peak_window"] for r in runs])  # the logger's peak within 60 s, ≤ 150 °C
+    assert np.all(np.diff(peak) <= 1e-9) and peak[0] > peak[-1] + 5.0 and peak.max() <= 423.15
+    assert [r["temperature_peak_window_censored"] for r in runs] == list(peak >= 422.15)
+    for r in runs[1:]:
+        assert r["thermal_runaway"] == runs[0]["thermal_runaway"]
+        for key in ("temperature_peak", "temperature_bulk_peak", "heat_released_total", "voltage_drop"):
+            assert r[key] == pytest.approx(runs[0][key], rel=1e-12)

@@ -78,6 +78,27 @@ def test_censored_temperature(combined):
     assert float(combined.sel(test="500mAh1-20S0C").temperature_rise_rate_max) > 0.5  # K/s
 
 
+def test_peak_within_the_window(combined):
+    """The peak thermocouple temperature within 60 s of the onset (`simulators.features.peak_within`): the never
+    shorted Soteria SCC cells have none; every ORNL 0.5 A h pouch, which drains through its short within a minute and
+    never ran away, stays below 95 °C and uncensored; the large-cell runaways that reached the logger's 150 °C
+    within the minute are censored at it; the shared function clips at the ceiling and reads only the window."""
+    from simulators.features import THERMOCOUPLE_CEILING, peak_within
+
+    fam, peak = combined.cell_family.values, combined.temperature_peak_window.values
+    censored = combined.temperature_peak_window_censored.values
+    assert np.isnan(peak[fam == "Soteria SCC"]).all()
+    small = fam == "LCO pouch 0.5 Ah"
+    assert small.sum() >= 13 and np.all(peak[small] < 95.0 + 273.15) and not censored[small].any()
+    assert bool(censored[list(combined.test.values).index("LCO-LP-6400mAh-100SOC-cell1")])
+    assert np.all(np.abs(peak[censored] - THERMOCOUPLE_CEILING) < 1.5)
+    t = np.linspace(-10.0, 200.0, 2101)
+    temp = 300.0 + np.where(t > 0, 2.0 * t, 0.0)  # 2 K/s from the onset
+    assert peak_within(t, temp) == pytest.approx(420.0)
+    assert peak_within(t, temp + 10.0) == THERMOCOUPLE_CEILING
+    assert np.isnan(peak_within(t - 1000.0, temp))
+
+
 def test_combined_contract(combined):
     for name, var in combined.variables.items():
         assert "units" in var.attrs and "long_name" in var.attrs, name
