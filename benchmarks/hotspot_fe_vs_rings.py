@@ -38,7 +38,8 @@ CONDITIONS = {"soc": (0.0, 1.0), "capacity_nominal": (1440.0, 25200.0), "chemist
 SETS = [(0.5, {}), (0.25, {"chemistry": 1.0, "capacity_nominal": (7200.0, 50400.0)}),
         (0.25, {"chemistry": 2.0, "capacity_nominal": (7200.0, 50400.0)})]
 OUTPUTS = ("hazard_level", "thermal_runaway", "force_short_onset", "voltage_drop", "temperature_rise_rate_log",
-           "temperature_peak", "temperature_bulk_peak", "spread_fraction", "time_to_runaway", "short")
+           "temperature_peak", "temperature_bulk_peak", "spread_fraction", "time_to_runaway", "short",
+           "temperature_peak_window")
 
 
 def pair(sample: tuple[dict, dict]) -> dict:
@@ -74,6 +75,7 @@ def errors(shorted: list[dict], model: str, tr_level: int) -> dict:
         "voltage_drop_mae_V": float(np.mean(np.abs(diff("voltage_drop")))),
         "rise_rate_log_mae": float(np.mean(np.abs(diff("temperature_rise_rate_log")))),
         "rise_rate_log_bias_fe_minus_model": float(np.mean(diff("temperature_rise_rate_log"))),
+        "thermocouple_peak_60s_mae_K": float(np.mean(np.abs(diff("temperature_peak_window")))),
         "peak_rise_rel_error_median": float(np.median(np.abs(peak))),
         "bulk_peak_mae_K": float(np.mean(np.abs(diff("temperature_bulk_peak")))),
         "bulk_peak_bias_fe_minus_model_K": float(np.mean(diff("temperature_bulk_peak"))),
