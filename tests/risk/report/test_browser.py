@@ -38,13 +38,16 @@ def test_pdf_pages_are_not_blank(built, tmp_path):
     assert pdf.read_bytes()[:5] == b"%PDF-"
     subprocess.run(["pdftoppm", "-png", "-r", "50", str(pdf), str(tmp_path / "page")], check=True,
                    timeout=120)
-    pages = sorted(tmp_path.glob("page*.png"))
+    pages = sorted(tmp_path.glob("page*.png"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
     assert len(pages) >= 3
-    for page in pages:
+    for number, page in enumerate(pages, start=1):
         img = imread(page)[..., :3]
         assert img.shape[0] > 100
         ink = (img < 0.9).any(axis=-1).mean()
-        assert ink > 0.005, f"{page.name} is blank"
+        if ink <= 0.005:  # little ink: a last page may hold one heading and its line, but it must hold text
+            text = subprocess.run(["pdftotext", "-f", str(number), "-l", str(number), str(pdf), "-"],
+                                  capture_output=True, text=True, check=True, timeout=60).stdout
+            assert ink > 0.001 and len("".join(text.split())) >= 20, f"{page.name} is blank (ink {ink:.4f})"
 
 
 def test_page_one_gives_answer_verdict_validation_and_sbc(built):
