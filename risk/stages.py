@@ -763,7 +763,7 @@ def _shapley_sensitivity(ctx: RunContext, tree, logit_fn, real_logit_fn, scenari
 
     c = np.asarray(scenario.conditions, float)
     if tree is not None:
-        states = new_cell_limit_states(tree, logit_fn, scenario, n_draws=20 if ctx.quick else 50, seed=seed + 6)
+        states = new_cell_limit_states(tree, logit_fn, scenario, n_draws=8 if ctx.quick else 50, seed=seed + 6)
         wide = new_cell_limit_states(tree, logit_fn, scenario, n_draws=100 if ctx.quick else 400, seed=seed + 7)
     else:
         states = [DrawLimitState(0, np.asarray(mu, float), np.asarray(chol, float), 0.0, 1.0, None)]
@@ -780,8 +780,10 @@ def _shapley_sensitivity(ctx: RunContext, tree, logit_fn, real_logit_fn, scenari
     # parameters), far below its spread over posterior draws; the draws are what a full study adds. The exact
     # enumeration visits 2^d subsets: beyond 9 parameters n_outer shrinks to keep SHAPLEY_CALLS_PER_DRAW (the
     # cost at 9 parameters); the s.e. of every effect is stored with it (12 parameters: n_outer 124).
+    # --quick: 8 draws of 400 outer samples (s.e. of a share ~0.0016); at 20 draws of 1000 they took 52 thread-seconds
+    # of the quick indentation predict stage (py-spy, 2 threads), now 12.
     d = len(names)
-    n_outer = int(min(1000, max(100, SHAPLEY_CALLS_PER_DRAW // ((2**d - 2) * 3))))
+    n_outer = int(min(400 if ctx.quick else 1000, max(100, SHAPLEY_CALLS_PER_DRAW // ((2**d - 2) * 3))))
     n_var = 4000 if ctx.quick else 10000
     def effects(j: int):  # one posterior draw, its own seed: the same result in any thread, in any order
         st = states[j]
