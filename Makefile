@@ -44,13 +44,17 @@ run: venv sysdeps
 # The real --quick study runs that tests/risk and tests/integration read (tests/quick_runs.py) are built in
 # the background from the start, beside the packages that do not need them (in its own process group,
 # stopped when the recipe ends; a test that needs a run waits on its lock).
+# The last package runs its tests in two worker processes (pytest-xdist): by then the background builds are done or
+# nearly so, and its whole-study tests would otherwise leave a core idle.
 TEST_GROUPS ?= tests/abuse_fe tests/simulators tests/sim2real tests/risk tests/integration
+PARALLEL_GROUPS ?= tests/integration
 PREBUILD ?= $(if $(filter tests/risk tests/integration,$(TEST_GROUPS)),indentation_pouch calorimetry_18650)
 test: venv sysdeps
 	@if [ -n "$(PREBUILD)" ]; then setsid $(PY) -m tests.quick_runs $(PREBUILD) >/dev/null 2>&1 & bg=$$!; \
 	  trap 'kill -TERM -- -$$bg 2>/dev/null' EXIT; fi; \
 	rc=0; for g in $(TEST_GROUPS); do \
-	  echo "== $$g"; $(PY) -m pytest -q $(PYTEST_ARGS) $$g; r=$$?; \
+	  par=; case " $(PARALLEL_GROUPS) " in *" $$g "*) par="-n 2";; esac; \
+	  echo "== $$g"; $(PY) -m pytest -q $(PYTEST_ARGS) $$par $$g; r=$$?; \
 	  if [ $$r -eq 5 ]; then echo "error: pytest collected no tests in $$g" >&2; r=1; fi; \
 	  if [ $$r -ne 0 ]; then rc=$$r; fi; \
 	done; exit $$rc

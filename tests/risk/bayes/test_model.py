@@ -57,6 +57,8 @@ def test_fit_recovers_family_locations_and_writes_outputs(tmp_path):
     assert diag.ok, diag.messages
     for g in ("posterior", "posterior_predictive", "observed_data", "sample_stats", "log_likelihood"):
         assert g in tree.children, g
+        # host NumPy arrays, not PyMC's JAX arrays (every reduction on those is a device transfer)
+        assert all(type(v.data) is np.ndarray for v in tree[g].to_dataset().data_vars.values()), g
     mu = stack_draws(tree, "mu_family")  # (S, family, parameter)
     for k, f in enumerate(["a", "b"]):
         err = (mu[:, k].mean(0) - mu_true[f]) / mu[:, k].std(0)
