@@ -60,6 +60,8 @@ def test_posterior_design_simulates_real_tests_conditions_inside_the_priors(quic
     assert np.all((u_plan >= lower - 1e-9) & (u_plan <= upper + 1e-9))
 
 
+@pytest.mark.slow  # ~2 min on 2 cores (simulations on a Dask cluster, decoder retrained, two ADVI fits and NUTS compiled
+# afresh); no shipped study runs rounds (sim2real.rounds: 0), so it is an extra: `pytest -m slow tests/risk/test_rounds.py`
 def test_one_round_retrains_recalibrates_and_records(quick_indentation):
     ctx = quick_indentation
     decoder, data, priors = stages._physics_inputs(ctx)
