@@ -34,9 +34,9 @@ def default_chain_method(chains: int) -> str:
 
 
 def _host_arrays(tree: xr.DataTree) -> xr.DataTree:
-    """``tree`` with every variable (and coordinate) a NumPy array. PyMC's NumPyro path leaves the draws as JAX
-    arrays, on which each NumPy reduction is a host transfer: measured on the default study's quick posterior
-    (4 × 1000 draws, 1491 components), `risk.bayes.diagnostics.summarize` took 20.8 s on them and 5.0 s on NumPy (the same draws read back from posterior.nc)."""
+    """``tree`` with every data variable a NumPy array. PyMC's NumPyro path leaves the draws as JAX arrays, on which
+    each NumPy reduction is a host transfer: measured on the default study's quick posterior (4 × 1000 draws, 1491
+    components), `risk.bayes.diagnostics.summarize` took 20.8 s on them and 5.0 s on the same draws as NumPy."""
     return tree.map_over_datasets(lambda ds: ds.copy(data={k: np.asarray(v.values) for k, v in ds.data_vars.items()})
                                   if ds is not None else ds)
 
