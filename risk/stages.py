@@ -776,14 +776,15 @@ def _shapley_sensitivity(ctx: RunContext, tree, logit_fn, real_logit_fn, scenari
             return 1 / (1 + np.exp(-logit))
         return f
 
-    # n_outer = 1000: the Monte Carlo s.e. of a share is ~0.001 (measured on the indentation quick run, 8
-    # parameters), far below its spread over posterior draws; the draws are what a full study adds. The exact
-    # enumeration visits 2^d subsets: beyond 9 parameters n_outer shrinks to keep SHAPLEY_CALLS_PER_DRAW (the
-    # cost at 9 parameters); the s.e. of every effect is stored with it (12 parameters: n_outer 124).
-    # --quick: 8 draws of 400 outer samples (s.e. of a share ~0.0016); at 20 draws of 1000 they took 52 thread-seconds
-    # of the quick indentation predict stage (py-spy, 2 threads), now 12.
+    # n_outer = 400, full and --quick: the reported effect is the mean over posterior draws, and its error is the
+    # draws' (measured on the full default study, 9 parameters, 2026-12-07: the effects' sd over 50 draws 0.024-0.045,
+    # so the mean's sampling error ~0.004), while the Monte Carlo s.e. of the mean was 0.0005-0.0007 at n_outer 1000
+    # (~0.001 at 400). 1000 cost 56 CPU-s of that predict stage (py-spy), for no visible gain. The exact enumeration
+    # visits 2^d subsets: beyond 9 parameters n_outer shrinks to keep SHAPLEY_CALLS_PER_DRAW (the cost of 1000 at 9
+    # parameters); the s.e. of every effect is stored with it. --quick: 8 draws (52 -> 12 thread-seconds of the quick
+    # indentation predict stage at 20 draws of 1000 before), a full study 50.
     d = len(names)
-    n_outer = int(min(400 if ctx.quick else 1000, max(100, SHAPLEY_CALLS_PER_DRAW // ((2**d - 2) * 3))))
+    n_outer = int(min(400, max(100, SHAPLEY_CALLS_PER_DRAW // ((2**d - 2) * 3))))
     n_var = 4000 if ctx.quick else 10000
     def effects(j: int):  # one posterior draw, its own seed: the same result in any thread, in any order
         st = states[j]
