@@ -6,16 +6,33 @@ Workflow::
     fit = dec.fit_encoder(real)                                                    # q(θ | x, c) on real tests
     dec.save(model_dir, fit)
     frozen = load_decoder(model_dir)          # jax_apply / pytensor_apply for the Bayesian stage
-"""
-from sim2real.bridge import ObservableLayout, ThetaTransform, build_layout, ensemble_to_batch, real_to_batch
-from sim2real.decoder import DecoderConfig, FrozenDecoder, FrozenDecoderCVAE
-from sim2real.discrepancy import misspecification_check
-from sim2real.encoder import EncoderConfig, EncoderFit, fit_encoder
-from sim2real.export import jax_decoder, load_decoder, pytensor_decoder
-from sim2real.io import load_encoder, load_model, save_model
 
-__all__ = [
-    "DecoderConfig", "EncoderConfig", "EncoderFit", "FrozenDecoder", "FrozenDecoderCVAE", "ObservableLayout",
-    "ThetaTransform", "build_layout", "ensemble_to_batch", "fit_encoder", "jax_decoder", "load_decoder",
-    "load_encoder", "load_model", "misspecification_check", "pytensor_decoder", "real_to_batch", "save_model",
-]
+The names below are imported from their modules on first use (PEP 562): loading and evaluating a frozen decoder
+(`load_decoder`, `FrozenDecoder`) does not import torch, which only training and the encoder need.
+"""
+import importlib
+
+_EXPORTS = {
+    "sim2real.bridge": ("ObservableLayout", "ThetaTransform", "build_layout", "ensemble_to_batch", "real_to_batch"),
+    "sim2real.frozen": ("DecoderConfig", "FrozenDecoder"),
+    "sim2real.decoder": ("FrozenDecoderCVAE",),
+    "sim2real.discrepancy": ("misspecification_check",),
+    "sim2real.encoder": ("EncoderConfig", "EncoderFit", "fit_encoder"),
+    "sim2real.export": ("jax_decoder", "load_decoder", "pytensor_decoder"),
+    "sim2real.io": ("load_encoder", "load_model", "save_model"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'sim2real' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

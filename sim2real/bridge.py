@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 import xarray as xr
 from scipy import special, stats
 
@@ -147,6 +146,8 @@ class ThetaTransform:
     # -- prior density in u (torch, differentiable) ------------------------------------------------
     def log_prior_u(self, u: torch.Tensor) -> torch.Tensor:
         """Exact log prior density of u, ``(..., n_par) → (...)``: log p_θ(θ(u)) + log |dθ/du|."""
+        import torch
+
         loc = torch.as_tensor(self.loc, dtype=u.dtype)
         scale = torch.as_tensor(self.scale, dtype=u.dtype)
         y = u * scale + loc
@@ -315,7 +316,8 @@ class ObservableLayout:
 
 @dataclass(frozen=True)
 class Batch:
-    """Tensors of one dataset in the layout (float32 unless stated).
+    """Tensors of one dataset in the layout (float32 unless stated; NumPy arrays of the same dtypes where built with
+    ``as_numpy``, `real_to_batch`).
 
     x : (n, n_obs) normalised observables, 0 where missing.
     mask : (n, n_obs) 1 observed / 0 missing.
@@ -337,6 +339,8 @@ class Batch:
         return self.x.shape[0]
 
     def subset(self, idx) -> "Batch":
+        import torch
+
         idx = torch.as_tensor(idx)
         return Batch(self.x[idx], self.mask[idx], self.c[idx], self.y[idx], self.y_mask[idx],
                      None if self.u is None else self.u[idx], self.ids[idx.numpy()])
@@ -450,13 +454,18 @@ def build_layout(ens: xr.Dataset, observables: Sequence[str] | None = None,
                             tuple(float(s) if s > 0 else 1.0 for s in csd), tuple(float(defaults[n]) for n in cnames))
 
 
-def _tensors(X: np.ndarray, layout: ObservableLayout, C: np.ndarray, y: np.ndarray, u, ids) -> Batch:
+def _tensors(X: np.ndarray, layout: ObservableLayout, C: np.ndarray, y: np.ndarray, u, ids, as_numpy: bool = False) -> Batch:
     Xn = layout.normalise(X)
     mask = np.isfinite(Xn)
     ym = np.isfinite(y)
-    f = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
-    return Batch(f(np.where(mask, Xn, 0.0)), f(mask), torch.as_tensor(np.asarray(C, dtype=np.float64)),
-                 f(np.where(ym, y, 0.0)), f(ym), None if u is None else f(u), np.asarray(ids))
+    f32 = lambda a: np.asarray(a, dtype=np.float32)
+    arrays = (f32(np.where(mask, Xn, 0.0)), f32(mask), np.asarray(C, dtype=np.float64), f32(np.where(ym, y, 0.0)),
+              f32(ym), None if u is None else f32(u))
+    if not as_numpy:
+        import torch
+
+        arrays = tuple(None if a is None else torch.as_tensor(a) for a in arrays)
+    return Batch(*arrays, np.asarray(ids))
 
 
 def ensemble_to_batch(ens: xr.Dataset, layout: ObservableLayout, transform: ThetaTransform) -> Batch:
@@ -471,13 +480,15 @@ def ensemble_to_batch(ens: xr.Dataset, layout: ObservableLayout, transform: Thet
                     ens["sample"].values)
 
 
-def real_to_batch(real: xr.Dataset, layout: ObservableLayout, conditions: Mapping[str, float] | None = None) -> Batch:
+def real_to_batch(real: xr.Dataset, layout: ObservableLayout, conditions: Mapping[str, float] | None = None, *,
+                  as_numpy: bool = False) -> Batch:
     """Real tests (dim ``test``, docs/contracts.md "Real data") → `Batch` in the simulator's layout.
 
     Variables are matched by name; curves are interpolated onto the simulator grid and masked outside
     the measured range; missing variables are fully masked. Conditions are read from variables of the
     same name (e.g. ``soc``), else from ``conditions``, else the layout's defaults. The outcome is
     ``thermal_runaway`` if present, else ``hazard_level >= 6`` (pouch rupture, as TR is defined in risk.bayes), NaN where unknown.
+    ``as_numpy``: the batch's arrays as NumPy arrays of the same dtypes (no torch import).
     """
     if "test" not in real.dims:
         raise ValueError(f"real data needs a `test` dimension; got dims {tuple(real.dims)}")
@@ -500,7 +511,7 @@ def real_to_batch(real: xr.Dataset, layout: ObservableLayout, conditions: Mappin
         y = np.where(np.isfinite(h), (h >= RUNAWAY_HAZARD_LEVEL).astype(float), np.nan)
     else:
         y = np.full(n, np.nan)
-    return _tensors(_features(real, layout.channels, "test"), layout, C, y, None, real["test"].values)
+    return _tensors(_features(real, layout.channels, "test"), layout, C, y, None, real["test"].values, as_numpy)
 
 
 def priors_from_simulator(sim_or_cls) -> tuple[list[str], list[Prior]]:

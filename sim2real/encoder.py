@@ -35,7 +35,8 @@ import torch
 import xarray as xr
 
 from sim2real.bridge import Batch, real_to_batch
-from sim2real.decoder import FrozenDecoder, bernoulli_nll, gaussian_nll
+from sim2real.decoder import bernoulli_nll, gaussian_nll
+from sim2real.frozen import FrozenDecoder
 from sim2real.networks import EncoderNet
 
 DT = torch.float64

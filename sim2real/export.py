@@ -17,7 +17,7 @@ The graph, for depth ``D`` (``silu(a) = a · sigmoid(a)``)::
     logit_runaway = h_D @ Wrun.T + brun + h0 @ Wskip.T      (Wskip: linear skip; 0 in older models)
 
 and, where the model has a Gaussian-process emulator of its scalar observables (``gp_*`` weights,
-`sim2real.networks.gp_replace`), their mean and log scale come from it instead of the MLP's heads.
+`sim2real.gp.gp_replace`), their mean and log scale come from it instead of the MLP's heads.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import numpy as np
 
 
 def _graph(w: Mapping[str, np.ndarray], depth: int, xp, cat, silu) -> Callable:
-    from sim2real.networks import GP_KEYS, gp_replace
+    from sim2real.gp import GP_KEYS, gp_replace
 
     gp = {k: w[k] for k in GP_KEYS} if "gp_alpha" in w else None
 

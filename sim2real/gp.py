@@ -6,7 +6,7 @@ on the default indentation ensemble (256 coupled-chain runs, 8 parameters, 3 con
 GP predicts held-out simulations with R² 0.985 / 0.90 / 0.87 (log onset force, 60-s voltage drop, log rise rate)
 where the MLP's heads reach 0.79 / 0.36 / 0.21 (the same 51 held-out runs; measured 2026-12-05). The MLP keeps the
 curves and the runaway logit; the scalar channels' means and log scales are replaced by the GP's
-(`sim2real.networks.gp_replace`, in torch, JAX and PyTensor alike).
+(`gp_replace`, in torch, JAX and PyTensor alike).
 
 The emulator's sd is constant per observable: the root mean square of the GP's leave-one-out residuals on its
 training runs (Rasmussen & Williams, *Gaussian Processes for Machine Learning*, 2006, eq. 5.12), so that the
@@ -20,10 +20,36 @@ import numpy as np
 #: between them
 MIN_SD = 0.02
 
+#: arrays of the Gaussian-process emulator of scalar observables (`sim2real.gp`, `gp_replace`)
+GP_KEYS = ("gp_x", "gp_inv_length", "gp_alpha", "gp_offset", "gp_log_scale", "gp_select", "gp_keep")
+
+
+def gp_replace(gp, x, mean, log_scale, xp):
+    """Means and log scales of the observables the GP emulates, in place of the MLP's.
+
+    ``gp``: ``gp_x`` (n_train, d) training inputs ``[u, c_normalised]``; per emulated observable j (m of them)
+    ``gp_inv_length`` (m, d) inverse ARD length scales, ``gp_alpha`` (m, n_train) the weights ``amp · K⁻¹ y``
+    [normalised x], ``gp_offset`` (m,), ``gp_log_scale`` (m,) the emulator's log sd (leave-one-out residuals);
+    ``gp_select`` (m, n_obs) one-hot columns, ``gp_keep`` (n_obs,) 1 where the MLP's output stays. ``x`` (..., d),
+    ``mean``/``log_scale`` (..., n_obs); ``xp``: torch, jax.numpy or pytensor.tensor. The squared-exponential
+    predictive mean ``offset + Σ_i alpha_i exp(−½ |(x − x_i) ⊙ inv_length|²)`` (Rasmussen & Williams, *Gaussian
+    Processes for Machine Learning*, 2006, eq. 2.25), one observable at a time to bound memory.
+    """
+    cols = []
+    n_gp = int(np.shape(getattr(gp["gp_offset"], "data", gp["gp_offset"]))[0])  # a PyTensor constant: its .data
+    for j in range(n_gp):
+        w = gp["gp_inv_length"][j]
+        a, b = x * w, gp["gp_x"] * w  # (..., d), (n, d)
+        d2 = (a * a).sum(-1)[..., None] - 2.0 * (a @ b.T) + (b * b).sum(-1)
+        cols.append(xp.exp(-0.5 * d2) @ gp["gp_alpha"][j] + gp["gp_offset"][j])
+    g = xp.stack(cols, axis=-1)  # (..., m)
+    return (mean * gp["gp_keep"] + g @ gp["gp_select"],
+            log_scale * gp["gp_keep"] + (g * 0.0 + gp["gp_log_scale"]) @ gp["gp_select"])
+
 
 def fit_gp_scalars(u: np.ndarray, c_normalised: np.ndarray, x: np.ndarray, mask: np.ndarray, layout,
                    names, *, seed: int, restarts: int = 2) -> dict[str, np.ndarray] | None:
-    """Fit one ARD GP per scalar channel ``names`` of ``layout`` on training runs; the `sim2real.networks.GP_KEYS`
+    """Fit one ARD GP per scalar channel ``names`` of ``layout`` on training runs; the `GP_KEYS`
     arrays (None when none of ``names`` is a scalar channel of the layout).
 
     u : (n, n_par) [1]; c_normalised : (n, n_cond) conditions z-scored by the layout; x : (n, n_obs) normalised

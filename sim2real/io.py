@@ -18,7 +18,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 
 FORMAT_VERSION = 1
@@ -52,6 +51,8 @@ def _jsonable(o):
 
 def save_model(model_dir, decoder, encoder=None) -> Path:
     """Write ``decoder`` (a `FrozenDecoder`) and optionally an `EncoderFit` to ``model_dir``."""
+    import torch
+
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -81,10 +82,9 @@ def save_model(model_dir, decoder, encoder=None) -> Path:
 
 
 def load_model(model_dir):
-    """Rebuild the `FrozenDecoder` from ``model_dir`` (weights from ``decoder.npz``)."""
+    """Rebuild the `FrozenDecoder` from ``model_dir`` (weights from ``decoder.npz``; torch is not imported)."""
     from sim2real.bridge import ObservableLayout, ThetaTransform
-    from sim2real.decoder import DecoderConfig, FrozenDecoder
-    from sim2real.networks import GP_KEYS, DecoderNet
+    from sim2real.frozen import DecoderConfig, FrozenDecoder
 
     d = Path(model_dir)
     if not (d / "model.json").exists():
@@ -93,23 +93,14 @@ def load_model(model_dir):
     layout = ObservableLayout.from_json(meta["layout"])
     transform = ThetaTransform.from_json(meta["transform"])
     cfg = DecoderConfig(**meta["decoder_config"] | {"gp_observables": tuple(meta["decoder_config"].get("gp_observables", ()))})
-    w = dict(np.load(d / "decoder.npz"))
-    gp = {k: w[k] for k in GP_KEYS} if "gp_alpha" in w else None
-    net = DecoderNet(len(transform.names), len(layout.condition_names), w["basis"], w["basis_offset"], w["expand"],
-                     w["cond_loc"], w["cond_scale"], cfg.width, cfg.depth, torch.Generator().manual_seed(0), gp=gp)
-    sd = {}
-    for i in range(cfg.depth):
-        sd[f"body.{2 * i}.weight"], sd[f"body.{2 * i}.bias"] = w[f"body{i}_w"], w[f"body{i}_b"]
-    for k in ("coef", "chan", "runaway"):
-        sd[f"{k}.weight"], sd[f"{k}.bias"] = w[f"{k}_w"], w[f"{k}_b"]
+    # float32 values, as the torch module holds them before it is frozen in float64
+    with np.load(d / "decoder.npz") as saved:
+        w = {k: v.astype(np.float32).astype(np.float64) for k, v in saved.items()}
     # models saved before the runaway head had its linear skip: a zero skip is the same function
-    sd["runaway_skip.weight"] = w.get("runaway_skip_w", np.zeros((1, len(transform.names) + len(layout.condition_names))))
-    for k in ("log_scale_bias", "basis", "basis_offset", "expand", "cond_loc", "cond_scale", *(gp or {})):
-        sd[k] = w[k]
-    net.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in sd.items()})
+    w.setdefault("runaway_skip_w", np.zeros((1, len(transform.names) + len(layout.condition_names))))
     metrics = json.loads((d / "metrics.json").read_text()).get("decoder", {}) if (d / "metrics.json").exists() else {}
     hashes = json.loads((d / "hashes.json").read_text()) if (d / "hashes.json").exists() else {}
-    dec = FrozenDecoder(net, layout, transform, cfg, meta["component_sizes"], metrics, hashes)
+    dec = FrozenDecoder(w, layout, transform, cfg, meta["component_sizes"], metrics, hashes)
     if (d / "error_factor.npy").exists():
         dec.error_factor = np.load(d / "error_factor.npy")
     return dec
@@ -121,6 +112,8 @@ def load_encoder(model_dir, decoder=None):
 
     The loaded fit carries no training tests: pass the tests to infer (``fit.posterior(real=...)``).
     """
+    import torch
+
     from sim2real.encoder import EncoderConfig, EncoderFit, Summary
     from sim2real.networks import EncoderNet
 

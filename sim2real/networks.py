@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sim2real.gp import GP_KEYS, gp_replace
+
 
 def init_linear(layer: nn.Linear, generator: torch.Generator, gain: float = 1.0) -> nn.Linear:
     """Uniform fan-in init (PyTorch's default scale) from ``generator``."""
@@ -28,33 +30,6 @@ def mlp(d_in: int, width: int, depth: int, generator: torch.Generator) -> nn.Seq
         layers += [init_linear(nn.Linear(d, width), generator), nn.SiLU()]
         d = width
     return nn.Sequential(*layers)
-
-
-#: arrays of the Gaussian-process emulator of scalar observables (`sim2real.gp`, `gp_replace`)
-GP_KEYS = ("gp_x", "gp_inv_length", "gp_alpha", "gp_offset", "gp_log_scale", "gp_select", "gp_keep")
-
-
-def gp_replace(gp, x, mean, log_scale, xp):
-    """Means and log scales of the observables the GP emulates, in place of the MLP's.
-
-    ``gp``: ``gp_x`` (n_train, d) training inputs ``[u, c_normalised]``; per emulated observable j (m of them)
-    ``gp_inv_length`` (m, d) inverse ARD length scales, ``gp_alpha`` (m, n_train) the weights ``amp · K⁻¹ y``
-    [normalised x], ``gp_offset`` (m,), ``gp_log_scale`` (m,) the emulator's log sd (leave-one-out residuals);
-    ``gp_select`` (m, n_obs) one-hot columns, ``gp_keep`` (n_obs,) 1 where the MLP's output stays. ``x`` (..., d),
-    ``mean``/``log_scale`` (..., n_obs); ``xp``: torch, jax.numpy or pytensor.tensor. The squared-exponential
-    predictive mean ``offset + Σ_i alpha_i exp(−½ |(x − x_i) ⊙ inv_length|²)`` (Rasmussen & Williams, *Gaussian
-    Processes for Machine Learning*, 2006, eq. 2.25), one observable at a time to bound memory.
-    """
-    cols = []
-    n_gp = int(np.shape(getattr(gp["gp_offset"], "data", gp["gp_offset"]))[0])  # a PyTensor constant: its .data
-    for j in range(n_gp):
-        w = gp["gp_inv_length"][j]
-        a, b = x * w, gp["gp_x"] * w  # (..., d), (n, d)
-        d2 = (a * a).sum(-1)[..., None] - 2.0 * (a @ b.T) + (b * b).sum(-1)
-        cols.append(xp.exp(-0.5 * d2) @ gp["gp_alpha"][j] + gp["gp_offset"][j])
-    g = xp.stack(cols, axis=-1)  # (..., m)
-    return (mean * gp["gp_keep"] + g @ gp["gp_select"],
-            log_scale * gp["gp_keep"] + (g * 0.0 + gp["gp_log_scale"]) @ gp["gp_select"])
 
 
 class DecoderNet(nn.Module):
@@ -120,6 +95,25 @@ class DecoderNet(nn.Module):
             mean, log_scale = gp_replace({k: getattr(self, k) for k in GP_KEYS}, x, mean, log_scale, torch)
         return {"mean": mean, "log_scale": log_scale,
                 "logit_runaway": (self.runaway(h) + self.runaway_skip(x)).squeeze(-1)}
+
+    @classmethod
+    def from_weights(cls, w: dict[str, np.ndarray], width: int, depth: int) -> "DecoderNet":
+        """The module of the export-format weights ``w`` (`weights`; the arrays of ``decoder.npz``), float32."""
+        n_in = w["body0_w"].shape[1] if depth else w["coef_w"].shape[1]
+        n_cond = w["cond_loc"].shape[0]
+        gp = {k: w[k] for k in GP_KEYS} if "gp_alpha" in w else None
+        net = cls(n_in - n_cond, n_cond, w["basis"], w["basis_offset"], w["expand"], w["cond_loc"], w["cond_scale"],
+                  width, depth, torch.Generator().manual_seed(0), gp=gp)
+        sd = {}
+        for i in range(depth):
+            sd[f"body.{2 * i}.weight"], sd[f"body.{2 * i}.bias"] = w[f"body{i}_w"], w[f"body{i}_b"]
+        for k in ("coef", "chan", "runaway"):
+            sd[f"{k}.weight"], sd[f"{k}.bias"] = w[f"{k}_w"], w[f"{k}_b"]
+        sd["runaway_skip.weight"] = w["runaway_skip_w"]
+        for k in ("log_scale_bias", "basis", "basis_offset", "expand", "cond_loc", "cond_scale", *(gp or {})):
+            sd[k] = w[k]
+        net.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in sd.items()})
+        return net
 
     def weights(self) -> dict[str, np.ndarray]:
         """All weights and buffers as float64 numpy arrays (the export format)."""

@@ -65,9 +65,9 @@ def calibration_data(real: xr.Dataset, decoder) -> CalibrationData:
         real[BREACH_MARGIN] = ("test", np.where(np.isfinite(breach), 0.0, np.nan), {"units": "1"})
         notes.append(f"{BREACH_MARGIN} known by its sign only: ≥ 0 for the {int(np.nansum(breach))} tests whose casing "
                      f"ruptured, ≤ 0 for the {int(np.sum(breach == 0))} others")
-    b = real_to_batch(real, layout)
-    x = b.x.numpy().astype(float)
-    obs = np.where(b.mask.numpy() > 0, x, np.nan)
+    b = real_to_batch(real, layout, as_numpy=True)
+    x = b.x.astype(float)
+    obs = np.where(b.mask > 0, x, np.nan)
     censored = np.zeros(obs.shape, np.int8)  # risk.bayes.model.censor_sign: +1 lower bound, -1 upper bound
     sl = layout.slices()
     if "force_short_onset" in sl:
@@ -81,11 +81,11 @@ def calibration_data(real: xr.Dataset, decoder) -> CalibrationData:
                 notes.append(f"{name} censored at its ceiling ({what}): {', '.join(tests[hit])}")
     if breach is not None:
         censored[:, sl[BREACH_MARGIN]] = np.where(breach == 1, 1, np.where(breach == 0, -1, 0))[:, None]
-    y = np.where(b.y_mask.numpy() > 0, b.y.numpy().astype(float), np.nan)
+    y = np.where(b.y_mask > 0, b.y.astype(float), np.nan)
     level = np.asarray(real["hazard_level"].values, dtype=float) if "hazard_level" in real else None
     family = (np.asarray(real["cell_family"].values).astype(str) if "cell_family" in real
               else np.full(real.sizes["test"], "all"))
-    return CalibrationData(test=tests, family=family, conditions=b.c.numpy().astype(float), observables=obs,
+    return CalibrationData(test=tests, family=family, conditions=b.c.astype(float), observables=obs,
                            hazard_level=level, runaway=None if level is not None else y,
                            observable_names=tuple(decoder.observable_names),
                            condition_names=tuple(decoder.condition_names), censored=censored, notes=tuple(notes))

@@ -122,7 +122,7 @@ def test_runaway_head_refit_restores_an_unfitted_head_and_leaves_observables(dec
 def test_numpy_apply_matches_torch_over_shapes_chunks_and_bounds(model_dir, monkeypatch):
     """`FrozenDecoder.numpy_apply`: broadcast leading shapes, padded size classes and chunks give torch's values
     (float32 tolerance), ``bounds`` clip u; an empty input gives empty outputs."""
-    import sim2real.decoder as sd
+    import sim2real.frozen as sd
 
     monkeypatch.setattr(sd, "CHUNK_ROWS", 16)  # exercise chunking and the padded last chunk at test sizes
     monkeypatch.setattr(sd, "MIN_ROWS", 4)
