@@ -40,6 +40,12 @@ backward-Euler equations over all test functions (Σ φ_i = 1) gives, per step,
 which is what the run accounts (``energy_balance_residual`` is this identity's defect: round-off
 and the LU solve, ~1e-10 relative).
 
+Runaway is the project's one definition (`simulators.lumped.RUNAWAY_RATE`, 1 K/s; Feng et al., Energy Storage
+Mater. 10 (2018) 246): the chemical self-heating rate of the whole cell, heat-capacity weighted,
+E_kin,step / (Δt ∫ρc dV), exceeds ``StepControl.runaway_rate`` — the rate `lumped_thermal` reads from its one
+node, and the rate the coupled chain reads outside the short spot (`abuse_fe.coupled`). A runaway confined to a
+hot spot (an internal short's ``source_power``) heats a few dofs fast but is not a cell runaway until it spreads.
+
 Example
 -------
 >>> import abuse_fe
@@ -73,6 +79,7 @@ from abuse_fe import geometry as geo
 from abuse_fe.materials import CYLINDRICAL, POUCH, STEFAN_BOLTZMANN, CellMaterials
 from abuse_fe.probes import Probes
 from simulators.base import Condition, Parameter, SimulationError, Simulator, attach_units
+from simulators.lumped import RUNAWAY_RATE
 from simulators.priors import Prior
 from simulators.registry import register
 
@@ -93,14 +100,15 @@ class StepControl:
     dT_step : float
         Largest accepted temperature change of any dof per step [K].
     runaway_rate : float
-        Runaway is declared when the kinetic self-heating of some point exceeds this rate [K/s].
+        Runaway is declared when the chemical self-heating rate of the whole cell (heat-capacity weighted)
+        exceeds this rate [K/s] (module docstring).
     """
 
     dt_initial: float = 1.0
     dt_min: float = 1e-4
     dt_max: float = 16.0
     dT_step: float = 10.0
-    runaway_rate: float = 10.0
+    runaway_rate: float = RUNAWAY_RATE
 
 
 class PowerSeries:
@@ -352,16 +360,14 @@ class ThermalAbuseProblem:
         return vec / total
 
     def _kinetic_half_step(self, state, dt: float):
-        """Advance the kinetics at fixed T over dt; add their heat to T. Returns (state, E [J], max ΔT [K])."""
+        """Advance the kinetics at fixed T over dt; add their heat to T. Returns (state, E [J])."""
         if self.kinetics is None or dt == 0.0:
-            return state, 0.0, 0.0
+            return state, 0.0
         j = self.jdofs
         new, released = self.kinetics.advance(self.T.x.array[j], state, dt)  # [J/m³]
         E = released * self.w_jelly[j]  # [J]
-        dT = E / self.m[j]
-        self.T.x.array[j] += dT
-        owned = j < self.n_owned
-        return new, self._gsum(E[owned]), self._gmax(dT[owned])
+        self.T.x.array[j] += E / self.m[j]
+        return new, self._gsum(E[j < self.n_owned])
 
     # ----------------------------------------------------------------------------------------------
     def run(self, t_end: float, *, temperature_initial: float = 298.15,
@@ -433,6 +439,7 @@ class ThermalAbuseProblem:
         owned = slice(0, self.n_owned)
         m_owned = self.m[owned]
         U0 = self._gsum(m_owned * self.T.x.array[owned])  # ∫ρc T dV [J]
+        heat_capacity = self._gsum(m_owned)  # ∫ρc dV [J/K]: the whole cell's, for the runaway rate
         # explicit-radiation stability: dt · h_rad / (m_j / a_j) ≤ 1/2 on boundary dofs
         bnd = self.area[owned] > 0
         cap_per_area = self.comm.allreduce(float(np.min(m_owned[bnd] / self.area[owned][bnd])) if np.any(bnd)
@@ -468,7 +475,7 @@ class ThermalAbuseProblem:
             T_save = self.T.x.array.copy()
             state_save = state
             # 1. kinetics Δt/2
-            state, e1, dT1 = self._kinetic_half_step(state, 0.5 * dt_try)
+            state, e1 = self._kinetic_half_step(state, 0.5 * dt_try)
             # 2. conduction Δt (backward Euler); Tⁿ = T after the kinetic half step
             self.T_n.x.array[:] = self.T.x.array
             self.T_inf.value = float(amb(t + dt_try))
@@ -493,7 +500,7 @@ class ThermalAbuseProblem:
             self.T.x.scatter_forward()
             e_loss = dt_try * self.comm.allreduce(fem.assemble_scalar(self.loss_form), op=MPI.SUM)
             # 3. kinetics Δt/2
-            state, e2, dT2 = self._kinetic_half_step(state, 0.5 * dt_try)
+            state, e2 = self._kinetic_half_step(state, 0.5 * dt_try)
 
             T_now = self.T.x.array[owned]
             change = self._gmax(np.abs(T_now - T_save[owned]))
@@ -514,7 +521,7 @@ class ThermalAbuseProblem:
             E_short += e_short
             E_loss += e_loss
             T_peak = max(T_peak, self._gmax(T_now))
-            if math.isnan(t_runaway) and (dT1 + dT2) / dt_try > ctl.runaway_rate:
+            if math.isnan(t_runaway) and (e1 + e2) / (dt_try * heat_capacity) > ctl.runaway_rate:
                 t_runaway = t
             record(t, (e1 + e2) / dt_try)
             T_surface = self._gmax(T_now[bnd])
@@ -629,7 +636,7 @@ class _FEThermalBase(Simulator):
     matrix: str = "once"
     dt_max: float = 16.0
     dT_step: float = 10.0
-    runaway_rate: float = 10.0
+    runaway_rate: float = RUNAWAY_RATE
     _problem: ThermalAbuseProblem | None = field(default=None, init=False, repr=False, compare=False)
 
     _spec = None

@@ -7,7 +7,8 @@
    median absolute error and coverage of the 90 % predictive interval, next to the per-group baseline's scores.
 2. **Hatchard et al. (2001) oven case** with the model the oven and calorimetry studies use (`lumped_thermal`,
    LiCoO2 18650, Kim et al. 2007 kinetics, nominal θ, oven step): the lowest oven temperature that runs away
-   (bisection to 0.25 K) against the published bracket (survives 150 °C, runs away at 155 °C).
+   (bisection to 0.25 K) against the published bracket (survives 150 °C, runs away at 155 °C); the same for the FE
+   model it reduces (`fe_thermal_18650`, coarse and medium meshes), under the same runaway definition.
 3. **Energy balance of the venting model**: the body's first law with the ejecta's sensible heat leaving it,
    worst relative residual over prior draws of the calorimetry study's heater and nail conditions.
 4. **Casing breach**: the databank's bottom ruptures among runaway tests per cell type against the simulator's
@@ -106,16 +107,8 @@ def casing_breach(run: Path) -> dict:
             "simulated_runaways": int(sim_tr.sum())}
 
 
-def hatchard_oven() -> dict:
-    """Runaway threshold of the studies' lumped LiCoO2 18650 at nominal θ (module doc, item 2)."""
-    from simulators.lumped import LumpedThermal
-
-    sim = LumpedThermal(cell="18650_lco_hatchard2001", kinetics="hatchard2001", t_end=10800.0, n_time=181)
-    theta = sim.default_theta()
-
-    def runs_away(celsius: float) -> bool:
-        return bool(sim.run(theta, {"temperature_oven": 273.15 + celsius, "oven_ramp_rate": 100.0}).thermal_runaway)
-
+def _oven_threshold(runs_away) -> dict:
+    """Lowest oven temperature [°C] at which ``runs_away(celsius)`` (bisection to 0.25 K) and the published bracket."""
     lo, hi = 120.0, 180.0
     assert not runs_away(lo) and runs_away(hi)
     while hi - lo > 0.25:
@@ -127,6 +120,38 @@ def hatchard_oven() -> dict:
             "survives_150": survives, "runs_away_155": runs, "agrees": survives and runs,
             "offset_from_bracket_K": 0.0 if HATCHARD_BRACKET[0] <= threshold <= HATCHARD_BRACKET[1]
             else float(min(abs(threshold - b) for b in HATCHARD_BRACKET))}
+
+
+def hatchard_oven() -> dict:
+    """Runaway threshold of the studies' lumped LiCoO2 18650 at nominal θ (module doc, item 2), and of the FE model it
+    reduces (`abuse_fe.thermal.FEThermal18650`: can, orthotropic jelly roll, conduction; the same kinetics and runaway
+    definition) on its coarse and medium meshes."""
+    from simulators.lumped import LumpedThermal
+
+    sim = LumpedThermal(cell="18650_lco_hatchard2001", kinetics="hatchard2001", t_end=10800.0, n_time=181)
+    theta = sim.default_theta()
+    out = _oven_threshold(lambda celsius: bool(sim.run(theta, {"temperature_oven": 273.15 + celsius,
+                                                                "oven_ramp_rate": 100.0}).thermal_runaway))
+    out["fe"] = {}
+    for resolution in ("coarse", "medium"):
+        fe = _fe_oven(resolution)
+        out["fe"][resolution] = _oven_threshold(fe) | {"dofs": fe.dofs}
+    return out
+
+
+def _fe_oven(resolution: str):
+    """``runs_away(celsius)`` of the FE 18650 at nominal θ in a 3-h oven step (its ``dofs`` attribute: the mesh)."""
+    import abuse_fe  # noqa: F401  (import order: before dolfinx)
+    from abuse_fe.thermal import FEThermal18650, default_theta
+
+    sim = FEThermal18650(resolution=resolution, t_end=10800.0, n_time=181)
+    theta = default_theta(sim)
+
+    def runs_away(celsius: float) -> bool:
+        return bool(sim.run(theta, {"temperature_oven": 273.15 + celsius}).thermal_runaway)
+
+    runs_away.dofs = int(sim.problem().V.dofmap.index_map.size_global)
+    return runs_away
 
 
 def energy_balance(n: int = 40, seed: int = 0) -> dict:
@@ -210,6 +235,9 @@ def main() -> None:
                   f" / {base.get('interval_score_90', float('nan')):.3g}")
     print(f"\nHatchard oven (lumped LiCoO2 18650, nominal θ): threshold {oven['threshold_celsius']:.2f} °C; "
           f"survives 150 °C: {oven['survives_150']}, runs away at 155 °C: {oven['runs_away_155']}")
+    for resolution, r in oven["fe"].items():
+        print(f"Hatchard oven (FE 18650, {resolution} mesh, {r['dofs']} dofs): threshold {r['threshold_celsius']:.2f} °C; "
+              f"survives 150 °C: {r['survives_150']}, runs away at 155 °C: {r['runs_away_155']}")
     print(f"First law with ejection: worst residual {balance['first_law_residual_max']:.1e} over {balance['draws']} "
           f"prior draws ({balance['ejected']} ejected, {balance['runaway']} ran away)")
     print(f"Casing breach among runaways: databank {breach['data_share']:.3f} (bottom ruptures), simulator prior "

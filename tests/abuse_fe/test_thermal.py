@@ -19,6 +19,7 @@ from abuse_fe import geometry as geo
 from abuse_fe.materials import STEFAN_BOLTZMANN, CellMaterials, Material
 from abuse_fe.thermal import FEThermal18650, StepControl, ThermalAbuseProblem, conductivity_tensor, default_theta
 from simulators.kinetics import load
+from simulators.lumped import RUNAWAY_RATE
 
 ROOT = Path(__file__).resolve().parents[2]
 OVEN = 428.15
@@ -146,9 +147,9 @@ def test_thermal_low_biot_matches_lumped(kinetics):
     tm = geo.cylinder(spec, (4, 8), casing=False)
     jelly = Material("isotropic", 2400.0, 1050.0, 1000.0, 1000.0)
     mats = CellMaterials(jelly=jelly, casing=jelly, emissivity=0.8)
-    rate = 10.0
+    rate = RUNAWAY_RATE  # the default: the whole cell's chemical self-heating, the lumped model's definition
     p = ThermalAbuseProblem(tm, mats, kinetics, heat_transfer_coefficient=5.0,
-                            control=StepControl(dt_max=4.0, dT_step=2.0, runaway_rate=rate))
+                            control=StepControl(dt_max=4.0, dT_step=2.0))
     t_end = 2400.0
     ds = p.run(t_end, ambient=_ramp(298.15, OVEN), output_times=np.linspace(0, t_end, 241))
     V, A = p.volume, p._gsum(p.area[: p.n_owned])
