@@ -614,6 +614,8 @@ _CONDITIONS = (
     Condition("soc", "1", 1.0, "state of charge", (0.0, 1.0)),
     Condition("temperature_initial", "K", 298.15, "initial cell temperature", (230.0, 350.0)),
     Condition("temperature_oven", "K", 428.15, "oven temperature (trigger 'oven')", (250.0, 700.0)),
+    # the range of `lumped_thermal`'s condition of the same name; the default is a step, Hatchard et al.'s oven
+    Condition("oven_ramp_rate", "K/s", 100.0, "oven heating rate before the hold (trigger 'oven')", (1e-4, 100.0)),
     Condition("heater_power", "W", 20.0, "heater power (trigger 'heater')", (0.0, 1000.0)),
     Condition("heater_duration", "s", 1800.0, "heater on-time (trigger 'heater')", (0.0, 1e5)),
 )
@@ -668,7 +670,8 @@ class _FEThermalBase(Simulator):
         T0 = condition["temperature_initial"]
         kw = {}
         if self.trigger == "oven":
-            kw["ambient"] = lambda t, T_oven=condition["temperature_oven"]: T_oven if t > 0 else T0
+            rise, rate = condition["temperature_oven"] - T0, condition["oven_ramp_rate"]
+            kw["ambient"] = lambda t: T0 + min(rate * t, rise) if rise > 0 else T0 + rise * (t > 0)
         else:
             kw["ambient"] = T0
             d, P = condition["heater_duration"], condition["heater_power"]

@@ -156,7 +156,7 @@ def _fe_oven(resolution: str):
                                   "specific_heat_jelly": rho_cp / JELLY_ROLL_CYLINDRICAL.density}
 
     def runs_away(celsius: float) -> bool:
-        return bool(sim.run(theta, {"temperature_oven": 273.15 + celsius}).thermal_runaway)
+        return bool(sim.run(theta, {"temperature_oven": 273.15 + celsius, "oven_ramp_rate": 100.0}).thermal_runaway)
 
     runs_away.dofs = int(sim.problem().V.dofmap.index_map.size_global)
     return runs_away

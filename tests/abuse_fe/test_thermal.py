@@ -185,6 +185,18 @@ def test_thermal_simulator_contract():
         assert var.attrs.get("units") is not None and var.attrs.get("long_name"), name
 
 
+def test_oven_ramps_at_the_condition_rate_then_holds():
+    """``oven_ramp_rate`` as in `lumped_thermal`: the ambient rises linearly from the initial temperature, then holds."""
+    sim = FEThermal18650(t_end=600.0, n_time=31)
+    ds = sim.run(default_theta(sim), {"temperature_oven": 428.15, "oven_ramp_rate": 0.5})
+    T_amb = ds.temperature_ambient
+    assert float(T_amb.sel(time=120.0)) == pytest.approx(298.15 + 60.0, abs=1e-9)
+    assert float(T_amb.sel(time=240.0)) == pytest.approx(298.15 + 120.0, abs=1e-9)
+    assert np.all(T_amb.sel(time=slice(280.0, None)).values == 428.15)
+    # the cell lags its oven while the ambient ramps
+    assert float(ds.temperature_mean.sel(time=240.0)) < float(T_amb.sel(time=240.0)) - 20.0
+
+
 @pytest.mark.mpi
 def test_thermal_mpi_matches_serial(tmp_path):
     """`mpiexec -n 2 python -m simulators.mpi fe_thermal_18650` gives the serial result (oven runaway, coarse mesh)."""
