@@ -61,6 +61,7 @@ from simulators import features
 from simulators.base import Condition, Parameter, Simulator, attach_units
 from simulators.registry import register
 from simulators.kinetics import load as load_kinetics
+from simulators.lumped import RUNAWAY_RATE
 from simulators.priors import Prior
 from simulators import chemistry as chem
 
@@ -259,7 +260,7 @@ def short_thermal_response(
     *, short_resistance: float, current_limit_c_rate: float, kinetics_log_rate_shift: float, heat_transfer: float,
     soc: float, capacity: float, thickness: float, spot_radius: float, temperature_ambient: float,
     t_end: float = 1800.0, n_time: int = 181, kinetics: str = "hatchard2001",
-    cell: CellThermal = CellThermal(), runaway_rate: float = 1.0, dT_step: float = 5.0,
+    cell: CellThermal = CellThermal(), runaway_rate: float = RUNAWAY_RATE, dT_step: float = 5.0,
     short_model=None, n_rings: int = 24, probe_distance: float = THERMOCOUPLE_DISTANCE, through_thickness: bool = True,
 ) -> dict:
     """Short current + axisymmetric hot-spot thermal model with kinetics, from the short onset to ``t_end`` [s].
@@ -324,7 +325,7 @@ def short_thermal_response(
 def short_thermal_response_batch(
     *, short_resistance, current_limit_c_rate, kinetics_log_rate_shift, heat_transfer, soc, capacity, thickness,
     spot_radius, temperature_ambient, t_end: float = 1800.0, n_time: int = 181, kinetics: str = "hatchard2001",
-    cell: CellThermal = CellThermal(), runaway_rate: float = 1.0, dT_step: float = 5.0, short_model=None,
+    cell: CellThermal = CellThermal(), runaway_rate: float = RUNAWAY_RATE, dT_step: float = 5.0, short_model=None,
     n_rings: int = 24, probe_distance: float = THERMOCOUPLE_DISTANCE, through_thickness: bool = True,
 ) -> list[dict]:
     """`short_thermal_response` of B cells of one chemistry at once: every argument before ``t_end``, and

@@ -49,6 +49,7 @@ from abuse_fe.coupled import (
     MELTDOWN_TEMPERATURE, RUNAWAY_RATE_TIME, THERMOCOUPLE_DISTANCE, CellThermal, measured_features,
 )
 from simulators.kinetics import load as load_kinetics
+from simulators.lumped import RUNAWAY_RATE
 
 #: Mesh of the default hot-spot model: elements across the spot radius, from the spot to the pouch edge, and
 #: across the thickness. Peak temperature, time to runaway and hazard level converge to within 1-2 % against a
@@ -89,7 +90,7 @@ def short_thermal_response_fe(
     *, short_resistance: float, current_limit_c_rate: float, kinetics_log_rate_shift: float, heat_transfer: float,
     soc: float, capacity: float, thickness: float, spot_radius: float, temperature_ambient: float,
     t_end: float = 1800.0, n_time: int = 181, kinetics: str = "hatchard2001", cell: CellThermal | None = None,
-    runaway_rate: float = 1.0, dT_step: float = 5.0, probe_distance: float | None = None,
+    runaway_rate: float = RUNAWAY_RATE, dT_step: float = 5.0, probe_distance: float | None = None,
     mesh: dict | None = None,
 ) -> dict:
     """The hot spot of one internal short on the axisymmetric FE mesh, ``short_onset`` → ``t_end`` [s].
