@@ -15,6 +15,7 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -55,7 +56,9 @@ class Cell(_Section):
     chemistry: Literal["LCO", "NMC", "NCA", "LFP", "LMO", "NMC-LMO", "LMO-LNO", "mixed"]
     format: Literal["pouch", "18650", "21700", "D", "prismatic"]
     capacity: Annotated[str | float, Field(description="nominal capacity, a quantity such as '2 A h'")]
-    geometry: dict[str, str | float] = Field(default_factory=dict, description="name → quantity, e.g. thickness: '5 mm'")
+    geometry: dict[str, str | float] = Field(default_factory=dict, description=(
+        "name → length, e.g. thickness: '5 mm': what the simulator's condition cell_<name> simulates (its default, "
+        "or the study's conditions.cell_<name>); a dimension it does not simulate is an error"))
     families: list[str] = Field(default_factory=list, description="cell families (as in the real data) covered")
 
     @field_validator("capacity")
@@ -555,7 +558,31 @@ class Study(_Section):
                 for v in ([value.low, value.high] if isinstance(value, ConditionRange) else [value]):
                     _check_condition(("ensemble", "condition_sets", k, "conditions", name), name, v,
                                      cond_units[name])
+        self._geometry_against_simulator(sim)
         return self
+
+    def _geometry_against_simulator(self, sim) -> None:
+        """``cell.geometry.<key>`` is what the simulator's condition ``cell_<key>`` simulates: its value where the
+        study's conditions set one, else its declared default. A dimension the simulator does not simulate, or one
+        that differs from what it simulates, is an error (it would be ignored)."""
+        defaults, unit = {c.name: c.default for c in sim.conditions}, {c.name: c.unit for c in sim.conditions}
+        for key, q in self.cell.geometry.items():
+            field, name, value = ("cell", "geometry", key), f"cell_{key}", _quantity_si(q)
+            if name not in defaults:
+                raise _FieldError(field, f"simulator {sim.name!r} simulates no {name!r}: cell.geometry.{key} would be "
+                                         f"ignored (remove it, or use a simulator with that condition)")
+            given = self.conditions.get(name)
+            if isinstance(given, ConditionRange):
+                lo, hi = _quantity_si(given.low), _quantity_si(given.high)
+                if not lo <= value <= hi:
+                    raise _FieldError(field, f"cell.geometry.{key} = {q!r} lies outside conditions.{name} "
+                                             f"[{given.low!r}, {given.high!r}]")
+                continue
+            simulated = defaults[name] if given is None else _quantity_si(given)
+            if not math.isclose(value, simulated, rel_tol=1e-9):
+                where = f"conditions.{name}" if given is not None else f"the default of {sim.name!r}'s {name!r}"
+                raise _FieldError(field, f"cell.geometry.{key} = {q!r} is not what is simulated ({simulated:g} "
+                                         f"{unit[name]}, {where}); set conditions.{name}: {q!r} to simulate it")
 
     @model_validator(mode="after")
     def _export_against_scenarios(self):

@@ -84,3 +84,39 @@ def test_shipped_json_schema_is_current(repo):
     shipped = json.loads((repo / "risk" / "schema" / "study.schema.json").read_text())
     assert shipped == json.loads(json.dumps(json_schema())), "run `make schema` and commit"
     assert {"study", "cell", "simulator", "parameters", "ensemble", "data", "scenarios"} <= set(shipped["properties"])
+
+
+def _default_study_with(tmp_path: Path, old: str, new: str) -> Path:
+    """The shipped default study with one text replaced, its data path made absolute."""
+    repo = HERE.parents[1]
+    text = (repo / "studies" / "indentation_pouch.yaml").read_text()
+    assert old in text
+    p = tmp_path / "s.yaml"
+    p.write_text(text.replace(old, new).replace("path: ../../shared", f"path: {repo.parent / 'shared'}"))
+    return p
+
+
+@pytest.mark.parametrize("geometry, conditions, problem", [
+    ("{thickness: 8 mm}", "", "is not what is simulated (0.005 m, the default"),
+    ("{thickness: 5 mm, width: 40 mm}", "", "simulates no 'cell_width'"),
+    ("{thickness: 8 mm}", "  cell_thickness: {low: 3 mm, high: 6 mm}\n", "lies outside conditions.cell_thickness"),
+    ("{thickness: 8 mm}", "  cell_thickness: 7 mm\n", "(0.007 m, conditions.cell_thickness)"),
+])
+def test_a_cell_dimension_the_simulator_does_not_simulate_is_an_error_at_its_line(tmp_path, geometry, conditions,
+                                                                                  problem):
+    """``cell.geometry`` names what the simulator's ``cell_<key>`` condition simulates; anything else would be ignored."""
+    p = _default_study_with(tmp_path, "geometry: {thickness: 5 mm}", f"geometry: {geometry}")
+    if conditions:
+        p.write_text(p.read_text().replace("  capacity_nominal: {low: 0.4 A h, high: 7 A h}\n",
+                                           "  capacity_nominal: {low: 0.4 A h, high: 7 A h}\n" + conditions, 1))
+    with pytest.raises(StudyError) as info:
+        load_study(p)
+    assert problem in str(info.value)
+    assert info.value.field.startswith("cell.geometry.") and info.value.line == 16
+
+
+def test_a_cell_dimension_set_as_the_simulated_condition_loads(tmp_path):
+    p = _default_study_with(tmp_path, "geometry: {thickness: 5 mm}", "geometry: {thickness: 8 mm}")
+    p.write_text(p.read_text().replace("  capacity_nominal: {low: 0.4 A h, high: 7 A h}\n",
+                                       "  capacity_nominal: {low: 0.4 A h, high: 7 A h}\n  cell_thickness: 8 mm\n", 1))
+    assert load_study(p).condition_values()["cell_thickness"] == pytest.approx(8e-3)
