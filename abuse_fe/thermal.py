@@ -740,3 +740,25 @@ class FEThermalPouch(_FEThermalBase):
 def default_theta(sim: Simulator) -> dict[str, float]:
     """Prior medians of a simulator's parameters (handy for smoke runs)."""
     return {p.name: float(p.prior.ppf(0.5)) for p in sim.parameters}
+
+
+def theta_at_lumped_inputs(sim: _FEThermalBase, cell, lumped_theta: Mapping[str, float] | None = None
+                           ) -> dict[str, float]:
+    """θ of an FE cylinder at a lumped cell's inputs (`simulators.lumped.LumpedThermal`, cell ``cell``: a
+    `simulators.cells.CellFormat`), the map the oven study's FE-vs-lumped check and Hatchard's oven case use:
+
+    - the kinetic rate multipliers ``log_A_*`` as in ``lumped_theta`` (prior medians, 0, without it);
+    - ``h_conv`` → ``heat_transfer_coefficient`` (the cell's ``h_conv`` without it);
+    - the jelly roll at the lumped cell's volumetric heat capacity m c_p / V [J/(m³ K)] × ``heat_capacity_factor``
+      (→ ``specific_heat_jelly`` at the FE jelly roll's density); the can keeps its steel's;
+    - everything else (conductivities) at the FE prior medians."""
+    lumped_theta = dict(lumped_theta or {})
+    if cell.form != "cylindrical":
+        raise ValueError(f"{cell.name}: the FE cylinder maps a cylindrical lumped cell, not a {cell.form} one")
+    rho_cp = cell.mass * cell.cp / (math.pi * cell.dims[0] ** 2 / 4 * cell.dims[1])
+    theta = default_theta(sim)
+    theta.update({k: float(v) for k, v in lumped_theta.items() if k.startswith("log_A_") and k in theta})
+    theta["heat_transfer_coefficient"] = float(lumped_theta.get("h_conv", cell.h_conv))
+    theta["specific_heat_jelly"] = (float(lumped_theta.get("heat_capacity_factor", 1.0)) * rho_cp
+                                    / sim._materials_default.jelly.density)
+    return theta

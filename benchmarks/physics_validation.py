@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -145,15 +144,11 @@ def _fe_oven(resolution: str):
     Hatchard cell's inputs: h = 7.17 W/(m² K) (Hatchard et al. 2001) and the jelly roll at Kim et al.'s (2007)
     ρc_p = 2580 kg/m³ × 830 J/(kg K) (the can keeps its steel's); conductivities at their prior medians."""
     import abuse_fe  # noqa: F401  (import order: before dolfinx)
-    from abuse_fe.materials import JELLY_ROLL_CYLINDRICAL
-    from abuse_fe.thermal import FEThermal18650, default_theta
+    from abuse_fe.thermal import FEThermal18650, theta_at_lumped_inputs
     from simulators.cells import get_cell
 
-    cell = get_cell("18650_lco_hatchard2001")
-    rho_cp = cell.mass * cell.cp / (math.pi * cell.dims[0] ** 2 / 4 * cell.dims[1])  # [J/(m³ K)]
     sim = FEThermal18650(resolution=resolution, t_end=10800.0, n_time=181)
-    theta = default_theta(sim) | {"heat_transfer_coefficient": cell.h_conv,
-                                  "specific_heat_jelly": rho_cp / JELLY_ROLL_CYLINDRICAL.density}
+    theta = theta_at_lumped_inputs(sim, get_cell("18650_lco_hatchard2001"))  # the nominal lumped cell's inputs
 
     def runs_away(celsius: float) -> bool:
         return bool(sim.run(theta, {"temperature_oven": 273.15 + celsius, "oven_ramp_rate": 100.0}).thermal_runaway)

@@ -1,5 +1,5 @@
-"""The stages of a study, in order: simulate → ingest → train → calibrate → crossvalidate → predict → report
-→ export.
+"""The stages of a study, in order: simulate → fidelity → ingest → train → calibrate → crossvalidate → predict →
+report → export.
 
 Each function takes a `RunContext`, writes its artefacts into the run directory and returns a small
 JSON summary for ``stages.json``. Heavy packages are imported inside the stage that needs them.
@@ -51,6 +51,26 @@ def simulate(ctx: RunContext) -> dict:
         raise InputError("every simulation failed; see failures.jsonl", path=ctx.path("failures.jsonl"))
     return {"samples": res.n_total, "finished": ok, "failed": len(res.failed) + 0,
             "computed_now": len(res.computed), "seconds": round(res.wall_time, 2)}
+
+
+def fidelity(ctx: RunContext) -> dict:
+    """The study's simulator against the higher-fidelity simulator it reduces (``reference:``), on fresh draws across
+    its prior (`simulators.fidelity.compare`) → ``fidelity.json``; a study without a reference gets a note."""
+    s = ctx.study
+    if s.reference is None:
+        return {"note": "study names no reference simulator"}
+    from simulators.fidelity import ARMS, compare
+
+    r = s.reference
+    res = compare(s.simulator.name, dict(s.simulator.options), r.simulator, dict(r.options), s.priors(),
+                  s.condition_values(), s.condition_sets(), n=r.runs, seed=ctx.stage_seed("fidelity"),
+                  workers=s.ensemble.workers, timeout=s.ensemble.timeout)
+    res["quick"] = bool(ctx.quick)
+    ctx.path("fidelity.json").write_text(json.dumps(res, indent=2, default=float))
+    if res["failures"]:
+        ctx.console.print(f"[yellow]{len(res['failures'])} reference-check runs failed; see fidelity.json[/yellow]")
+    return {"reference": r.simulator, "draws": res["n_draws"], "failures": len(res["failures"]),
+            **{f"{arm}_agreement": res[arm]["runaway_agreement"] for arm in ARMS}}
 
 
 def ingest(ctx: RunContext) -> dict:
@@ -892,6 +912,8 @@ def export(ctx: RunContext) -> dict:
 STAGES: list[Stage] = [
     Stage("simulate", simulate, sections=("simulator", "parameters", "conditions", "ensemble"),
           artefacts=("ensemble.zarr",), description="ensemble of simulations over the priors"),
+    Stage("fidelity", fidelity, sections=("simulator", "parameters", "conditions", "ensemble", "reference"),
+          artefacts=("fidelity.json",), description="the simulator against the higher-fidelity simulator it reduces"),
     Stage("ingest", ingest, sections=("data",), artefacts=(), reads_data=True,
           description="real tests → real.nc"),
     Stage("train", train, sections=("simulator", "parameters", "sim2real"), upstream=("simulate", "ingest"),
@@ -903,7 +925,7 @@ STAGES: list[Stage] = [
           artefacts=("crossval.json",), description="grouped cross-validation of the physics model and its baselines"),
     Stage("predict", predict, sections=("scenarios", "inference"), upstream=("calibrate",),
           artefacts=("predictions.nc",), description="P(TR | scenario), sensitivity, rare events, next-test ranking"),
-    Stage("report", report, sections=("report",), upstream=("predict",), artefacts=("report.html",),
+    Stage("report", report, sections=("report",), upstream=("predict", "fidelity"), artefacts=("report.html",),
           description="regulator report (HTML + PDF)"),
     Stage("export", export, sections=("export",), upstream=("predict",), artefacts=("exports",),
           description="insurer exports"),

@@ -6,7 +6,7 @@ unknown keys get a "did you mean" suggestion. Units are checked with pint: a par
 dimensionally compatible with the unit its simulator declares, and prior numbers given in another
 unit are converted to SI. Condition values may be quantities (``"155 degC"``) and are stored in SI.
 
-Sections: study, cell, simulator, parameters, conditions, ensemble, data, sim2real, inference,
+Sections: study, cell, simulator, parameters, conditions, ensemble, reference, data, sim2real, inference,
 scenarios, report, export, quick (overrides applied by ``--quick``).
 """
 from __future__ import annotations
@@ -227,6 +227,19 @@ class Ensemble(_Section):
         if v != "local" and not any(v.startswith(p) for p in ("tcp://", "tls://", "inproc://", "ucx://")):
             raise ValueError(f"cluster must be 'local' or a scheduler address like tcp://host:8786, got {v!r}")
         return v
+
+
+class Reference(_Section):
+    """``reference:`` — the higher-fidelity simulator the study's simulator reduces, run beside it on ``runs`` fresh
+    draws across the study's prior (stage ``fidelity`` → ``fidelity.json``, `simulators.fidelity`; seeded by the
+    stage's own seed, run on the ensemble's workers; the report states the reduction's error). The pair needs a map
+    of inputs (`simulators.fidelity.REDUCTIONS`)."""
+
+    simulator: str
+    options: dict[str, Any] = Field(default_factory=dict, description="options of the reference simulator (mesh)")
+    runs: Annotated[int, Field(ge=1, le=10_000, description=(
+        "fresh draws run through both simulators; ≥ 30 to measure a runaway agreement of 90 % "
+        "(simulators.fidelity.MIN_RUNS)"))] = 32
 
 
 class DataSpec(_Section):
@@ -510,6 +523,7 @@ class Study(_Section):
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
     conditions: dict[str, float | str | ConditionRange] = Field(default_factory=dict)
     ensemble: Ensemble
+    reference: Reference | None = None
     data: DataSpec | None = None
     sim2real: Sim2Real = Sim2Real()
     inference: Inference = Inference()
@@ -559,6 +573,13 @@ class Study(_Section):
                     _check_condition(("ensemble", "condition_sets", k, "conditions", name), name, v,
                                      cond_units[name])
         self._geometry_against_simulator(sim)
+        if self.reference is not None:
+            from simulators.fidelity import reduction
+
+            try:
+                reduction(self.simulator.name, self.reference.simulator)
+            except KeyError as err:
+                raise _FieldError(("reference", "simulator"), str(err.args[0])) from None
         return self
 
     def _geometry_against_simulator(self, sim) -> None:

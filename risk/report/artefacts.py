@@ -22,7 +22,7 @@ FILES = {
     "sensitivity": "sensitivity.nc", "rare_events": "rare_events.json",
     "crossval": "crossval.json", "mesh_convergence": "mesh_convergence.json",
     "next_test": "next_test.nc", "prior_sensitivity": "prior_sensitivity.json",
-    "misspecification": "misspecification.json", "rounds": "rounds.json",
+    "misspecification": "misspecification.json", "rounds": "rounds.json", "fidelity": "fidelity.json",
 }
 """Artefact key → path relative to ``runs/<study>/``."""
 
@@ -50,6 +50,7 @@ class Artefacts:
     prior_sensitivity: dict | None = None
     misspecification: dict | None = None
     rounds: dict | None = None
+    fidelity: dict | None = None
     problems: dict[str, str] = field(default_factory=dict)
 
     def path(self, key: str) -> Path:
@@ -97,7 +98,7 @@ _READERS = {
     "posterior": _datatree, "diagnostics": _json, "predictions": _netcdf,
     "sensitivity": _netcdf, "rare_events": _json, "crossval": _json, "mesh_convergence": _json,
     "next_test": _netcdf, "prior_sensitivity": _json, "misspecification": _json,
-    "rounds": _json,
+    "rounds": _json, "fidelity": _json,
 }
 
 

@@ -75,6 +75,15 @@ def _verification(art: Artefacts, sbc: dict | None) -> dict:
         ev.append("no simulation-based calibration record for this model's likelihood")
     if surrogate_ok and sbc_ok:
         level = 3
+    if art.fidelity is not None:  # the reduced simulator against the model it reduces (simulators.fidelity)
+        f = art.fidelity
+        a, same = f.get("as_study", {}), f.get("same_physics", {})
+        lo, hi = a.get("runaway_agreement_wilson95", [math.nan, math.nan])
+        ev.append(f"{f.get('simulator')} against the model it reduces ({f.get('reference')}, fidelity.json): runaway "
+                  f"agreement {numbers.number(_f(a.get('runaway_agreement')), 2)} (Wilson 95 % "
+                  f"{numbers.number(_f(lo), 2)}–{numbers.number(_f(hi), 2)}) over {a.get('n')} fresh draws as the study "
+                  f"runs it, {numbers.number(_f(same.get('runaway_agreement')), 2)} for the reduction alone; target "
+                  f"{numbers.number(_f(f.get('agreement_target')), 2)} on ≥ {f.get('min_runs')} runs")
     if art.mesh_convergence is not None:
         ev.append("mesh-convergence record of the finite-element simulator in this run")
         if level == 3:

@@ -47,8 +47,20 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
     out, cmd = run.out, list(run.cmd)
     assert run.returncode == 0, run.stderr[-4000:]
     stages = json.loads((out / "stages.json").read_text())
-    assert set(stages) == {"simulate", "ingest", "train", "calibrate", "crossvalidate", "predict", "report", "export"}
+    assert set(stages) == {"simulate", "fidelity", "ingest", "train", "calibrate", "crossvalidate", "predict", "report",
+                           "export"}
     html = (out / "report.html").read_text()
+    reference = load_study(study, quick=True).reference
+    if reference is not None:  # the reduced simulator against the model it reduces, on fresh draws, in the report
+        fid = json.loads((out / "fidelity.json").read_text())
+        assert fid["reference"] == reference.simulator and fid["n_draws"] == reference.runs and not fid["failures"]
+        for arm in ("as_study", "same_physics"):
+            rows = [r for r in fid["rows"] if r["reference"]["ok"] and r[arm]["ok"]]
+            agree = np.mean([r[arm]["thermal_runaway"] == r["reference"]["thermal_runaway"] for r in rows])
+            assert fid[arm]["n"] == len(rows) and fid[arm]["runaway_agreement"] == pytest.approx(agree)
+        assert 'id="fidelity"' in html and f"<code>{reference.simulator}</code>" in html
+    else:
+        assert not (out / "fidelity.json").exists() and stages["fidelity"]["summary"]["note"]
     if (out / "diagnostics.json").exists():  # the gate holds in --quick mode too, and the report says valid
         diag = json.loads((out / "diagnostics.json").read_text())
         assert "scenario_p_tr" in diag  # the scenarios' P(TR) is diagnosed with the free variables

@@ -120,3 +120,20 @@ def test_a_cell_dimension_set_as_the_simulated_condition_loads(tmp_path):
     p.write_text(p.read_text().replace("  capacity_nominal: {low: 0.4 A h, high: 7 A h}\n",
                                        "  capacity_nominal: {low: 0.4 A h, high: 7 A h}\n  cell_thickness: 8 mm\n", 1))
     assert load_study(p).condition_values()["cell_thickness"] == pytest.approx(8e-3)
+
+
+def test_a_reference_without_a_map_onto_it_is_an_error_at_its_line(tmp_path):
+    """``reference:`` names the higher-fidelity simulator the study's simulator reduces; a pair with no map of inputs
+    (`simulators.fidelity.REDUCTIONS`) is refused at its line, naming the known pairs."""
+    repo = HERE.parents[1]
+    text = (repo / "studies" / "oven_18650.yaml").read_text()
+    old = "reference: {simulator: fe_thermal_18650,"
+    assert old in text and load_study(repo / "studies" / "oven_18650.yaml").reference.runs >= 30
+    p = tmp_path / "oven.yaml"
+    p.write_text(text.replace(old, "reference: {simulator: fe_thermal_pouch,"))
+    with pytest.raises(StudyError) as info:
+        load_study(p)
+    assert "no map of 'lumped_thermal' onto 'fe_thermal_pouch'" in str(info.value)
+    assert "lumped_thermal → fe_thermal_18650" in str(info.value)
+    assert info.value.field == "reference.simulator"
+    assert info.value.line == text[:text.index(old)].count("\n") + 1
