@@ -4,7 +4,7 @@ The oven study (`studies/oven_18650.yaml`) simulates a LiCoO2 18650 (Hatchard/Ki
 one temperature for the whole cell. `fe_thermal_18650` resolves the same cell in (r, z): steel can, orthotropic
 jelly roll, conduction, the same kinetic set, under the same runaway definition (the whole cell's chemical
 self-heating above 1 K/s). The study's own check (its ``reference:`` section, stage ``fidelity``,
-`simulators.fidelity.compare`) at a chosen seed and mesh: Sobol draws (seed 7) over the study's conditions (oven
+`risk.fidelity.compare`) at a chosen seed and mesh: Sobol draws (seed 7) over the study's conditions (oven
 130–175 °C, SOC 0.5–1) and priors, both models in the study's oven (3 h, the ambient ramped at 5 K/min to the oven
 temperature and held), the inputs mapped by `abuse_fe.thermal.theta_at_lumped_inputs`:
 
@@ -52,12 +52,13 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from risk.study import load_study
-    from simulators.fidelity import ARMS, compare
+    from risk.fidelity import ARMS, compare
 
     s = load_study(STUDY)
     res = compare(s.simulator.name, dict(s.simulator.options), s.reference.simulator,
                   dict(s.reference.options) | {"resolution": args.resolution}, s.priors(), s.condition_values(),
-                  s.condition_sets(), n=args.n, seed=args.seed, workers=args.workers, timeout=s.ensemble.timeout)
+                  s.condition_sets(), n=args.n, seed=args.seed, workers=args.workers, timeout=s.ensemble.timeout,
+                  observables=tuple(s.sim2real.observables))
     rows = res["rows"]
     print(f"{'oven [C]':>9}{'SOC':>6}{'h':>6}{'c_p f':>7}  TR FE/study/same   t_TR FE/study/same [s]"
           f"        peak FE/study/same [C]")

@@ -55,22 +55,22 @@ def simulate(ctx: RunContext) -> dict:
 
 def fidelity(ctx: RunContext) -> dict:
     """The study's simulator against the higher-fidelity simulator it reduces (``reference:``), on fresh draws across
-    its prior (`simulators.fidelity.compare`) → ``fidelity.json``; a study without a reference gets a note."""
+    its prior (`risk.fidelity.compare`) → ``fidelity.json``; a study without a reference gets a note."""
     s = ctx.study
     if s.reference is None:
         return {"note": "study names no reference simulator"}
-    from simulators.fidelity import ARMS, compare
+    from risk.fidelity import compare
 
     r = s.reference
     res = compare(s.simulator.name, dict(s.simulator.options), r.simulator, dict(r.options), s.priors(),
                   s.condition_values(), s.condition_sets(), n=r.runs, seed=ctx.stage_seed("fidelity"),
-                  workers=s.ensemble.workers, timeout=s.ensemble.timeout)
+                  workers=s.ensemble.workers, timeout=s.ensemble.timeout, observables=tuple(s.sim2real.observables))
     res["quick"] = bool(ctx.quick)
     ctx.path("fidelity.json").write_text(json.dumps(res, indent=2, default=float))
     if res["failures"]:
         ctx.console.print(f"[yellow]{len(res['failures'])} reference-check runs failed; see fidelity.json[/yellow]")
     return {"reference": r.simulator, "draws": res["n_draws"], "failures": len(res["failures"]),
-            **{f"{arm}_agreement": res[arm]["runaway_agreement"] for arm in ARMS}}
+            **{f"{arm}_agreement": res[arm]["runaway_agreement"] for arm in res["arms"]}}
 
 
 def ingest(ctx: RunContext) -> dict:
@@ -912,7 +912,8 @@ def export(ctx: RunContext) -> dict:
 STAGES: list[Stage] = [
     Stage("simulate", simulate, sections=("simulator", "parameters", "conditions", "ensemble"),
           artefacts=("ensemble.zarr",), description="ensemble of simulations over the priors"),
-    Stage("fidelity", fidelity, sections=("simulator", "parameters", "conditions", "ensemble", "reference"),
+    Stage("fidelity", fidelity, sections=("simulator", "parameters", "conditions", "ensemble", "reference",
+                                          "sim2real"),
           artefacts=("fidelity.json",), description="the simulator against the higher-fidelity simulator it reduces"),
     Stage("ingest", ingest, sections=("data",), artefacts=(), reads_data=True,
           description="real tests → real.nc"),

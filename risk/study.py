@@ -231,15 +231,15 @@ class Ensemble(_Section):
 
 class Reference(_Section):
     """``reference:`` — the higher-fidelity simulator the study's simulator reduces, run beside it on ``runs`` fresh
-    draws across the study's prior (stage ``fidelity`` → ``fidelity.json``, `simulators.fidelity`; seeded by the
+    draws across the study's prior (stage ``fidelity`` → ``fidelity.json``, `risk.fidelity`; seeded by the
     stage's own seed, run on the ensemble's workers; the report states the reduction's error). The pair needs a map
-    of inputs (`simulators.fidelity.REDUCTIONS`)."""
+    of inputs (`risk.fidelity.REDUCTIONS`)."""
 
     simulator: str
     options: dict[str, Any] = Field(default_factory=dict, description="options of the reference simulator (mesh)")
     runs: Annotated[int, Field(ge=1, le=10_000, description=(
         "fresh draws run through both simulators; ≥ 30 to measure a runaway agreement of 90 % "
-        "(simulators.fidelity.MIN_RUNS)"))] = 32
+        "(risk.fidelity.MIN_RUNS)"))] = 32
 
 
 class DataSpec(_Section):
@@ -574,12 +574,16 @@ class Study(_Section):
                                      cond_units[name])
         self._geometry_against_simulator(sim)
         if self.reference is not None:
-            from simulators.fidelity import reduction
+            from risk.fidelity import reduction
 
             try:
-                reduction(self.simulator.name, self.reference.simulator)
+                red = reduction(self.simulator.name, self.reference.simulator)
             except KeyError as err:
                 raise _FieldError(("reference", "simulator"), str(err.args[0])) from None
+            for key, value in red.requires.items():
+                if self.reference.options.get(key) != value:
+                    raise _FieldError(("reference", "options"), f"the reference of {self.simulator.name!r} is "
+                                                                f"{red.reference!r} with {key}: {value}")
         return self
 
     def _geometry_against_simulator(self, sim) -> None:

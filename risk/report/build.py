@@ -215,23 +215,25 @@ def _provenance(art: Artefacts, study: dict) -> dict:
                            else None) for k in ("study_hash",)}}
 
 
-#: the reduced model's arms in the reference check (`simulators.fidelity`), as the report names them
+#: the reduced model's arms in the reference check (`risk.fidelity`), as the report names them
 FIDELITY_ARMS = {"as_study": "as the study runs it", "same_physics": "same physics (the reduction alone)"}
 
 
 def _fidelity(res: dict | None) -> dict | None:
     """The study's simulator against the higher-fidelity simulator it reduces (``fidelity.json``): one row per arm
-    (runaways, agreement with its Wilson 95 % interval, time-to-runaway ratio, peak-temperature error, seconds)."""
+    (runaways, agreement with its Wilson 95 % interval, time-to-runaway ratio, peak-temperature error, the calibrated
+    observables' mean absolute errors, seconds)."""
     if res is None:
         return None
     rows = []
-    for arm, label in FIDELITY_ARMS.items():
-        a = res[arm]
+    for arm in res.get("arms", list(FIDELITY_ARMS)):
+        a, label = res[arm], FIDELITY_ARMS[arm]
         rng = a.get("time_to_runaway_ratio_range") or []
         rows.append({"arm": label, "n": a["n"], "runaways": a["runaways"], "agreement": a["runaway_agreement"],
                      "lo": a["runaway_agreement_wilson95"][0], "hi": a["runaway_agreement_wilson95"][1],
                      "ratio": a["time_to_runaway_ratio_median"], "ratio_range": rng,
                      "peak_mae": a["peak_temperature_mae_no_runaway_K"], "seconds": a["seconds_per_run"],
+                     "observables": a.get("observable_mae", {}),
                      "meets": bool(a["n"] >= res["min_runs"] and a["runaway_agreement"] >= res["agreement_target"])})
     return {"simulator": res["simulator"], "reference": res["reference"], "note": res["note"],
             "options": res.get("reference_options", {}), "held": res.get("held", {}), "n_draws": res["n_draws"],

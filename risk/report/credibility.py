@@ -75,7 +75,7 @@ def _verification(art: Artefacts, sbc: dict | None) -> dict:
         ev.append("no simulation-based calibration record for this model's likelihood")
     if surrogate_ok and sbc_ok:
         level = 3
-    if art.fidelity is not None:  # the reduced simulator against the model it reduces (simulators.fidelity)
+    if art.fidelity is not None:  # the reduced simulator against the model it reduces (risk.fidelity)
         f = art.fidelity
         a, same = f.get("as_study", {}), f.get("same_physics", {})
         lo, hi = a.get("runaway_agreement_wilson95", [math.nan, math.nan])

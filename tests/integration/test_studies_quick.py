@@ -54,7 +54,9 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
     if reference is not None:  # the reduced simulator against the model it reduces, on fresh draws, in the report
         fid = json.loads((out / "fidelity.json").read_text())
         assert fid["reference"] == reference.simulator and fid["n_draws"] == reference.runs and not fid["failures"]
-        for arm in ("as_study", "same_physics"):
+        assert fid["arms"][0] == "as_study" and set(fid[fid["arms"][0]]["observable_mae"]) == set(
+            load_study(study, quick=True).sim2real.observables)
+        for arm in fid["arms"]:
             rows = [r for r in fid["rows"] if r["reference"]["ok"] and r[arm]["ok"]]
             agree = np.mean([r[arm]["thermal_runaway"] == r["reference"]["thermal_runaway"] for r in rows])
             assert fid[arm]["n"] == len(rows) and fid[arm]["runaway_agreement"] == pytest.approx(agree)

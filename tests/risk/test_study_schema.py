@@ -124,7 +124,7 @@ def test_a_cell_dimension_set_as_the_simulated_condition_loads(tmp_path):
 
 def test_a_reference_without_a_map_onto_it_is_an_error_at_its_line(tmp_path):
     """``reference:`` names the higher-fidelity simulator the study's simulator reduces; a pair with no map of inputs
-    (`simulators.fidelity.REDUCTIONS`) is refused at its line, naming the known pairs."""
+    (`risk.fidelity.REDUCTIONS`) is refused at its line, naming the known pairs."""
     repo = HERE.parents[1]
     text = (repo / "studies" / "oven_18650.yaml").read_text()
     old = "reference: {simulator: fe_thermal_18650,"
@@ -137,3 +137,11 @@ def test_a_reference_without_a_map_onto_it_is_an_error_at_its_line(tmp_path):
     assert "lumped_thermal → fe_thermal_18650" in str(info.value)
     assert info.value.field == "reference.simulator"
     assert info.value.line == text[:text.index(old)].count("\n") + 1
+
+
+def test_the_default_studys_reference_must_be_the_chain_on_the_fe_hot_spot(tmp_path):
+    """Without ``thermal: fe`` the reference would be the study's own chain: refused at ``reference.options``."""
+    p = _default_study_with(tmp_path, "options: {thermal: fe}, runs: 32", "options: {}, runs: 32")
+    with pytest.raises(StudyError) as info:
+        load_study(p)
+    assert info.value.field == "reference.options" and "with thermal: fe" in str(info.value)

@@ -1,14 +1,17 @@
-"""The oven study's lumped model against the FE 18650 it reduces (`simulators.fidelity`), with real runs of both."""
+"""The studies' reduced simulators against the FE models they reduce (`risk.fidelity`), with real runs of both: the
+oven study's lumped cell against the FE 18650, the default study's ring thermal model against the FE hot spot."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from simulators.fidelity import compare, reduction
+from risk.fidelity import compare, reduction
 from simulators.lumped import LumpedThermal
 
+REPO = Path(__file__).resolve().parents[2]
 OPTIONS = {"cell": "18650_lco_hatchard2001", "kinetics": "hatchard2001", "t_end": 3600.0, "n_time": 61}
 PRIORS = {p.name: p.prior for p in LumpedThermal.parameters}
 
@@ -63,3 +66,25 @@ def test_a_draw_the_reference_cannot_run_is_recorded_not_fatal():
 def test_an_unknown_pair_names_the_known_ones():
     with pytest.raises(KeyError, match="lumped_thermal → fe_thermal_18650"):
         reduction("lumped_thermal", "fe_thermal_pouch")
+
+
+def test_the_rings_against_the_fe_hot_spot_compare_the_calibrated_observables():
+    """The default study's chain (rings) against the same chain on the FE hot spot, one fresh draw of a charged 2-4 A h
+    LCO cell (an FE hot-spot runaway costs ~10-20 s): one arm (the rings have no physics the FE hot spot lacks), the
+    runaway by hazard level ≥ 6, and the errors of the study's calibrated observables small against their ranges
+    (benchmarks/hotspot_fe_vs_rings.py: 64 of 64 runaways agree)."""
+    from risk.study import load_study
+
+    study = load_study(REPO / "studies" / "indentation_pouch.yaml", quick=True)
+    observables = tuple(study.sim2real.observables)
+    res = compare("fe_indentation_coupled", {}, "fe_indentation_coupled", {"thermal": "fe"}, study.priors(),
+                  {"soc": (0.9, 1.0), "capacity_nominal": (7200.0, 14400.0), "chemistry": 0.0}, n=1, seed=1,
+                  observables=observables)
+    assert res["arms"] == ["as_study"] and "same_physics" not in res and not res["failures"]
+    a = res["as_study"]
+    assert a["n"] == 1 and a["runaway_agreement"] == 1.0
+    assert set(a["observable_mae"]) == set(observables)
+    assert a["observable_mae"]["force_short_onset"] == 0.0  # the same punch mechanics in both
+    assert a["observable_mae"]["voltage_drop"] < 0.1 and a["observable_mae"]["temperature_rise_rate_log"] < 0.3
+    for r in res["rows"]:  # the one runaway definition: hazard level ≥ 6 of each chain's own outcome
+        assert r["reference"]["thermal_runaway"] == r["as_study"]["thermal_runaway"]

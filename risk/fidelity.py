@@ -1,20 +1,24 @@
-"""A reduced simulator against the higher-fidelity simulator it reduces, on fresh draws across a study's prior.
+"""A study's reduced simulator against the higher-fidelity simulator it reduces, on fresh draws across its prior.
 
-An ensemble affords a reduced model (`simulators.lumped`: one temperature for the whole cell); the finite-element
-model it reduces (`abuse_fe.thermal`: can, orthotropic jelly roll, conduction; the same kinetics and the same runaway
-definition) is the yardstick. `compare` draws a Sobol design over the study's priors and conditions and runs every
-draw through the reference and through the reduced model in two arms:
+An ensemble affords a reduced model; the finite-element model it reduces is the yardstick. Two pairs are mapped
+(`REDUCTIONS`, looked up by `reduction`):
 
-- **as the study runs it** — the draw as the study's ensemble would simulate it, including physics the reference
-  lacks (for `lumped_thermal`: the separator-collapse short, venting and ejection);
-- **same physics** — that physics switched off: the error of the reduction alone.
+- `lumped_thermal` (one temperature for the whole cell) → `fe_thermal_18650` / `_21700` (`abuse_fe.thermal`: can,
+  orthotropic jelly roll, conduction in (r, z); the same kinetics and runaway definition);
+- `fe_indentation_coupled` with its ring thermal model → the same chain with ``thermal="fe"`` (`abuse_fe.hotspot`:
+  the short's hot spot and its spread on an axisymmetric FE mesh through the stack; the same punch, circuit and
+  separator meltdown).
 
-Parameters the reference does not vary (`Reduction.held`) are held at their prior medians in both arms. Reported per
-arm: runaways, runaway agreement with its Wilson 95 % interval (the issue's yardstick: ≥ 90 % on ≥ 30 fresh
-full-model runs), time-to-runaway ratio where both run away, peak-temperature error where neither does, seconds per
-run. A failed run is recorded with its error, not fatal; its draw is left out of the agreement.
-
-A pair needs a map of the reduced model's inputs onto the reference's (`REDUCTIONS`, looked up by `reduction`).
+`compare` draws a Sobol design over the study's priors and conditions and runs every draw through the reference and
+through the reduced model **as the study runs it**, and, where the reduced model has physics the reference lacks,
+with it switched off (**same physics**: the error of the reduction alone; for `lumped_thermal`: no separator-collapse
+short, nothing ejected). Parameters the reference does not vary (`Reduction.held`) are held at their prior medians
+in every run. The runaway is the one definition every stage uses (`sim2real.bridge.simulated_runaway`: hazard level
+≥ 6 where the simulator scores hazard levels, else its ``thermal_runaway``). Reported per arm: runaways, runaway
+agreement with its Wilson 95 % interval (the issue's yardstick: ≥ 90 % on ≥ 30 fresh full-model runs),
+time-to-runaway ratio where both run away, peak-temperature error where neither does, the mean absolute error of
+each calibrated observable, seconds per run. A failed run is recorded with its error, not fatal; its draw is left
+out of the agreement.
 """
 from __future__ import annotations
 
@@ -23,11 +27,11 @@ import multiprocessing
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-#: arms of the reduced model compared with the reference
+#: arms of the reduced model compared with the reference (``same_physics`` where `Reduction.same_physics` is set)
 ARMS = ("as_study", "same_physics")
 #: runaway agreement the issue asks of a surrogate or reduction (on ≥ `MIN_RUNS` fresh full-model runs)
 AGREEMENT_TARGET, MIN_RUNS = 0.9, 30
@@ -42,16 +46,22 @@ class Reduction:
         of one draw (``condition`` with the reduced simulator's defaults filled in); raises ValueError where the
         reference cannot represent the draw.
     same_physics : ``(options, theta) → (options, θ)`` of the reduced simulator without the physics the reference
-        lacks.
+        lacks; None when it has none.
     held : parameters of the reduced simulator the reference does not vary (held at their prior medians).
     note : one sentence for the report: what the reference resolves that the reduced model does not.
+    requires : options the study's ``reference.options`` must set (checked when the study is loaded).
     """
 
     reference: str
     inputs: Callable[..., tuple[dict, dict, dict]]
-    same_physics: Callable[[dict, dict], tuple[dict, dict]]
+    same_physics: Callable[[dict, dict], tuple[dict, dict]] | None
     held: tuple[str, ...]
     note: str
+    requires: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return ARMS if self.same_physics is not None else ARMS[:1]
 
 
 #: lumped conditions the FE cylinder has (the rest must be at values that leave the oven exposure alone)
@@ -82,6 +92,15 @@ def _lumped_to_fe_cylinder(options: dict, theta: dict, condition: dict, referenc
     return ref_options, theta_at_lumped_inputs(reference(**ref_options), cell, theta), ref_condition
 
 
+def _rings_to_fe_hotspot(options: dict, theta: dict, condition: dict, reference: type, reference_options: dict
+                         ) -> tuple[dict, dict, dict]:
+    """The coupled chain's draw with its thermal model on the FE hot spot (``thermal="fe"``): same θ and condition."""
+    ref_options = dict(options) | dict(reference_options)
+    if ref_options.get("thermal") != "fe":
+        raise ValueError("the reference of the ring thermal model is the chain with thermal: fe (abuse_fe.hotspot)")
+    return ref_options, dict(theta), dict(condition)
+
+
 def _lumped_without_extras(options: dict, theta: dict) -> tuple[dict, dict]:
     """`lumped_thermal` without the separator-collapse short and with nothing ejected."""
     return dict(options) | {"separator_short": False}, dict(theta) | {"ejecta_fraction": 0.0}
@@ -94,7 +113,13 @@ REDUCTIONS: dict[tuple[str, str], Reduction] = {
         note=f"{name} resolves the can and the conduction through the orthotropic jelly roll in (r, z) with the same "
              "kinetics and runaway definition (the whole cell's chemical self-heating above 1 K/s); it has no "
              "separator-collapse short, venting or ejection")
-    for name in ("fe_thermal_18650", "fe_thermal_21700")}
+    for name in ("fe_thermal_18650", "fe_thermal_21700")} | {
+    ("fe_indentation_coupled", "fe_indentation_coupled"): Reduction(
+        reference="fe_indentation_coupled", inputs=_rings_to_fe_hotspot, same_physics=None, held=(),
+        requires={"thermal": "fe"},
+        note="the same chain with thermal: fe (abuse_fe.hotspot) resolves the short's hot spot and its spread through "
+             "the stack on an axisymmetric FE mesh where the study's chain uses concentric rings; the punch, the "
+             "circuit and the separator meltdown are the same")}
 
 
 def reduction(simulator: str, reference: str) -> Reduction:
@@ -106,21 +131,28 @@ def reduction(simulator: str, reference: str) -> Reduction:
         raise KeyError(f"no map of {simulator!r} onto {reference!r} (known pairs: {known})") from None
 
 
-def _outcome(res: dict) -> dict:
-    """Runaway, time to runaway [s], peak temperature [K] and seconds of one `simulators.ensemble.run_one` result."""
+def _outcome(res: dict, observables: tuple[str, ...]) -> dict:
+    """Runaway (`sim2real.bridge.simulated_runaway`), time to runaway [s], peak temperature [K], the ``observables``
+    (in the simulator's units, NaN where absent) and seconds of one `simulators.ensemble.run_one` result."""
+    from sim2real.bridge import simulated_runaway
+
     if not res["ok"]:
         return {"ok": False, "error": res["error"], "seconds": res["wall_time"]}
     ds = res["dataset"]
-    return {"ok": True, "thermal_runaway": bool(ds["thermal_runaway"]), "time_to_runaway": float(ds["time_to_runaway"]),
-            "temperature_peak": float(ds["temperature_peak"]), "seconds": res["wall_time"]}
+    runaway = float(simulated_runaway(ds))
+    if not np.isfinite(runaway):
+        return {"ok": False, "error": "no runaway outcome in the dataset", "seconds": res["wall_time"]}
+    return {"ok": True, "thermal_runaway": bool(runaway), "time_to_runaway": float(ds["time_to_runaway"]),
+            "temperature_peak": float(ds["temperature_peak"]), "seconds": res["wall_time"],
+            "observables": {k: float(ds[k]) if k in ds else float("nan") for k in observables}}
 
 
 def _run_pair(args: tuple) -> dict:
-    """One draw through the reference and both arms of the reduced model (a worker process)."""
+    """One draw through the reference and the arms of the reduced model (a worker process)."""
     from simulators.ensemble import run_one
     from simulators.registry import load
 
-    simulator, options, reference, reference_options, theta, condition, timeout = args
+    simulator, options, reference, reference_options, theta, condition, timeout, observables = args
     red = reduction(simulator, reference)
     full_condition = {c.name: c.default for c in load(simulator).conditions} | condition
     row: dict = {"theta": theta, "condition": condition}
@@ -130,10 +162,11 @@ def _run_pair(args: tuple) -> dict:
     except ValueError as err:
         row["reference"] = {"ok": False, "error": f"ValueError: {err}", "seconds": 0.0}
     else:
-        row["reference"] = _outcome(run_one(reference, ref_options, ref_theta, ref_condition, timeout))
-    row["as_study"] = _outcome(run_one(simulator, options, theta, condition, timeout))
-    same_options, same_theta = red.same_physics(options, theta)
-    row["same_physics"] = _outcome(run_one(simulator, same_options, same_theta, condition, timeout))
+        row["reference"] = _outcome(run_one(reference, ref_options, ref_theta, ref_condition, timeout), observables)
+    row["as_study"] = _outcome(run_one(simulator, options, theta, condition, timeout), observables)
+    if red.same_physics is not None:
+        same_options, same_theta = red.same_physics(options, theta)
+        row["same_physics"] = _outcome(run_one(simulator, same_options, same_theta, condition, timeout), observables)
     return row
 
 
@@ -164,25 +197,35 @@ def summarise(rows: list[dict], arm: str) -> dict:
         "peak_temperature_mae_no_runaway_K": float(np.mean([abs(r[arm]["temperature_peak"]
                                                                 - r["reference"]["temperature_peak"]) for r in calm]))
         if calm else float("nan"),
+        "observable_mae": {k: _mae([r[arm]["observables"][k] - r["reference"]["observables"][k] for r in ok])
+                           for k in (ok[0]["reference"]["observables"] if ok else {})},
         "seconds_per_run": float(np.mean([r[arm]["seconds"] for r in ok])) if ok else float("nan"),
     }
 
 
+def _mae(differences: list[float]) -> float:
+    """Mean absolute difference over the finite ones (NaN if none)."""
+    d = np.abs(np.asarray(differences, float))
+    d = d[np.isfinite(d)]
+    return float(d.mean()) if len(d) else float("nan")
+
+
 def compare(simulator: str, options: Mapping, reference: str, reference_options: Mapping, priors: Mapping,
             conditions: Mapping, condition_sets=(), *, n: int, seed: int, workers: int = 1,
-            timeout: float = 600.0) -> dict:
+            timeout: float = 600.0, observables: tuple[str, ...] = ()) -> dict:
     """``n`` Sobol draws over ``priors`` and ``conditions`` (``condition_sets``: `simulators.ensemble.design_sets`)
-    through ``reference`` and both arms of ``simulator`` (module doc), ``workers`` spawned processes at a time.
+    through ``reference`` and the arms of ``simulator`` (module doc), ``workers`` spawned processes at a time;
+    ``observables``: outputs whose errors are reported (the study's calibrated observables).
 
-    Returns ``{"simulator", "reference", "note", "held", "n_draws", "reference_runaways", "reference_seconds_per_run",
-    "as_study": summary, "same_physics": summary, "failures": [{"draw", "model", "error"}], "rows", "wall_s"}``
-    (summaries: `summarise`). Times [s], temperatures [K]."""
+    Returns ``{"simulator", "reference", "note", "held", "n_draws", "arms", "reference_runaways",
+    "reference_seconds_per_run", <arm>: summary for each arm, "failures": [{"draw", "model", "error"}], "rows",
+    "wall_s"}`` (summaries: `summarise`). Times [s], temperatures [K]."""
     from simulators.ensemble import design_sets
 
     red = reduction(simulator, reference)
     held = {k: float(priors[k].ppf(0.5)) for k in red.held if k in priors}
     plan = design_sets(priors, dict(conditions), list(condition_sets), n, "sobol", seed)
-    jobs = [(simulator, dict(options), reference, dict(reference_options), th | held, c, timeout)
+    jobs = [(simulator, dict(options), reference, dict(reference_options), th | held, c, timeout, tuple(observables))
             for th, c in (plan.sample(i) for i in range(len(plan)))]
     t0 = time.perf_counter()
     if workers > 1 and len(jobs) > 1:
@@ -193,11 +236,11 @@ def compare(simulator: str, options: Mapping, reference: str, reference_options:
     ref_ok = [r for r in rows if r["reference"]["ok"]]
     return {"simulator": simulator, "reference": reference, "reference_options": dict(reference_options),
             "note": red.note, "held": held,
-            "n_draws": len(rows), "seed": seed, "agreement_target": AGREEMENT_TARGET, "min_runs": MIN_RUNS,
+            "n_draws": len(rows), "seed": seed, "arms": list(red.arms), "agreement_target": AGREEMENT_TARGET, "min_runs": MIN_RUNS,
             "reference_runaways": int(sum(r["reference"]["thermal_runaway"] for r in ref_ok)),
             "reference_seconds_per_run": float(np.mean([r["reference"]["seconds"] for r in ref_ok])) if ref_ok
             else float("nan"),
-            **{arm: summarise(rows, arm) for arm in ARMS},
+            **{arm: summarise(rows, arm) for arm in red.arms},
             "failures": [{"draw": i, "model": m, "error": r[m]["error"]} for i, r in enumerate(rows)
-                         for m in ("reference", *ARMS) if not r[m]["ok"]],
+                         for m in ("reference", *red.arms) if not r[m]["ok"]],
             "rows": rows, "wall_s": time.perf_counter() - t0}
