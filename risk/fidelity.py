@@ -144,7 +144,8 @@ def _outcome(res: dict, observables: tuple[str, ...]) -> dict:
         return {"ok": False, "error": "no runaway outcome in the dataset", "seconds": res["wall_time"]}
     return {"ok": True, "thermal_runaway": bool(runaway), "time_to_runaway": float(ds["time_to_runaway"]),
             "temperature_peak": float(ds["temperature_peak"]), "seconds": res["wall_time"],
-            "observables": {k: float(ds[k]) if k in ds else float("nan") for k in observables}}
+            "observables": {k: float(ds[k]) if k in ds else float("nan") for k in observables},
+            "units": {k: str(ds[k].attrs.get("units", "")) for k in observables if k in ds}}
 
 
 def _run_pair(args: tuple) -> dict:
@@ -217,7 +218,7 @@ def compare(simulator: str, options: Mapping, reference: str, reference_options:
     through ``reference`` and the arms of ``simulator`` (module doc), ``workers`` spawned processes at a time;
     ``observables``: outputs whose errors are reported (the study's calibrated observables).
 
-    Returns ``{"simulator", "reference", "note", "held", "n_draws", "arms", "reference_runaways",
+    Returns ``{"simulator", "reference", "note", "held", "n_draws", "arms", "observable_units", "reference_runaways",
     "reference_seconds_per_run", <arm>: summary for each arm, "failures": [{"draw", "model", "error"}], "rows",
     "wall_s"}`` (summaries: `summarise`). Times [s], temperatures [K]."""
     from simulators.ensemble import design_sets
@@ -236,7 +237,8 @@ def compare(simulator: str, options: Mapping, reference: str, reference_options:
     ref_ok = [r for r in rows if r["reference"]["ok"]]
     return {"simulator": simulator, "reference": reference, "reference_options": dict(reference_options),
             "note": red.note, "held": held,
-            "n_draws": len(rows), "seed": seed, "arms": list(red.arms), "agreement_target": AGREEMENT_TARGET, "min_runs": MIN_RUNS,
+            "n_draws": len(rows), "seed": seed, "arms": list(red.arms),
+            "observable_units": next((r["reference"]["units"] for r in ref_ok), {}), "agreement_target": AGREEMENT_TARGET, "min_runs": MIN_RUNS,
             "reference_runaways": int(sum(r["reference"]["thermal_runaway"] for r in ref_ok)),
             "reference_seconds_per_run": float(np.mean([r["reference"]["seconds"] for r in ref_ok])) if ref_ok
             else float("nan"),

@@ -239,7 +239,7 @@ def _fidelity(res: dict | None) -> dict | None:
             "options": res.get("reference_options", {}), "held": res.get("held", {}), "n_draws": res["n_draws"],
             "reference_runaways": res["reference_runaways"], "reference_seconds": res["reference_seconds_per_run"],
             "target": res["agreement_target"], "min_runs": res["min_runs"], "failures": len(res["failures"]),
-            "quick": bool(res.get("quick")), "rows": rows}
+            "quick": bool(res.get("quick")), "rows": rows, "units": res.get("observable_units", {})}
 
 
 def _priors(study: dict) -> list[dict]:
