@@ -187,14 +187,15 @@ def summarise(rows: list[dict], arm: str) -> dict:
     both = [r for r in ok if r[arm]["thermal_runaway"] and r["reference"]["thermal_runaway"]]
     calm = [r for r in ok if not r[arm]["thermal_runaway"] and not r["reference"]["thermal_runaway"]]
     ratio = np.array([r[arm]["time_to_runaway"] / r["reference"]["time_to_runaway"] for r in both])
+    ratio = ratio[np.isfinite(ratio)]  # a hazard-level runaway (pouch rupture) may have no time of cell runaway
     k = int(sum(agree))
     return {
         "n": len(ok), "runaways": int(sum(r[arm]["thermal_runaway"] for r in ok)),
         "runaway_agreement": k / len(ok) if ok else float("nan"), "runaway_agreement_wilson95": list(wilson95(k, len(ok))),
         "disagreements": [{"condition": r["condition"], "reference": r["reference"]["thermal_runaway"],
                            arm: r[arm]["thermal_runaway"]} for r, a in zip(ok, agree) if not a],
-        "time_to_runaway_ratio_median": float(np.median(ratio)) if both else float("nan"),
-        "time_to_runaway_ratio_range": [float(ratio.min()), float(ratio.max())] if both else [],
+        "time_to_runaway_ratio_median": float(np.median(ratio)) if len(ratio) else float("nan"),
+        "time_to_runaway_ratio_range": [float(ratio.min()), float(ratio.max())] if len(ratio) else [],
         "peak_temperature_mae_no_runaway_K": float(np.mean([abs(r[arm]["temperature_peak"]
                                                                 - r["reference"]["temperature_peak"]) for r in calm]))
         if calm else float("nan"),
