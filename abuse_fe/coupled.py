@@ -499,6 +499,11 @@ class _IndentationCoupled(Simulator):
     thermal: str = "lumped"
     #: ring model: the faces cool through the stack's half thickness (`short_thermal_response`); False: as if uniform
     through_thickness: bool = True
+    #: discretisation of the thermal step (refined together by `refined`): rings of the ring model, the FE hot spot's
+    #: mesh (keys of `abuse_fe.hotspot.MESH`; None: its defaults) and the largest temperature change per step [K]
+    n_rings: int = 24
+    hotspot_mesh: dict | None = None
+    temperature_step: float = 5.0
 
     def __post_init__(self):
         if self.thermal not in ("lumped", "fe"):
@@ -508,6 +513,19 @@ class _IndentationCoupled(Simulator):
 
     def grid(self) -> np.ndarray:
         return np.linspace(0.0, self.displacement_max, self.n_displacement)
+
+    def refined(self, factor: float) -> "_IndentationCoupled":
+        """The chain with its thermal discretisation refined by ``factor``: rings and hot-spot cells × factor,
+        temperature step / factor (the output grids stay: they are the observables' definition)."""
+        from dataclasses import replace
+
+        mesh = self.hotspot_mesh
+        if self.thermal == "fe":
+            from abuse_fe.hotspot import MESH
+
+            mesh = {k: max(1, round(v * factor)) for k, v in (MESH | (mesh or {})).items()}
+        return replace(self, n_rings=max(2, round(self.n_rings * factor)), hotspot_mesh=mesh,
+                       temperature_step=self.temperature_step / factor)
 
     def _mechanics(self, theta, condition) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -544,15 +562,15 @@ class _IndentationCoupled(Simulator):
                            spot_radius=runs[i]["r_on"], temperature_ambient=conditions[i]["temperature_ambient"],
                            probe_distance=thetas[i]["thermocouple_distance"])
                       for i in idx]
-            options = dict(t_end=self.t_end, n_time=self.n_time, kinetics=kinetics,
+            options = dict(t_end=self.t_end, n_time=self.n_time, kinetics=kinetics, dT_step=self.temperature_step,
                            cell=CellThermal.for_chemistry(chem.CHEMISTRIES[chem_name]))
             if self.thermal == "lumped":
                 results = short_thermal_response_batch(**{k: [x[k] for x in inputs] for k in inputs[0]}, **options,
-                                                       through_thickness=self.through_thickness)
+                                                       through_thickness=self.through_thickness, n_rings=self.n_rings)
             else:
                 from abuse_fe.hotspot import short_thermal_response_fe
 
-                results = [short_thermal_response_fe(**x, **options) for x in inputs]
+                results = [short_thermal_response_fe(**x, **options, mesh=self.hotspot_mesh) for x in inputs]
             share = (_time.perf_counter() - t0) / len(idx)
             for i, th in zip(idx, results):
                 runs[i]["thermal"], runs[i]["t_thermal"] = th, share
@@ -629,7 +647,8 @@ class IndentationFECoupled(_IndentationCoupled):
     """The coupled chain with the axisymmetric FE mechanics (`abuse_fe.indentation`): a few s per run."""
 
     name = "fe_indentation_coupled"
-    resolution: str = "coarse"
+    #: the punch's FE mesh: a name of `abuse_fe.geometry_indentation.RESOLUTIONS` or (elements along r, along z)
+    resolution: str | tuple[int, int] = "coarse"
     max_step: float = 5.0e-5
 
     def _mechanics(self, theta, condition):
@@ -640,6 +659,15 @@ class IndentationFECoupled(_IndentationCoupled):
                            poisson_ratio=self.poisson_ratio, max_step=self.max_step)
         res = fe.mechanics(theta, condition, stop_at_short=True)
         return res.force, res.strain_max, res.contact_radius
+
+    def refined(self, factor: float) -> "IndentationFECoupled":
+        """`_IndentationCoupled.refined` plus the punch's FE mesh: elements along r and z × ``factor``."""
+        from dataclasses import replace
+
+        from abuse_fe.geometry_indentation import RESOLUTIONS
+
+        n_r, n_z = RESOLUTIONS[self.resolution] if isinstance(self.resolution, str) else self.resolution
+        return replace(super().refined(factor), resolution=(round(n_r * factor), round(n_z * factor)))
 
 
 def default_theta(sim: type[Simulator] | Simulator) -> dict[str, float]:

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from risk.errors import InputError
 
-app = typer.Typer(name="risk", help="Thermal-runaway risk studies: simulate → fidelity → ingest → train → calibrate → crossvalidate → "
+app = typer.Typer(name="risk", help="Thermal-runaway risk studies: simulate → fidelity → convergence → ingest → train → calibrate → crossvalidate → "
                        "predict → report → export.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True)
@@ -130,6 +130,8 @@ def _stage_command(name: str, doc: str):
 
 for _name, _doc in [("simulate", "Run (or resume) the simulation ensemble → ensemble.zarr."),
                     ("fidelity", "The simulator against the higher-fidelity simulator it reduces → fidelity.json."),
+                    ("convergence", "The simulator on refined discretisations (grid convergence index) → "
+                                    "mesh_convergence.json."),
                     ("ingest", "Read the study's real tests → real.nc."),
                     ("train", "Train the sim2real decoder (frozen) and encoder → model/."),
                     ("calibrate", "Hierarchical Bayesian calibration with NumPyro NUTS → posterior.nc."),

@@ -1,5 +1,5 @@
-"""The stages of a study, in order: simulate → fidelity → ingest → train → calibrate → crossvalidate → predict →
-report → export.
+"""The stages of a study, in order: simulate → fidelity → convergence → ingest → train → calibrate → crossvalidate →
+predict → report → export.
 
 Each function takes a `RunContext`, writes its artefacts into the run directory and returns a small
 JSON summary for ``stages.json``. Heavy packages are imported inside the stage that needs them.
@@ -7,6 +7,7 @@ JSON summary for ``stages.json``. Heavy packages are imported inside the stage t
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -71,6 +72,37 @@ def fidelity(ctx: RunContext) -> dict:
         ctx.console.print(f"[yellow]{len(res['failures'])} reference-check runs failed; see fidelity.json[/yellow]")
     return {"reference": r.simulator, "draws": res["n_draws"], "failures": len(res["failures"]),
             **{f"{arm}_agreement": res[arm]["runaway_agreement"] for arm in res["arms"]}}
+
+
+def convergence(ctx: RunContext) -> dict:
+    """The study's simulator on its own discretisation and two refined ones (``convergence:``), on fresh draws across
+    its prior, each output's numerical uncertainty against its spread over the ensemble (`risk.convergence.check`)
+    → ``mesh_convergence.json``; a study without the section gets a note."""
+    s = ctx.study
+    if s.convergence is None:
+        return {"note": "study asks for no convergence check"}
+    from risk.convergence import EXTRA_OUTPUTS, check, ensemble_spread
+    from simulators.ensemble import open_ensemble
+
+    observables = tuple(s.sim2real.observables)
+    spread = ensemble_spread(open_ensemble(ctx.path("ensemble.zarr")).load(), (*observables, *EXTRA_OUTPUTS))
+    res = check(s.simulator.name, dict(s.simulator.options), s.priors(), s.condition_values(), s.condition_sets(),
+                n=s.convergence.runs, seed=ctx.stage_seed("convergence"), input_spread=spread,
+                workers=s.ensemble.workers, timeout=s.ensemble.timeout, observables=observables)
+    res["quick"] = bool(ctx.quick)
+    ctx.path("mesh_convergence.json").write_text(json.dumps(res, indent=2, default=_json_default))
+    if res["failures"]:
+        ctx.console.print(f"[yellow]{len(res['failures'])} convergence-check runs failed; see "
+                          f"mesh_convergence.json[/yellow]")
+    return {"draws": res["n_draws"], "complete": res["n_complete"], "converged": res["converged"],
+            "runaway_changes": res["runaway_changes"],
+            **{f"{k}_ratio_to_input": round(v["ratio_to_input"], 4) for k, v in res["outputs"].items()
+               if math.isfinite(v["ratio_to_input"])}}
+
+
+def _json_default(x):
+    """Tuples of options and NumPy scalars in ``mesh_convergence.json``."""
+    return x.tolist() if hasattr(x, "tolist") else float(x)
 
 
 def ingest(ctx: RunContext) -> dict:
@@ -915,6 +947,9 @@ STAGES: list[Stage] = [
     Stage("fidelity", fidelity, sections=("simulator", "parameters", "conditions", "ensemble", "reference",
                                           "sim2real"),
           artefacts=("fidelity.json",), description="the simulator against the higher-fidelity simulator it reduces"),
+    Stage("convergence", convergence, sections=("simulator", "parameters", "conditions", "ensemble", "convergence",
+                                                "sim2real"), upstream=("simulate",),
+          artefacts=("mesh_convergence.json",), description="the simulator's discretisation error (refined meshes)"),
     Stage("ingest", ingest, sections=("data",), artefacts=(), reads_data=True,
           description="real tests → real.nc"),
     Stage("train", train, sections=("simulator", "parameters", "sim2real"), upstream=("simulate", "ingest"),
@@ -926,7 +961,8 @@ STAGES: list[Stage] = [
           artefacts=("crossval.json",), description="grouped cross-validation of the physics model and its baselines"),
     Stage("predict", predict, sections=("scenarios", "inference"), upstream=("calibrate",),
           artefacts=("predictions.nc",), description="P(TR | scenario), sensitivity, rare events, next-test ranking"),
-    Stage("report", report, sections=("report",), upstream=("predict", "fidelity"), artefacts=("report.html",),
+    Stage("report", report, sections=("report",), upstream=("predict", "fidelity", "convergence"),
+          artefacts=("report.html",),
           description="regulator report (HTML + PDF)"),
     Stage("export", export, sections=("export",), upstream=("predict",), artefacts=("exports",),
           description="insurer exports"),

@@ -6,8 +6,8 @@ unknown keys get a "did you mean" suggestion. Units are checked with pint: a par
 dimensionally compatible with the unit its simulator declares, and prior numbers given in another
 unit are converted to SI. Condition values may be quantities (``"155 degC"``) and are stored in SI.
 
-Sections: study, cell, simulator, parameters, conditions, ensemble, reference, data, sim2real, inference,
-scenarios, report, export, quick (overrides applied by ``--quick``).
+Sections: study, cell, simulator, parameters, conditions, ensemble, reference, convergence, data, sim2real,
+inference, scenarios, report, export, quick (overrides applied by ``--quick``).
 """
 from __future__ import annotations
 
@@ -240,6 +240,16 @@ class Reference(_Section):
     runs: Annotated[int, Field(ge=1, le=10_000, description=(
         "fresh draws run through both simulators; ≥ 30 to measure a runaway agreement of 90 % "
         "(risk.fidelity.MIN_RUNS)"))] = 32
+
+
+class Convergence(_Section):
+    """``convergence:`` — the study's simulator on its own discretisation and two systematically refined ones, on
+    ``runs`` fresh draws across the study's prior (stage ``convergence`` → ``mesh_convergence.json``,
+    `risk.convergence`: Richardson extrapolation and the grid convergence index, ASME V&V 20-2009; seeded by the
+    stage's own seed, run on the ensemble's workers). The simulator must have a discretisation to refine."""
+
+    runs: Annotated[int, Field(ge=1, le=1000, description=(
+        "fresh draws, each run on three discretisations (the finest costs ~3.5x the study's own)"))] = 6
 
 
 class DataSpec(_Section):
@@ -524,6 +534,7 @@ class Study(_Section):
     conditions: dict[str, float | str | ConditionRange] = Field(default_factory=dict)
     ensemble: Ensemble
     reference: Reference | None = None
+    convergence: Convergence | None = None
     data: DataSpec | None = None
     sim2real: Sim2Real = Sim2Real()
     inference: Inference = Inference()
@@ -584,6 +595,13 @@ class Study(_Section):
                 if self.reference.options.get(key) != value:
                     raise _FieldError(("reference", "options"), f"the reference of {self.simulator.name!r} is "
                                                                 f"{red.reference!r} with {key}: {value}")
+        if self.convergence is not None:
+            from risk.convergence import refinable
+
+            if not refinable(self.simulator.name):
+                raise _FieldError(("convergence",), f"simulator {self.simulator.name!r} has no discretisation to "
+                                                    f"refine (it does not implement Simulator.refined): remove "
+                                                    f"convergence:")
         return self
 
     def _geometry_against_simulator(self, sim) -> None:

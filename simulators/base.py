@@ -131,6 +131,12 @@ class Simulator(ABC):
     def _run_batch(self, thetas: list[dict[str, float]], conditions: list[dict[str, float]]) -> list[xr.Dataset]:
         return [self._run(t, c) for t, c in zip(thetas, conditions)]
 
+    def refined(self, factor: float) -> Simulator | None:
+        """This simulator with every discretisation parameter refined together by ``factor`` > 1 — cells per mesh
+        direction × factor, step-size controls / factor — for the mesh-convergence check (`risk.convergence`);
+        None where there is nothing to refine (the default: mesh-free models integrated to a tolerance)."""
+        return None
+
     @abstractmethod
     def _run(self, theta: dict[str, float], condition: dict[str, float]) -> xr.Dataset: ...
 

@@ -209,7 +209,7 @@ def _provenance(art: Artefacts, study: dict) -> dict:
             if isinstance(sim, dict) else [],
             "n_failures": len(failures), "failure_kinds": sorted(errors.items(),
                                                                    key=lambda kv: -kv[1])[:5],
-            "mesh": None if art.mesh_convergence is None else _table_rows(art.mesh_convergence),
+            "mesh": _mesh_convergence(art.mesh_convergence),
             "fidelity": _fidelity(art.fidelity),
             "hashes": {k: (art.predictions.attrs.get("study_hash") if art.predictions is not None
                            else None) for k in ("study_hash",)}}
@@ -240,6 +240,36 @@ def _fidelity(res: dict | None) -> dict | None:
             "reference_runaways": res["reference_runaways"], "reference_seconds": res["reference_seconds_per_run"],
             "target": res["agreement_target"], "min_runs": res["min_runs"], "failures": len(res["failures"]),
             "quick": bool(res.get("quick")), "rows": rows, "units": res.get("observable_units", {})}
+
+
+#: the discretisation levels of the convergence check (`risk.convergence`), as the report names them
+LEVEL_NAMES = ("the study's", "refined once", "refined twice")
+
+
+def _mesh_convergence(res: dict | None) -> dict | None:
+    """The simulator on its own discretisation and two refined ones (``mesh_convergence.json``): per level its
+    options that change and seconds per run; per output its numerical uncertainty (RMS and largest over the draws,
+    grid convergence index), the states of the draws, the apparent order and the ratio to its spread over the
+    ensemble."""
+    if res is None:
+        return None
+    opts = res.get("level_options") or []
+    changed = sorted({k for o in opts[1:] for k, v in o.items() if opts[-1].get(k) != (opts[0].get(k) if opts else None)}
+                     ) if len(opts) > 1 else []
+    levels = [{"name": LEVEL_NAMES[k] if k < len(LEVEL_NAMES) else f"level {k}",
+               "options": ", ".join(f"{key}: {o.get(key, 'default')}" for key in changed) or "as the study",
+               "seconds": sec} for k, (o, sec) in enumerate(zip(opts, res.get("level_seconds_per_run", [])))]
+    outputs = [{"name": name, "units": v["units"] or "1", "n": v["n"], "rms": v["uncertainty_rms"],
+                "max": v["uncertainty_max"], "order": v["order_median"], "spread": v["input_spread"],
+                "ratio": v["ratio_to_input"],
+                "states": ", ".join(f"{n} {s}" for s, n in v["states"].items() if n),
+                "negligible": {True: "yes", False: "no", None: "not judged"}[v["negligible"]]}
+               for name, v in res["outputs"].items()]
+    return {"simulator": res["simulator"], "ratio": res["ratio"], "n_draws": res["n_draws"],
+            "n_complete": res["n_complete"], "levels": levels, "outputs": outputs, "runaways": res["runaways"],
+            "runaway_changes": res["runaway_changes"], "hazard_level_changes": res["hazard_level_changes"],
+            "fraction": res["input_fraction"], "converged": res["converged"], "failures": len(res["failures"]),
+            "quick": bool(res.get("quick"))}
 
 
 def _priors(study: dict) -> list[dict]:

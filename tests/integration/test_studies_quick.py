@@ -48,8 +48,8 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
     out, cmd = run.out, list(run.cmd)
     assert run.returncode == 0, run.stderr[-4000:]
     stages = json.loads((out / "stages.json").read_text())
-    assert set(stages) == {st.name for st in STAGES} == {"simulate", "fidelity", "ingest", "train", "calibrate",
-                                                         "crossvalidate", "predict", "report", "export"}
+    assert set(stages) == {st.name for st in STAGES} == {"simulate", "fidelity", "convergence", "ingest", "train",
+                                                         "calibrate", "crossvalidate", "predict", "report", "export"}
     html = (out / "report.html").read_text()
     reference = load_study(study, quick=True).reference
     if reference is not None:  # the reduced simulator against the model it reduces, on fresh draws, in the report
@@ -64,6 +64,16 @@ def test_study_runs_end_to_end_in_quick_mode(study, tmp_path):
         assert 'id="fidelity"' in html and f"<code>{reference.simulator}</code>" in html
     else:
         assert not (out / "fidelity.json").exists() and stages["fidelity"]["summary"]["note"]
+    convergence = load_study(study, quick=True).convergence
+    if convergence is not None:  # the simulator's own discretisation error, in the report's Verification evidence
+        mc = json.loads((out / "mesh_convergence.json").read_text())
+        assert mc["n_draws"] == convergence.runs and mc["levels"] == 3 and not mc["failures"]
+        assert set(load_study(study, quick=True).sim2real.observables) <= set(mc["outputs"])
+        for row in mc["rows"]:  # the study's level first, every level of a draw at the same inputs
+            assert len(row["levels"]) == 3
+        assert 'id="mesh-convergence"' in html and "grid convergence index" in html
+    else:
+        assert not (out / "mesh_convergence.json").exists() and stages["convergence"]["summary"]["note"]
     if (out / "diagnostics.json").exists():  # the gate holds in --quick mode too, and the report says valid
         diag = json.loads((out / "diagnostics.json").read_text())
         assert "scenario_p_tr" in diag  # the scenarios' P(TR) is diagnosed with the free variables

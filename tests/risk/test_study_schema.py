@@ -145,3 +145,18 @@ def test_the_default_studys_reference_must_be_the_chain_on_the_fe_hot_spot(tmp_p
     with pytest.raises(StudyError) as info:
         load_study(p)
     assert info.value.field == "reference.options" and "with thermal: fe" in str(info.value)
+
+
+def test_a_convergence_check_of_a_mesh_free_simulator_is_an_error_at_its_line(tmp_path):
+    """``convergence:`` refines the simulator's discretisation (`risk.convergence`); the lumped oven model has none:
+    refused at the section's line, naming the simulator."""
+    repo = HERE.parents[1]
+    assert load_study(repo / "studies" / "indentation_pouch.yaml").convergence.runs >= 6
+    text = (repo / "studies" / "oven_18650.yaml").read_text()
+    old = "reference: {simulator: fe_thermal_18650,"
+    p = tmp_path / "oven.yaml"
+    p.write_text(text.replace(old, "convergence: {runs: 4}\n" + old))
+    with pytest.raises(StudyError) as info:
+        load_study(p)
+    assert "'lumped_thermal' has no discretisation to refine" in str(info.value)
+    assert info.value.field == "convergence" and info.value.line == text[:text.index(old)].count("\n") + 1

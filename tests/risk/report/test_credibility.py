@@ -59,6 +59,18 @@ def test_uncertainty_and_verification_levels(tmp_path):
     assert any("outside its Wilson 95 % interval for b" in e for e in _factor(res, "Verification")["evidence"])
     art.predictions = checked.assign(decoder_within_wilson=("scenario", [1.0, 1.0, float("nan")]))
     assert _factor(credibility.assess(art, {}, sbc), "Verification")["level"] == 3
+    # level 4 needs the simulator's discretisation error shown negligible, not merely a record of it
+    out = {"force_short_onset": {"ratio_to_input": 0.02}, "voltage_drop": {"ratio_to_input": 0.3}}
+    art.mesh_convergence = {"simulator": "fe_indentation_coupled", "n_draws": 6, "runaway_changes": 0,
+                            "converged": False, "outputs": out}
+    res = credibility.assess(art, {}, sbc)
+    assert _factor(res, "Verification")["level"] == 3
+    assert any("0.3 of its output's spread" in e and "not shown converged" in e
+               for e in _factor(res, "Verification")["evidence"])
+    art.mesh_convergence = {**art.mesh_convergence, "converged": True,
+                            "outputs": {**out, "voltage_drop": {"ratio_to_input": 0.05}}}
+    assert _factor(credibility.assess(art, {}, sbc), "Verification")["level"] == 4
+    art.mesh_convergence = None
     art.predictions = None
     art.metrics = {"decoder": {"coverage90": {"force": 0.5}, "auc": 0.95}}  # surrogate intervals too narrow
     assert _factor(credibility.assess(art, {}, sbc), "Verification")["level"] == 1

@@ -1,0 +1,68 @@
+"""The discretisation-error check (`risk.convergence`): Richardson extrapolation on known sequences, and the real FE
+chain on three refined discretisations."""
+import math
+
+import numpy as np
+import pytest
+
+from risk.convergence import FS_OBSERVED, FS_UNKNOWN, RATIO, check, ensemble_spread, estimate, refinable
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_a_sequence_of_known_order_extrapolates_to_its_limit(p):
+    """φ(h) = φ* + C h^p on h = 1, 1/r, 1/r²: the apparent order is p and the extrapolation φ* exactly."""
+    exact, c = 7.0, 0.3
+    phi = tuple(exact + c * RATIO ** (-p * k) for k in range(3))
+    est = estimate(phi)
+    assert est["state"] == "monotone"
+    assert est["order"] == pytest.approx(p, rel=1e-9)
+    assert est["extrapolated"] == pytest.approx(exact, rel=1e-12)
+    assert est["uncertainty"] == pytest.approx(FS_OBSERVED * c, rel=1e-9)  # the study level's true error × Fs
+
+
+def test_unclear_orders_get_the_conservative_estimate_and_constant_outputs_none():
+    osc = estimate((1.0, 1.2, 1.1))
+    assert osc["state"] == "oscillatory" and math.isnan(osc["order"])
+    assert osc["uncertainty"] == pytest.approx(FS_UNKNOWN * 0.2)
+    slow = estimate((1.0, 1.1, 1.19))  # p = ln(0.1 / 0.09) / ln 1.5 = 0.26 < 0.5: not in the asymptotic range
+    assert slow["state"] == "not asymptotic" and slow["uncertainty"] == pytest.approx(FS_UNKNOWN * 0.19)
+    assert estimate((2.0, 2.0, 2.0)) == {"state": "converged", "order": pytest.approx(float("nan"), nan_ok=True),
+                                         "extrapolated": 2.0, "uncertainty": 0.0}
+    assert estimate((1.0, float("nan"), 1.0))["state"] == "missing"
+
+
+def test_only_simulators_with_a_discretisation_are_refinable():
+    assert refinable("fe_indentation_coupled") and refinable("indentation_lumped")
+    assert not refinable("lumped_thermal")
+
+
+def test_the_fe_chain_on_three_discretisations():
+    """The real chain (dolfinx punch, ring thermal model) on one draw at the study's level and refined twice: the
+    levels' options refine together, the runaway agrees and the force at the short's onset converges."""
+    from risk.study import load_study
+
+    study = load_study("studies/indentation_pouch.yaml", quick=True)
+    obs = tuple(study.sim2real.observables)
+    res = check(study.simulator.name, {}, study.priors(), study.condition_values(), study.condition_sets(), n=1,
+                seed=3, input_spread={"force_short_onset": 1.0e3}, workers=1, observables=obs)
+    assert res["n_complete"] == 1 and not res["failures"] and res["runaway_changes"] == 0
+    levels = res["level_options"]
+    assert levels[0]["resolution"] == "coarse" and [tuple(o["resolution"]) for o in levels[1:]] == [(24, 12), (36, 18)]
+    assert all(o["thermal"] == "lumped" and o["n_time"] == levels[0]["n_time"] for o in levels)  # only the discretisation
+    assert [o["n_rings"] for o in levels[1:]] == [36, 54]
+    assert levels[2]["temperature_step"] == pytest.approx(5.0 / RATIO**2)
+    force = [lv["outputs"]["force_short_onset"] for lv in res["rows"][0]["levels"]]
+    assert np.isfinite(force).all() and abs(force[0] - force[2]) / force[2] < 0.02  # the coarse punch mesh is close
+    f = res["outputs"]["force_short_onset"]
+    assert f["units"] == "N" and f["n"] == 1 and f["ratio_to_input"] == pytest.approx(f["uncertainty_rms"] / 1.0e3)
+    assert set(obs) <= set(res["outputs"]) and res["outputs"]["voltage_drop"]["negligible"] is None  # no spread given
+
+
+def test_the_ensemble_spread_skips_missing_values():
+    import xarray as xr
+
+    ens = xr.Dataset({"a": ("sample", [1.0, 3.0, np.nan]), "b": ("sample", [np.nan, np.nan, 2.0]),
+                      "c": (("sample", "time"), np.zeros((3, 2)))})
+    spread = ensemble_spread(ens, ("a", "b", "c", "d"))
+    assert spread["a"] == pytest.approx(np.std([1.0, 3.0], ddof=1)) and math.isnan(spread["b"])
+    assert set(spread) == {"a", "b"}
