@@ -625,12 +625,12 @@ _CONDITIONS = (
 class _FEThermalBase(Simulator):
     """Shared options and `_run` of the FE thermal-abuse simulators.
 
-    Options: ``resolution`` ("coarse" | "medium" | "fine"), ``t_end`` [s], ``n_time`` (output grid
-    length), ``trigger`` ("oven" | "heater"), ``kinetics`` (set name), ``matrix`` ("once" |
+    Options: ``resolution`` ("coarse" | "medium" | "fine", or cell counts per direction), ``t_end`` [s], ``n_time``
+    (output grid length), ``trigger`` ("oven" | "heater"), ``kinetics`` (set name), ``matrix`` ("once" |
     "reassemble"), ``dt_max`` [s], ``dT_step`` [K], ``runaway_rate`` [K/s].
     """
 
-    resolution: str = "coarse"
+    resolution: str | tuple[int, ...] = "coarse"
     t_end: float = 3600.0
     n_time: int = 121
     trigger: str = "oven"
@@ -647,8 +647,22 @@ class _FEThermalBase(Simulator):
     def __post_init__(self):
         if self.trigger not in ("oven", "heater"):
             raise ValueError(f"{self.name}: trigger must be 'oven' or 'heater', got {self.trigger!r}")
-        if self.resolution not in geo.RESOLUTIONS:
+        if isinstance(self.resolution, (list, tuple)):
+            self.resolution = tuple(int(n) for n in self.resolution)
+            if len(self.resolution) != len(self._spec.cells["coarse"]) or min(self.resolution) < 1:
+                raise ValueError(f"{self.name}: resolution must be one of {geo.RESOLUTIONS} or "
+                                 f"{len(self._spec.cells['coarse'])} positive cell counts, got {self.resolution!r}")
+        elif self.resolution not in geo.RESOLUTIONS:
             raise ValueError(f"{self.name}: resolution must be one of {geo.RESOLUTIONS}, got {self.resolution!r}")
+
+    def refined(self, factor: float) -> "_FEThermalBase":
+        """This model with cells per mesh direction × ``factor`` and its step controls (``dt_max``, ``dT_step``) /
+        ``factor`` (`risk.convergence`)."""
+        from dataclasses import replace
+
+        cells = self._spec.cells[self.resolution] if isinstance(self.resolution, str) else self.resolution
+        return replace(self, resolution=tuple(max(1, round(n * factor)) for n in cells),
+                       dt_max=self.dt_max / factor, dT_step=self.dT_step / factor)
 
     def _materials(self, theta) -> CellMaterials:
         raise NotImplementedError

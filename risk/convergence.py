@@ -91,11 +91,22 @@ def _outcome(res: dict, outputs: tuple[str, ...]) -> dict:
 
 
 def _run_levels(args: tuple) -> list[dict]:
-    """One draw on the study's level and the refined ones (a worker process)."""
+    """One draw on the study's level and the refined ones (a worker process); a draw of ``reduced_from`` is first
+    mapped onto ``simulator``, its reference (`risk.fidelity.Reduction.inputs`)."""
     from simulators.ensemble import run_one
     from simulators.registry import load
 
-    simulator, options, theta, condition, timeout, outputs, levels = args
+    simulator, options, theta, condition, timeout, outputs, levels, reduced_from = args
+    if reduced_from is not None:
+        from risk.fidelity import reduction
+
+        name, study_options = reduced_from
+        full = {c.name: c.default for c in load(name).conditions} | condition
+        try:
+            options, theta, condition = reduction(name, simulator).inputs(dict(study_options), theta, full,
+                                                                          load(simulator), dict(options))
+        except ValueError as err:
+            return [{"ok": False, "error": f"ValueError: {err}", "seconds": 0.0, "options": {}}] * levels
     base = load(simulator)(**dict(options))
     rows = []
     for level in range(levels):
@@ -113,11 +124,15 @@ def _options(sim) -> dict:
 
 def check(simulator: str, options: Mapping, priors: Mapping, conditions: Mapping, condition_sets=(), *, n: int,
           seed: int, input_spread: Mapping[str, float], workers: int = 1, timeout: float = 600.0,
-          observables: tuple[str, ...] = (), levels: int = 3) -> dict:
+          observables: tuple[str, ...] = (), levels: int = 3,
+          reduced_from: tuple[str, Mapping] | None = None) -> dict:
     """``n`` Sobol draws over ``priors`` and ``conditions`` (``condition_sets``: `simulators.ensemble.design_sets`)
     on ``levels`` discretisations of ``simulator`` refined by `RATIO` (module doc), ``workers`` spawned processes.
 
     input_spread : per output, its standard deviation over the study's ensemble [output units] (the yardstick).
+    reduced_from : ``(name, options)`` of the study's simulator when ``simulator`` is the reference it reduces
+        (a mesh-free model's FE reference): the draws are the study simulator's, mapped as `risk.fidelity` maps
+        them, with the parameters the reference does not vary at their prior medians.
 
     Returns ``{"simulator", "ratio", "levels", "level_options", "n_draws", "outputs": {name: {"units", "n",
     "states", "uncertainty_rms", "uncertainty_max", "order_median", "input_spread", "ratio_to_input",
@@ -129,7 +144,14 @@ def check(simulator: str, options: Mapping, priors: Mapping, conditions: Mapping
 
     outputs = tuple(dict.fromkeys((*observables, *EXTRA_OUTPUTS)))
     plan = design_sets(priors, dict(conditions), list(condition_sets), n, "sobol", seed)
-    jobs = [(simulator, dict(options), th, c, timeout, outputs, levels) for th, c in (plan.sample(i) for i in range(len(plan)))]
+    held = {}
+    if reduced_from is not None:
+        from risk.fidelity import reduction
+
+        held = {k: float(priors[k].ppf(0.5)) for k in reduction(reduced_from[0], simulator).held if k in priors}
+        reduced_from = (reduced_from[0], dict(reduced_from[1]))
+    jobs = [(simulator, dict(options), th | held, c, timeout, outputs, levels, reduced_from)
+            for th, c in (plan.sample(i) for i in range(len(plan)))]
     t0 = time.perf_counter()
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -156,8 +178,9 @@ def check(simulator: str, options: Mapping, priors: Mapping, conditions: Mapping
                        "negligible": bool(ratio <= INPUT_FRACTION) if len(u) and math.isfinite(ratio) else None}
     runaway_changes = sum(r[0]["runaway"] != r[-1]["runaway"] for r in ok)
     level_changes = sum(r[0]["hazard_level"] != r[-1]["hazard_level"] for r in ok)
-    return {"simulator": simulator, "ratio": RATIO, "levels": levels, "seed": seed,
-            "level_options": [x["options"] for x in rows[0]] if rows else [],
+    return {"simulator": simulator, "reduced_from": reduced_from[0] if reduced_from else None, "held": held,
+            "ratio": RATIO, "levels": levels, "seed": seed,
+            "level_options": next(([x["options"] for x in r] for r in rows if all(x["ok"] for x in r)), []),
             "level_seconds_per_run": [float(np.mean([r[k]["seconds"] for r in ok])) if ok else math.nan
                                       for k in range(levels)],
             "n_draws": len(rows), "n_complete": len(ok), "input_fraction": INPUT_FRACTION, "outputs": table,

@@ -86,9 +86,14 @@ def convergence(ctx: RunContext) -> dict:
 
     observables = tuple(s.sim2real.observables)
     spread = ensemble_spread(open_ensemble(ctx.path("ensemble.zarr")).load(), (*observables, *EXTRA_OUTPUTS))
-    res = check(s.simulator.name, dict(s.simulator.options), s.priors(), s.condition_values(), s.condition_sets(),
-                n=s.convergence.runs, seed=ctx.stage_seed("convergence"), input_spread=spread,
-                workers=s.ensemble.workers, timeout=s.ensemble.timeout, observables=observables)
+    if s.convergence.model == "reference":  # the FE model the study's mesh-free simulator reduces
+        name, options, reduced_from = s.reference.simulator, dict(s.reference.options), (s.simulator.name,
+                                                                                           dict(s.simulator.options))
+    else:
+        name, options, reduced_from = s.simulator.name, dict(s.simulator.options), None
+    res = check(name, options, s.priors(), s.condition_values(), s.condition_sets(), n=s.convergence.runs,
+                seed=ctx.stage_seed("convergence"), input_spread=spread, workers=s.ensemble.workers,
+                timeout=s.ensemble.timeout, observables=observables, reduced_from=reduced_from)
     res["quick"] = bool(ctx.quick)
     ctx.path("mesh_convergence.json").write_text(json.dumps(res, indent=2, default=_json_default))
     if res["failures"]:
@@ -947,8 +952,8 @@ STAGES: list[Stage] = [
     Stage("fidelity", fidelity, sections=("simulator", "parameters", "conditions", "ensemble", "reference",
                                           "sim2real"),
           artefacts=("fidelity.json",), description="the simulator against the higher-fidelity simulator it reduces"),
-    Stage("convergence", convergence, sections=("simulator", "parameters", "conditions", "ensemble", "convergence",
-                                                "sim2real"), upstream=("simulate",),
+    Stage("convergence", convergence, sections=("simulator", "parameters", "conditions", "ensemble", "reference",
+                                                "convergence", "sim2real"), upstream=("simulate",),
           artefacts=("mesh_convergence.json",), description="the simulator's discretisation error (refined meshes)"),
     Stage("ingest", ingest, sections=("data",), artefacts=(), reads_data=True,
           description="real tests → real.nc"),

@@ -250,6 +250,9 @@ class Convergence(_Section):
 
     runs: Annotated[int, Field(ge=1, le=1000, description=(
         "fresh draws, each run on three discretisations (the finest costs ~3.5x the study's own)"))] = 6
+    model: Literal["simulator", "reference"] = Field("simulator", description=(
+        "whose discretisation: the study's simulator, or the reference it reduces (a mesh-free simulator's FE "
+        "reference, whose agreement the fidelity stage measures)"))
 
 
 class DataSpec(_Section):
@@ -598,10 +601,13 @@ class Study(_Section):
         if self.convergence is not None:
             from risk.convergence import refinable
 
-            if not refinable(self.simulator.name):
-                raise _FieldError(("convergence",), f"simulator {self.simulator.name!r} has no discretisation to "
-                                                    f"refine (it does not implement Simulator.refined): remove "
-                                                    f"convergence:")
+            if self.convergence.model == "reference" and self.reference is None:
+                raise _FieldError(("convergence", "model"), "model: reference needs the study's reference: section")
+            name = self.simulator.name if self.convergence.model == "simulator" else self.reference.simulator
+            if not refinable(name):
+                hint = " (model: reference checks the FE reference it reduces)" if self.reference else ""
+                raise _FieldError(("convergence",), f"simulator {name!r} has no discretisation to refine (it does not "
+                                                    f"implement Simulator.refined): remove convergence:{hint}")
         return self
 
     def _geometry_against_simulator(self, sim) -> None:

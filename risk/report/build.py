@@ -265,7 +265,8 @@ def _mesh_convergence(res: dict | None) -> dict | None:
                 "states": ", ".join(f"{n} {s}" for s, n in v["states"].items() if n),
                 "negligible": {True: "yes", False: "no", None: "not judged"}[v["negligible"]]}
                for name, v in res["outputs"].items()]
-    return {"simulator": res["simulator"], "ratio": res["ratio"], "n_draws": res["n_draws"],
+    return {"simulator": res["simulator"], "reduced_from": res.get("reduced_from"), "ratio": res["ratio"],
+            "n_draws": res["n_draws"],
             "n_complete": res["n_complete"], "levels": levels, "outputs": outputs, "runaways": res["runaways"],
             "runaway_changes": res["runaway_changes"], "hazard_level_changes": res["hazard_level_changes"],
             "fraction": res["input_fraction"], "converged": res["converged"], "failures": len(res["failures"]),

@@ -88,12 +88,15 @@ def _verification(art: Artefacts, sbc: dict | None) -> dict:
     if mc is not None:  # the simulator's own discretisation error (risk.convergence)
         worst = max((v for v in mc.get("outputs", {}).values() if math.isfinite(_f(v.get("ratio_to_input")))),
                     key=lambda v: _f(v["ratio_to_input"]), default=None)
-        ev.append(f"{mc.get('simulator')} on two refined discretisations (mesh_convergence.json, {mc.get('n_draws')} "
+        of = f", the reference {mc['reduced_from']} reduces," if mc.get("reduced_from") else ""
+        ev.append(f"{mc.get('simulator')}{of} on two refined discretisations (mesh_convergence.json, {mc.get('n_draws')} "
                   f"draws): runaway changed in {mc.get('runaway_changes')}, largest numerical uncertainty "
                   + (f"{numbers.number(_f(worst['ratio_to_input']), 2)} of its output's spread over the ensemble"
                      if worst is not None else "not judged")
                   + f" — {'converged' if mc.get('converged') else 'not shown converged'}")
-        if level == 3 and mc.get("converged"):
+        # a reference's convergence verifies the study's simulator through the reduction's measured agreement
+        reduction_ok = not mc.get("reduced_from") or _fidelity_meets(art.fidelity)
+        if level == 3 and mc.get("converged") and reduction_ok:
             level = 4
     else:
         ev.append("no mesh-convergence record in this run (mesh-free simulator, or not recorded): the simulator's "
@@ -103,7 +106,16 @@ def _verification(art: Artefacts, sbc: dict | None) -> dict:
                         "and within the full simulator's interval at every scenario's calibrated cells where checked); "
                         "3 and SBC of the inference passes; 4 and the simulator's discretisation error shown "
                         "negligible on refined meshes (mesh_convergence.json: no runaway changes, numerical "
-                        "uncertainty ≤ 0.1 of each output's spread over the ensemble)"}
+                        "uncertainty ≤ 0.1 of each output's spread over the ensemble), or its FE reference's where "
+                        "the simulator is mesh-free and meets the reduction target against it"}
+
+
+def _fidelity_meets(f: dict | None) -> bool:
+    """Does the study's simulator meet the reduction target against its reference as the study runs it
+    (``fidelity.json``: agreement ≥ target on ≥ the minimum runs)?"""
+    a = (f or {}).get("as_study") or {}
+    return bool(f) and a.get("n", 0) >= f.get("min_runs", math.inf) and \
+        _f(a.get("runaway_agreement")) >= _f(f.get("agreement_target"))
 
 
 def _simulator_disagreements(pred) -> list[str] | None:

@@ -32,8 +32,27 @@ def test_unclear_orders_get_the_conservative_estimate_and_constant_outputs_none(
 
 
 def test_only_simulators_with_a_discretisation_are_refinable():
-    assert refinable("fe_indentation_coupled") and refinable("indentation_lumped")
+    assert refinable("fe_indentation_coupled") and refinable("indentation_lumped") and refinable("fe_thermal_18650")
     assert not refinable("lumped_thermal")
+
+
+def test_a_mesh_free_studys_fe_reference_on_three_discretisations():
+    """The oven study's lumped draws mapped onto its FE 18650 (`risk.fidelity`): the FE mesh and step controls
+    refine together; the draw's parameters are the FE cylinder's, the lumped-only ones held at their medians."""
+    from risk.study import load_study
+
+    study = load_study("studies/oven_18650.yaml", quick=True)
+    ref = study.reference
+    res = check(ref.simulator, ref.options, study.priors(), study.condition_values(), study.condition_sets(), n=1,
+                seed=5, input_spread={"temperature_peak": 30.0}, workers=1, observables=("temperature_peak",),
+                reduced_from=(study.simulator.name, study.simulator.options))
+    assert res["reduced_from"] == "lumped_thermal" and set(res["held"]) == {"c_sei0", "enthalpy_factor"}
+    assert res["n_complete"] == 1 and not res["failures"] and res["runaway_changes"] == 0
+    levels = res["level_options"]
+    assert levels[0]["resolution"] == "coarse" and [tuple(o["resolution"]) for o in levels[1:]] == [(9, 24), (14, 36)]
+    assert levels[2]["dT_step"] == pytest.approx(levels[0]["dT_step"] / RATIO**2)
+    peaks = [lv["outputs"]["temperature_peak"] for lv in res["rows"][0]["levels"]]
+    assert np.isfinite(peaks).all() and res["outputs"]["temperature_peak"]["negligible"] is not None
 
 
 def test_the_fe_chain_on_three_discretisations():

@@ -155,8 +155,16 @@ def test_a_convergence_check_of_a_mesh_free_simulator_is_an_error_at_its_line(tm
     text = (repo / "studies" / "oven_18650.yaml").read_text()
     old = "reference: {simulator: fe_thermal_18650,"
     p = tmp_path / "oven.yaml"
+    text = text.replace("convergence: {runs: 8, model: reference}\n", "")
     p.write_text(text.replace(old, "convergence: {runs: 4}\n" + old))
     with pytest.raises(StudyError) as info:
         load_study(p)
     assert "'lumped_thermal' has no discretisation to refine" in str(info.value)
+    assert "model: reference checks the FE reference" in str(info.value)
     assert info.value.field == "convergence" and info.value.line == text[:text.index(old)].count("\n") + 1
+    # its FE reference has one; without a reference section there is none to check
+    assert load_study(repo / "studies" / "oven_18650.yaml").convergence.model == "reference"
+    p.write_text(text.replace(old, "convergence: {runs: 4, model: reference}\n#" + old))
+    with pytest.raises(StudyError) as info:
+        load_study(p)
+    assert info.value.field == "convergence.model" and "needs the study's reference" in str(info.value)
