@@ -160,6 +160,23 @@ def test_separator_meltdown_spreads_the_short_and_collapses_the_voltage(monkeypa
     assert melt["voltage"][0] == solid["voltage"][0]
 
 
+def test_the_meltdown_front_lies_where_the_rings_temperature_crosses_the_meltdown():
+    """Ring temperatures linear in r between centres: the front is where that line crosses 165 degC, inside a ring
+    (not at its edge); no melted ring: 0; every ring melted: the outer radius. The spot's power share over the
+    shorted disc is by area and sums to one."""
+    from abuse_fe.coupled import MELTDOWN_TEMPERATURE as Tm, _disc_share, meltdown_front
+
+    centre = np.array([[0.5, 1.5, 2.5, 3.5]]) * 1e-3
+    T = Tm + np.array([[30.0, 10.0, -10.0, -30.0]])  # crosses at r = 2 mm, mid-way between centres 1 and 2
+    assert meltdown_front(T, centre, np.array([4e-3]))[0] == pytest.approx(2.0e-3)
+    assert meltdown_front(T - 50.0, centre, np.array([4e-3]))[0] == 0.0
+    assert meltdown_front(T + 50.0, centre, np.array([4e-3]))[0] == 4e-3
+    edges = np.array([[0.0, 1.0, 2.0, 3.0, 4.0]]) * 1e-3
+    share = _disc_share(edges, np.array([2.5e-3]))
+    assert share.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(share[0], np.array([1.0, 3.0, 2.25, 0.0]) / 6.25)  # r² differences over 2.5²
+
+
 def test_ring_network_conserves_energy_and_converges():
     """Adiabatic faces: heat stored = Joule + decomposition heat (< 0.5 %); 24 vs 48 rings: same level,
     peak temperature and time to runaway within 5 %."""
