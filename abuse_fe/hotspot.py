@@ -19,9 +19,11 @@ face areas a_j = ∫_faces φ_j dA)::
 V_j = ∫φ_j dV, q_j the decomposition heat per volume (`simulators.kinetics`, exact at fixed T per node),
 P_s = I² R the short's Joule heat spread by volume over the shorted columns (s_j, Σ s_j = 1) and
 P_b = U_ocv I − I² R the electrodes' heat spread over the cell. The circuit is the ring model's:
-I = min(U_ocv(z) / (R + R_int), I_lim), dz/dt = −I/Q. A node column (fixed r) whose through-thickness mean
-temperature has reached `MELTDOWN_TEMPERATURE` joins the short when every column inside it has (the separator
-melts from the spot outwards), and R = R_s A_0 / A with A the shorted face area. Strang splitting (kinetics
+I = min(U_ocv(z) / (R + R_int), I_lim), dz/dt = −I/Q. The separator melts from the spot outwards: the node
+columns (fixed r) from the axis out whose through-thickness mean temperature has reached `MELTDOWN_TEMPERATURE`
+join the short, and the next one in part, as far as the columns' temperature crosses it between the two
+(`abuse_fe.coupled.meltdown_front`, as in the ring model: whole columns made the short's area jump); R = R_s A_0 / A
+with A the shorted face area. Strang splitting (kinetics
 ½Δt, backward Euler for conduction, cooling and sources over Δt with the mass-lumped, M-matrix system,
 kinetics ½Δt), step control |ΔT| ≤ ``dT_step`` and SOC change ≤ 1 % per step, as in the ring model.
 
@@ -46,7 +48,7 @@ from mpi4py import MPI
 from scipy.linalg import solveh_banded
 
 from abuse_fe.coupled import (
-    MELTDOWN_TEMPERATURE, RUNAWAY_RATE_TIME, THERMOCOUPLE_DISTANCE, CellThermal, measured_features,
+    RUNAWAY_RATE_TIME, THERMOCOUPLE_DISTANCE, CellThermal, measured_features, meltdown_front,
 )
 from simulators.kinetics import load as load_kinetics
 from simulators.lumped import RUNAWAY_RATE
@@ -126,7 +128,6 @@ def short_thermal_response_fe(
     in_spot = nodes[:, 0] <= r_s * (1 + 1e-9)
     n_spot_cols = int(np.sum(col_r <= r_s * (1 + 1e-9)))
     A0 = col_area[:n_spot_cols].sum()
-    col_area_within = np.cumsum(col_area)
     # K in banded form (upper, LAPACK's layout) with the nodes ordered column by column: the Q1 stencil reaches
     # one column over and one row up, so the half-bandwidth is n_through + 2 (a ~300-node system per step in µs)
     order = np.lexsort((nodes[:, 1], col))
@@ -146,7 +147,9 @@ def short_thermal_response_fe(
     R_int = cell.internal_resistance_ah / (Q / 3600.0)
     I_lim = current_limit_c_rate * Q / 3600.0
     ocv = lambda s: float(np.interp(s, *cell.ocv))  # noqa: E731
-    shorted = n_spot_cols
+    shorted = float(n_spot_cols)  # shorted columns from the axis out, the last one in part (the meltdown front)
+    col_index = np.arange(col_area.size)
+    col_weight = np.clip(shorted - col_index, 0.0, 1.0)
     R_short = R_s
 
     def circuit(z):
@@ -177,8 +180,7 @@ def short_thermal_response_fe(
         I, P_tot = circuit(z - I_pred * d / (2 * Q))
         P_s = I**2 * R_short
         P_b = max(P_tot - P_s, 0.0)
-        shorted_nodes = col < shorted
-        spot_share = np.where(shorted_nodes, vol, 0.0) / vol[shorted_nodes].sum()
+        spot_share = vol * col_weight[col] / (vol @ col_weight[col])
         rhs = m / d * T1 + P_b * vol / V_cell + P_s * spot_share + hA * T_amb
         ab = bands.copy()
         ab[band] += (m / d + hA)[order]
@@ -206,12 +208,14 @@ def short_thermal_response_fe(
         T_probe = float(np.interp(r_probe, nodes[top_idx, 0], T[top_idx]))
         hist.append((t, float(T[in_spot] @ vol[in_spot] / vol[in_spot].sum()), float(T @ vol / vol.sum()), T_probe,
                      I, I * R_short))
-        # separator meltdown: the columns from the axis out whose mean temperature has reached it join the short
+        # separator meltdown: the short reaches where the columns' mean temperature crosses it (`meltdown_front` in
+        # column numbers: the first column after the melted ones joins in part, in proportion to the crossing)
         col_T = np.bincount(col, T * vol) / col_vol
-        melted = int(np.cumprod(col_T >= MELTDOWN_TEMPERATURE).sum())
-        if melted > shorted:
-            shorted = melted
-            R_short = R_s * A0 / col_area_within[shorted - 1]
+        front = float(meltdown_front(col_T[None], col_index[None] + 1.0, np.array([float(col_T.size)]))[0])
+        if front > shorted:
+            shorted = front
+            col_weight = np.clip(shorted - col_index, 0.0, 1.0)
+            R_short = R_s * A0 / (col_weight @ col_area)
         dt = min(d * 1.5, dt_max) if change < dT_step / 4 else d
     ts, Ts, Tm, Tp, Is, Vs = (np.array(c) for c in zip(*hist))
     grid = np.linspace(0.0, t_end, n_time)
