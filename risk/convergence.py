@@ -44,11 +44,10 @@ EXTRA_OUTPUTS = ("temperature_peak", "time_to_runaway")
 
 def refinable(simulator: str) -> bool:
     """Has the registered ``simulator`` a discretisation to refine (it overrides `Simulator.refined`)? Decided
-    without building it: refining an FE simulator imports its FE stack, which this process need not load."""
-    from simulators.base import Simulator
-    from simulators.registry import load
+    without importing it (`simulators.registry.overrides`): loading a study must not load its FE stack."""
+    from simulators.registry import overrides
 
-    return load(simulator).refined is not Simulator.refined
+    return overrides(simulator, "refined")
 
 
 def estimate(phi: tuple[float, float, float], ratio: float = RATIO) -> dict:
@@ -123,11 +122,12 @@ def _options(sim) -> dict:
 
 
 def check(simulator: str, options: Mapping, priors: Mapping, conditions: Mapping, condition_sets=(), *, n: int,
-          seed: int, input_spread: Mapping[str, float], workers: int = 1, timeout: float = 600.0,
+          seed: int, input_spread: Mapping[str, float], workers: int = 0, timeout: float = 600.0,
           observables: tuple[str, ...] = (), levels: int = 3,
           reduced_from: tuple[str, Mapping] | None = None) -> dict:
     """``n`` Sobol draws over ``priors`` and ``conditions`` (``condition_sets``: `simulators.ensemble.design_sets`)
-    on ``levels`` discretisations of ``simulator`` refined by `RATIO` (module doc), ``workers`` spawned processes.
+    on ``levels`` discretisations of ``simulator`` refined by `RATIO` (module doc) in ``workers`` spawned processes
+    (0: in this process, which then loads the simulator's FE stack beside whatever it holds — a stage passes ≥ 1).
 
     input_spread : per output, its standard deviation over the study's ensemble [output units] (the yardstick).
     reduced_from : ``(name, options)`` of the study's simulator when ``simulator`` is the reference it reduces
@@ -153,7 +153,7 @@ def check(simulator: str, options: Mapping, priors: Mapping, conditions: Mapping
     jobs = [(simulator, dict(options), th | held, c, timeout, outputs, levels, reduced_from)
             for th, c in (plan.sample(i) for i in range(len(plan)))]
     t0 = time.perf_counter()
-    if workers > 1 and len(jobs) > 1:
+    if workers >= 1 and jobs:
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
             rows = list(pool.map(_run_levels, jobs))
     else:

@@ -213,10 +213,11 @@ def _mae(differences: list[float]) -> float:
 
 
 def compare(simulator: str, options: Mapping, reference: str, reference_options: Mapping, priors: Mapping,
-            conditions: Mapping, condition_sets=(), *, n: int, seed: int, workers: int = 1,
+            conditions: Mapping, condition_sets=(), *, n: int, seed: int, workers: int = 0,
             timeout: float = 600.0, observables: tuple[str, ...] = ()) -> dict:
     """``n`` Sobol draws over ``priors`` and ``conditions`` (``condition_sets``: `simulators.ensemble.design_sets`)
-    through ``reference`` and the arms of ``simulator`` (module doc), ``workers`` spawned processes at a time;
+    through ``reference`` and the arms of ``simulator`` (module doc), ``workers`` spawned processes at a time (0: in
+    this process, which then loads the FE stack beside whatever it holds — a stage passes ≥ 1);
     ``observables``: outputs whose errors are reported (the study's calibrated observables).
 
     Returns ``{"simulator", "reference", "note", "held", "n_draws", "arms", "observable_units", "reference_runaways",
@@ -230,7 +231,7 @@ def compare(simulator: str, options: Mapping, reference: str, reference_options:
     jobs = [(simulator, dict(options), reference, dict(reference_options), th | held, c, timeout, tuple(observables))
             for th, c in (plan.sample(i) for i in range(len(plan)))]
     t0 = time.perf_counter()
-    if workers > 1 and len(jobs) > 1:
+    if workers >= 1 and jobs:
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
             rows = list(pool.map(_run_pair, jobs))
     else:

@@ -65,7 +65,8 @@ def fidelity(ctx: RunContext) -> dict:
     r = s.reference
     res = compare(s.simulator.name, dict(s.simulator.options), r.simulator, dict(r.options), s.priors(),
                   s.condition_values(), s.condition_sets(), n=r.runs, seed=ctx.stage_seed("fidelity"),
-                  workers=s.ensemble.workers, timeout=s.ensemble.timeout, observables=tuple(s.sim2real.observables))
+                  workers=max(1, s.ensemble.workers), timeout=s.ensemble.timeout,
+                  observables=tuple(s.sim2real.observables))
     res["quick"] = bool(ctx.quick)
     ctx.path("fidelity.json").write_text(json.dumps(res, indent=2, default=float))
     if res["failures"]:
@@ -92,7 +93,7 @@ def convergence(ctx: RunContext) -> dict:
     else:
         name, options, reduced_from = s.simulator.name, dict(s.simulator.options), None
     res = check(name, options, s.priors(), s.condition_values(), s.condition_sets(), n=s.convergence.runs,
-                seed=ctx.stage_seed("convergence"), input_spread=spread, workers=s.ensemble.workers,
+                seed=ctx.stage_seed("convergence"), input_spread=spread, workers=max(1, s.ensemble.workers),
                 timeout=s.ensemble.timeout, observables=observables, reduced_from=reduced_from)
     res["quick"] = bool(ctx.quick)
     ctx.path("mesh_convergence.json").write_text(json.dumps(res, indent=2, default=_json_default))

@@ -46,3 +46,37 @@ def load(name: str) -> type[Simulator]:
         raise KeyError(msg + f" (available: {', '.join(available())})")
     module, _, attr = declared[name].partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def overrides(name: str, method: str) -> bool:
+    """Does the simulator registered as ``name`` override ``Simulator.<method>``? Decided from its module's source
+    (`ast`) while the module is not imported — the check must not load its heavy stack (dolfinx, PyBaMM) into a
+    process that later runs torch or JAX — following base classes defined in the same module; a base imported from
+    elsewhere counts as not overriding."""
+    import sys
+
+    if name in _runtime or ":" in name or _module_of(name) in sys.modules:
+        return getattr(load(name), method) is not getattr(Simulator, method)
+    import ast
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    module, _, attr = _declared()[name].partition(":")
+    tree = ast.parse(Path(find_spec(module).origin).read_text())
+    classes = {c.name: c for c in tree.body if isinstance(c, ast.ClassDef)}
+    todo, seen = [attr], set()
+    while todo:
+        cls = classes.get(todo.pop())
+        if cls is None or cls.name in seen:
+            continue
+        seen.add(cls.name)
+        if any(isinstance(f, ast.FunctionDef) and f.name == method for f in cls.body):
+            return True
+        todo += [b.id for b in cls.bases if isinstance(b, ast.Name)]
+    return False
+
+
+def _module_of(name: str) -> str | None:
+    declared = _declared()
+    return declared[name].partition(":")[0] if name in declared else None
+
